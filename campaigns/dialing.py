@@ -1,0 +1,63 @@
+"""What the domain asks of a telephony provider: the Dialer protocol and its plain value types."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any, Protocol
+
+
+@dataclass(frozen=True)
+class DialRequest:
+    attempt_id: str
+    campaign_id: str
+    contact_id: str
+    to: str
+    from_number: str | None
+    agent_id: str | None
+    machine_detection: str | None
+    ring_timeout_seconds: int
+    time_limit_seconds: int
+    dynamic_variables: dict[str, Any] = field(default_factory=dict)
+    # register | stream | native: which Dialer places the call and how the agent joins it.
+    agent_connection: str = "stream"
+    agent_phone_number_id: str | None = None
+
+
+@dataclass(frozen=True)
+class ProviderCall:
+    """A call as the provider reports it when asked (list or fetch)."""
+
+    call_id: str
+    to: str
+    status: str
+    created_at: datetime | None = None
+    answered_by: str | None = None
+    duration_seconds: int | None = None
+
+
+class DialRefused(Exception):
+    """The provider answered and created nothing."""
+
+    def __init__(self, message: str, *, code: str | None = None, retryable: bool = False):
+        super().__init__(message)
+        self.code = code
+        self.retryable = retryable
+
+
+class DialAmbiguous(Exception):
+    """The request may have reached the provider: the call may or may not exist."""
+
+
+class Dialer(Protocol):
+    async def place_call(self, request: DialRequest) -> str:
+        """Ask the provider to dial; return its call id. Raises DialRefused or DialAmbiguous."""
+        ...
+
+    async def find_calls(self, to: str, since: datetime) -> list[ProviderCall]:
+        """Calls to ``to`` created at or after ``since`` (for reconciling ambiguous creates)."""
+        ...
+
+    async def fetch_call(self, call_id: str) -> ProviderCall | None: ...
+
+    async def hang_up(self, call_id: str) -> None: ...

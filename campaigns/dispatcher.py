@@ -1,0 +1,577 @@
+"""Claims due contacts, paces them, and hands them to a Dialer.
+
+The order of operations is what makes "at most one dial per attempt" hold across crashes:
+the Attempt row is committed before the provider is asked to dial, and an attempt whose create
+had no clear answer is reconciled against the provider's own call list, never re-dialled blindly.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import math
+import random
+from collections.abc import Callable
+from datetime import datetime, timedelta
+
+from sqlalchemy import func, select
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from campaigns import policy
+from campaigns.clock import as_utc, utcnow
+from campaigns.dialing import DialAmbiguous, Dialer, DialRefused, DialRequest, ProviderCall
+from campaigns.dnc import blocked_numbers
+from campaigns.ids import new_id
+from campaigns.models import (
+    Attempt,
+    AttemptStatus,
+    Campaign,
+    CampaignStatus,
+    Contact,
+    ContactState,
+    Disposition,
+)
+from campaigns.outcomes import CallUpdate
+from campaigns.phones import mask
+from campaigns.progress import (
+    apply_to_attempt,
+    complete_if_finished,
+    end_attempt,
+    finish_contact,
+)
+
+log = logging.getLogger(__name__)
+
+# Due contacts examined per claim beyond the free slots, for those a window or DNC holds back.
+CLAIM_LOOKAHEAD = 100
+# How far ahead of "now" pacing slots may be handed out in one claim.
+PACING_HORIZON = timedelta(seconds=1)
+# Busy-provider refusals (429) are retried within the attempt this many times.
+REFUSAL_RETRIES = 3
+# Slack added to the provider timeout before another pass may reconcile a dialing attempt.
+LEASE_SLACK = timedelta(seconds=5)
+# A paced dial woken later than this (or than one slot) after its slot takes a fresh slot.
+PACING_TOLERANCE = timedelta(milliseconds=20)
+# How many fresh slots a dial takes before it goes out however late it is.
+MAX_RESLOTS = 5
+# A call whose creation time is this much earlier than its attempt cannot be that attempt's.
+RECONCILE_SKEW = timedelta(seconds=5)
+
+
+class Dispatcher:
+    def __init__(
+        self,
+        sessionmaker: async_sessionmaker[AsyncSession],
+        dialer: Dialer,
+        *,
+        provider_timeout_seconds: float = 10.0,
+        batch_size: int = 200,
+        idle_poll_seconds: float = 5.0,
+        on_next_due: Callable[[datetime | None], None] | None = None,
+    ) -> None:
+        self._sm = sessionmaker
+        self._dialer = dialer
+        self._provider_timeout = timedelta(seconds=provider_timeout_seconds)
+        self._batch_size = batch_size
+        self._idle_poll = idle_poll_seconds
+        self._on_next_due = on_next_due
+        self._wakeup = asyncio.Event()
+        self._tasks: set[asyncio.Task[None]] = set()
+        # The pacing gap of each claimed dial of a campaign with a calls-per-second limit.
+        self._gaps: dict[str, timedelta] = {}
+        self._loop_task: asyncio.Task[None] | None = None
+        self._claiming = False
+
+    # -- lifecycle ---------------------------------------------------------------------------
+
+    def start(self) -> None:
+        self._claiming = True
+        self._loop_task = asyncio.create_task(self._run(), name="dispatcher")
+        self.wake()
+
+    async def stop(self, drain_seconds: float = 10.0) -> None:
+        """Stop claiming; give dials already handed out a chance to reach the provider."""
+        self._claiming = False
+        if self._loop_task is not None:
+            self._loop_task.cancel()
+            await asyncio.gather(self._loop_task, return_exceptions=True)
+        if self._tasks:
+            await asyncio.wait(set(self._tasks), timeout=drain_seconds)
+        for task in set(self._tasks):
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+
+    def wake(self) -> None:
+        self._wakeup.set()
+
+    @property
+    def dials_in_flight(self) -> int:
+        return len(self._tasks)
+
+    async def _run(self) -> None:
+        while self._claiming:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wakeup.wait(), timeout=self._idle_poll)
+            self._wakeup.clear()
+            try:
+                await self.dispatch_pass()
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                # The next wake-up tries again; a database hiccup must not stop dialling for good.
+                log.exception("dispatch pass failed")
+
+    # -- claiming ----------------------------------------------------------------------------
+
+    async def dispatch_pass(self) -> int:
+        """Claim what may be dialled now in every running campaign. Returns the number claimed."""
+        now = utcnow()
+        async with self._sm() as session:
+            campaign_ids = list(
+                await session.scalars(
+                    select(Campaign.id).where(Campaign.status == CampaignStatus.RUNNING)
+                )
+            )
+        claimed = 0
+        for campaign_id in campaign_ids:
+            if not self._claiming:
+                break
+            for request, at in await self._claim(campaign_id, now):
+                self._spawn(self._dial(request, at))
+                claimed += 1
+        if self._on_next_due is not None:
+            self._on_next_due(await self.next_due())
+        return claimed
+
+    async def _claim(self, campaign_id: str, now: datetime) -> list[tuple[DialRequest, datetime]]:
+        async with self._sm.begin() as session:
+            # Locking the campaign row serialises claims of one campaign across every node, so the
+            # live-call count and the pacing slots below are exact, not per-process estimates.
+            campaign = await session.scalar(
+                select(Campaign)
+                .where(Campaign.id == campaign_id, Campaign.status == CampaignStatus.RUNNING)
+                .with_for_update()
+            )
+            if campaign is None:
+                return []
+            live = await session.scalar(
+                select(func.count())
+                .select_from(Attempt)
+                .where(
+                    Attempt.campaign_id == campaign_id,
+                    Attempt.status.in_(AttemptStatus.LIVE),
+                )
+            )
+            room = min(campaign.concurrency - (live or 0), self._batch_size)
+            first_slot = max(now, campaign.next_dial_at or now)
+            if campaign.cps:
+                spare = (now + PACING_HORIZON - first_slot).total_seconds()
+                if spare < 0:
+                    return []
+                room = min(room, math.floor(spare * campaign.cps) + 1)
+            if room <= 0:
+                return []
+            contacts = list(
+                await session.scalars(
+                    select(Contact)
+                    .where(
+                        Contact.campaign_id == campaign_id,
+                        Contact.state == ContactState.PENDING,
+                        Contact.next_attempt_at <= now,
+                    )
+                    .order_by(Contact.next_attempt_at)
+                    # Some due contacts turn out not callable now (window, DNC): look further.
+                    .limit(max(room, CLAIM_LOOKAHEAD))
+                    .with_for_update(skip_locked=True)
+                )
+            )
+            ready = await _callable(session, campaign, contacts, first_slot, room)
+            if not ready and contacts:
+                # Contacts settled here (do-not-call, expired) may have been the last open ones.
+                await session.flush()
+                await complete_if_finished(session, campaign, now)
+            gap = timedelta(seconds=1 / campaign.cps) if campaign.cps else timedelta(0)
+            claimed: list[tuple[DialRequest, datetime]] = []
+            for index, (contact, allowed_at) in enumerate(ready):
+                # The pacing slot, unless the contact's window opens later within the horizon.
+                at = max(first_slot + gap * index, allowed_at)
+                contact.state = ContactState.IN_PROGRESS
+                contact.attempts_made += 1
+                contact.next_attempt_at = None
+                attempt = Attempt(
+                    id=new_id("att"),
+                    campaign_id=campaign_id,
+                    contact_id=contact.id,
+                    number=contact.attempts_made,
+                    phone_number=contact.current_number,
+                    status=AttemptStatus.DIALING,
+                    created_at=now,
+                    scheduled_at=at,
+                    lease_expires_at=at + self._provider_timeout + LEASE_SLACK,
+                )
+                session.add(attempt)
+                claimed.append((_request(campaign, contact, attempt), at))
+                if campaign.cps:
+                    self._gaps[attempt.id] = gap
+            if ready and campaign.cps:
+                campaign.next_dial_at = max(at for _, at in claimed) + gap
+            return claimed
+
+    async def next_due(self) -> datetime | None:
+        """The earliest instant a pending contact of a running campaign becomes due."""
+        async with self._sm() as session:
+            return await session.scalar(
+                select(func.min(Contact.next_attempt_at))
+                .join(Campaign, Campaign.id == Contact.campaign_id)
+                .where(
+                    Campaign.status == CampaignStatus.RUNNING,
+                    Contact.state == ContactState.PENDING,
+                )
+            )
+
+    # -- dialling ----------------------------------------------------------------------------
+
+    def _spawn(self, coro: object) -> None:
+        task = asyncio.create_task(coro)  # type: ignore[arg-type]
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _dial(self, request: DialRequest, at: datetime) -> None:
+        delay = (at - utcnow()).total_seconds()
+        if delay > 0:
+            await asyncio.sleep(delay)  # the pacing slot, not a wait for a condition
+        if not await self._still_wanted(request):
+            self.wake()
+            return
+        # Checked last, right before sending: any wait above may have made the dial late.
+        if not await self._wait_for_slot(request, at):
+            self.wake()
+            return
+        for retry in range(REFUSAL_RETRIES + 1):
+            sent_at = utcnow()
+            try:
+                call_id = await self._dialer.place_call(request)
+            except DialRefused as refusal:
+                if refusal.retryable and retry < REFUSAL_RETRIES:
+                    await asyncio.sleep(_backoff(retry))
+                    continue
+                await self._record_refusal(request, refusal)
+            except DialAmbiguous as exc:
+                log.warning(
+                    "create for attempt %s had no clear answer: %s", request.attempt_id, exc
+                )
+                await self._defer_reconciliation(request.attempt_id)
+            except Exception:
+                log.exception("dialer failed for attempt %s", request.attempt_id)
+                await self._defer_reconciliation(request.attempt_id)
+            else:
+                await self._record_dialed(request.attempt_id, call_id, sent_at)
+                log.info(
+                    "dialled %s for attempt %s: %s", mask(request.to), request.attempt_id, call_id
+                )
+            break
+        self.wake()
+
+    async def _still_wanted(self, request: DialRequest) -> bool:
+        """Re-check just before dialling: a pause, a cancel or a do-not-call entry that arrived
+        since the claim stops the dial (the attempt is then not placed)."""
+        now = utcnow()
+        async with self._sm.begin() as session:
+            attempt = await session.get(Attempt, request.attempt_id, with_for_update=True)
+            if attempt is None or attempt.status != AttemptStatus.DIALING:
+                return False
+            campaign = await session.get(Campaign, request.campaign_id)
+            blocked = await blocked_numbers(session, request.campaign_id, [request.to])
+            if campaign is not None and campaign.status == CampaignStatus.RUNNING and not blocked:
+                return True
+            await _mark_not_placed(session, attempt, now)
+            contact = await session.get(Contact, request.contact_id)
+            if contact is not None and contact.state == ContactState.PENDING:
+                if blocked:
+                    finish_contact(session, contact, Disposition.DNC, now)
+                elif campaign is not None and campaign.status == CampaignStatus.CANCELLED:
+                    finish_contact(session, contact, Disposition.CANCELLED, now)
+                if contact.state == ContactState.DONE and campaign is not None:
+                    await session.flush()
+                    await complete_if_finished(session, campaign, now)
+            return False
+
+    async def _wait_for_slot(self, request: DialRequest, at: datetime) -> bool:
+        """Sleep until the dial's pacing slot; False if the attempt was settled meanwhile.
+
+        A dial that wakes up late (a stalled process, a busy machine) takes a fresh slot rather
+        than going out together with the dials planned after it: calls per second is what the
+        provider sees, not what was planned.
+        """
+        gap = self._gaps.pop(request.attempt_id, None)
+        for _ in range(MAX_RESLOTS):
+            delay = (at - utcnow()).total_seconds()
+            if delay > 0:
+                await asyncio.sleep(delay)  # the pacing slot, not a wait for a condition
+            if gap is None or utcnow() - at <= max(gap, PACING_TOLERANCE):
+                return True
+            slot = await self._fresh_slot(request, gap)
+            if slot is None:
+                return False
+            at = slot
+        return True
+
+    async def _fresh_slot(self, request: DialRequest, gap: timedelta) -> datetime | None:
+        async with self._sm.begin() as session:
+            campaign = await session.scalar(
+                select(Campaign).where(Campaign.id == request.campaign_id).with_for_update()
+            )
+            attempt = await session.get(Attempt, request.attempt_id, with_for_update=True)
+            if campaign is None or attempt is None or attempt.status != AttemptStatus.DIALING:
+                return None
+            now = utcnow()
+            slot = max(now, campaign.next_dial_at or now)
+            campaign.next_dial_at = slot + gap
+            attempt.scheduled_at = slot
+            # No other node may reconcile the attempt while it waits for its new slot.
+            attempt.lease_expires_at = slot + self._provider_timeout + LEASE_SLACK
+            return slot
+
+    async def _defer_reconciliation(self, attempt_id: str) -> None:
+        """Leave the attempt to housekeeping once the provider has surely finished with it.
+
+        Listing calls at once would race the create still being processed on the provider's
+        side: "not found" now does not mean "never created".
+        """
+        async with self._sm.begin() as session:
+            attempt = await session.get(Attempt, attempt_id, with_for_update=True)
+            if attempt is not None and attempt.status == AttemptStatus.DIALING:
+                attempt.lease_expires_at = utcnow() + self._provider_timeout * 2 + LEASE_SLACK
+
+    async def _record_dialed(self, attempt_id: str, call_id: str, sent_at: datetime) -> None:
+        async with self._sm.begin() as session:
+            attempt = await session.get(Attempt, attempt_id, with_for_update=True)
+            if attempt is None:
+                return
+            if attempt.provider_call_id is None:
+                attempt.provider_call_id = call_id
+            if attempt.status == AttemptStatus.DIALING:
+                attempt.status = AttemptStatus.QUEUED
+            attempt.dialed_at = attempt.dialed_at or sent_at
+            attempt.lease_expires_at = None
+
+    async def _record_refusal(self, request: DialRequest, refusal: DialRefused) -> None:
+        log.warning(
+            "provider refused attempt %s to %s: %s %s",
+            request.attempt_id,
+            mask(request.to),
+            refusal.code,
+            refusal,
+        )
+        now = utcnow()
+        async with self._sm.begin() as session:
+            attempt = await session.get(Attempt, request.attempt_id, with_for_update=True)
+            if attempt is None or attempt.status != AttemptStatus.DIALING:
+                return
+            if refusal.retryable:
+                # Nothing was created and the provider asked us to slow down: not an attempt.
+                await _mark_not_placed(session, attempt, now + timedelta(seconds=30))
+                return
+            attempt.error_code = refusal.code
+            attempt.error_message = str(refusal)[:500]
+            attempt.lease_expires_at = None
+            await end_attempt(session, attempt, AttemptStatus.FAILED, now)
+
+    # -- reconciliation ----------------------------------------------------------------------
+
+    async def reconcile(self, attempt_id: str) -> str:
+        """Settle an attempt whose create had no clear answer: adopted, not_placed or skipped."""
+        async with self._sm() as session:
+            attempt = await session.get(Attempt, attempt_id)
+            if attempt is None or attempt.status != AttemptStatus.DIALING:
+                return "skipped"
+            to, since = attempt.phone_number, attempt.created_at
+        try:
+            calls = await self._dialer.find_calls(to, since - RECONCILE_SKEW)
+        except Exception:
+            log.exception("could not list calls to reconcile attempt %s; will retry", attempt_id)
+            return "skipped"
+        now = utcnow()
+        async with self._sm.begin() as session:
+            attempt = await session.get(Attempt, attempt_id, with_for_update=True)
+            if attempt is None or attempt.status != AttemptStatus.DIALING:
+                return "skipped"
+            if attempt.provider_call_id is not None:
+                found: ProviderCall | None = next(
+                    (c for c in calls if c.call_id == attempt.provider_call_id), None
+                )
+            else:
+                found = await _unclaimed_call(session, calls)
+            if found is None:
+                log.info("attempt %s: provider has no call, not placed", attempt_id)
+                await _mark_not_placed(session, attempt, now)
+                return "not_placed"
+            log.info("attempt %s: adopting provider call %s", attempt_id, found.call_id)
+            attempt.provider_call_id = found.call_id
+            attempt.dialed_at = attempt.dialed_at or found.created_at or now
+            attempt.lease_expires_at = None
+            attempt.status = AttemptStatus.QUEUED
+            await apply_to_attempt(session, attempt, provider_call_update(found, now), now)
+            return "adopted"
+
+    async def reconcile_expired_leases(self) -> int:
+        """Attempts whose dial was never confirmed in time (a crash, a hung request)."""
+        now = utcnow()
+        async with self._sm.begin() as session:
+            attempts = list(
+                await session.scalars(
+                    select(Attempt)
+                    .where(
+                        Attempt.status == AttemptStatus.DIALING,
+                        Attempt.lease_expires_at < now,
+                    )
+                    .limit(500)
+                    .with_for_update(skip_locked=True)
+                )
+            )
+            for attempt in attempts:
+                # Extend the lease so that no other node reconciles it at the same time.
+                attempt.lease_expires_at = now + self._provider_timeout + LEASE_SLACK
+            ids = [a.id for a in attempts]
+        for attempt_id in ids:
+            await self.reconcile(attempt_id)
+        return len(ids)
+
+    async def refresh_live_calls(self, older_than: timedelta | None = None) -> int:
+        """Ask the provider about live calls whose callbacks may have been lost.
+
+        With ``older_than``, only calls that should have ended by now: a call cannot outlive its
+        ring timeout plus its time limit, so silence after that (plus ``older_than``) means a
+        lost callback. The slot stays taken until the provider says the call is over.
+        """
+        now = utcnow()
+        # A callback can move an attempt on before its dial was recorded (dialed_at unset).
+        started = func.coalesce(Attempt.dialed_at, Attempt.scheduled_at)
+        async with self._sm() as session:
+            query = (
+                select(
+                    Attempt.id,
+                    Attempt.provider_call_id,
+                    started,
+                    Campaign.ring_timeout_seconds,
+                    Campaign.time_limit_seconds,
+                )
+                .join(Campaign, Campaign.id == Attempt.campaign_id)
+                .where(
+                    Attempt.status.in_(AttemptStatus.LIVE - {AttemptStatus.DIALING}),
+                    Attempt.provider_call_id.is_not(None),
+                )
+            )
+            if older_than is not None:
+                query = query.where(started < now - older_than).order_by(started)
+            rows = list((await session.execute(query.limit(1000))).all())
+        if older_than is not None:
+            rows = [
+                row
+                for row in rows
+                if as_utc(row[2]) + timedelta(seconds=row[3] + row[4]) + older_than < now
+            ]
+        ended = 0
+        for attempt_id, call_id, *_ in rows:
+            try:
+                call = await self._dialer.fetch_call(call_id)
+            except Exception:
+                log.exception("could not fetch call %s", call_id)
+                continue
+            if call is None or call.status not in AttemptStatus.TERMINAL:
+                continue
+            async with self._sm.begin() as session:
+                attempt = await session.get(Attempt, attempt_id, with_for_update=True)
+                if attempt is not None and await apply_to_attempt(
+                    session, attempt, provider_call_update(call, utcnow()), utcnow()
+                ):
+                    ended += 1
+        if ended:
+            self.wake()
+        return ended
+
+
+def provider_call_update(call: ProviderCall, now: datetime) -> CallUpdate:
+    return CallUpdate(
+        provider="reconcile",
+        provider_call_id=call.call_id,
+        kind="status",
+        received_at=now,
+        status=call.status,
+        answered_by=call.answered_by,
+        duration_seconds=call.duration_seconds,
+    )
+
+
+async def _unclaimed_call(session: AsyncSession, calls: list[ProviderCall]) -> ProviderCall | None:
+    if not calls:
+        return None
+    taken = set(
+        await session.scalars(
+            select(Attempt.provider_call_id).where(
+                Attempt.provider_call_id.in_([c.call_id for c in calls])
+            )
+        )
+    )
+    free = [c for c in calls if c.call_id not in taken]
+    # The oldest unclaimed call is the one this attempt's lost create produced.
+    free.sort(key=lambda c: c.created_at or utcnow())
+    return free[0] if free else None
+
+
+async def _mark_not_placed(session: AsyncSession, attempt: Attempt, retry_at: datetime) -> None:
+    attempt.status = AttemptStatus.NOT_PLACED
+    attempt.ended_at = utcnow()
+    attempt.lease_expires_at = None
+    contact = await session.get(Contact, attempt.contact_id, with_for_update=True)
+    if contact is not None and contact.state == ContactState.IN_PROGRESS:
+        contact.attempts_made -= 1
+        contact.state = ContactState.PENDING
+        contact.next_attempt_at = retry_at
+
+
+async def _callable(
+    session: AsyncSession, campaign: Campaign, contacts: list[Contact], at: datetime, room: int
+) -> list[tuple[Contact, datetime]]:
+    """At most ``room`` contacts that may be dialled within the pacing horizon from ``at``, each
+    with the earliest instant it may be; the rest are settled or planned later.
+
+    Checked at claim time, not only at import: a number put on a do-not-call list, or a window
+    that closed, while the campaign runs must stop the dial.
+    """
+    blocked = await blocked_numbers(session, campaign.id, [c.current_number for c in contacts])
+    ready: list[tuple[Contact, datetime]] = []
+    for contact in contacts:
+        if contact.current_number in blocked:
+            finish_contact(session, contact, Disposition.DNC, at)
+            continue
+        planned = policy.plan(campaign, contact, at)
+        if planned is None:
+            finish_contact(session, contact, Disposition.EXPIRED, at)
+        elif planned > at + PACING_HORIZON:
+            contact.next_attempt_at = planned
+        elif len(ready) < room:
+            ready.append((contact, planned))
+    return ready
+
+
+def _backoff(retry: int) -> float:
+    return min(8.0, 0.5 * 2**retry) * random.uniform(0.5, 1.0)
+
+
+def _request(campaign: Campaign, contact: Contact, attempt: Attempt) -> DialRequest:
+    return DialRequest(
+        attempt_id=attempt.id,
+        campaign_id=campaign.id,
+        contact_id=contact.id,
+        to=contact.current_number,
+        from_number=campaign.from_number,
+        agent_id=campaign.agent_id,
+        machine_detection=campaign.machine_detection or None,
+        ring_timeout_seconds=campaign.ring_timeout_seconds,
+        time_limit_seconds=campaign.time_limit_seconds,
+        dynamic_variables=dict(contact.dynamic_variables or {}),
+        agent_connection=campaign.agent_connection,
+        agent_phone_number_id=campaign.agent_phone_number_id,
+    )

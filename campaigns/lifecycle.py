@@ -1,0 +1,350 @@
+"""Creating, starting and reading campaigns: the operations the API and the CLI share."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import func, select, update
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from campaigns import breaker, policy, recurring
+from campaigns.clock import utcnow
+from campaigns.ids import new_id
+from campaigns.models import (
+    Attempt,
+    AttemptStatus,
+    Campaign,
+    CampaignStatus,
+    Contact,
+    ContactState,
+    Disposition,
+)
+from campaigns.progress import complete_if_finished, finish_contact
+
+
+class CampaignError(ValueError):
+    """A request that the campaign's state or settings make impossible."""
+
+    def __init__(self, message: str, *, code: str = "invalid", status: int = 400):
+        super().__init__(message)
+        self.code = code
+        self.status = status
+
+
+MACHINE_DETECTION_MODES = ("DetectMessageEnd", "Enable", "")
+AGENT_CONNECTIONS = ("register", "stream", "native")
+
+
+@dataclass(frozen=True)
+class CampaignSpec:
+    name: str
+    agent_id: str | None = None
+    from_number: str | None = None
+    default_region: str = "US"
+    max_attempts: int = 3
+    retry_delay_seconds: int = 300
+    concurrency: int = 5
+    cps: float | None = None
+    machine_detection: str = "DetectMessageEnd"
+    ring_timeout_seconds: int = 30
+    time_limit_seconds: int = 600
+    start_at: datetime | None = None
+    end_at: datetime | None = None
+    timezone: str = "UTC"
+    calling_periods: list[Any] | None = None
+    rule_set: str | None = None
+    retry_rules: dict[str, Any] | None = None
+    max_attempts_per_day: int | None = None
+    max_failures_per_number: int = 2
+    voicemail_policy: str = "hang_up"
+    voicemail_message: str | None = None
+    schedule_cron: str | None = None
+    schedule_list: str | None = None
+    agent_connection: str = "stream"
+    agent_phone_number_id: str | None = None
+
+    def validate(self) -> None:
+        checks = [
+            (bool(self.name.strip()), "name must not be empty"),
+            (len(self.default_region) == 2, "default_region must be a two-letter region code"),
+            (1 <= self.max_attempts <= 20, "max_attempts must be between 1 and 20"),
+            (0 <= self.retry_delay_seconds <= 30 * 86400, "retry_delay_seconds out of range"),
+            (1 <= self.concurrency <= 10_000, "concurrency must be between 1 and 10000"),
+            (self.cps is None or 0 < self.cps <= 1000, "cps must be > 0 and <= 1000"),
+            (
+                self.machine_detection in MACHINE_DETECTION_MODES,
+                "machine_detection must be DetectMessageEnd, Enable or empty",
+            ),
+            (5 <= self.ring_timeout_seconds <= 600, "ring_timeout_seconds must be 5..600"),
+            (1 <= self.time_limit_seconds <= 14400, "time_limit_seconds must be 1..14400"),
+            (
+                self.agent_connection in AGENT_CONNECTIONS,
+                "agent_connection must be register, stream or native",
+            ),
+            (
+                self.agent_connection != "native"
+                or bool(self.agent_id and self.agent_phone_number_id),
+                "agent_connection native needs agent_id and agent_phone_number_id",
+            ),
+        ]
+        for ok, message in checks:
+            if not ok:
+                raise CampaignError(message)
+
+
+async def create_campaign(sm: async_sessionmaker[AsyncSession], spec: CampaignSpec) -> Campaign:
+    spec.validate()
+    campaign = Campaign(
+        id=new_id("cmp"),
+        name=spec.name.strip(),
+        agent_id=spec.agent_id,
+        from_number=spec.from_number,
+        default_region=spec.default_region.upper(),
+        status=CampaignStatus.DRAFT,
+        max_attempts=spec.max_attempts,
+        retry_delay_seconds=spec.retry_delay_seconds,
+        concurrency=spec.concurrency,
+        cps=spec.cps,
+        machine_detection=spec.machine_detection,
+        ring_timeout_seconds=spec.ring_timeout_seconds,
+        time_limit_seconds=spec.time_limit_seconds,
+        start_at=spec.start_at,
+        end_at=spec.end_at,
+        timezone=spec.timezone,
+        calling_periods=spec.calling_periods,
+        rule_set=spec.rule_set,
+        retry_rules=spec.retry_rules,
+        max_attempts_per_day=spec.max_attempts_per_day,
+        max_failures_per_number=spec.max_failures_per_number,
+        voicemail_policy=spec.voicemail_policy,
+        voicemail_message=spec.voicemail_message,
+        schedule_cron=spec.schedule_cron,
+        schedule_list=spec.schedule_list,
+        agent_connection=spec.agent_connection,
+        agent_phone_number_id=spec.agent_phone_number_id,
+    )
+    try:
+        policy.validate_campaign_rules(campaign)
+        if campaign.schedule_cron or campaign.schedule_list:
+            if not (campaign.schedule_cron and campaign.schedule_list):
+                raise recurring.ScheduleError("schedule_cron and schedule_list go together")
+            recurring.cron_trigger(campaign.schedule_cron, campaign.timezone)
+    except (policy.PolicyError, recurring.ScheduleError) as exc:
+        raise CampaignError(str(exc), code="invalid_policy", status=422) from exc
+    async with sm.begin() as session:
+        session.add(campaign)
+    return campaign
+
+
+async def get_campaign(session: AsyncSession, campaign_id: str) -> Campaign:
+    campaign = await session.get(Campaign, campaign_id)
+    if campaign is None:
+        raise CampaignError(f"no campaign {campaign_id!r}", code="not_found", status=404)
+    return campaign
+
+
+async def request_start(sm: async_sessionmaker[AsyncSession], campaign_id: str) -> Campaign:
+    """Start now, or schedule the start when the campaign has a future ``start_at``."""
+    async with sm.begin() as session:
+        campaign = await get_campaign(session, campaign_id)
+        if campaign.status not in (CampaignStatus.DRAFT, CampaignStatus.SCHEDULED):
+            raise CampaignError(
+                f"campaign is {campaign.status}; only a draft can be started",
+                code="conflict",
+                status=409,
+            )
+        if campaign.start_at is not None and campaign.start_at > utcnow():
+            campaign.status = CampaignStatus.SCHEDULED
+            return campaign
+    return await start_now(sm, campaign_id)
+
+
+async def start_now(sm: async_sessionmaker[AsyncSession], campaign_id: str) -> Campaign:
+    now = utcnow()
+    async with sm.begin() as session:
+        campaign = await get_campaign(session, campaign_id)
+        if campaign.status not in (CampaignStatus.DRAFT, CampaignStatus.SCHEDULED):
+            return campaign
+        campaign.status = CampaignStatus.RUNNING
+        campaign.started_at = now
+        # Contacts imported before the start become due at the start, not at their import.
+        await session.execute(
+            update(Contact)
+            .where(
+                Contact.campaign_id == campaign_id,
+                Contact.state == ContactState.PENDING,
+                Contact.next_attempt_at < now,
+            )
+            .values(next_attempt_at=now)
+        )
+        await session.flush()
+        await complete_if_finished(session, campaign, now)
+        return campaign
+
+
+async def campaign_counts(session: AsyncSession, campaign_id: str) -> dict[str, Any]:
+    rows = (
+        await session.execute(
+            select(Contact.state, Contact.disposition, func.count())
+            .where(Contact.campaign_id == campaign_id)
+            .group_by(Contact.state, Contact.disposition)
+        )
+    ).all()
+    counts: dict[str, Any] = {
+        "contacts": 0,
+        "pending": 0,
+        "in_progress": 0,
+        "dispositions": dict.fromkeys(Disposition.ALL, 0),
+    }
+    for state, disposition, n in rows:
+        counts["contacts"] += n
+        if state == ContactState.DONE:
+            counts["dispositions"][disposition] = counts["dispositions"].get(disposition, 0) + n
+        elif state in (ContactState.PENDING, ContactState.IN_PROGRESS):
+            counts[state] += n
+    counts["attempts"] = await session.scalar(
+        select(func.count())
+        .select_from(Attempt)
+        .where(Attempt.campaign_id == campaign_id, Attempt.status != AttemptStatus.NOT_PLACED)
+    )
+    return counts
+
+
+def _conflict(campaign: Campaign, action: str) -> CampaignError:
+    return CampaignError(
+        f"campaign is {campaign.status}: it cannot be {action}", code="conflict", status=409
+    )
+
+
+async def pause(sm: async_sessionmaker[AsyncSession], campaign_id: str) -> Campaign:
+    """No new dials; calls already live finish normally."""
+    async with sm.begin() as session:
+        campaign = await _locked(session, campaign_id)
+        if campaign.status == CampaignStatus.PAUSED:
+            return campaign
+        if campaign.status not in (CampaignStatus.RUNNING, CampaignStatus.SCHEDULED):
+            raise _conflict(campaign, "paused")
+        campaign.status = CampaignStatus.PAUSED
+        return campaign
+
+
+async def resume(sm: async_sessionmaker[AsyncSession], campaign_id: str) -> Campaign:
+    now = utcnow()
+    async with sm.begin() as session:
+        campaign = await _locked(session, campaign_id)
+        if campaign.status == CampaignStatus.RUNNING:
+            return campaign
+        if campaign.status != CampaignStatus.PAUSED:
+            raise _conflict(campaign, "resumed")
+        campaign.status = CampaignStatus.RUNNING
+        campaign.started_at = campaign.started_at or now
+        # Resuming says the cause of a pause is fixed: its attention items close.
+        await session.run_sync(lambda sync: breaker.resolve(sync, campaign_id, now))
+        await session.flush()
+        # Everything may have finished while paused: nothing else would complete it.
+        await complete_if_finished(session, campaign, now)
+        return campaign
+
+
+async def cancel(
+    sm: async_sessionmaker[AsyncSession], campaign_id: str
+) -> tuple[Campaign, list[str]]:
+    """Stop for good: queued contacts become ``cancelled``. Returns the live calls' provider ids
+    (the caller hangs them up when asked to; otherwise they finish and are recorded)."""
+    now = utcnow()
+    async with sm.begin() as session:
+        campaign = await _locked(session, campaign_id)
+        if campaign.status == CampaignStatus.CANCELLED:
+            return campaign, []
+        if campaign.status == CampaignStatus.COMPLETED:
+            raise _conflict(campaign, "cancelled")
+        campaign.status = CampaignStatus.CANCELLED
+        campaign.completed_at = now
+        pending = await session.scalars(
+            select(Contact)
+            .where(Contact.campaign_id == campaign_id, Contact.state == ContactState.PENDING)
+            .with_for_update()
+        )
+        for contact in pending:
+            finish_contact(session, contact, Disposition.CANCELLED, now)
+        live = await session.scalars(
+            select(Attempt.provider_call_id).where(
+                Attempt.campaign_id == campaign_id,
+                Attempt.status.in_(AttemptStatus.LIVE),
+                Attempt.provider_call_id.is_not(None),
+            )
+        )
+        return campaign, [call_id for call_id in live if call_id]
+
+
+async def remove_contact(
+    sm: async_sessionmaker[AsyncSession], campaign_id: str, contact_id: str
+) -> Contact:
+    """Take a contact out of a campaign: it is never dialled again (a live call finishes)."""
+    now = utcnow()
+    async with sm.begin() as session:
+        campaign = await _locked(session, campaign_id)
+        contact = await session.scalar(
+            select(Contact)
+            .where(Contact.id == contact_id, Contact.campaign_id == campaign_id)
+            .with_for_update()
+        )
+        if contact is None:
+            raise CampaignError(f"no contact {contact_id!r} in this campaign", code="not_found",
+                                status=404)  # fmt: skip
+        if contact.state != ContactState.DONE:
+            finish_contact(session, contact, Disposition.REMOVED, now)
+            await session.flush()
+            await complete_if_finished(session, campaign, now)
+        return contact
+
+
+async def expire_ended(sm: async_sessionmaker[AsyncSession]) -> int:
+    """Contacts of campaigns whose ``end_at`` has passed get disposition ``expired``."""
+    now = utcnow()
+    async with sm.begin() as session:
+        campaigns = list(
+            await session.scalars(
+                select(Campaign)
+                .where(
+                    Campaign.status.in_((CampaignStatus.RUNNING, CampaignStatus.PAUSED)),
+                    Campaign.end_at <= now,
+                )
+                .with_for_update(skip_locked=True)
+            )
+        )
+        expired = 0
+        for campaign in campaigns:
+            pending = await session.scalars(
+                select(Contact)
+                .where(Contact.campaign_id == campaign.id, Contact.state == ContactState.PENDING)
+                .with_for_update()
+            )
+            for contact in pending:
+                finish_contact(session, contact, Disposition.EXPIRED, now)
+                expired += 1
+            await session.flush()
+            if campaign.status == CampaignStatus.PAUSED:
+                campaign.status = CampaignStatus.RUNNING
+            await complete_if_finished(session, campaign, now)
+        return expired
+
+
+async def _locked(session: AsyncSession, campaign_id: str) -> Campaign:
+    campaign = await session.scalar(
+        select(Campaign).where(Campaign.id == campaign_id).with_for_update()
+    )
+    if campaign is None:
+        raise CampaignError(f"no campaign {campaign_id!r}", code="not_found", status=404)
+    return campaign
+
+
+async def next_call_at(session: AsyncSession, campaign_id: str) -> datetime | None:
+    """When the campaign's next call is planned (None when nothing is waiting)."""
+    return await session.scalar(
+        select(func.min(Contact.next_attempt_at)).where(
+            Contact.campaign_id == campaign_id, Contact.state == ContactState.PENDING
+        )
+    )

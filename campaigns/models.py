@@ -1,0 +1,314 @@
+"""The tables callbridge owns: campaigns, contacts, attempts, call events, do-not-call entries."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import (
+    JSON,
+    DateTime,
+    ForeignKey,
+    Index,
+    Integer,
+    String,
+    Text,
+    UniqueConstraint,
+)
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
+from sqlalchemy.types import TypeDecorator
+
+from campaigns.clock import as_utc, utcnow
+
+
+class UTCDateTime(TypeDecorator[datetime]):
+    """Stores UTC, always returns timezone-aware UTC (SQLite would hand back naive values)."""
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Any) -> datetime | None:
+        if value is not None and value.tzinfo is None:
+            raise ValueError("naive datetime given to a UTC column")
+        return as_utc(value)
+
+    def process_result_value(self, value: datetime | None, dialect: Any) -> datetime | None:
+        return as_utc(value)
+
+
+class Base(DeclarativeBase):
+    type_annotation_map = {datetime: UTCDateTime, dict[str, Any]: JSON, list[Any]: JSON}
+
+
+class CampaignStatus:
+    DRAFT = "draft"
+    SCHEDULED = "scheduled"
+    RUNNING = "running"
+    PAUSED = "paused"
+    COMPLETED = "completed"
+    CANCELLED = "cancelled"
+
+
+class ContactState:
+    PENDING = "pending"  # waiting for next_attempt_at
+    IN_PROGRESS = "in_progress"  # an attempt is live
+    DONE = "done"  # has a final disposition
+
+
+class Disposition:
+    ANSWERED = "answered"
+    VOICEMAIL = "voicemail"
+    VOICEMAIL_LEFT = "voicemail_left"
+    BUSY = "busy"
+    NO_ANSWER = "no_answer"
+    FAILED = "failed"
+    DNC = "dnc"
+    EXPIRED = "expired"
+    CANCELLED = "cancelled"
+    REMOVED = "removed"
+
+    # Reported even when zero; the others appear once they occur.
+    ALL = (ANSWERED, VOICEMAIL, BUSY, NO_ANSWER, FAILED)
+
+
+class Campaign(Base):
+    __tablename__ = "campaigns"
+
+    id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    name: Mapped[str] = mapped_column(String(200))
+    agent_id: Mapped[str | None] = mapped_column(String(200))
+    from_number: Mapped[str | None] = mapped_column(String(32))
+    default_region: Mapped[str] = mapped_column(String(2), default="US")
+    status: Mapped[str] = mapped_column(String(16), default=CampaignStatus.DRAFT, index=True)
+    max_attempts: Mapped[int] = mapped_column(Integer, default=3)
+    retry_delay_seconds: Mapped[int] = mapped_column(Integer, default=300)
+    concurrency: Mapped[int] = mapped_column(Integer, default=5)
+    cps: Mapped[float | None] = mapped_column(default=None)
+    machine_detection: Mapped[str] = mapped_column(String(32), default="DetectMessageEnd")
+    # How answered calls reach the agent: register (ElevenLabs register-call TwiML), stream (our
+    # own media relay) or native (ElevenLabs places the call through its Twilio integration).
+    agent_connection: Mapped[str] = mapped_column(
+        String(16), default="stream", server_default="stream"
+    )
+    # The ElevenLabs phone number id that places native calls.
+    agent_phone_number_id: Mapped[str | None] = mapped_column(String(200))
+    ring_timeout_seconds: Mapped[int] = mapped_column(Integer, default=30)
+    time_limit_seconds: Mapped[int] = mapped_column(Integer, default=600)
+    start_at: Mapped[datetime | None]
+    # Contacts not finished by then get disposition "expired".
+    end_at: Mapped[datetime | None]
+    # The zone of numbers whose own zone is unknown, and of the cron schedule.
+    timezone: Mapped[str] = mapped_column(String(64), default="UTC", server_default="UTC")
+    # [{weekdays: [0..6], start: "HH:MM", end: "HH:MM"}] in the recipient's local time; None: any.
+    calling_periods: Mapped[list[Any] | None] = mapped_column(JSON, default=None)
+    rule_set: Mapped[str | None] = mapped_column(String(32))  # "us_tcpa"
+    retry_rules: Mapped[dict[str, Any] | None] = mapped_column(JSON, default=None)
+    max_attempts_per_day: Mapped[int | None] = mapped_column(Integer)
+    # Contacts with several numbers move to the next one after this many failures in a row.
+    max_failures_per_number: Mapped[int] = mapped_column(Integer, default=2, server_default="2")
+    voicemail_policy: Mapped[str] = mapped_column(
+        String(16), default="hang_up", server_default="hang_up"
+    )
+    voicemail_message: Mapped[str | None] = mapped_column(Text)
+    # Recurring campaigns: a crontab (5 fields; a 6th, leading, for seconds) read in `timezone`,
+    # releasing the named contact list as a new batch at every firing.
+    schedule_cron: Mapped[str | None] = mapped_column(String(100))
+    schedule_list: Mapped[str | None] = mapped_column(String(100))
+    # The earliest instant the next dial may go out: calls-per-second pacing shared by all nodes.
+    next_dial_at: Mapped[datetime | None]
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    started_at: Mapped[datetime | None]
+    completed_at: Mapped[datetime | None]
+
+    contacts: Mapped[list[Contact]] = relationship(back_populates="campaign", lazy="raise")
+
+
+class Contact(Base):
+    __tablename__ = "contacts"
+    __table_args__ = (
+        # A number appears once per campaign and scope: CSV rows share the empty scope (so intake
+        # finds duplicates); each single call has a scope of its own (a number may be called
+        # again and again through the API).
+        UniqueConstraint(
+            "campaign_id", "phone_number", "dedupe_scope", name="uq_contacts_campaign_phone_scope"
+        ),
+        UniqueConstraint("idempotency_key", name="uq_contacts_idempotency_key"),
+        # The dispatcher's claim: due pending contacts of one campaign, earliest first.
+        Index("ix_contacts_due", "campaign_id", "state", "next_attempt_at"),
+    )
+
+    id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    campaign_id: Mapped[str] = mapped_column(ForeignKey("campaigns.id", ondelete="CASCADE"))
+    external_id: Mapped[str | None] = mapped_column(String(200))
+    phone_number: Mapped[str] = mapped_column(String(32))
+    dedupe_scope: Mapped[str] = mapped_column(String(32), default="", server_default="")
+    # Further numbers (E.164) tried in order once the current one keeps failing.
+    alternate_numbers: Mapped[list[Any]] = mapped_column(JSON, default=list, server_default="[]")
+    number_index: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    failures_on_number: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    time_zones: Mapped[list[Any]] = mapped_column(default=list)
+    dynamic_variables: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    row_number: Mapped[int | None] = mapped_column(Integer)
+    state: Mapped[str] = mapped_column(String(16), default=ContactState.PENDING)
+    attempts_made: Mapped[int] = mapped_column(Integer, default=0)
+    next_attempt_at: Mapped[datetime | None]
+    # A reminder's time: the first attempt is not made before it.
+    call_at: Mapped[datetime | None]
+    # Repeating a request with the same key returns this contact instead of a second call.
+    idempotency_key: Mapped[str | None] = mapped_column(String(200))
+    disposition: Mapped[str | None] = mapped_column(String(16))
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    finished_at: Mapped[datetime | None]
+
+    campaign: Mapped[Campaign] = relationship(back_populates="contacts", lazy="raise")
+
+    @property
+    def current_number(self) -> str:
+        """The number dialled now: the first one, or an alternate once it kept failing."""
+        if self.number_index and self.number_index <= len(self.alternate_numbers or []):
+            return str(self.alternate_numbers[self.number_index - 1])
+        return self.phone_number
+
+
+class AttemptStatus:
+    # Committed before the provider is asked to dial; no provider call id yet.
+    DIALING = "dialing"
+    QUEUED = "queued"
+    INITIATED = "initiated"
+    RINGING = "ringing"
+    IN_PROGRESS = "in-progress"
+    COMPLETED = "completed"
+    BUSY = "busy"
+    NO_ANSWER = "no-answer"
+    FAILED = "failed"
+    CANCELED = "canceled"
+    # Reconciliation proved the provider never created the call: it does not count as an attempt.
+    NOT_PLACED = "not_placed"
+
+    TERMINAL = frozenset({COMPLETED, BUSY, NO_ANSWER, FAILED, CANCELED, NOT_PLACED})
+    LIVE = frozenset({DIALING, QUEUED, INITIATED, RINGING, IN_PROGRESS})
+
+
+class Attempt(Base):
+    __tablename__ = "attempts"
+    __table_args__ = (
+        Index("ix_attempts_campaign_status", "campaign_id", "status"),
+        Index("ix_attempts_contact", "contact_id"),
+    )
+
+    id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    campaign_id: Mapped[str] = mapped_column(ForeignKey("campaigns.id", ondelete="CASCADE"))
+    contact_id: Mapped[str] = mapped_column(ForeignKey("contacts.id", ondelete="CASCADE"))
+    number: Mapped[int] = mapped_column(Integer)  # 1 for the contact's first attempt
+    phone_number: Mapped[str] = mapped_column(String(32))
+    provider: Mapped[str] = mapped_column(String(16), default="twilio")
+    provider_call_id: Mapped[str | None] = mapped_column(String(64), unique=True)
+    status: Mapped[str] = mapped_column(String(16), default=AttemptStatus.DIALING)
+    last_sequence: Mapped[int] = mapped_column(Integer, default=-1)
+    answered_by: Mapped[str | None] = mapped_column(String(32))
+    outcome: Mapped[str | None] = mapped_column(String(16))
+    ring_seconds: Mapped[int | None] = mapped_column(Integer)
+    talk_seconds: Mapped[int | None] = mapped_column(Integer)
+    sip_response_code: Mapped[int | None] = mapped_column(Integer)
+    error_code: Mapped[str | None] = mapped_column(String(32))
+    error_message: Mapped[str | None] = mapped_column(Text)
+    # What was done on reaching an answering machine: "hung_up" or "message_left".
+    voicemail_action: Mapped[str | None] = mapped_column(String(16))
+    conversation_id: Mapped[str | None] = mapped_column(String(64), index=True)
+    transcript_summary: Mapped[str | None] = mapped_column(Text)
+    # From the agent's post-call webhook: [{role, message, time_in_call_secs, ...}].
+    transcript: Mapped[list[Any] | None] = mapped_column(JSON)
+    call_successful: Mapped[str | None] = mapped_column(String(16))  # success|failure|unknown
+    data_collection: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+    conversation_seconds: Mapped[int | None] = mapped_column(Integer)
+    created_at: Mapped[datetime]
+    # When the dial is due (its pacing slot), and after when another node may reconcile it.
+    scheduled_at: Mapped[datetime]
+    lease_expires_at: Mapped[datetime | None] = mapped_column(index=True)
+    dialed_at: Mapped[datetime | None]
+    answered_at: Mapped[datetime | None]
+    ended_at: Mapped[datetime | None]
+
+
+class CallEvent(Base):
+    """Every provider callback exactly as received: the audit trail and the source of replays."""
+
+    __tablename__ = "call_events"
+    __table_args__ = (
+        # Twilio retries a callback once: the second copy is recognised, stored once.
+        UniqueConstraint("provider", "dedupe_key", name="uq_call_events_dedupe"),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    provider: Mapped[str] = mapped_column(String(16))
+    kind: Mapped[str] = mapped_column(String(32))  # status | amd | ...
+    dedupe_key: Mapped[str] = mapped_column(String(128))
+    provider_call_id: Mapped[str | None] = mapped_column(String(64), index=True)
+    attempt_id: Mapped[str | None] = mapped_column(String(32), index=True)
+    payload: Mapped[dict[str, Any]]
+    received_at: Mapped[datetime]
+    applied: Mapped[bool] = mapped_column(default=False)
+
+
+class DncEntry(Base):
+    """A number that must not be called: globally (campaign_id NULL) or within one campaign."""
+
+    __tablename__ = "dnc_entries"
+    __table_args__ = (UniqueConstraint("phone_number", "campaign_id", name="uq_dnc_number_scope"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    phone_number: Mapped[str] = mapped_column(String(32), index=True)
+    campaign_id: Mapped[str | None] = mapped_column(ForeignKey("campaigns.id", ondelete="CASCADE"))
+    reason: Mapped[str | None] = mapped_column(String(200))
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class AttentionItem(Base):
+    """Something an operator has to fix, e.g. a campaign paused because its calls keep failing."""
+
+    __tablename__ = "attention_items"
+    __table_args__ = (Index("ix_attention_items_campaign", "campaign_id", "resolved_at"),)
+
+    id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    campaign_id: Mapped[str | None] = mapped_column(ForeignKey("campaigns.id", ondelete="CASCADE"))
+    kind: Mapped[str] = mapped_column(String(32))  # circuit_breaker
+    code: Mapped[str | None] = mapped_column(String(32))  # the provider's error code
+    message: Mapped[str] = mapped_column(Text)  # what is wrong
+    remedy: Mapped[str] = mapped_column(Text)  # how to fix it
+    details: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    resolved_at: Mapped[datetime | None]
+
+
+# The integration tables (API keys, batch calls, webhooks) share this metadata.
+from campaigns import api_tables as _api_tables  # noqa: E402, F401
+
+
+class ContactListEntry(Base):
+    """A named list another system keeps up to date (today's appointments, say)."""
+
+    __tablename__ = "contact_list_entries"
+    __table_args__ = (
+        UniqueConstraint("list_name", "phone_number", name="uq_contact_list_entries_number"),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    list_name: Mapped[str] = mapped_column(String(100), index=True)
+    phone_number: Mapped[str] = mapped_column(String(32))
+    external_id: Mapped[str | None] = mapped_column(String(200))
+    time_zones: Mapped[list[Any]] = mapped_column(default=list)
+    dynamic_variables: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    row_number: Mapped[int | None] = mapped_column(Integer)
+
+
+class ScheduleFiring(Base):
+    """One release of a recurring campaign: its key makes a second release of it impossible."""
+
+    __tablename__ = "schedule_firings"
+
+    campaign_id: Mapped[str] = mapped_column(
+        ForeignKey("campaigns.id", ondelete="CASCADE"), primary_key=True
+    )
+    fire_at: Mapped[datetime] = mapped_column(primary_key=True)
+    contacts: Mapped[int] = mapped_column(Integer, default=0)
+    released_at: Mapped[datetime] = mapped_column(default=utcnow)

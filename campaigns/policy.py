@@ -1,0 +1,210 @@
+"""When a contact may be called next, and what an ended attempt means for it.
+
+Every instant planned here satisfies, at once: the campaign's start and end, the contact's own
+``call_at``, the retry delay, the calling windows in every candidate zone of the number, and the
+caps on calls per local day and per rolling 24 hours.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+from campaigns.compliance import rule_for, rule_windows
+from campaigns.models import Campaign, Contact, Disposition
+from campaigns.phones import normalize
+from campaigns.windows import Window, WindowError, next_open, parse_periods, zone
+
+# Provider error codes that no retry can fix: the number itself is unusable.
+PERMANENT_ERROR_CODES = frozenset({"21211", "21214", "21215", "21216", "21217", "21202"})
+
+RETRY_OUTCOMES = (
+    Disposition.BUSY,
+    Disposition.NO_ANSWER,
+    Disposition.FAILED,
+    Disposition.VOICEMAIL,
+)
+VOICEMAIL_POLICIES = ("hang_up", "leave_message", "agent")
+# A plan gives up after this many window/cap adjustments (each moves the instant forward).
+MAX_PLAN_STEPS = 50
+
+
+class PolicyError(ValueError):
+    """Campaign rules that cannot be applied: refused when the campaign is created."""
+
+
+@dataclass(frozen=True)
+class RetryRule:
+    retry: bool
+    delays: tuple[int, ...]
+
+    def delay_for(self, retry_number: int) -> int:
+        """Seconds before the ``retry_number``-th retry (1-based); the last delay repeats."""
+        return self.delays[min(retry_number, len(self.delays)) - 1]
+
+
+@dataclass(frozen=True)
+class Retry:
+    at: datetime
+
+
+@dataclass(frozen=True)
+class Final:
+    disposition: str
+
+
+def default_retry_rules(retry_delay_seconds: int) -> dict[str, RetryRule]:
+    rules = {o: RetryRule(True, (retry_delay_seconds,)) for o in RETRY_OUTCOMES}
+    rules[Disposition.VOICEMAIL] = RetryRule(False, (retry_delay_seconds,))
+    return rules
+
+
+def parse_retry_rules(raw: Any, retry_delay_seconds: int) -> dict[str, RetryRule]:
+    """``{outcome: {"retry": bool, "delays": [s, ...] | "delay": s}}`` over the defaults."""
+    rules = default_retry_rules(retry_delay_seconds)
+    if raw is None:
+        return rules
+    if not isinstance(raw, dict):
+        raise PolicyError("retry_rules must be an object keyed by outcome")
+    for outcome, spec in raw.items():
+        if outcome not in RETRY_OUTCOMES:
+            raise PolicyError(f"retry_rules: unknown outcome {outcome!r} (use {RETRY_OUTCOMES})")
+        if not isinstance(spec, dict) or not isinstance(spec.get("retry", True), bool):
+            raise PolicyError(f"retry_rules.{outcome} must be {{retry: bool, delays: [...]}}")
+        delays = spec.get("delays", [spec["delay"]] if "delay" in spec else None)
+        if delays is None:
+            delays = list(rules[outcome].delays)
+        if (
+            not isinstance(delays, list)
+            or not delays
+            or not all(isinstance(d, int) and not isinstance(d, bool) and d >= 0 for d in delays)
+        ):
+            raise PolicyError(f"retry_rules.{outcome}.delays must be non-negative seconds")
+        rules[outcome] = RetryRule(spec.get("retry", True), tuple(delays))
+    return rules
+
+
+def retry_rules_json(rules: dict[str, RetryRule]) -> dict[str, Any]:
+    return {o: {"retry": r.retry, "delays": list(r.delays)} for o, r in rules.items()}
+
+
+def validate_campaign_rules(campaign: Campaign) -> None:
+    """Refuse rules that can never be satisfied, with a message that says which."""
+    try:
+        zone(campaign.timezone)
+        parse_periods(campaign.calling_periods)
+    except WindowError as exc:
+        raise PolicyError(str(exc)) from exc
+    if campaign.rule_set not in (None, "us_tcpa"):
+        raise PolicyError("rule_set must be null or 'us_tcpa'")
+    parse_retry_rules(campaign.retry_rules, campaign.retry_delay_seconds)
+    if campaign.start_at and campaign.end_at and campaign.end_at <= campaign.start_at:
+        raise PolicyError("end_at must be after start_at")
+    if campaign.voicemail_policy not in VOICEMAIL_POLICIES:
+        raise PolicyError(f"voicemail_policy must be one of {', '.join(VOICEMAIL_POLICIES)}")
+    if campaign.voicemail_policy == "leave_message" and not campaign.voicemail_message:
+        raise PolicyError("voicemail_policy leave_message needs a voicemail_message")
+
+
+def zones_for(campaign: Campaign, contact: Contact) -> list[str]:
+    zones = contact.time_zones or []
+    if contact.number_index:
+        # An alternate number may be somewhere else entirely.
+        zones = normalize(contact.current_number, "US").time_zones
+    return list(zones) or [campaign.timezone]
+
+
+def windows_for(campaign: Campaign, phone_number: str) -> list[Window]:
+    windows = rule_windows(campaign.rule_set, phone_number)
+    if campaign.calling_periods is not None:
+        windows.append(parse_periods(campaign.calling_periods))
+    return windows
+
+
+def plan(
+    campaign: Campaign,
+    contact: Contact,
+    earliest: datetime,
+    dials: Sequence[datetime] = (),
+) -> datetime | None:
+    """The earliest instant >= ``earliest`` the contact may be dialled; None if there is none."""
+    at = max(earliest, campaign.start_at or earliest)
+    if contact.call_at is not None and contact.attempts_made == 0:
+        at = max(at, contact.call_at)
+    zones = zones_for(campaign, contact)
+    windows = windows_for(campaign, contact.current_number)
+    rule = rule_for(campaign.rule_set, contact.current_number)
+    rolling_cap = rule.max_calls_per_24h if rule else None
+    for _ in range(MAX_PLAN_STEPS):
+        opened = next_open(windows, zones, at) if windows else at
+        if opened is None:
+            return None
+        at = opened
+        moved = _after_caps(campaign, zones, at, dials, rolling_cap)
+        if moved == at:
+            break
+        at = moved
+    else:
+        return None
+    if campaign.end_at is not None and at >= campaign.end_at:
+        return None
+    return at
+
+
+def _after_caps(
+    campaign: Campaign,
+    zones: list[str],
+    at: datetime,
+    dials: Sequence[datetime],
+    rolling_cap: int | None,
+) -> datetime:
+    """``at``, or the first instant after it at which no cap is reached."""
+    if campaign.max_attempts_per_day:
+        # The day is the recipient's: counted in every candidate zone, strictest wins.
+        for name in zones:
+            tz = zone(name)
+            day = at.astimezone(tz).date()
+            if sum(d.astimezone(tz).date() == day for d in dials) >= campaign.max_attempts_per_day:
+                midnight = datetime.combine(day + timedelta(days=1), datetime.min.time(), tz)
+                return midnight.astimezone(at.tzinfo)
+    if rolling_cap:
+        recent = sorted(d for d in dials if at - timedelta(hours=24) < d <= at)
+        if len(recent) >= rolling_cap:
+            return recent[len(recent) - rolling_cap] + timedelta(hours=24)
+    return at
+
+
+def next_number_after_failure(campaign: Campaign, contact: Contact, outcome: str) -> None:
+    """Count a failure on the number in use; after too many in a row, move to the next one."""
+    if outcome not in (Disposition.BUSY, Disposition.NO_ANSWER, Disposition.FAILED):
+        return
+    contact.failures_on_number = (contact.failures_on_number or 0) + 1
+    alternates = contact.alternate_numbers or []
+    if contact.failures_on_number >= campaign.max_failures_per_number and (
+        (contact.number_index or 0) < len(alternates)
+    ):
+        contact.number_index = (contact.number_index or 0) + 1
+        contact.failures_on_number = 0
+
+
+def after_attempt(
+    campaign: Campaign,
+    contact: Contact,
+    outcome: str,
+    now: datetime,
+    error_code: str | None = None,
+    dials: Sequence[datetime] = (),
+) -> Retry | Final:
+    """Decide the contact's next step once an attempt has ended with ``outcome``."""
+    if error_code in PERMANENT_ERROR_CODES:
+        return Final(outcome)
+    rule = parse_retry_rules(campaign.retry_rules, campaign.retry_delay_seconds).get(outcome)
+    if rule is None or not rule.retry or contact.attempts_made >= campaign.max_attempts:
+        return Final(outcome)
+    delay = rule.delay_for(contact.attempts_made)
+    at = plan(campaign, contact, now + timedelta(seconds=delay), dials)
+    if at is None:
+        return Final(Disposition.EXPIRED)
+    return Retry(at)

@@ -1,0 +1,160 @@
+"""One call requested by another system: a reminder, a callback, a one-off notification."""
+
+from __future__ import annotations
+
+import hashlib
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from campaigns.clock import utcnow
+from campaigns.dnc import blocked_numbers
+from campaigns.ids import new_id
+from campaigns.lifecycle import CampaignError, get_campaign
+from campaigns.models import Campaign, CampaignStatus, Contact, ContactState
+from campaigns.phones import PhoneRejected, normalize
+from campaigns.reminders import BadCallAt, parse_call_at
+from campaigns.sqlutil import insert_ignoring_conflicts
+
+
+def default_campaign_id(agent_id: str | None) -> str:
+    """The campaign that collects an agent's single calls: one per agent, same id on every node."""
+    digest = hashlib.sha256((agent_id or "").encode()).hexdigest()[:20]
+    return f"cmp_agent_{digest}"
+
+
+async def _default_campaign(
+    session: AsyncSession, agent_id: str | None, from_number: str | None
+) -> Campaign:
+    campaign_id = default_campaign_id(agent_id)
+    now = utcnow()
+    # Two first calls for one agent may race: the insert that loses changes nothing.
+    await session.execute(
+        insert_ignoring_conflicts(
+            session,
+            Campaign.__table__,  # type: ignore[arg-type]
+            {
+                "id": campaign_id,
+                "name": f"Single calls for agent {agent_id or '(none)'}"[:200],
+                "agent_id": agent_id,
+                "from_number": from_number,
+                "default_region": "US",
+                "status": CampaignStatus.RUNNING,
+                "max_attempts": 3,
+                "retry_delay_seconds": 300,
+                "concurrency": 10,
+                "machine_detection": "DetectMessageEnd",
+                "ring_timeout_seconds": 30,
+                "time_limit_seconds": 600,
+                "timezone": "UTC",
+                "voicemail_policy": "hang_up",
+                "agent_connection": "stream",
+                "created_at": now,
+                "started_at": now,
+            },
+        )
+    )
+    campaign = await session.get(Campaign, campaign_id, with_for_update=True)
+    assert campaign is not None
+    if campaign.status == CampaignStatus.COMPLETED:
+        # The default campaign takes calls for as long as the agent exists.
+        campaign.status = CampaignStatus.RUNNING
+    return campaign
+
+
+async def find_by_key(session: AsyncSession, idempotency_key: str) -> Contact | None:
+    return await session.scalar(select(Contact).where(Contact.idempotency_key == idempotency_key))
+
+
+async def place_single_call(
+    sm: async_sessionmaker[AsyncSession],
+    *,
+    to: str,
+    agent_id: str | None,
+    from_number: str | None,
+    dynamic_variables: dict[str, Any],
+    call_at: datetime | str | None = None,
+    campaign_id: str | None = None,
+    idempotency_key: str | None = None,
+) -> tuple[Contact, bool]:
+    """Queue one call. Returns the contact and whether it was created by this request."""
+    if idempotency_key:
+        async with sm() as session:
+            existing = await find_by_key(session, idempotency_key)
+        if existing is not None:
+            return existing, False
+    try:
+        async with sm.begin() as session:
+            contact = await _create(
+                session, to, agent_id, from_number, dynamic_variables, call_at, campaign_id
+            )
+            contact.idempotency_key = idempotency_key
+        return contact, True
+    except IntegrityError:
+        # The same key arrived twice at once: the other request created the call.
+        if not idempotency_key:
+            raise
+        async with sm() as session:
+            existing = await find_by_key(session, idempotency_key)
+        if existing is None:
+            raise
+        return existing, False
+
+
+async def _create(
+    session: AsyncSession,
+    to: str,
+    agent_id: str | None,
+    from_number: str | None,
+    dynamic_variables: dict[str, Any],
+    call_at: datetime | str | None,
+    campaign_id: str | None,
+) -> Contact:
+    if campaign_id:
+        campaign = await get_campaign(session, campaign_id)
+        if campaign.status in (CampaignStatus.COMPLETED, CampaignStatus.CANCELLED):
+            raise CampaignError(
+                f"campaign is {campaign.status}: it takes no more calls",
+                code="conflict",
+                status=409,
+            )
+    else:
+        campaign = await _default_campaign(session, agent_id, from_number)
+    try:
+        phone = normalize(to, campaign.default_region)
+    except PhoneRejected as exc:
+        raise CampaignError(
+            f"'to' is not a callable number ({exc.reason})", code="invalid_number", status=422
+        ) from exc
+    if await blocked_numbers(session, campaign.id, [phone.e164]):
+        raise CampaignError("the number is on a do-not-call list", code="dnc", status=422)
+    when: datetime | None
+    try:
+        when = (
+            parse_call_at(call_at, phone.time_zones, campaign.timezone)
+            if isinstance(call_at, str)
+            else call_at
+        )
+    except BadCallAt as exc:
+        raise CampaignError(str(exc), code="invalid_call_at", status=422) from exc
+    now = utcnow()
+    contact_id = new_id("ct")
+    contact = Contact(
+        id=contact_id,
+        campaign_id=campaign.id,
+        phone_number=phone.e164,
+        # Its own scope: the same number may be called through the API any number of times.
+        dedupe_scope=contact_id,
+        time_zones=list(phone.time_zones),
+        dynamic_variables={str(k): v for k, v in dynamic_variables.items()},
+        state=ContactState.PENDING,
+        attempts_made=0,
+        call_at=when,
+        next_attempt_at=max(now, when) if when else now,
+    )
+    session.add(contact)
+    await session.flush()
+    return contact
