@@ -1,0 +1,101 @@
+"""API keys over the API (the CLI has the same: `callbridge keys create|list|revoke`)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from aiohttp import web
+
+from bridge.api.errors import ApiError
+from bridge.api.openapi import Api, Response, body_of
+from bridge.keys import SESSIONMAKER
+from campaigns.api_tables import ApiKey
+from campaigns.apikeys import UnknownKey, create_key, list_keys, revoke_key
+
+api = Api("api-keys", "Keys for this API: stored hashed, shown once, revocable.")
+routes = api.routes
+
+KEY = api.schema(
+    "ApiKey",
+    {
+        "type": "object",
+        "required": ["id", "name", "prefix", "created_at"],
+        "properties": {
+            "id": {"type": "string"},
+            "name": {"type": "string"},
+            "prefix": {"type": "string", "description": "The key's first characters"},
+            "rate_limit_per_minute": {"type": ["integer", "null"]},
+            "created_at": {"type": "string", "format": "date-time"},
+            "last_used_at": {"type": ["string", "null"], "format": "date-time"},
+            "revoked_at": {"type": ["string", "null"], "format": "date-time"},
+            "key": {"type": "string", "description": "The key itself: only in the create answer"},
+        },
+    },
+)
+KEY_CREATE = api.schema(
+    "ApiKeyCreate",
+    {
+        "type": "object",
+        "required": ["name"],
+        "additionalProperties": False,
+        "properties": {
+            "name": {"type": "string", "minLength": 1, "maxLength": 200},
+            "rate_limit_per_minute": {"type": ["integer", "null"], "minimum": 1, "maximum": 100000},
+        },
+    },
+)
+
+
+def _iso(value: Any) -> str | None:
+    return value.isoformat().replace("+00:00", "Z") if value is not None else None
+
+
+def key_json(key: ApiKey) -> dict[str, Any]:
+    return {
+        "id": key.id,
+        "name": key.name,
+        "prefix": key.prefix,
+        "rate_limit_per_minute": key.rate_limit_per_minute,
+        "created_at": _iso(key.created_at),
+        "last_used_at": _iso(key.last_used_at),
+        "revoked_at": _iso(key.revoked_at),
+    }
+
+
+@api.post(
+    "/api/v1/api-keys",
+    summary="Create a key (the answer is the only time the key is shown)",
+    body=KEY_CREATE,
+    responses={201: KEY},
+)
+async def create(request: web.Request) -> web.Response:
+    body = body_of(request)
+    created = await create_key(
+        request.app[SESSIONMAKER],
+        body["name"],
+        rate_limit_per_minute=body.get("rate_limit_per_minute"),
+    )
+    return web.json_response({**key_json(created.key), "key": created.secret}, status=201)
+
+
+@api.get(
+    "/api/v1/api-keys",
+    summary="List keys (never the keys themselves)",
+    responses={200: Response({"type": "array", "items": KEY})},
+)
+async def list_(request: web.Request) -> web.Response:
+    return web.json_response([key_json(k) for k in await list_keys(request.app[SESSIONMAKER])])
+
+
+@api.delete(
+    "/api/v1/api-keys/{key_id}",
+    summary="Revoke a key: it stops working at once",
+    responses={200: KEY},
+)
+async def revoke(request: web.Request) -> web.Response:
+    key_id = request.match_info["key_id"]
+    try:
+        key = await revoke_key(request.app[SESSIONMAKER], key_id)
+    except UnknownKey as exc:
+        raise ApiError(404, "not_found", f"no API key {key_id!r}") from exc
+    return web.json_response(key_json(key))

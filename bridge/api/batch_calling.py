@@ -1,0 +1,558 @@
+"""ElevenLabs-compatible batch calling and outbound calls, so the official SDK works against us:
+``ElevenLabs(api_key=KEY, base_url="http://host:port").conversational_ai.batch_calls.create(...)``.
+
+A batch is a campaign (its id is the campaign id); each recipient is a contact, whose dynamic
+variables come from ``conversation_initiation_client_data.dynamic_variables``. Beyond the
+ElevenLabs fields a submit may carry callbridge's own ``max_attempts``, ``retry_delay_seconds``
+and ``from_number``; without them a batch gets callbridge's campaign defaults (so busy and
+unanswered recipients are retried). ``outbound-call`` queues one call (campaigns/single_calls.py).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import time
+from datetime import UTC, datetime
+from typing import Any
+
+from aiohttp import web
+from sqlalchemy import and_, or_, select
+from sqlalchemy import delete as sa_delete
+
+from bridge.api.errors import ApiError
+from bridge.api.export import export_response
+from bridge.api.openapi import Api, Response, body_of, query_of
+from bridge.keys import DISPATCHER, SCHEDULER, SESSIONMAKER
+from campaigns.api_tables import BatchCall
+from campaigns.batches import BATCH_STATUS, batch_counts, recipients, retry_batch, touch
+from campaigns.clock import utcnow
+from campaigns.contact_list import ContactItem, add_parsed, parse_items
+from campaigns.editing import delete_draft
+from campaigns.importer import ImportReport
+from campaigns.lifecycle import (
+    CampaignError,
+    CampaignSpec,
+    cancel,
+    create_campaign,
+    get_campaign,
+    request_start,
+)
+from campaigns.models import Attempt, Campaign, CampaignStatus
+from campaigns.phones import PhoneRejected, normalize
+from campaigns.single_calls import place_single_call
+
+api = Api(
+    "elevenlabs-batch-calling",
+    "ElevenLabs-compatible endpoints (the official elevenlabs SDK works unchanged): batch "
+    "calling and Twilio outbound calls. Authenticate with xi-api-key.",
+)
+routes = api.routes
+
+MAX_RECIPIENTS = 10_000
+# How long outbound-call waits for the provider's call id before answering without it.
+OUTBOUND_WAIT_SECONDS = 10.0
+
+VARIABLES = {"type": "object", "additionalProperties": {"type": ["string", "number", "boolean"]}}
+CLIENT_DATA = {
+    "type": ["object", "null"],
+    "properties": {"dynamic_variables": {"anyOf": [VARIABLES, {"type": "null"}]}},
+}
+MACHINE_DETECTION = {
+    "type": ["object", "null"],
+    "properties": {"mode": {"enum": ["enable", "detect_message_end", None]}},
+}
+TELEPHONY = api.schema(
+    "TelephonyCallConfig",
+    {
+        "type": ["object", "null"],
+        "properties": {
+            "ringing_timeout_secs": {"type": ["integer", "null"], "minimum": 5, "maximum": 600},
+            "twilio_call_recording_enabled": {"type": ["boolean", "null"]},
+            "twilio_machine_detection": MACHINE_DETECTION,
+        },
+    },
+)
+SUBMIT = api.schema(
+    "BatchCallSubmit",
+    {
+        "type": "object",
+        "required": ["call_name", "agent_id", "recipients"],
+        "properties": {
+            "call_name": {"type": "string", "minLength": 1, "maxLength": 200},
+            "agent_id": {"type": "string", "minLength": 1, "maxLength": 200},
+            "recipients": {
+                "type": "array",
+                "minItems": 1,
+                "maxItems": MAX_RECIPIENTS,
+                "items": {
+                    "type": "object",
+                    "required": ["phone_number"],
+                    "properties": {
+                        "id": {"type": ["string", "null"], "maxLength": 200},
+                        "phone_number": {"type": "string", "maxLength": 64},
+                        "conversation_initiation_client_data": CLIENT_DATA,
+                    },
+                },
+            },
+            "scheduled_time_unix": {"type": ["integer", "null"], "minimum": 0},
+            "agent_phone_number_id": {"type": ["string", "null"], "maxLength": 200},
+            "timezone": {"type": ["string", "null"], "maxLength": 64},
+            "target_concurrency_limit": {
+                "type": ["integer", "null"],
+                "minimum": 1,
+                "maximum": 10000,
+            },
+            "telephony_call_config": TELEPHONY,
+            "max_attempts": {"type": ["integer", "null"], "minimum": 1, "maximum": 20},
+            "retry_delay_seconds": {"type": ["integer", "null"], "minimum": 0, "maximum": 2592000},
+            "from_number": {"type": ["string", "null"], "maxLength": 32},
+        },
+    },
+)
+STATUS = {"enum": ["pending", "in_progress", "completed", "failed", "cancelled"]}
+BATCH_PROPERTIES: dict[str, Any] = {
+    "id": {"type": "string"},
+    "name": {"type": "string"},
+    "agent_id": {"type": "string"},
+    "agent_name": {"type": "string"},
+    "phone_number_id": {"type": ["string", "null"]},
+    "phone_provider": {"type": ["string", "null"]},
+    "created_at_unix": {"type": "integer"},
+    "scheduled_time_unix": {"type": "integer"},
+    "timezone": {"type": ["string", "null"]},
+    "total_calls_dispatched": {"type": "integer"},
+    "total_calls_scheduled": {"type": "integer"},
+    "total_calls_finished": {"type": "integer"},
+    "last_updated_at_unix": {"type": "integer"},
+    "status": STATUS,
+    "retry_count": {"type": "integer"},
+    "target_concurrency_limit": {"type": ["integer", "null"]},
+    "telephony_call_config": {"type": "object"},
+}
+BATCH_REQUIRED = [
+    "id",
+    "name",
+    "agent_id",
+    "agent_name",
+    "created_at_unix",
+    "scheduled_time_unix",
+    "total_calls_dispatched",
+    "total_calls_scheduled",
+    "total_calls_finished",
+    "last_updated_at_unix",
+    "status",
+    "retry_count",
+    "telephony_call_config",
+]
+BATCH = api.schema(
+    "BatchCallResponse",
+    {"type": "object", "required": BATCH_REQUIRED, "properties": BATCH_PROPERTIES},
+)
+RECIPIENT = api.schema(
+    "BatchCallRecipient",
+    {
+        "type": "object",
+        "required": ["id", "status", "created_at_unix", "updated_at_unix"],
+        "properties": {
+            "id": {"type": "string"},
+            "phone_number": {"type": ["string", "null"]},
+            "status": {
+                "enum": [
+                    "pending",
+                    "dispatched",
+                    "initiated",
+                    "in_progress",
+                    "completed",
+                    "failed",
+                    "cancelled",
+                    "voicemail",
+                ]
+            },
+            "created_at_unix": {"type": "integer"},
+            "updated_at_unix": {"type": "integer"},
+            "conversation_id": {"type": ["string", "null"]},
+            "conversation_initiation_client_data": {"type": ["object", "null"]},
+        },
+    },
+)
+BATCH_DETAILED = api.schema(
+    "BatchCallDetailedResponse",
+    {
+        "type": "object",
+        "required": [*BATCH_REQUIRED, "recipients"],
+        "properties": {
+            **BATCH_PROPERTIES,
+            "recipients": {"type": "array", "items": RECIPIENT},
+        },
+    },
+)
+WORKSPACE = api.schema(
+    "WorkspaceBatchCallsResponse",
+    {
+        "type": "object",
+        "required": ["batch_calls"],
+        "properties": {
+            "batch_calls": {"type": "array", "items": BATCH},
+            "next_doc": {"type": ["string", "null"]},
+            "has_more": {"type": "boolean"},
+        },
+    },
+)
+OUTBOUND = api.schema(
+    "TwilioOutboundCall",
+    {
+        "type": "object",
+        "required": ["agent_id", "agent_phone_number_id", "to_number"],
+        "properties": {
+            "agent_id": {"type": "string", "minLength": 1, "maxLength": 200},
+            "agent_phone_number_id": {"type": "string", "maxLength": 200},
+            "to_number": {"type": "string", "maxLength": 64},
+            "conversation_initiation_client_data": CLIENT_DATA,
+            "call_recording_enabled": {"type": ["boolean", "null"]},
+            "telephony_call_config": TELEPHONY,
+        },
+    },
+)
+OUTBOUND_RESPONSE = api.schema(
+    "TwilioOutboundCallResponse",
+    {
+        "type": "object",
+        "required": ["success", "message"],
+        "properties": {
+            "success": {"type": "boolean"},
+            "message": {"type": "string"},
+            "conversation_id": {"type": ["string", "null"]},
+            "callSid": {"type": ["string", "null"]},
+            "contact_id": {"type": "string"},
+        },
+    },
+)
+
+
+def _unix(value: datetime | None) -> int:
+    return int(value.timestamp()) if value is not None else 0
+
+
+def _e164_or_none(value: str | None) -> str | None:
+    if not value or not value.startswith("+"):
+        return None
+    try:
+        return normalize(value, "US").e164
+    except PhoneRejected:
+        return None
+
+
+def _variables(client_data: dict[str, Any] | None) -> dict[str, Any]:
+    return dict((client_data or {}).get("dynamic_variables") or {})
+
+
+async def batch_json(session: Any, campaign: Campaign) -> dict[str, Any]:
+    counts = await batch_counts(session, campaign.id)
+    batch = await session.get(BatchCall, campaign.id)
+    config = dict((batch.telephony_call_config if batch else None) or {})
+    config.setdefault("ringing_timeout_secs", campaign.ring_timeout_seconds)
+    updated = max(
+        value
+        for value in (
+            campaign.created_at,
+            campaign.started_at,
+            campaign.completed_at,
+            batch.updated_at if batch else None,
+            counts.last_finished_at,
+        )
+        if value is not None
+    )
+    return {
+        "id": campaign.id,
+        "name": campaign.name,
+        "agent_id": campaign.agent_id or "",
+        "agent_name": campaign.agent_id or "",
+        "phone_number_id": getattr(campaign, "agent_phone_number_id", None) or campaign.from_number,
+        "phone_provider": "twilio",
+        "created_at_unix": _unix(campaign.created_at),
+        "scheduled_time_unix": _unix(
+            campaign.start_at or campaign.started_at or campaign.created_at
+        ),
+        "timezone": getattr(campaign, "timezone", None),
+        "total_calls_dispatched": counts.dispatched,
+        "total_calls_scheduled": counts.scheduled,
+        "total_calls_finished": counts.finished,
+        "last_updated_at_unix": _unix(updated),
+        "status": BATCH_STATUS.get(campaign.status, "pending"),
+        "retry_count": batch.retry_count if batch else 0,
+        "target_concurrency_limit": campaign.concurrency,
+        "telephony_call_config": config,
+    }
+
+
+async def _campaign(session: Any, request: web.Request) -> Campaign:
+    try:
+        return await get_campaign(session, request.match_info["batch_id"])
+    except CampaignError as exc:
+        raise ApiError(
+            404, "not_found", f"no batch call {request.match_info['batch_id']!r}"
+        ) from exc
+
+
+def _spec(body: dict[str, Any]) -> CampaignSpec:
+    values: dict[str, Any] = {
+        "name": body["call_name"].strip() or "batch",
+        "agent_id": body["agent_id"],
+    }
+    if body.get("target_concurrency_limit"):
+        values["concurrency"] = body["target_concurrency_limit"]
+    for name in ("max_attempts", "retry_delay_seconds"):
+        if body.get(name) is not None:
+            values[name] = body[name]
+    values["from_number"] = body.get("from_number") or _e164_or_none(
+        body.get("agent_phone_number_id")
+    )
+    config = body.get("telephony_call_config") or {}
+    if config.get("ringing_timeout_secs"):
+        values["ring_timeout_seconds"] = config["ringing_timeout_secs"]
+    mode = (config.get("twilio_machine_detection") or {}).get("mode")
+    if mode:
+        values["machine_detection"] = {"enable": "Enable"}.get(mode, "DetectMessageEnd")
+    scheduled = body.get("scheduled_time_unix")
+    if scheduled and scheduled > time.time():
+        values["start_at"] = datetime.fromtimestamp(scheduled, UTC)
+    names = {f.name for f in dataclasses.fields(CampaignSpec)}
+    if body.get("timezone") and "timezone" in names:
+        values["timezone"] = body["timezone"]
+    if body.get("agent_phone_number_id") and "agent_phone_number_id" in names:
+        values["agent_phone_number_id"] = body["agent_phone_number_id"]
+    return CampaignSpec(**values)
+
+
+@api.post(
+    "/v1/convai/batch-calling/submit",
+    summary="Submit a batch call (a campaign, started at once or at scheduled_time_unix)",
+    body=SUBMIT,
+    responses={200: BATCH},
+)
+async def submit(request: web.Request) -> web.Response:
+    body = body_of(request)
+    sm = request.app[SESSIONMAKER]
+    items = [
+        ContactItem(
+            phone_number=r["phone_number"],
+            external_id=r.get("id") or None,
+            dynamic_variables=_variables(r.get("conversation_initiation_client_data")),
+        )
+        for r in body["recipients"]
+    ]
+    parsed = parse_items(items, "US")
+    if parsed.errors:
+        raise ApiError(
+            422,
+            "invalid_recipients",
+            f"{len(parsed.errors)} recipient(s) cannot be called; nothing was created",
+            [{"recipient": e.row - 1, "value": e.value, "reason": e.reason} for e in parsed.errors],
+        )
+    campaign = await create_campaign(sm, _spec(body))
+    try:
+        async with sm.begin() as session:
+            report = ImportReport()
+            await add_parsed(session, campaign.id, parsed, utcnow(), report)
+            await touch(
+                session, campaign.id, telephony_call_config=body.get("telephony_call_config")
+            )
+        campaign = await request_start(sm, campaign.id)
+    except BaseException:
+        # Nothing half-written: the batch goes with whatever part of it was made.
+        await delete_draft(sm, campaign.id)
+        raise
+    if campaign.status == CampaignStatus.SCHEDULED:
+        assert campaign.start_at is not None
+        request.app[SCHEDULER].schedule_campaign_start(campaign.id, campaign.start_at)
+    else:
+        request.app[DISPATCHER].wake()
+    async with sm() as session:
+        return web.json_response(await batch_json(session, campaign))
+
+
+@api.get(
+    "/v1/convai/batch-calling/workspace",
+    summary="List batch calls, newest first (cursor: last_doc)",
+    query={
+        "limit": {"type": "integer", "minimum": 1, "maximum": 100, "default": 100},
+        "last_doc": {"type": "string", "maxLength": 64},
+        "agent_id": {"type": "string", "maxLength": 200},
+    },
+    responses={200: WORKSPACE},
+)
+async def workspace(request: web.Request) -> web.Response:
+    query = query_of(request)
+    limit = query["limit"]
+    async with request.app[SESSIONMAKER]() as session:
+        statement = select(Campaign)
+        if query.get("agent_id"):
+            statement = statement.where(Campaign.agent_id == query["agent_id"])
+        if query.get("last_doc"):
+            after = await session.get(Campaign, query["last_doc"])
+            if after is None:
+                raise ApiError(400, "bad_query", "last_doc names no batch call")
+            statement = statement.where(
+                or_(
+                    Campaign.created_at < after.created_at,
+                    and_(Campaign.created_at == after.created_at, Campaign.id < after.id),
+                )
+            )
+        campaigns = list(
+            await session.scalars(
+                statement.order_by(Campaign.created_at.desc(), Campaign.id.desc()).limit(limit + 1)
+            )
+        )
+        has_more = len(campaigns) > limit
+        campaigns = campaigns[:limit]
+        batches = [await batch_json(session, c) for c in campaigns]
+    return web.json_response(
+        {
+            "batch_calls": batches,
+            "next_doc": campaigns[-1].id if has_more else None,
+            "has_more": has_more,
+        }
+    )
+
+
+@api.get(
+    "/v1/convai/batch-calling/{batch_id}",
+    summary="A batch call with every recipient's status",
+    responses={200: BATCH_DETAILED},
+)
+async def read(request: web.Request) -> web.Response:
+    async with request.app[SESSIONMAKER]() as session:
+        campaign = await _campaign(session, request)
+        body = await batch_json(session, campaign)
+        body["recipients"] = [
+            {
+                "id": contact.id,
+                "phone_number": contact.phone_number,
+                "status": status,
+                "created_at_unix": _unix(contact.created_at),
+                "updated_at_unix": _unix(
+                    contact.finished_at
+                    or (attempt and (attempt.ended_at or attempt.dialed_at or attempt.created_at))
+                    or contact.created_at
+                ),
+                "conversation_id": attempt.conversation_id if attempt else None,
+                "conversation_initiation_client_data": {
+                    "dynamic_variables": dict(contact.dynamic_variables or {})
+                },
+                "external_id": contact.external_id,
+            }
+            for contact, status, attempt in await recipients(session, campaign.id)
+        ]
+    return web.json_response(body)
+
+
+@api.delete(
+    "/v1/convai/batch-calling/{batch_id}",
+    summary="Delete a batch call that is not running, with its recipients and calls",
+    responses={204: Response(description="Deleted")},
+)
+async def remove(request: web.Request) -> web.Response:
+    sm = request.app[SESSIONMAKER]
+    async with sm.begin() as session:
+        campaign = await _campaign(session, request)
+        await session.refresh(campaign, with_for_update=True)
+        if campaign.status in (
+            CampaignStatus.RUNNING,
+            CampaignStatus.PAUSED,
+            CampaignStatus.SCHEDULED,
+        ):
+            raise ApiError(409, "conflict", "the batch is still running: cancel it first")
+        # The database cascades to contacts, attempts and batch metadata.
+        await session.execute(sa_delete(Campaign).where(Campaign.id == campaign.id))
+    return web.Response(status=204)
+
+
+@api.post(
+    "/v1/convai/batch-calling/{batch_id}/cancel",
+    summary="Cancel a batch: recipients not yet called become cancelled; live calls finish",
+    responses={200: BATCH},
+)
+async def cancel_batch(request: web.Request) -> web.Response:
+    sm = request.app[SESSIONMAKER]
+    async with sm() as session:
+        await _campaign(session, request)
+    campaign, _live = await cancel(sm, request.match_info["batch_id"])
+    async with sm.begin() as session:
+        await touch(session, campaign.id)
+    async with sm() as session:
+        return web.json_response(await batch_json(session, campaign))
+
+
+@api.post(
+    "/v1/convai/batch-calling/{batch_id}/retry",
+    summary="Call the failed, busy, unanswered and cancelled recipients of a finished batch again",
+    responses={200: BATCH},
+)
+async def retry(request: web.Request) -> web.Response:
+    sm = request.app[SESSIONMAKER]
+    async with sm() as session:
+        await _campaign(session, request)
+    campaign, queued = await retry_batch(sm, request.match_info["batch_id"])
+    if queued:
+        request.app[DISPATCHER].wake()
+    async with sm() as session:
+        return web.json_response(await batch_json(session, campaign))
+
+
+@api.get(
+    "/v1/convai/batch-calling/{batch_id}/export",
+    summary="Every recipient with its outcome, as CSV (streamed; formula cells neutralised)",
+    responses={200: Response({"type": "string"}, content_type="text/csv")},
+)
+async def export(request: web.Request) -> web.StreamResponse:
+    sm = request.app[SESSIONMAKER]
+    async with sm() as session:
+        campaign = await _campaign(session, request)
+    return await export_response(request, sm, campaign.id)
+
+
+@api.post(
+    "/v1/convai/twilio/outbound-call",
+    summary="Call one number now (a single call in the agent's default campaign)",
+    description=(
+        "Answers once the carrier has the call (callSid), or after a few seconds with the call "
+        "still queued (callSid null). agent_phone_number_id is used as the caller id when it "
+        "is an E.164 number."
+    ),
+    body=OUTBOUND,
+    responses={200: OUTBOUND_RESPONSE},
+)
+async def outbound_call(request: web.Request) -> web.Response:
+    body = body_of(request)
+    sm = request.app[SESSIONMAKER]
+    contact, _created = await place_single_call(
+        sm,
+        to=body["to_number"],
+        agent_id=body["agent_id"],
+        from_number=_e164_or_none(body.get("agent_phone_number_id")),
+        dynamic_variables=_variables(body.get("conversation_initiation_client_data")),
+    )
+    request.app[DISPATCHER].wake()
+    attempt = await _first_dial(sm, contact.id)
+    return web.json_response(
+        {
+            "success": True,
+            "message": "call placed" if attempt and attempt.provider_call_id else "call queued",
+            "conversation_id": attempt.conversation_id if attempt else None,
+            "callSid": attempt.provider_call_id if attempt else None,
+            "contact_id": contact.id,
+        }
+    )
+
+
+async def _first_dial(sm: Any, contact_id: str) -> Attempt | None:
+    deadline = time.monotonic() + OUTBOUND_WAIT_SECONDS
+    while True:
+        async with sm() as session:
+            attempt = await session.scalar(
+                select(Attempt).where(Attempt.contact_id == contact_id).order_by(Attempt.number)
+            )
+        if (attempt is not None and attempt.provider_call_id) or time.monotonic() > deadline:
+            return attempt
+        await asyncio.sleep(0.1)

@@ -1,0 +1,182 @@
+"""Do-not-call lists over the API: one global list and one per campaign."""
+
+from __future__ import annotations
+
+import csv
+import io
+from typing import Any
+
+from aiohttp import web
+
+from bridge.api.campaigns import iso, page_of
+from bridge.api.errors import ApiError
+from bridge.api.openapi import PAGE_HEADERS, PAGE_QUERY, Api, Response, body_of, query_of
+from bridge.keys import SESSIONMAKER
+from campaigns import dnc
+from campaigns.lifecycle import get_campaign
+from campaigns.models import DncEntry
+from campaigns.phones import PhoneRejected, normalize
+
+api = Api("dnc", "Do-not-call lists: numbers that are never dialled.")
+
+MAX_DNC_UPLOAD_BYTES = 64 * 1024**2
+
+DNC_ENTRY = api.schema(
+    "DncEntry",
+    {
+        "type": "object",
+        "required": ["phone_number"],
+        "properties": {
+            "phone_number": {"type": "string"},
+            "campaign_id": {"type": ["string", "null"]},
+            "reason": {"type": ["string", "null"]},
+            "created_at": {"type": ["string", "null"], "format": "date-time"},
+        },
+    },
+)
+DNC_ADD = api.schema(
+    "DncAdd",
+    {
+        "type": "object",
+        "required": ["phone_number"],
+        "additionalProperties": False,
+        "properties": {
+            "phone_number": {"type": "string", "minLength": 1, "maxLength": 64},
+            "campaign_id": {"type": ["string", "null"], "maxLength": 32},
+            "reason": {"type": ["string", "null"], "maxLength": 200},
+            "default_region": {"type": "string", "minLength": 2, "maxLength": 2},
+        },
+    },
+)
+DNC_IMPORT_REPORT = api.schema(
+    "DncImportReport",
+    {
+        "type": "object",
+        "properties": {
+            "rows": {"type": "integer"},
+            "added": {"type": "integer"},
+            "already_listed": {"type": "integer"},
+            "rejected": {"type": "integer"},
+            "errors": {"type": "array", "items": {"type": "object"}},
+        },
+    },
+)
+SCOPE_QUERY = {
+    "campaign_id": {"type": "string", "maxLength": 32},
+    "default_region": {"type": "string", "minLength": 2, "maxLength": 2, "default": "US"},
+}
+
+
+def entry_json(entry: DncEntry) -> dict[str, Any]:
+    return {
+        "phone_number": entry.phone_number,
+        "campaign_id": entry.campaign_id,
+        "reason": entry.reason,
+        "created_at": iso(entry.created_at),
+    }
+
+
+def _e164(raw: str, region: str) -> str:
+    try:
+        return normalize(raw, region).e164
+    except PhoneRejected as exc:
+        raise ApiError(
+            422, "invalid_number", f"not a valid phone number ({exc.reason})", {"value": raw}
+        ) from exc
+
+
+async def _check_campaign(request: web.Request, campaign_id: str | None) -> None:
+    if campaign_id is not None:
+        async with request.app[SESSIONMAKER]() as session:
+            await get_campaign(session, campaign_id)
+
+
+@api.post(
+    "/api/v1/dnc",
+    summary="Add a number (JSON) or a CSV of numbers (text/csv, column phone_number)",
+    body=DNC_ADD,
+    other_bodies={"text/csv": {"type": "string"}},
+    query=SCOPE_QUERY,
+    responses={200: DNC_IMPORT_REPORT, 201: DNC_ENTRY},
+)
+async def add(request: web.Request) -> web.Response:
+    if request.content_type == "text/csv":
+        return await _import_csv(request)
+    body = body_of(request)
+    if body is None:
+        raise ApiError(415, "unsupported_media_type", "send JSON or text/csv")
+    campaign_id = body.get("campaign_id")
+    await _check_campaign(request, campaign_id)
+    e164 = _e164(body["phone_number"], body.get("default_region", "US"))
+    async with request.app[SESSIONMAKER].begin() as session:
+        created = await dnc.add(session, e164, campaign_id, body.get("reason"))
+    entry = {"phone_number": e164, "campaign_id": campaign_id, "reason": body.get("reason")}
+    return web.json_response(entry, status=201 if created else 200)
+
+
+async def _import_csv(request: web.Request) -> web.Response:
+    query = query_of(request)
+    campaign_id = query.get("campaign_id")
+    await _check_campaign(request, campaign_id)
+    raw = await request.content.read(MAX_DNC_UPLOAD_BYTES + 1)
+    if len(raw) > MAX_DNC_UPLOAD_BYTES:
+        raise ApiError(413, "too_large", f"CSV larger than {MAX_DNC_UPLOAD_BYTES} bytes")
+    try:
+        text = raw.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        raise ApiError(422, "csv_refused", "the file is not UTF-8 text") from exc
+    reader = csv.DictReader(io.StringIO(text))
+    fields = {name.strip().lower(): name for name in reader.fieldnames or []}
+    if "phone_number" not in fields:
+        raise ApiError(422, "csv_refused", "the CSV has no phone_number column")
+    report: dict[str, Any] = {"rows": 0, "added": 0, "already_listed": 0, "rejected": 0}
+    errors: list[dict[str, Any]] = []
+    async with request.app[SESSIONMAKER].begin() as session:
+        for row_number, row in enumerate(reader, start=2):
+            report["rows"] += 1
+            value = (row.get(fields["phone_number"]) or "").strip()
+            try:
+                e164 = normalize(value, query["default_region"]).e164
+            except PhoneRejected as exc:
+                report["rejected"] += 1
+                errors.append({"row": row_number, "value": value[:64], "reason": exc.reason})
+                continue
+            added = await dnc.add(session, e164, campaign_id, (row.get("reason") or None))
+            report["added" if added else "already_listed"] += 1
+    return web.json_response({**report, "errors": errors[:1000]})
+
+
+@api.get(
+    "/api/v1/dnc",
+    summary="List do-not-call entries (global by default, or one campaign's)",
+    query={**PAGE_QUERY, "campaign_id": {"type": "string", "maxLength": 32}},
+    responses={200: Response({"type": "array", "items": DNC_ENTRY}, headers=PAGE_HEADERS)},
+)
+async def list_entries(request: web.Request) -> web.Response:
+    query = query_of(request)
+    page, per_page = query["page"], query["per_page"]
+    campaign_id = query.get("campaign_id")
+    where = (
+        DncEntry.campaign_id.is_(None)
+        if campaign_id is None
+        else DncEntry.campaign_id == campaign_id
+    )
+    async with request.app[SESSIONMAKER]() as session:
+        order = (DncEntry.id,)
+        return await page_of(session, DncEntry, [where], order, entry_json, page, per_page)
+
+
+@api.delete(
+    "/api/v1/dnc/{phone_number}",
+    summary="Take a number off a do-not-call list",
+    query=SCOPE_QUERY,
+    responses={204: Response(description="Removed"), 404: None},
+)
+async def remove(request: web.Request) -> web.Response:
+    query = query_of(request)
+    e164 = _e164(request.match_info["phone_number"], query["default_region"])
+    async with request.app[SESSIONMAKER].begin() as session:
+        removed = await dnc.remove(session, e164, query.get("campaign_id"))
+    if not removed:
+        raise ApiError(404, "not_found", "that number is not on this list")
+    return web.Response(status=204)

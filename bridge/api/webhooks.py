@@ -1,0 +1,318 @@
+"""Outgoing webhook subscriptions and their delivery log."""
+
+from __future__ import annotations
+
+import secrets
+from typing import Any
+from urllib.parse import urlsplit
+
+from aiohttp import web
+from sqlalchemy import delete, func, select
+
+from bridge.api.errors import ApiError
+from bridge.api.openapi import PAGE_HEADERS, PAGE_QUERY, Api, Response, body_of, query_of, ref
+from bridge.keys import SESSIONMAKER
+from campaigns.api_tables import (
+    WebhookDelivery,
+    WebhookDeliveryAttempt,
+    WebhookSubscription,
+)
+from campaigns.clock import utcnow
+from campaigns.ids import new_id
+from campaigns.outbox import EVENT_TYPES, cancel_pending
+
+api = Api(
+    "webhooks",
+    "Outgoing webhooks: call.completed, contact.finished, campaign.completed, signed with "
+    "Callbridge-Signature: t=<unix>,v0=<hex HMAC-SHA256(secret, '<t>.<body>')>.",
+)
+routes = api.routes
+
+
+def _iso(value: Any) -> str | None:
+    return value.isoformat().replace("+00:00", "Z") if value is not None else None
+
+
+EVENTS = {"type": "array", "minItems": 1, "uniqueItems": True, "items": {"enum": list(EVENT_TYPES)}}
+URL = {"type": "string", "minLength": 8, "maxLength": 2000, "pattern": "^https?://"}
+SUBSCRIPTION = api.schema(
+    "WebhookSubscription",
+    {
+        "type": "object",
+        "required": ["id", "url", "events", "enabled", "created_at"],
+        "properties": {
+            "id": {"type": "string"},
+            "url": {"type": "string"},
+            "events": {"type": "array", "items": {"type": "string"}},
+            "enabled": {"type": "boolean"},
+            "disabled_reason": {"type": ["string", "null"]},
+            "created_at": {"type": "string", "format": "date-time"},
+            "secret": {"type": "string", "description": "Shown only when created"},
+        },
+    },
+)
+SUBSCRIPTION_CREATE = api.schema(
+    "WebhookSubscriptionCreate",
+    {
+        "type": "object",
+        "required": ["url", "events"],
+        "additionalProperties": False,
+        "properties": {
+            "url": URL,
+            "events": EVENTS,
+            "secret": {"type": "string", "minLength": 16, "maxLength": 200},
+        },
+    },
+)
+SUBSCRIPTION_UPDATE = api.schema(
+    "WebhookSubscriptionUpdate",
+    {
+        "type": "object",
+        "additionalProperties": False,
+        "properties": {"url": URL, "events": EVENTS, "enabled": {"type": "boolean"}},
+    },
+)
+DELIVERY_ATTEMPT = api.schema(
+    "WebhookDeliveryAttempt",
+    {
+        "type": "object",
+        "properties": {
+            "attempted_at": {"type": "string", "format": "date-time"},
+            "status_code": {"type": ["integer", "null"]},
+            "error": {"type": ["string", "null"]},
+            "duration_ms": {"type": "integer"},
+        },
+    },
+)
+DELIVERY = api.schema(
+    "WebhookDelivery",
+    {
+        "type": "object",
+        "required": ["id", "subscription_id", "event_id", "event_type", "status", "attempts"],
+        "properties": {
+            "id": {"type": "string"},
+            "subscription_id": {"type": "string"},
+            "event_id": {"type": "string"},
+            "event_type": {"type": "string"},
+            "status": {"enum": ["pending", "delivered", "failed", "cancelled"]},
+            "attempts": {"type": "integer"},
+            "next_attempt_at": {"type": ["string", "null"], "format": "date-time"},
+            "last_status_code": {"type": ["integer", "null"]},
+            "last_error": {"type": ["string", "null"]},
+            "created_at": {"type": "string", "format": "date-time"},
+            "delivered_at": {"type": ["string", "null"], "format": "date-time"},
+            "payload": {"type": "object"},
+            "attempt_log": {"type": "array", "items": ref("WebhookDeliveryAttempt")},
+        },
+    },
+)
+
+
+def subscription_json(subscription: WebhookSubscription) -> dict[str, Any]:
+    return {
+        "id": subscription.id,
+        "url": subscription.url,
+        "events": list(subscription.events or []),
+        "enabled": subscription.enabled,
+        "disabled_reason": subscription.disabled_reason,
+        "created_at": _iso(subscription.created_at),
+    }
+
+
+def delivery_json(delivery: WebhookDelivery) -> dict[str, Any]:
+    return {
+        "id": delivery.id,
+        "subscription_id": delivery.subscription_id,
+        "event_id": delivery.event_id,
+        "event_type": delivery.event_type,
+        "status": delivery.status,
+        "attempts": delivery.attempts,
+        "next_attempt_at": _iso(delivery.next_attempt_at) if delivery.status == "pending" else None,
+        "last_status_code": delivery.last_status_code,
+        "last_error": delivery.last_error,
+        "created_at": _iso(delivery.created_at),
+        "delivered_at": _iso(delivery.delivered_at),
+    }
+
+
+def _check_url(url: str) -> None:
+    parts = urlsplit(url)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise ApiError(422, "invalid_field", "url must be an http(s) URL", {"field": "url"})
+
+
+async def _subscription(request: web.Request, session: Any) -> WebhookSubscription:
+    subscription_id = request.match_info["subscription_id"]
+    subscription = await session.get(WebhookSubscription, subscription_id)
+    if subscription is None:
+        raise ApiError(404, "not_found", f"no webhook subscription {subscription_id!r}")
+    return subscription
+
+
+@api.post(
+    "/api/v1/webhooks",
+    summary="Subscribe a URL to events (the secret is generated when not given)",
+    body=SUBSCRIPTION_CREATE,
+    responses={201: SUBSCRIPTION},
+)
+async def create(request: web.Request) -> web.Response:
+    body = body_of(request)
+    _check_url(body["url"])
+    subscription = WebhookSubscription(
+        id=new_id("wh"),
+        url=body["url"],
+        events=list(body["events"]),
+        secret=body.get("secret") or "whsec_" + secrets.token_urlsafe(32),
+        enabled=True,
+        created_at=utcnow(),
+    )
+    async with request.app[SESSIONMAKER].begin() as session:
+        session.add(subscription)
+    return web.json_response(
+        {**subscription_json(subscription), "secret": subscription.secret}, status=201
+    )
+
+
+@api.get(
+    "/api/v1/webhooks",
+    summary="List webhook subscriptions",
+    query=PAGE_QUERY,
+    responses={200: Response({"type": "array", "items": SUBSCRIPTION}, headers=PAGE_HEADERS)},
+)
+async def list_subscriptions(request: web.Request) -> web.Response:
+    query = query_of(request)
+    page, per_page = query["page"], query["per_page"]
+    async with request.app[SESSIONMAKER]() as session:
+        total = await session.scalar(select(func.count()).select_from(WebhookSubscription))
+        rows = await session.scalars(
+            select(WebhookSubscription)
+            .order_by(WebhookSubscription.created_at, WebhookSubscription.id)
+            .offset((page - 1) * per_page)
+            .limit(per_page)
+        )
+        body = [subscription_json(s) for s in rows]
+    response = web.json_response(body)
+    response.headers.update(
+        {"X-Total-Count": str(total or 0), "X-Page": str(page), "X-Per-Page": str(per_page)}
+    )
+    return response
+
+
+@api.get(
+    "/api/v1/webhooks/{subscription_id}",
+    summary="One webhook subscription",
+    responses={200: SUBSCRIPTION},
+)
+async def read(request: web.Request) -> web.Response:
+    async with request.app[SESSIONMAKER]() as session:
+        subscription = await _subscription(request, session)
+    return web.json_response(subscription_json(subscription))
+
+
+@api.patch(
+    "/api/v1/webhooks/{subscription_id}",
+    summary="Change the URL or events, or re-enable a subscription disabled by a 410",
+    body=SUBSCRIPTION_UPDATE,
+    responses={200: SUBSCRIPTION},
+)
+async def update(request: web.Request) -> web.Response:
+    body = body_of(request)
+    if "url" in body:
+        _check_url(body["url"])
+    async with request.app[SESSIONMAKER].begin() as session:
+        subscription = await _subscription(request, session)
+        if "url" in body:
+            subscription.url = body["url"]
+        if "events" in body:
+            subscription.events = list(body["events"])
+        if "enabled" in body:
+            subscription.enabled = body["enabled"]
+            if body["enabled"]:
+                subscription.disabled_reason = None
+            else:
+                subscription.disabled_reason = "disabled over the API"
+                await cancel_pending(session, subscription.id)
+    return web.json_response(subscription_json(subscription))
+
+
+@api.delete(
+    "/api/v1/webhooks/{subscription_id}",
+    summary="Delete a subscription and its delivery log",
+    responses={204: Response(description="Deleted")},
+)
+async def remove(request: web.Request) -> web.Response:
+    async with request.app[SESSIONMAKER].begin() as session:
+        subscription = await _subscription(request, session)
+        await session.execute(
+            delete(WebhookSubscription).where(WebhookSubscription.id == subscription.id)
+        )
+    return web.Response(status=204)
+
+
+@api.get(
+    "/api/v1/webhooks/{subscription_id}/deliveries",
+    summary="The subscription's deliveries, newest first",
+    query={
+        "status": {"enum": ["pending", "delivered", "failed", "cancelled"]},
+        "event_type": {"enum": list(EVENT_TYPES)},
+        **PAGE_QUERY,
+    },
+    responses={200: Response({"type": "array", "items": DELIVERY}, headers=PAGE_HEADERS)},
+)
+async def list_deliveries(request: web.Request) -> web.Response:
+    query = query_of(request)
+    page, per_page = query["page"], query["per_page"]
+    async with request.app[SESSIONMAKER]() as session:
+        subscription = await _subscription(request, session)
+        where = [WebhookDelivery.subscription_id == subscription.id]
+        if query.get("status"):
+            where.append(WebhookDelivery.status == query["status"])
+        if query.get("event_type"):
+            where.append(WebhookDelivery.event_type == query["event_type"])
+        total = await session.scalar(
+            select(func.count()).select_from(WebhookDelivery).where(*where)
+        )
+        rows = await session.scalars(
+            select(WebhookDelivery)
+            .where(*where)
+            .order_by(WebhookDelivery.created_at.desc(), WebhookDelivery.id)
+            .offset((page - 1) * per_page)
+            .limit(per_page)
+        )
+        body = [delivery_json(d) for d in rows]
+    response = web.json_response(body)
+    response.headers.update(
+        {"X-Total-Count": str(total or 0), "X-Page": str(page), "X-Per-Page": str(per_page)}
+    )
+    return response
+
+
+@api.get(
+    "/api/v1/webhooks/{subscription_id}/deliveries/{delivery_id}",
+    summary="One delivery with its payload and every HTTP attempt",
+    responses={200: DELIVERY},
+)
+async def read_delivery(request: web.Request) -> web.Response:
+    delivery_id = request.match_info["delivery_id"]
+    async with request.app[SESSIONMAKER]() as session:
+        subscription = await _subscription(request, session)
+        delivery = await session.get(WebhookDelivery, delivery_id)
+        if delivery is None or delivery.subscription_id != subscription.id:
+            raise ApiError(404, "not_found", f"no delivery {delivery_id!r} for this subscription")
+        attempts = await session.scalars(
+            select(WebhookDeliveryAttempt)
+            .where(WebhookDeliveryAttempt.delivery_id == delivery.id)
+            .order_by(WebhookDeliveryAttempt.id)
+        )
+        body = delivery_json(delivery)
+        body["payload"] = delivery.payload
+        body["attempt_log"] = [
+            {
+                "attempted_at": _iso(a.attempted_at),
+                "status_code": a.status_code,
+                "error": a.error,
+                "duration_ms": a.duration_ms,
+            }
+            for a in attempts
+        ]
+    return web.json_response(body)

@@ -1,0 +1,202 @@
+"""create_app(settings): routes, shared objects under AppKeys, resources in cleanup contexts."""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import AsyncIterator
+from datetime import timedelta
+
+from aiohttp import web
+from twilio.request_validator import RequestValidator
+
+from bridge import dashboard
+from bridge.agents import setup as agents_setup
+from bridge.api import calls as calls_api
+from bridge.api import campaigns as campaign_api
+from bridge.api import dnc as dnc_api
+from bridge.api import lifecycle as lifecycle_api
+from bridge.api import lists as lists_api
+from bridge.api.auth import api_auth_middleware
+from bridge.api.errors import error_middleware
+from bridge.api.setup import setup as api_setup
+from bridge.background import background_tasks
+from bridge.keys import (
+    CARRIER,
+    DIALER,
+    DISPATCHER,
+    ENGINE,
+    EVENTS,
+    SCHEDULER,
+    SESSIONMAKER,
+    SETTINGS,
+    TWILIO_VALIDATOR,
+)
+from bridge.migrate import upgrade_to_head
+from bridge.ops import setup as ops
+from bridge.sandbox.carrier import SandboxCarrier
+from bridge.settings import Settings
+from bridge.telephony.twilio import TwilioDialer
+from bridge.webhooks import twilio as twilio_webhooks
+from campaigns.clock import set_offset
+from campaigns.db import make_engine, make_sessionmaker
+from campaigns.dispatcher import Dispatcher
+from campaigns.events import EventBus
+from campaigns.leases import exclusive
+from campaigns.lifecycle import expire_ended, start_now
+from campaigns.scheduler import Scheduler
+from campaigns.verdicts import refresh_missing_verdicts
+
+log = logging.getLogger(__name__)
+
+# How long after a start every live call is asked about at each housekeeping pass.
+RESTART_SWEEP_SECONDS = 30.0
+
+
+def create_app(settings: Settings) -> web.Application:
+    app = web.Application(middlewares=[error_middleware, api_auth_middleware])
+    app[SETTINGS] = settings
+    # A rehearsal's shifted clock (sandbox only): the whole process shares one clock.
+    set_offset(settings.clock_offset_seconds if settings.sandbox else 0.0)
+    app[TWILIO_VALIDATOR] = RequestValidator(settings.twilio_auth_token)
+    app.add_routes(campaign_api.routes)
+    app.add_routes(lifecycle_api.api.routes)
+    app.add_routes(dnc_api.api.routes)
+    app.add_routes(calls_api.api.routes)
+    app.add_routes(lists_api.api.routes)
+    app.add_routes(twilio_webhooks.routes)
+    app.router.add_get("/healthz", _healthz)
+    # Creating an engine opens no connection; the cleanup context migrates and disposes it.
+    engine = make_engine(settings.database_url, **settings.engine_options)
+    app[ENGINE] = engine
+    app[EVENTS] = EventBus()
+    app[SESSIONMAKER] = make_sessionmaker(engine, app[EVENTS])
+    ops.setup(app)
+    app.cleanup_ctx.append(_database)
+    api_setup(app)
+    # With CALLBRIDGE_SANDBOX_URL the sandbox runs as a process of its own, shared by every node.
+    if settings.sandbox and not settings.sandbox_url:
+        carrier = SandboxCarrier(
+            engine,
+            account_sid=settings.twilio_account_sid,
+            auth_token=settings.twilio_auth_token,
+            ring_seconds=settings.sandbox_ring_seconds,
+            talk_seconds=settings.sandbox_talk_seconds,
+            faults=settings.sandbox_faults,
+        )
+        app[CARRIER] = carrier
+        app.add_subapp("/sandbox", carrier.app())
+        app.cleanup_ctx.append(_sandbox)
+    app.cleanup_ctx.append(_telephony)
+    # After the dialer: closed before it, so a hang-up in flight can finish.
+    app.cleanup_ctx.append(background_tasks)
+    # After the Twilio dialer exists and before the dispatcher takes it: agents wrap it.
+    agents_setup(app, settings)
+    app.cleanup_ctx.append(_dispatching)
+    dashboard.setup(app)
+    return app
+
+
+async def _healthz(request: web.Request) -> web.Response:
+    return web.json_response({"status": "ok"})
+
+
+async def _database(app: web.Application) -> AsyncIterator[None]:
+    engine = app[ENGINE]
+    if app[SETTINGS].migrate_on_start:
+        await upgrade_to_head(engine)
+    yield
+    await engine.dispose()
+
+
+async def _sandbox(app: web.Application) -> AsyncIterator[None]:
+    carrier = app[CARRIER]
+    await carrier.start()
+    yield
+    await carrier.close()
+
+
+def _sdk_base_url(settings: Settings) -> str | None:
+    if settings.twilio_api_base_url:
+        return settings.twilio_api_base_url
+    if settings.sandbox and settings.sandbox_url:
+        return f"{settings.sandbox_url}/sandbox"
+    if settings.sandbox:
+        # The mounted sandbox answers on our own listening address, whatever the public URL.
+        host = "127.0.0.1" if settings.host in ("0.0.0.0", "::", "") else settings.host
+        return f"http://{host}:{settings.port}/sandbox"
+    return None
+
+
+async def _telephony(app: web.Application) -> AsyncIterator[None]:
+    settings = app[SETTINGS]
+    dialer = TwilioDialer(
+        account_sid=settings.twilio_account_sid,
+        auth_token=settings.twilio_auth_token,
+        public_url=settings.base_url,
+        api_base_url=_sdk_base_url(settings),
+        default_from=settings.from_number,
+        timeout_seconds=settings.provider_timeout_seconds,
+    )
+    app[DIALER] = dialer
+    yield
+    await dialer.close()
+
+
+async def _dispatching(app: web.Application) -> AsyncIterator[None]:
+    settings = app[SETTINGS]
+    sm = app[SESSIONMAKER]
+    scheduler: Scheduler | None = None
+
+    def next_due(at: object) -> None:
+        if scheduler is not None:
+            scheduler.wake_dispatcher_at(at)  # type: ignore[arg-type]
+
+    dialer = ops.metered_dialer(app)
+    dispatcher = Dispatcher(
+        sm,
+        dialer,
+        provider_timeout_seconds=settings.provider_timeout_seconds,
+        batch_size=settings.dispatch_batch_size,
+        on_next_due=next_due,
+    )
+    # After a restart, callbacks sent while this node was down (or starting, not yet listening)
+    # went nowhere: for a while every live call is asked about, not only the overdue ones.
+    sweep_all_until = time.monotonic() + max(
+        RESTART_SWEEP_SECONDS, 3 * settings.housekeeping_seconds
+    )
+
+    stale_slack = timedelta(seconds=settings.stale_call_slack_seconds)
+
+    async def housekeeping() -> None:
+        # One node at a time: N nodes would otherwise ask the provider about every call N times.
+        async with exclusive(app[ENGINE], "housekeeping") as ours:
+            if not ours:
+                return
+            await dispatcher.reconcile_expired_leases()
+            if await expire_ended(sm):
+                dispatcher.wake()
+            older = None if time.monotonic() < sweep_all_until else stale_slack
+            await dispatcher.refresh_live_calls(older_than=older)
+            await refresh_missing_verdicts(sm, dialer, stale_slack)
+
+    async def start_campaign(campaign_id: str) -> None:
+        await start_now(sm, campaign_id)
+        dispatcher.wake()
+        if scheduler is not None:
+            await scheduler.schedule_recurring(campaign_id)
+
+    scheduler = Scheduler(
+        sm,
+        start_campaign=start_campaign,
+        wake_dispatcher=dispatcher.wake,
+        housekeeping=housekeeping,
+        housekeeping_seconds=settings.housekeeping_seconds,
+    )
+    app[DISPATCHER] = dispatcher
+    app[SCHEDULER] = scheduler
+    await scheduler.start()
+    dispatcher.start()
+    yield
+    await scheduler.drain()
+    await dispatcher.stop(drain_seconds=settings.shutdown_grace_seconds)

@@ -1,0 +1,302 @@
+"""What the dashboard reads: campaign summaries, live calls, calls per minute, contacts, attempts.
+
+Every function takes an open session and runs a handful of grouped queries, so a refresh costs the
+same whatever the campaign's size (apart from the contact search, which pages).
+"""
+
+from __future__ import annotations
+
+import re
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy import ColumnElement, func, or_, select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from campaigns.clock import as_utc, utcnow
+from campaigns.models import (
+    Attempt,
+    AttemptStatus,
+    Campaign,
+    CampaignStatus,
+    Contact,
+    ContactState,
+    Disposition,
+)
+
+MAX_CAMPAIGNS = 200
+MAX_LIVE_CALLS = 50
+CHART_MINUTES = 30
+# What a number looks like when people type it: digits, spaces, brackets, dots, dashes, a plus.
+_PHONE_LIKE = re.compile(r"[\d\s()+.\-]+")
+ACTIVE = (CampaignStatus.SCHEDULED, CampaignStatus.RUNNING, CampaignStatus.PAUSED)
+
+
+def iso(value: datetime | None) -> str | None:
+    value = as_utc(value)
+    return value.isoformat().replace("+00:00", "Z") if value is not None else None
+
+
+def _empty_counts() -> dict[str, Any]:
+    return {
+        "contacts": 0,
+        "done": 0,
+        "pending": 0,
+        "in_progress": 0,
+        "dispositions": dict.fromkeys(Disposition.ALL, 0),
+    }
+
+
+async def _counts(session: AsyncSession, ids: list[str]) -> dict[str, dict[str, Any]]:
+    counts = {campaign_id: _empty_counts() for campaign_id in ids}
+    if not ids:
+        return counts
+    rows = await session.execute(
+        select(Contact.campaign_id, Contact.state, Contact.disposition, func.count())
+        .where(Contact.campaign_id.in_(ids))
+        .group_by(Contact.campaign_id, Contact.state, Contact.disposition)
+    )
+    for campaign_id, state, disposition, n in rows:
+        entry = counts[campaign_id]
+        entry["contacts"] += n
+        if state == ContactState.DONE:
+            entry["done"] += n
+            # Dispositions beyond the core five (dnc, expired, cancelled, ...) show up as they come.
+            key = disposition or "unknown"
+            entry["dispositions"][key] = entry["dispositions"].get(key, 0) + n
+        elif state in (ContactState.PENDING, ContactState.IN_PROGRESS):
+            entry[state] += n
+        else:
+            # A state this page does not know yet still counts as not finished.
+            entry["pending"] += n
+    next_calls = await session.execute(
+        select(Contact.campaign_id, func.min(Contact.next_attempt_at))
+        .where(Contact.campaign_id.in_(ids), Contact.state == ContactState.PENDING)
+        .group_by(Contact.campaign_id)
+    )
+    for campaign_id, at in next_calls:
+        counts[campaign_id]["next_attempt_at"] = at
+    live = await session.execute(
+        select(Attempt.campaign_id, func.count())
+        .where(Attempt.campaign_id.in_(ids), Attempt.status.in_(AttemptStatus.LIVE))
+        .group_by(Attempt.campaign_id)
+    )
+    for campaign_id, n in live:
+        counts[campaign_id]["live_calls"] = n
+    return counts
+
+
+def _summary(campaign: Campaign, counts: dict[str, Any]) -> dict[str, Any]:
+    next_at = counts.pop("next_attempt_at", None)
+    counts.setdefault("live_calls", 0)
+    if campaign.status in ACTIVE and next_at is not None:
+        # Contacts due before the start are released at the start.
+        start = campaign.start_at if campaign.status == CampaignStatus.SCHEDULED else None
+        next_call = max(as_utc(next_at), as_utc(start)) if start else next_at  # type: ignore[type-var]
+    else:
+        next_call = None
+    return {
+        "id": campaign.id,
+        "name": campaign.name,
+        "status": campaign.status,
+        "agent_id": campaign.agent_id,
+        "from_number": campaign.from_number,
+        "concurrency": campaign.concurrency,
+        "cps": campaign.cps,
+        "max_attempts": campaign.max_attempts,
+        "created_at": iso(campaign.created_at),
+        "started_at": iso(campaign.started_at),
+        "completed_at": iso(campaign.completed_at),
+        "start_at": iso(campaign.start_at),
+        "next_call_at": iso(next_call) if campaign.status != CampaignStatus.PAUSED else None,
+        "counts": counts,
+    }
+
+
+async def campaign_summaries(session: AsyncSession, limit: int = MAX_CAMPAIGNS) -> dict[str, Any]:
+    campaigns = list(
+        await session.scalars(
+            select(Campaign).order_by(Campaign.created_at.desc(), Campaign.id.desc()).limit(limit)
+        )
+    )
+    total = await session.scalar(select(func.count()).select_from(Campaign))
+    counts = await _counts(session, [c.id for c in campaigns])
+    return {
+        "campaigns": [_summary(c, counts[c.id]) for c in campaigns],
+        "total": total,
+    }
+
+
+async def campaign_summary(session: AsyncSession, campaign: Campaign) -> dict[str, Any]:
+    counts = await _counts(session, [campaign.id])
+    return _summary(campaign, counts[campaign.id])
+
+
+async def live_calls(session: AsyncSession, campaign_id: str) -> list[dict[str, Any]]:
+    attempts = await session.scalars(
+        select(Attempt)
+        .where(Attempt.campaign_id == campaign_id, Attempt.status.in_(AttemptStatus.LIVE))
+        .order_by(Attempt.created_at, Attempt.id)
+        .limit(MAX_LIVE_CALLS)
+    )
+    return [
+        {
+            "id": a.id,
+            "contact_id": a.contact_id,
+            "phone_number": a.phone_number,
+            "number": a.number,
+            "status": a.status,
+            "answered_by": a.answered_by,
+            "since": iso(a.answered_at or a.dialed_at or a.created_at),
+        }
+        for a in attempts
+    ]
+
+
+def _minute(session: AsyncSession, column: Any) -> ColumnElement[Any]:
+    if session.bind.dialect.name == "postgresql":
+        return func.to_char(func.date_trunc("minute", column), 'YYYY-MM-DD"T"HH24:MI')
+    # SQLite keeps UTC timestamps as "YYYY-MM-DD HH:MM:SS.ffffff" text.
+    return func.strftime("%Y-%m-%dT%H:%M", column)
+
+
+async def calls_per_minute(
+    session: AsyncSession, campaign: Campaign, minutes: int = CHART_MINUTES
+) -> dict[str, Any]:
+    """Dials per minute over the last ``minutes`` minutes of the campaign's activity."""
+    if campaign.status == CampaignStatus.RUNNING:
+        end = utcnow()
+    else:
+        last = await session.scalar(
+            select(func.max(Attempt.dialed_at)).where(Attempt.campaign_id == campaign.id)
+        )
+        end = as_utc(last) or utcnow()
+    end = end.replace(second=0, microsecond=0)
+    start = end - timedelta(minutes=minutes - 1)
+    bucket = _minute(session, Attempt.dialed_at)
+    rows = await session.execute(
+        select(bucket, func.count())
+        .where(Attempt.campaign_id == campaign.id, Attempt.dialed_at >= start)
+        .group_by(bucket)
+    )
+    found = {str(label): n for label, n in rows}
+    series = []
+    for i in range(minutes):
+        at = start + timedelta(minutes=i)
+        series.append({"minute": iso(at), "calls": found.get(at.strftime("%Y-%m-%dT%H:%M"), 0)})
+    return {"minutes": series}
+
+
+def _escape_like(text: str) -> str:
+    return text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+
+
+def contact_filters(
+    campaign_id: str, query: str, disposition: str, state: str
+) -> list[ColumnElement[bool]]:
+    where: list[ColumnElement[bool]] = [Contact.campaign_id == campaign_id]
+    if disposition:
+        where.append(Contact.disposition == disposition)
+    if state:
+        where.append(Contact.state == state)
+    query = query.strip()
+    if query:
+        matches = [Contact.external_id.ilike(f"%{_escape_like(query)}%", escape="\\")]
+        digits = "".join(ch for ch in query if ch.isdigit())
+        if digits and _PHONE_LIKE.fullmatch(query):
+            # People type numbers with spaces, dashes or brackets; E.164 keeps the digits only.
+            matches.append(Contact.phone_number.like(f"%{digits}%"))
+        where.append(or_(*matches))
+    return where
+
+
+async def contacts_page(
+    session: AsyncSession,
+    campaign_id: str,
+    *,
+    query: str = "",
+    disposition: str = "",
+    state: str = "",
+    page: int = 1,
+    per_page: int = 25,
+) -> tuple[int, list[dict[str, Any]]]:
+    where = contact_filters(campaign_id, query, disposition, state)
+    total = await session.scalar(select(func.count()).select_from(Contact).where(*where)) or 0
+    contacts = list(
+        await session.scalars(
+            select(Contact)
+            .where(*where)
+            .order_by(Contact.row_number, Contact.id)
+            .offset((page - 1) * per_page)
+            .limit(per_page)
+        )
+    )
+    last: dict[str, Attempt] = {}
+    if contacts:
+        attempts = await session.scalars(
+            select(Attempt)
+            .where(
+                Attempt.contact_id.in_([c.id for c in contacts]),
+                Attempt.status != AttemptStatus.NOT_PLACED,
+            )
+            .order_by(Attempt.number)
+        )
+        last = {a.contact_id: a for a in attempts}
+    return total, [contact_json(c, last.get(c.id)) for c in contacts]
+
+
+def contact_json(contact: Contact, last: Attempt | None = None) -> dict[str, Any]:
+    return {
+        "id": contact.id,
+        "campaign_id": contact.campaign_id,
+        "external_id": contact.external_id,
+        "phone_number": contact.phone_number,
+        "row_number": contact.row_number,
+        "state": contact.state,
+        "disposition": contact.disposition,
+        "attempts": contact.attempts_made,
+        "next_attempt_at": iso(contact.next_attempt_at) if contact.state == "pending" else None,
+        "last_status": last.status if last else None,
+        "answered_by": last.answered_by if last else None,
+        "finished_at": iso(contact.finished_at),
+        "dynamic_variables": contact.dynamic_variables or {},
+    }
+
+
+def attempt_json(attempt: Attempt) -> dict[str, Any]:
+    return {
+        "id": attempt.id,
+        "number": attempt.number,
+        "phone_number": attempt.phone_number,
+        "status": attempt.status,
+        "outcome": attempt.outcome,
+        "answered_by": attempt.answered_by,
+        "ring_seconds": attempt.ring_seconds,
+        "talk_seconds": attempt.talk_seconds,
+        "sip_response_code": attempt.sip_response_code,
+        "error_code": attempt.error_code,
+        "error_message": attempt.error_message,
+        "conversation_id": attempt.conversation_id,
+        "transcript_summary": attempt.transcript_summary,
+        "created_at": iso(attempt.created_at),
+        "dialed_at": iso(attempt.dialed_at),
+        "answered_at": iso(attempt.answered_at),
+        "ended_at": iso(attempt.ended_at),
+    }
+
+
+async def contact_attempts(session: AsyncSession, contact: Contact) -> list[dict[str, Any]]:
+    attempts = await session.scalars(
+        select(Attempt)
+        .where(Attempt.contact_id == contact.id)
+        .order_by(Attempt.number, Attempt.created_at)
+    )
+    return [attempt_json(a) for a in attempts]
+
+
+async def campaign_view(session: AsyncSession, campaign: Campaign) -> dict[str, Any]:
+    """Everything the campaign page shows live, in one document."""
+    body = await campaign_summary(session, campaign)
+    body["live_calls"] = await live_calls(session, campaign.id)
+    body["calls_per_minute"] = await calls_per_minute(session, campaign)
+    return body

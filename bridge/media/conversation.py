@@ -1,0 +1,139 @@
+"""The agent's side of one call: an ElevenLabs conversation WebSocket, read by its own task.
+
+It is opened while Twilio waits for TwiML, before the Media Stream exists, so everything the
+agent says in the meantime is queued; pings are answered at once, whoever is listening.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import aiohttp
+
+from bridge.media import agent_wire
+from bridge.media.agent_wire import Audio, Interruption, Metadata, Ping
+from bridge.telephony.elevenlabs import ElevenLabsClient
+
+log = logging.getLogger(__name__)
+
+ConversationIdListener = Callable[[str], Awaitable[None]]
+# What the agent said, in order; None when the agent has closed the conversation.
+Outgoing = Audio | Interruption | None
+
+
+class AgentConversation:
+    def __init__(
+        self,
+        ws: aiohttp.ClientWebSocketResponse,
+        on_conversation_id: ConversationIdListener | None = None,
+    ) -> None:
+        self._ws = ws
+        self._on_conversation_id = on_conversation_id
+        self.conversation_id: str | None = None
+        self.outbox: asyncio.Queue[Outgoing] = asyncio.Queue()
+        # Agent audio with an event id up to this one was interrupted: it must not be played.
+        self.interrupted_upto = -1
+        self.pings_answered = 0
+        # Only a conversation a Media Stream took is the call's: one opened on another node for
+        # the same call, never claimed, must not record its id on the attempt.
+        self._claimed = False
+        self._reader: asyncio.Task[None] | None = None
+        self._listeners: set[asyncio.Task[None]] = set()
+
+    def start(self) -> None:
+        self._reader = asyncio.create_task(self._read(), name="agent-conversation")
+
+    @property
+    def closed(self) -> bool:
+        return self._ws.closed
+
+    def claim(self) -> None:
+        """The call's Media Stream takes this conversation: its id now belongs to the attempt."""
+        self._claimed = True
+        if self.conversation_id:
+            self._announce(self.conversation_id)
+
+    def _announce(self, conversation_id: str) -> None:
+        if self._on_conversation_id is None:
+            return
+        task = asyncio.create_task(self._on_conversation_id(conversation_id))
+        self._listeners.add(task)
+        task.add_done_callback(self._listeners.discard)
+
+    def is_stale(self, audio: Audio) -> bool:
+        return audio.event_id <= self.interrupted_upto
+
+    async def send_audio(self, payload: str) -> None:
+        if not self._ws.closed:
+            await self._ws.send_str(agent_wire.user_audio(payload))
+
+    async def close(self) -> None:
+        if not self._ws.closed:
+            await self._ws.close()
+        if self._reader is not None and self._reader is not asyncio.current_task():
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._reader
+        if self._listeners:
+            await asyncio.gather(*self._listeners, return_exceptions=True)
+
+    async def _read(self) -> None:
+        try:
+            async for message in self._ws:
+                if message.type != aiohttp.WSMsgType.TEXT:
+                    continue
+                try:
+                    event = agent_wire.parse(message.data)
+                except ValueError:
+                    log.warning("agent sent a message that is not JSON; ignored")
+                    continue
+                await self._handle(event)
+        except (aiohttp.ClientError, ConnectionError) as exc:
+            log.info("agent connection lost: %r", exc)
+        finally:
+            self.outbox.put_nowait(None)
+
+    async def _handle(self, event: agent_wire.AgentEvent) -> None:
+        match event:
+            case Audio():
+                if not self.is_stale(event):
+                    self.outbox.put_nowait(event)
+            case Ping():
+                await self._ws.send_str(agent_wire.pong(event.event_id))
+                self.pings_answered += 1
+            case Interruption():
+                self.interrupted_upto = max(self.interrupted_upto, event.event_id)
+                self.outbox.put_nowait(event)
+            case Metadata():
+                self.conversation_id = event.conversation_id
+                if self._claimed and event.conversation_id:
+                    self._announce(event.conversation_id)
+
+
+async def open_conversation(
+    client: ElevenLabsClient,
+    session: aiohttp.ClientSession,
+    *,
+    agent_id: str,
+    client_data: dict[str, Any],
+    timeout_seconds: float,
+    on_conversation_id: ConversationIdListener | None = None,
+) -> AgentConversation:
+    """Connect to the agent and send the contact's initiation data. Raises on failure."""
+
+    async def connect() -> AgentConversation:
+        url = await client.conversation_url(agent_id)
+        ws = await session.ws_connect(url, autoping=True)
+        try:
+            await ws.send_str(agent_wire.initiation(client_data))
+        except BaseException:
+            await ws.close()
+            raise
+        conversation = AgentConversation(ws, on_conversation_id)
+        conversation.start()
+        return conversation
+
+    return await asyncio.wait_for(connect(), timeout_seconds)

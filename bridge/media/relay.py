@@ -1,0 +1,73 @@
+"""The relay loop: one Twilio Media Stream and one agent conversation, audio passed untouched.
+
+Twilio -> agent: each `media` payload becomes a `user_audio_chunk`. Agent -> Twilio: each
+`audio` event becomes a `media` message, an `interruption` a single `clear` (agent audio older
+than it is dropped). When either side ends, the other is closed at once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+
+import aiohttp
+from aiohttp import web
+
+from bridge.media import twilio_wire
+from bridge.media.agent_wire import Audio, Interruption
+from bridge.media.conversation import AgentConversation
+from bridge.media.twilio_wire import Media, Stop
+
+log = logging.getLogger(__name__)
+
+
+async def _caller_to_agent(twilio: web.WebSocketResponse, agent: AgentConversation) -> str:
+    async for message in twilio:
+        if message.type != aiohttp.WSMsgType.TEXT:
+            continue
+        try:
+            event = twilio_wire.parse(message.data)
+        except ValueError:
+            log.warning("Media Stream sent a message that is not JSON; ignored")
+            continue
+        if isinstance(event, Media):
+            await agent.send_audio(event.payload)
+        elif isinstance(event, Stop):
+            return "caller"
+    return "caller"
+
+
+async def _agent_to_caller(
+    twilio: web.WebSocketResponse, stream_sid: str, agent: AgentConversation
+) -> str:
+    while True:
+        item = await agent.outbox.get()
+        if item is None:
+            return "agent"
+        if twilio.closed:
+            return "caller"
+        if isinstance(item, Interruption):
+            await twilio.send_str(twilio_wire.clear(stream_sid))
+        elif isinstance(item, Audio) and not agent.is_stale(item):
+            await twilio.send_str(twilio_wire.media(stream_sid, item.payload))
+
+
+async def relay(twilio: web.WebSocketResponse, stream_sid: str, agent: AgentConversation) -> str:
+    """Run until one side ends; returns which one did ("caller" or "agent")."""
+    inbound = asyncio.create_task(_caller_to_agent(twilio, agent), name="relay-in")
+    outbound = asyncio.create_task(_agent_to_caller(twilio, stream_sid, agent), name="relay-out")
+    ended_by = "caller"
+    try:
+        done, _ = await asyncio.wait({inbound, outbound}, return_when=asyncio.FIRST_COMPLETED)
+        first = done.pop()
+        with contextlib.suppress(Exception):
+            ended_by = first.result()
+    finally:
+        for task in (inbound, outbound):
+            task.cancel()
+        await asyncio.gather(inbound, outbound, return_exceptions=True)
+        # With <Connect>, Twilio ends the call once our side of the stream is closed.
+        await agent.close()
+        await twilio.close()
+    return ended_by

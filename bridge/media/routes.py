@@ -1,0 +1,113 @@
+"""GET /media/twilio: the WebSocket Twilio opens for `<Connect><Stream>`, relayed to the agent.
+
+Two checks guard it: X-Twilio-Signature over the wss URL before the upgrade, and the attempt's
+signed token from the `start` message's parameters before any agent connection is made.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+
+import aiohttp
+from aiohttp import web
+
+from bridge.keys import (
+    AGENT_CONNECTOR,
+    DISPATCHER,
+    MEDIA_TOKEN_SECRET,
+    SESSIONMAKER,
+    SETTINGS,
+    TWILIO_VALIDATOR,
+)
+from bridge.media import tokens, twilio_wire
+from bridge.media.connector import AgentUnavailable, load_context
+from bridge.media.relay import relay
+from bridge.media.twilio_wire import Start
+from bridge.telephony.elevenlabs import websocket_url
+from bridge.telephony.elevenlabs_outcomes import agent_failure
+from campaigns.clock import utcnow
+from campaigns.progress import record_event
+
+log = logging.getLogger(__name__)
+
+routes = web.RouteTableDef()
+
+STREAM_PATH = "/media/twilio"
+# Twilio sends `connected` and `start` at once; a socket that says nothing is dropped.
+START_TIMEOUT_SECONDS = 10.0
+POLICY_VIOLATION = 1008
+
+
+def stream_url(base_url: str) -> str:
+    return f"{websocket_url(base_url)}{STREAM_PATH}"
+
+
+async def _start_message(ws: web.WebSocketResponse) -> Start | None:
+    async def first_start() -> Start | None:
+        async for message in ws:
+            if message.type != aiohttp.WSMsgType.TEXT:
+                continue
+            try:
+                event = twilio_wire.parse(message.data)
+            except ValueError:
+                return None
+            if isinstance(event, Start):
+                return event
+        return None
+
+    try:
+        return await asyncio.wait_for(first_start(), START_TIMEOUT_SECONDS)
+    except TimeoutError:
+        return None
+
+
+async def record_agent_failure(
+    app: web.Application, attempt_id: str | None, call_sid: str, reason: str
+) -> None:
+    log.warning("attempt %s: agent unavailable: %s", attempt_id, reason)
+    update = agent_failure(
+        call_sid=call_sid, attempt_id=attempt_id, reason=reason, received_at=utcnow()
+    )
+    applied = await record_event(app[SESSIONMAKER], update)
+    if applied.attempt_ended:
+        app[DISPATCHER].wake()
+
+
+@routes.get(STREAM_PATH)
+async def twilio_stream(request: web.Request) -> web.StreamResponse:
+    app = request.app
+    signed_url = f"{websocket_url(app[SETTINGS].base_url)}{request.raw_path}"
+    signature = request.headers.get("X-Twilio-Signature", "")
+    # validate() compares in constant time; a stream carries no form parameters.
+    if not signature or not app[TWILIO_VALIDATOR].validate(signed_url, {}, signature):
+        log.warning("rejected media stream: bad or missing X-Twilio-Signature")
+        raise web.HTTPForbidden(
+            text='{"error": {"code": "bad_signature", "message": "invalid X-Twilio-Signature"}}',
+            content_type="application/json",
+        )
+    ws = web.WebSocketResponse()
+    await ws.prepare(request)
+    start = await _start_message(ws)
+    if start is None:
+        await ws.close(code=POLICY_VIOLATION, message=b"expected a start message")
+        return ws
+    attempt_id = start.custom_parameters.get("attempt_id", "")
+    token = start.custom_parameters.get("token", "")
+    if not tokens.verify(app[MEDIA_TOKEN_SECRET], attempt_id, token):
+        log.warning("rejected media stream for call %s: bad attempt token", start.call_sid)
+        await ws.close(code=POLICY_VIOLATION, message=b"bad token")
+        return ws
+    context = await load_context(app[SESSIONMAKER], attempt_id)
+    if context is None:
+        await ws.close(code=POLICY_VIOLATION, message=b"unknown attempt")
+        return ws
+    try:
+        conversation = await app[AGENT_CONNECTOR].take(context)
+    except AgentUnavailable as exc:
+        await ws.close()
+        await record_agent_failure(app, attempt_id, start.call_sid, str(exc))
+        return ws
+    ended_by = await relay(ws, start.stream_sid, conversation)
+    log.info("media stream of attempt %s ended by the %s", attempt_id, ended_by)
+    return ws

@@ -1,0 +1,110 @@
+"""Twilio Media Streams wire format: messages from Twilio parsed, messages to Twilio built.
+
+Only the format lives here; moving the messages is the relay's business. Numbers arrive as
+strings (Twilio's own convention) and audio stays base64 μ-law: the relay never decodes it.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from typing import Any
+
+
+@dataclass(frozen=True)
+class Connected:
+    protocol: str = "Call"
+
+
+@dataclass(frozen=True)
+class Start:
+    stream_sid: str
+    call_sid: str
+    account_sid: str
+    custom_parameters: dict[str, str] = field(default_factory=dict)
+    media_format: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Media:
+    payload: str  # base64 μ-law 8000, passed on untouched
+    track: str = "inbound"
+    chunk: int | None = None
+    timestamp: int | None = None
+
+
+@dataclass(frozen=True)
+class Mark:
+    name: str
+
+
+@dataclass(frozen=True)
+class Dtmf:
+    digit: str
+
+
+@dataclass(frozen=True)
+class Stop:
+    call_sid: str | None = None
+
+
+@dataclass(frozen=True)
+class Unknown:
+    event: str
+
+
+TwilioEvent = Connected | Start | Media | Mark | Dtmf | Stop | Unknown
+
+
+def _int(value: object) -> int | None:
+    try:
+        return int(str(value))
+    except (TypeError, ValueError):
+        return None
+
+
+def parse(text: str) -> TwilioEvent:
+    """One message from Twilio. Raises ValueError when it is not a JSON object."""
+    message = json.loads(text)
+    if not isinstance(message, dict):
+        raise ValueError("a Media Streams message is a JSON object")
+    event = str(message.get("event", ""))
+    if event == "media":
+        media = message.get("media") or {}
+        return Media(
+            payload=str(media.get("payload", "")),
+            track=str(media.get("track", "inbound")),
+            chunk=_int(media.get("chunk")),
+            timestamp=_int(media.get("timestamp")),
+        )
+    if event == "start":
+        start = message.get("start") or {}
+        params = start.get("customParameters") or {}
+        return Start(
+            stream_sid=str(message.get("streamSid") or start.get("streamSid") or ""),
+            call_sid=str(start.get("callSid", "")),
+            account_sid=str(start.get("accountSid", "")),
+            custom_parameters={str(k): str(v) for k, v in params.items()},
+            media_format=dict(start.get("mediaFormat") or {}),
+        )
+    if event == "connected":
+        return Connected(str(message.get("protocol", "Call")))
+    if event == "mark":
+        return Mark(str((message.get("mark") or {}).get("name", "")))
+    if event == "dtmf":
+        return Dtmf(str((message.get("dtmf") or {}).get("digit", "")))
+    if event == "stop":
+        return Stop((message.get("stop") or {}).get("callSid"))
+    return Unknown(event)
+
+
+def media(stream_sid: str, payload: str) -> str:
+    return json.dumps({"event": "media", "streamSid": stream_sid, "media": {"payload": payload}})
+
+
+def mark(stream_sid: str, name: str) -> str:
+    return json.dumps({"event": "mark", "streamSid": stream_sid, "mark": {"name": name}})
+
+
+def clear(stream_sid: str) -> str:
+    return json.dumps({"event": "clear", "streamSid": stream_sid})

@@ -1,0 +1,40 @@
+"""Wires the operations side into the application: readiness, metrics, circuit breaker."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from aiohttp import web
+
+from bridge.keys import DIALER, EVENTS, METRICS, OPS_STATE, PLACED_CALLS
+from bridge.ops import attention, health, metrics
+from bridge.ops.health import OpsState
+from bridge.ops.metrics import MeteredDialer, Metrics
+from campaigns import breaker
+from campaigns.events import AttemptEnded
+
+
+def setup(app: web.Application) -> None:
+    app[METRICS] = Metrics()
+    app[OPS_STATE] = OpsState()
+    placed: set[str] = set()
+    app[PLACED_CALLS] = placed
+    app.add_routes(health.routes)
+    app.add_routes(metrics.routes)
+    app.add_routes(attention.api.routes)
+    app.middlewares.append(metrics.webhook_timing)
+    events = app[EVENTS]
+    events.after_commit.append(app[METRICS].on_commit)
+
+    def forget_ended(committed: list[Any]) -> None:
+        for event in committed:
+            if isinstance(event, AttemptEnded):
+                placed.discard(event.attempt_id)
+
+    events.after_commit.append(forget_ended)
+    breaker.install(events)
+
+
+def metered_dialer(app: web.Application) -> MeteredDialer:
+    """The app's dialer, counted: hand this to the Dispatcher."""
+    return MeteredDialer(app[DIALER], app[METRICS], app[PLACED_CALLS])

@@ -1,0 +1,406 @@
+"""A local ElevenLabs agents API: the sandbox counterpart of the carrier, for demo and tests.
+
+It speaks the parts of ElevenLabs that callbridge uses: the conversation WebSocket (initiation
+data, metadata, audio, ping/pong), signed URLs, register-call (TwiML for a Twilio call we
+placed) and outbound-call (it places the call itself on the sandbox carrier, as ElevenLabs does
+through an imported Twilio number), and it sends signed post-call webhooks. It records what it
+received in each conversation, the dynamic variables above all (`GET /conversations`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import hashlib
+import hmac
+import json
+import logging
+import secrets
+import time
+from collections.abc import Coroutine
+from typing import Any
+from urllib.parse import urlencode
+
+import aiohttp
+from aiohttp import web
+from twilio.twiml.voice_response import VoiceResponse
+
+from bridge.sandbox import agent_brain
+from bridge.sandbox.agent_brain import ConversationRecord
+
+log = logging.getLogger(__name__)
+
+API_PREFIX = "/v1/convai"
+# The number an imported agent phone number dials from, in the sandbox.
+AGENT_NUMBER = "+15005550006"
+FIRST_MESSAGE_TIMEOUT_SECONDS = 10.0
+WEBHOOK_TIMEOUT_SECONDS = 15.0
+
+
+def _ws_base(http_base: str) -> str:
+    return http_base.replace("https://", "wss://", 1).replace("http://", "ws://", 1)
+
+
+class _ConversationSocket:
+    """The agent's side of the conversation WebSocket, as a brain channel."""
+
+    def __init__(self, ws: web.WebSocketResponse, record: ConversationRecord) -> None:
+        self._ws = ws
+        self._record = record
+        self._event_id = 0
+
+    def _next_id(self) -> int:
+        self._event_id += 1
+        return self._event_id
+
+    async def metadata(self) -> None:
+        await self._ws.send_json(
+            {
+                "type": "conversation_initiation_metadata",
+                "conversation_initiation_metadata_event": {
+                    "conversation_id": self._record.conversation_id,
+                    "agent_output_audio_format": "ulaw_8000",
+                    "user_input_audio_format": "ulaw_8000",
+                },
+            }
+        )
+        await self._ws.send_json(
+            {"type": "ping", "ping_event": {"event_id": self._next_id(), "ping_ms": None}}
+        )
+
+    async def say(self, frame: bytes) -> None:
+        await self._ws.send_json(
+            {
+                "type": "audio",
+                "audio_event": {
+                    "audio_base_64": base64.b64encode(frame).decode(),
+                    "event_id": self._next_id(),
+                },
+            }
+        )
+
+    async def interrupt(self) -> None:
+        await self._ws.send_json(
+            {"type": "interruption", "interruption_event": {"event_id": self._event_id}}
+        )
+
+    async def hear(self) -> bytes | None:
+        async for message in self._ws:
+            if message.type != aiohttp.WSMsgType.TEXT:
+                continue
+            data = json.loads(message.data)
+            if "user_audio_chunk" in data:
+                return base64.b64decode(data["user_audio_chunk"])
+            if data.get("type") == "pong":
+                self._record.pongs += 1
+        return None
+
+    async def end(self) -> None:
+        await self._ws.close()
+
+
+class _TwilioStream:
+    """The agent's side of a Twilio Media Stream (register-call and native calls)."""
+
+    def __init__(self, ws: web.WebSocketResponse, record: ConversationRecord, stream_sid: str):
+        self._ws = ws
+        self._record = record
+        self._stream_sid = stream_sid
+        self._said = 0
+
+    async def say(self, frame: bytes) -> None:
+        payload = base64.b64encode(frame).decode()
+        await self._ws.send_json(
+            {"event": "media", "streamSid": self._stream_sid, "media": {"payload": payload}}
+        )
+        self._said += 1
+        if self._said == 1:
+            await self._ws.send_json(
+                {"event": "mark", "streamSid": self._stream_sid, "mark": {"name": "first-audio"}}
+            )
+
+    async def interrupt(self) -> None:
+        await self._ws.send_json({"event": "clear", "streamSid": self._stream_sid})
+
+    async def hear(self) -> bytes | None:
+        async for message in self._ws:
+            if message.type != aiohttp.WSMsgType.TEXT:
+                continue
+            data = json.loads(message.data)
+            event = data.get("event")
+            if event == "media":
+                return base64.b64decode(data["media"]["payload"])
+            if event == "mark":
+                self._record.marks.append(str(data.get("mark", {}).get("name")))
+            elif event == "stop":
+                return None
+        return None
+
+    async def end(self) -> None:
+        await self._ws.close()
+
+
+class SandboxAgent:
+    def __init__(
+        self,
+        *,
+        api_key: str | None,
+        webhook_secret: str | None,
+        base_url: str,
+        webhook_url: str,
+        carrier_url: str,
+        account_sid: str,
+        auth_token: str,
+    ) -> None:
+        self._api_key = api_key
+        self._webhook_secret = webhook_secret
+        self._base = base_url.rstrip("/")
+        self._webhook_url = webhook_url
+        self._carrier_url = carrier_url.rstrip("/")
+        self._account_sid = account_sid
+        self._auth_token = auth_token
+        self._session: aiohttp.ClientSession | None = None
+        self._signed: dict[str, str] = {}  # signature -> agent id, one use each
+        self.conversations: dict[str, ConversationRecord] = {}
+        self._tasks: set[asyncio.Task[Any]] = set()
+
+    def app(self) -> web.Application:
+        app = web.Application()
+        app.router.add_get(f"{API_PREFIX}/conversation", self._conversation_socket)
+        app.router.add_get(f"{API_PREFIX}/conversation/get-signed-url", self._signed_url)
+        app.router.add_post(f"{API_PREFIX}/twilio/register-call", self._register_call)
+        app.router.add_post(f"{API_PREFIX}/twilio/outbound-call", self._outbound_call)
+        app.router.add_post("/twilio/inbound", self._inbound_twiml)
+        app.router.add_post("/twilio/status", self._call_status)
+        app.router.add_get("/twilio/media", self._twilio_media)
+        app.router.add_get("/conversations", self._inspect)
+        return app
+
+    async def start(self) -> None:
+        self._session = aiohttp.ClientSession()
+
+    async def close(self) -> None:
+        for task in list(self._tasks):
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        if self._session is not None:
+            await self._session.close()
+            self._session = None
+
+    def _spawn(self, coro: Coroutine[Any, Any, None]) -> None:
+        task = asyncio.create_task(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    # ------------------------------------------------------------------ REST
+
+    def _check_key(self, request: web.Request) -> None:
+        presented = request.headers.get("xi-api-key", "")
+        if not self._api_key or not hmac.compare_digest(presented.encode(), self._api_key.encode()):
+            raise web.HTTPUnauthorized(
+                text='{"detail": {"status": "invalid_api_key", "message": "Invalid API key"}}',
+                content_type="application/json",
+            )
+
+    async def _json(self, request: web.Request) -> dict[str, Any]:
+        try:
+            body = await request.json()
+        except (ValueError, UnicodeDecodeError) as exc:
+            raise web.HTTPUnprocessableEntity(text='{"detail": "invalid JSON"}') from exc
+        if not isinstance(body, dict):
+            raise web.HTTPUnprocessableEntity(text='{"detail": "expected an object"}')
+        return body
+
+    async def _signed_url(self, request: web.Request) -> web.Response:
+        self._check_key(request)
+        agent_id = request.query.get("agent_id", "")
+        if not agent_id:
+            raise web.HTTPUnprocessableEntity(text='{"detail": "agent_id is required"}')
+        signature = secrets.token_urlsafe(24)
+        self._signed[signature] = agent_id
+        query = urlencode({"agent_id": agent_id, "conversation_signature": signature})
+        return web.json_response(
+            {"signed_url": f"{_ws_base(self._base)}{API_PREFIX}/conversation?{query}"}
+        )
+
+    def _record(self, agent_id: str, mode: str, client_data: Any) -> ConversationRecord:
+        data = client_data if isinstance(client_data, dict) else {}
+        record = ConversationRecord(
+            conversation_id=agent_brain.new_conversation_id(),
+            agent_id=agent_id,
+            mode=mode,
+            dynamic_variables=dict(data.get("dynamic_variables") or {}),
+            conversation_config_override=data.get("conversation_config_override"),
+        )
+        self.conversations[record.conversation_id] = record
+        return record
+
+    def _stream_twiml(self, record: ConversationRecord) -> web.Response:
+        response = VoiceResponse()
+        stream = response.connect().stream(url=f"{_ws_base(self._base)}/twilio/media")
+        stream.parameter(name="conversation_id", value=record.conversation_id)
+        return web.Response(text=str(response), content_type="text/xml")
+
+    async def _register_call(self, request: web.Request) -> web.Response:
+        self._check_key(request)
+        body = await self._json(request)
+        if not body.get("agent_id") or not body.get("to_number"):
+            raise web.HTTPUnprocessableEntity(text='{"detail": "agent_id and to_number"}')
+        record = self._record(
+            str(body["agent_id"]), "register", body.get("conversation_initiation_client_data")
+        )
+        record.to_number = str(body["to_number"])
+        record.from_number = str(body.get("from_number") or "")
+        return self._stream_twiml(record)
+
+    async def _outbound_call(self, request: web.Request) -> web.Response:
+        self._check_key(request)
+        body = await self._json(request)
+        missing = [k for k in ("agent_id", "agent_phone_number_id", "to_number") if not body.get(k)]
+        if missing:
+            raise web.HTTPUnprocessableEntity(
+                text=json.dumps({"detail": f"missing {', '.join(missing)}"})
+            )
+        record = self._record(
+            str(body["agent_id"]), "native", body.get("conversation_initiation_client_data")
+        )
+        record.to_number = str(body["to_number"])
+        record.from_number = AGENT_NUMBER
+        telephony = body.get("telephony_call_config") or {}
+        query = urlencode({"conversation_id": record.conversation_id})
+        form = {
+            "To": record.to_number,
+            "From": AGENT_NUMBER,
+            "Url": f"{self._base}/twilio/inbound?{query}",
+            "StatusCallback": f"{self._base}/twilio/status?{query}",
+            "StatusCallbackEvent": "completed",
+            "Timeout": str(int(telephony.get("ringing_timeout_secs") or 60)),
+        }
+        assert self._session is not None
+        url = f"{self._carrier_url}/2010-04-01/Accounts/{self._account_sid}/Calls.json"
+        async with self._session.post(
+            url, data=form, auth=aiohttp.BasicAuth(self._account_sid, self._auth_token)
+        ) as response:
+            answer = await response.json(content_type=None)
+        if response.status >= 400:
+            record.status = "failed"
+            record.failure_reason = str(answer.get("message"))
+            return web.json_response(
+                {
+                    "success": False,
+                    "message": record.failure_reason,
+                    "conversation_id": None,
+                    "callSid": None,
+                }
+            )
+        record.call_sid = str(answer["sid"])
+        return web.json_response(
+            {
+                "success": True,
+                "message": "Success",
+                "conversation_id": record.conversation_id,
+                "callSid": record.call_sid,
+            }
+        )
+
+    async def _inspect(self, request: web.Request) -> web.Response:
+        return web.json_response([r.to_json() for r in self.conversations.values()])
+
+    # ------------------------------------------------------------------ native calls' Twilio side
+
+    async def _inbound_twiml(self, request: web.Request) -> web.Response:
+        record = self.conversations.get(request.query.get("conversation_id", ""))
+        if record is None:
+            response = VoiceResponse()
+            response.hangup()
+            return web.Response(text=str(response), content_type="text/xml")
+        form = await request.post()
+        record.call_sid = str(form.get("CallSid") or record.call_sid or "")
+        return self._stream_twiml(record)
+
+    async def _call_status(self, request: web.Request) -> web.Response:
+        form = {key: str(value) for key, value in (await request.post()).items()}
+        record = self.conversations.get(request.query.get("conversation_id", ""))
+        if record is not None and form.get("CallStatus") in ("busy", "no-answer", "failed"):
+            record.status = "failed"
+            record.failure_reason = form["CallStatus"]
+            self._spawn(
+                self._send_webhook(record, agent_brain.initiation_failure_webhook(record, form))
+            )
+        return web.Response(status=204)
+
+    # ------------------------------------------------------------------ conversations
+
+    async def _conversation_socket(self, request: web.Request) -> web.StreamResponse:
+        agent_id = request.query.get("agent_id", "")
+        signature = request.query.get("conversation_signature")
+        if signature is not None and self._signed.pop(signature, None) != agent_id:
+            raise web.HTTPForbidden(text='{"detail": "invalid conversation signature"}')
+        if not agent_id:
+            raise web.HTTPBadRequest(text='{"detail": "agent_id is required"}')
+        ws = web.WebSocketResponse()
+        await ws.prepare(request)
+        try:
+            first = await asyncio.wait_for(ws.receive(), FIRST_MESSAGE_TIMEOUT_SECONDS)
+            data = json.loads(first.data) if first.type == aiohttp.WSMsgType.TEXT else {}
+        except (TimeoutError, ValueError):
+            data = {}
+        if data.get("type") != "conversation_initiation_client_data":
+            await ws.close(code=1008, message=b"expected conversation_initiation_client_data")
+            return ws
+        record = self._record(agent_id, "websocket", data)
+        channel = _ConversationSocket(ws, record)
+        await channel.metadata()
+        await agent_brain.converse(record, channel)
+        self._spawn(self._send_webhook(record, agent_brain.transcription_webhook(record)))
+        return ws
+
+    async def _twilio_media(self, request: web.Request) -> web.StreamResponse:
+        ws = web.WebSocketResponse()
+        await ws.prepare(request)
+        record: ConversationRecord | None = None
+        stream_sid = ""
+        async for message in ws:
+            if message.type != aiohttp.WSMsgType.TEXT:
+                continue
+            data = json.loads(message.data)
+            if data.get("event") == "start":
+                start = data.get("start") or {}
+                params = start.get("customParameters") or {}
+                record = self.conversations.get(str(params.get("conversation_id", "")))
+                stream_sid = str(data.get("streamSid") or start.get("streamSid") or "")
+                if record is not None:
+                    record.call_sid = record.call_sid or str(start.get("callSid") or "")
+                break
+        if record is None:
+            await ws.close(code=1008, message=b"unknown conversation")
+            return ws
+        await agent_brain.converse(record, _TwilioStream(ws, record, stream_sid))
+        self._spawn(self._send_webhook(record, agent_brain.transcription_webhook(record)))
+        return ws
+
+    # ------------------------------------------------------------------ webhooks
+
+    async def _send_webhook(self, record: ConversationRecord, envelope: dict[str, Any]) -> None:
+        body = json.dumps(envelope).encode()
+        headers = {"Content-Type": "application/json"}
+        if self._webhook_secret:
+            stamp = int(time.time())
+            mac = hmac.new(
+                self._webhook_secret.encode(), f"{stamp}.".encode() + body, hashlib.sha256
+            ).hexdigest()
+            headers["ElevenLabs-Signature"] = f"t={stamp},v0={mac}"
+        status: int | None = None
+        assert self._session is not None
+        try:
+            async with self._session.post(
+                self._webhook_url,
+                data=body,
+                headers=headers,
+                timeout=aiohttp.ClientTimeout(total=WEBHOOK_TIMEOUT_SECONDS),
+            ) as response:
+                status = response.status
+        except (aiohttp.ClientError, TimeoutError) as exc:
+            log.info("sandbox agent webhook failed: %r", exc)
+        # Like ElevenLabs: one delivery, only a 200 counts.
+        record.webhooks.append({"type": envelope["type"], "status": status})

@@ -1,0 +1,233 @@
+"""How a sandbox agent conversation goes, whatever carries its audio, and what it reports.
+
+The agent greets, listens, and either hears a voicemail beep (it then calls its
+voicemail_detection tool, leaves a short message and ends the call) or a person (it answers
+after a few frames and ends the call). The report is an ElevenLabs post-call webhook body.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+import uuid
+from dataclasses import asdict, dataclass, field
+from typing import Any, Protocol
+
+from bridge.sandbox import agent_audio
+
+# The callee's turn is over after this much silence (0.1 s) following speech.
+END_OF_TURN_FRAMES = 5
+REPLY_FRAMES = 5
+# A callee that stays silent this long is treated as gone.
+SILENCE_TIMEOUT_SECONDS = 10.0
+VOICEMAIL_TERMINATION = "voicemail_detection tool was called."
+
+
+def new_conversation_id() -> str:
+    return "conv_" + uuid.uuid4().hex[:24]
+
+
+@dataclass
+class ConversationRecord:
+    """Everything the sandbox agent received and did in one conversation."""
+
+    conversation_id: str
+    agent_id: str
+    mode: str  # websocket | register | native
+    dynamic_variables: dict[str, Any] = field(default_factory=dict)
+    conversation_config_override: dict[str, Any] | None = None
+    to_number: str | None = None
+    from_number: str | None = None
+    call_sid: str | None = None
+    status: str = "initiated"  # initiated | in-progress | done | failed
+    user_frames: int = 0
+    agent_frames: int = 0
+    pongs: int = 0
+    interruptions: int = 0
+    marks: list[str] = field(default_factory=list)
+    voicemail: bool = False
+    ended_by: str | None = None
+    failure_reason: str | None = None
+    started_at: float | None = None
+    ended_at: float | None = None
+    webhooks: list[dict[str, Any]] = field(default_factory=list)
+
+    def to_json(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+class Channel(Protocol):
+    """One conversation's audio path (the conversation WebSocket or a Twilio Media Stream)."""
+
+    async def say(self, frame: bytes) -> None: ...
+
+    async def hear(self) -> bytes | None:
+        """The callee's next frame; None once the other side has gone."""
+        ...
+
+    async def interrupt(self) -> None:
+        """Stop the agent's audio still being played (the callee talks over it)."""
+        ...
+
+    async def end(self) -> None: ...
+
+
+async def converse(record: ConversationRecord, channel: Channel) -> None:
+    record.status = "in-progress"
+    record.started_at = time.time()
+    for index in range(agent_audio.GREETING_FRAMES):
+        await channel.say(agent_audio.speech("agent-greeting", index))
+        record.agent_frames += 1
+    silent = 0
+    spoke = False
+    while True:
+        try:
+            frame = await asyncio.wait_for(channel.hear(), SILENCE_TIMEOUT_SECONDS)
+        except TimeoutError:
+            frame = None
+        if frame is None:
+            record.ended_by = "callee"
+            break
+        record.user_frames += 1
+        if agent_audio.is_beep(frame):
+            record.voicemail = True
+        elif agent_audio.is_silence(frame):
+            silent += 1
+            if not (spoke and silent >= END_OF_TURN_FRAMES):
+                continue
+        else:
+            if not spoke:
+                # The callee talks over the greeting: barge-in.
+                await channel.interrupt()
+                record.interruptions += 1
+            spoke = True
+            silent = 0
+            continue
+        for index in range(REPLY_FRAMES):
+            await channel.say(agent_audio.speech("agent-reply", index))
+            record.agent_frames += 1
+        record.ended_by = "agent"
+        break
+    record.status = "done"
+    record.ended_at = time.time()
+    await channel.end()
+
+
+def _greeting(variables: dict[str, Any]) -> str:
+    name = variables.get("first_name") or variables.get("name") or "there"
+    return f"Hello {name}, this is the sandbox agent."
+
+
+def summary(record: ConversationRecord) -> str:
+    shown = ", ".join(f"{k}={v}" for k, v in sorted(record.dynamic_variables.items()))
+    if record.voicemail:
+        return f"Reached voicemail and left a message ({shown})."
+    return f"Spoke with the contact ({shown})."
+
+
+def transcription_webhook(record: ConversationRecord) -> dict[str, Any]:
+    started = record.started_at or time.time()
+    duration = max(1, round((record.ended_at or started) - started))
+    transcript: list[dict[str, Any]] = [
+        {
+            "role": "agent",
+            "message": _greeting(record.dynamic_variables),
+            "tool_calls": [],
+            "time_in_call_secs": 0,
+        }
+    ]
+    if record.voicemail:
+        transcript.append(
+            {
+                "role": "agent",
+                "message": None,
+                "tool_calls": [
+                    {
+                        "type": "system",
+                        "tool_name": "voicemail_detection",
+                        "params_as_json": "{}",
+                        "request_id": "voicemail_detection_1",
+                    }
+                ],
+                "time_in_call_secs": duration,
+            }
+        )
+        reason = VOICEMAIL_TERMINATION
+    else:
+        if record.user_frames:
+            transcript.append(
+                {
+                    "role": "user",
+                    "message": "Yes, speaking.",
+                    "tool_calls": [],
+                    "time_in_call_secs": 1,
+                }
+            )
+        transcript.append(
+            {
+                "role": "agent",
+                "message": "Thank you, goodbye.",
+                "tool_calls": [],
+                "time_in_call_secs": duration,
+            }
+        )
+        reason = (
+            "end_call tool was called."
+            if record.ended_by == "agent"
+            else "Call ended by remote party"
+        )
+    metadata: dict[str, Any] = {
+        "start_time_unix_secs": int(started),
+        "call_duration_secs": duration,
+        "termination_reason": reason,
+        "features_usage": {"voicemail_detection": {"used": record.voicemail}},
+    }
+    if record.call_sid:
+        metadata["phone_call"] = {
+            "type": "twilio",
+            "call_sid": record.call_sid,
+            "external_number": record.to_number,
+            "agent_number": record.from_number,
+        }
+    heard = record.user_frames
+    return {
+        "type": "post_call_transcription",
+        "event_timestamp": int(time.time()),
+        "data": {
+            "agent_id": record.agent_id,
+            "conversation_id": record.conversation_id,
+            "status": "done",
+            "transcript": transcript,
+            "metadata": metadata,
+            "analysis": {
+                "call_successful": "failure" if record.voicemail else "success",
+                "transcript_summary": summary(record),
+                "data_collection_results": {
+                    "frames_heard": {
+                        "data_collection_id": "frames_heard",
+                        "value": heard,
+                        "rationale": "counted by the sandbox agent",
+                    }
+                },
+            },
+            "conversation_initiation_client_data": {
+                "dynamic_variables": record.dynamic_variables,
+                "conversation_config_override": record.conversation_config_override,
+            },
+        },
+    }
+
+
+def initiation_failure_webhook(record: ConversationRecord, form: dict[str, str]) -> dict[str, Any]:
+    status = form.get("CallStatus", "")
+    reason = status if status in ("busy", "no-answer") else "unknown"
+    return {
+        "type": "call_initiation_failure",
+        "event_timestamp": int(time.time()),
+        "data": {
+            "agent_id": record.agent_id,
+            "conversation_id": record.conversation_id,
+            "failure_reason": reason,
+            "metadata": {"type": "twilio", "body": form},
+        },
+    }

@@ -1,0 +1,121 @@
+"""What happens to a sandbox call, decided by the last two digits of the dialled number.
+
+The table is data so that the documentation, the simulation and the tests read the same rules:
+a number ending in 00-59 is a person, 60-69 a voicemail box, and so on. Some ranges change with
+the attempt number so that retry logic can be rehearsed end to end (busy first, then answered).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from types import MappingProxyType
+
+
+@dataclass(frozen=True)
+class SimulatedOutcome:
+    """How one call attempt ends, in Twilio's own vocabulary."""
+
+    name: str
+    # The terminal CallStatus: completed, busy, no-answer or failed.
+    final_status: str
+    # Whether the phone rings at all (a failed call never reaches the network).
+    rings: bool
+    # AnsweredBy per MachineDetection mode; empty when nobody picks up.
+    answered_by: Mapping[str, str] = field(default_factory=lambda: MappingProxyType({}))
+    sip_response_code: int = 200
+    error_code: str | None = None
+    # How long answering machine detection took to decide, reported as MachineDetectionDuration.
+    amd_duration_ms: int = 0
+
+    @property
+    def answered(self) -> bool:
+        return self.final_status == "completed"
+
+    def answered_by_for(self, machine_detection: str | None) -> str | None:
+        """AnsweredBy as Twilio reports it; None when detection was not asked for."""
+        if not machine_detection or not self.answered:
+            return None
+        return self.answered_by.get(machine_detection, "unknown")
+
+
+HUMAN = SimulatedOutcome(
+    name="human",
+    final_status="completed",
+    rings=True,
+    answered_by=MappingProxyType({"Enable": "human", "DetectMessageEnd": "human"}),
+    amd_duration_ms=1850,
+)
+VOICEMAIL = SimulatedOutcome(
+    name="voicemail",
+    final_status="completed",
+    rings=True,
+    answered_by=MappingProxyType(
+        {"Enable": "machine_start", "DetectMessageEnd": "machine_end_beep"}
+    ),
+    amd_duration_ms=4120,
+)
+NO_ANSWER = SimulatedOutcome(
+    name="no-answer", final_status="no-answer", rings=True, sip_response_code=487
+)
+BUSY = SimulatedOutcome(name="busy", final_status="busy", rings=True, sip_response_code=486)
+FAILED = SimulatedOutcome(
+    name="failed", final_status="failed", rings=False, sip_response_code=500, error_code="31005"
+)
+
+
+@dataclass(frozen=True)
+class OutcomeRule:
+    """Numbers whose last two digits fall in [first, last] get `by_attempt[n - 1]` on attempt n.
+
+    The last entry repeats for every later attempt.
+    """
+
+    first: int
+    last: int
+    by_attempt: tuple[SimulatedOutcome, ...]
+    description: str
+
+    def covers(self, suffix: int) -> bool:
+        return self.first <= suffix <= self.last
+
+    def outcome_for(self, attempt_number: int) -> SimulatedOutcome:
+        index = min(max(attempt_number, 1), len(self.by_attempt)) - 1
+        return self.by_attempt[index]
+
+
+OUTCOME_TABLE: tuple[OutcomeRule, ...] = (
+    OutcomeRule(0, 59, (HUMAN,), "a human answers"),
+    OutcomeRule(60, 69, (VOICEMAIL,), "voicemail"),
+    OutcomeRule(70, 79, (NO_ANSWER,), "no answer"),
+    OutcomeRule(80, 84, (BUSY,), "busy"),
+    OutcomeRule(85, 89, (FAILED,), "failed"),
+    OutcomeRule(90, 94, (BUSY, HUMAN), "busy on the first attempt, a human answers on later ones"),
+    OutcomeRule(
+        95,
+        99,
+        (NO_ANSWER, NO_ANSWER, VOICEMAIL),
+        "no answer on the first two attempts, voicemail on later ones",
+    ),
+)
+
+
+def number_suffix(number: str) -> int:
+    """The last two digits of a phone number as an integer (``+14155550163`` -> 63)."""
+    digits = "".join(ch for ch in number if ch.isdigit())
+    if len(digits) < 2:
+        raise ValueError("a phone number needs at least two digits")
+    return int(digits[-2:])
+
+
+def rule_for(number: str) -> OutcomeRule:
+    suffix = number_suffix(number)
+    for rule in OUTCOME_TABLE:
+        if rule.covers(suffix):
+            return rule
+    raise LookupError(f"no sandbox outcome for numbers ending in {suffix:02d}")
+
+
+def planned_outcome(to: str, attempt_number: int) -> SimulatedOutcome:
+    """The outcome of the `attempt_number`-th call (1-based) the sandbox places to `to`."""
+    return rule_for(to).outcome_for(attempt_number)

@@ -1,0 +1,226 @@
+"""ElevenLabs' agents API: register-call TwiML, native outbound calls, conversation URLs.
+
+One client serves the three ways a call reaches an agent: the TwiML handler asks it for
+register-call TwiML, the media relay for a conversation URL, and the native Dialer places calls
+through ElevenLabs' own Twilio integration with it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+from collections.abc import Awaitable, Callable
+from datetime import datetime
+from typing import Any
+from urllib.parse import urlencode
+
+import aiohttp
+
+from campaigns.dialing import DialAmbiguous, DialRefused, DialRequest, ProviderCall
+
+log = logging.getLogger(__name__)
+
+# Contact columns that ElevenLabs' own batch calling turns into overrides, not variables.
+OVERRIDE_COLUMNS = ("language", "first_message", "system_prompt", "voice_id")
+
+MACHINE_DETECTION_MODES = {"DetectMessageEnd": "detect_message_end", "Enable": "enable"}
+
+
+class AgentApiError(Exception):
+    """ElevenLabs answered with an error, or could not be reached in time."""
+
+    def __init__(self, message: str, *, status: int | None = None, sent: bool = True) -> None:
+        super().__init__(message)
+        self.status = status
+        # False when the request surely never reached ElevenLabs (no connection was made).
+        self.sent = sent
+
+
+def initiation_data(dynamic_variables: dict[str, Any]) -> dict[str, Any]:
+    """`conversation_initiation_client_data` for a contact's variables."""
+    variables = {k: v for k, v in dynamic_variables.items() if k not in OVERRIDE_COLUMNS}
+    agent: dict[str, Any] = {}
+    if dynamic_variables.get("first_message"):
+        agent["first_message"] = dynamic_variables["first_message"]
+    if dynamic_variables.get("language"):
+        agent["language"] = dynamic_variables["language"]
+    if dynamic_variables.get("system_prompt"):
+        agent["prompt"] = {"prompt": dynamic_variables["system_prompt"]}
+    override: dict[str, Any] = {}
+    if agent:
+        override["agent"] = agent
+    if dynamic_variables.get("voice_id"):
+        override["tts"] = {"voice_id": dynamic_variables["voice_id"]}
+    data: dict[str, Any] = {"dynamic_variables": variables}
+    if override:
+        data["conversation_config_override"] = override
+    return data
+
+
+def websocket_url(http_url: str) -> str:
+    return http_url.replace("https://", "wss://", 1).replace("http://", "ws://", 1)
+
+
+class ElevenLabsClient:
+    def __init__(
+        self,
+        session: aiohttp.ClientSession,
+        *,
+        base_url: str,
+        api_key: str | None,
+        timeout_seconds: float,
+    ) -> None:
+        self._session = session
+        self._base = base_url.rstrip("/")
+        self._api_key = api_key
+        self._timeout = aiohttp.ClientTimeout(total=timeout_seconds)
+
+    @property
+    def has_api_key(self) -> bool:
+        return bool(self._api_key)
+
+    def _headers(self) -> dict[str, str]:
+        return {"xi-api-key": self._api_key} if self._api_key else {}
+
+    async def _request(self, method: str, path: str, **kwargs: Any) -> tuple[int, str]:
+        url = f"{self._base}{path}"
+        try:
+            async with self._session.request(
+                method, url, headers=self._headers(), timeout=self._timeout, **kwargs
+            ) as response:
+                text = await response.text()
+        except aiohttp.ClientConnectorError as exc:
+            raise AgentApiError(f"cannot reach ElevenLabs: {exc}", sent=False) from exc
+        except (TimeoutError, aiohttp.ClientError) as exc:
+            raise AgentApiError(f"ElevenLabs request failed: {type(exc).__name__}") from exc
+        if response.status >= 400:
+            raise AgentApiError(
+                f"ElevenLabs answered HTTP {response.status}: {text[:200]}",
+                status=response.status,
+            )
+        return response.status, text
+
+    async def _json(self, method: str, path: str, **kwargs: Any) -> dict[str, Any]:
+        _, text = await self._request(method, path, **kwargs)
+        try:
+            body = json.loads(text)
+        except ValueError as exc:
+            raise AgentApiError("ElevenLabs answered something that is not JSON") from exc
+        if not isinstance(body, dict):
+            raise AgentApiError("ElevenLabs answered an unexpected JSON value")
+        return body
+
+    async def register_call(
+        self, *, agent_id: str, from_number: str, to_number: str, client_data: dict[str, Any]
+    ) -> str:
+        """The TwiML that connects an answered call on our Twilio account to the agent."""
+        _, text = await self._request(
+            "POST",
+            "/v1/convai/twilio/register-call",
+            json={
+                "agent_id": agent_id,
+                "from_number": from_number,
+                "to_number": to_number,
+                "direction": "outbound",
+                "conversation_initiation_client_data": client_data,
+            },
+        )
+        if "<Response" not in text:
+            raise AgentApiError("register-call answered no TwiML")
+        return text
+
+    async def outbound_call(self, body: dict[str, Any]) -> dict[str, Any]:
+        return await self._json("POST", "/v1/convai/twilio/outbound-call", json=body)
+
+    async def conversation_url(self, agent_id: str) -> str:
+        """A WebSocket URL for one conversation: signed when we hold an API key."""
+        if self._api_key:
+            body = await self._json(
+                "GET",
+                "/v1/convai/conversation/get-signed-url?" + urlencode({"agent_id": agent_id}),
+            )
+            signed = body.get("signed_url")
+            if not isinstance(signed, str) or not signed:
+                raise AgentApiError("get-signed-url answered no signed_url")
+            return signed
+        query = urlencode({"agent_id": agent_id})
+        return f"{websocket_url(self._base)}/v1/convai/conversation?{query}"
+
+
+ConversationStarted = Callable[[str, str], Awaitable[None]]
+
+
+class ElevenLabsDialer:
+    """Places calls through ElevenLabs' Twilio integration (`agent_connection` native).
+
+    ElevenLabs dials from the Twilio number imported into it, so the call also exists on that
+    Twilio account: listing, fetching and hanging up go through the Twilio Dialer (the router
+    does that); this class only creates calls.
+    """
+
+    def __init__(
+        self,
+        client: ElevenLabsClient,
+        *,
+        timeout_seconds: float,
+        on_conversation: ConversationStarted | None = None,
+    ) -> None:
+        self._client = client
+        self._timeout = timeout_seconds
+        self._on_conversation = on_conversation
+
+    async def place_call(self, request: DialRequest) -> str:
+        if not request.agent_id or not request.agent_phone_number_id:
+            raise DialRefused(
+                "native calls need the campaign's agent_id and agent_phone_number_id",
+                code="agent_not_configured",
+            )
+        telephony: dict[str, Any] = {"ringing_timeout_secs": request.ring_timeout_seconds}
+        mode = MACHINE_DETECTION_MODES.get(request.machine_detection or "")
+        if mode:
+            telephony["twilio_machine_detection"] = {"mode": mode}
+        body = {
+            "agent_id": request.agent_id,
+            "agent_phone_number_id": request.agent_phone_number_id,
+            "to_number": request.to,
+            "conversation_initiation_client_data": initiation_data(request.dynamic_variables),
+            "telephony_call_config": telephony,
+        }
+        try:
+            answer = await asyncio.wait_for(self._client.outbound_call(body), self._timeout)
+        except TimeoutError as exc:
+            raise DialAmbiguous("ElevenLabs outbound-call timed out") from exc
+        except AgentApiError as exc:
+            raise _classify(exc) from exc
+        call_sid = answer.get("callSid") or answer.get("call_sid")
+        conversation_id = answer.get("conversation_id")
+        if not answer.get("success", True) or not (call_sid or conversation_id):
+            raise DialRefused(
+                str(answer.get("message") or "ElevenLabs did not place the call"),
+                code="agent_refused",
+            )
+        if conversation_id and self._on_conversation is not None:
+            await self._on_conversation(request.attempt_id, str(conversation_id))
+        return str(call_sid or conversation_id)
+
+    # The router sends these to the Twilio Dialer; kept for the Dialer protocol's sake.
+    async def find_calls(self, to: str, since: datetime) -> list[ProviderCall]:
+        return []
+
+    async def fetch_call(self, call_id: str) -> ProviderCall | None:
+        return None
+
+    async def hang_up(self, call_id: str) -> None:
+        return None
+
+
+def _classify(exc: AgentApiError) -> Exception:
+    if not exc.sent:
+        return DialRefused(str(exc), code="agent_unreachable", retryable=True)
+    if exc.status == 429:
+        return DialRefused(str(exc), code="429", retryable=True)
+    if exc.status is not None and 400 <= exc.status < 500:
+        return DialRefused(str(exc), code=f"elevenlabs_{exc.status}")
+    # A 5xx or a broken answer may come after the call was placed.
+    return DialAmbiguous(str(exc))

@@ -1,0 +1,126 @@
+"""What the agent side reports about a call, as CallUpdates for the state machine.
+
+Post-call webhooks and our own failures to reach the agent end up here, so retries and
+idempotency follow the same rules as Twilio's callbacks (campaigns.progress.record_event).
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from campaigns.outcomes import AGENT_VOICEMAIL, CallUpdate
+
+PROVIDER = "elevenlabs"
+AGENT_UNAVAILABLE = "agent_unavailable"
+# call_initiation_failure reasons, in Twilio's CallStatus vocabulary.
+FAILURE_STATUSES = {"busy": "busy", "no-answer": "no-answer", "no_answer": "no-answer"}
+VOICEMAIL_TOOL = "voicemail_detection"
+
+
+def agent_failure(
+    *, call_sid: str, attempt_id: str | None, reason: str, received_at: datetime
+) -> CallUpdate:
+    """The call was answered but could not be connected to the agent: the attempt failed."""
+    return CallUpdate(
+        provider="callbridge",
+        provider_call_id=call_sid,
+        kind="agent_failure",
+        received_at=received_at,
+        raw={"reason": reason},
+        attempt_id=attempt_id,
+        status="failed",
+        error_code=AGENT_UNAVAILABLE,
+        error_message=reason[:500],
+    )
+
+
+def _int(value: object) -> int | None:
+    try:
+        return int(float(str(value)))
+    except (TypeError, ValueError):
+        return None
+
+
+def voicemail_detected(data: dict[str, Any]) -> bool:
+    """The agent's voicemail_detection tool ran (or its termination reason says so)."""
+    metadata = data.get("metadata") or {}
+    reason = str(metadata.get("termination_reason") or "")
+    if VOICEMAIL_TOOL in reason:
+        return True
+    for turn in data.get("transcript") or []:
+        for call in (turn or {}).get("tool_calls") or []:
+            if (call or {}).get("tool_name") == VOICEMAIL_TOOL:
+                return True
+    return False
+
+
+def call_sid_of(envelope: dict[str, Any]) -> str | None:
+    data = envelope.get("data") or {}
+    metadata = data.get("metadata") or {}
+    if envelope.get("type") == "call_initiation_failure":
+        body = metadata.get("body") or {}
+        sid = body.get("CallSid") or body.get("call_sid")
+    else:
+        sid = (metadata.get("phone_call") or {}).get("call_sid")
+    return str(sid) if sid else None
+
+
+def transcription(
+    envelope: dict[str, Any],
+    *,
+    provider_call_id: str,
+    attempt_id: str | None,
+    ends_call: bool,
+    received_at: datetime,
+) -> CallUpdate:
+    """A post_call_transcription. ``ends_call``: no Twilio callback will tell us the call ended
+    (native calls), so the report itself completes the attempt."""
+    data = envelope.get("data") or {}
+    metadata = data.get("metadata") or {}
+    analysis = data.get("analysis") or {}
+    duration = _int(metadata.get("call_duration_secs"))
+    collected = analysis.get("data_collection_results")
+    transcript = data.get("transcript")
+    return CallUpdate(
+        provider=PROVIDER,
+        provider_call_id=provider_call_id,
+        kind="post_call_transcription",
+        received_at=received_at,
+        raw=envelope,
+        attempt_id=attempt_id,
+        status="completed" if ends_call else None,
+        answered_by=AGENT_VOICEMAIL if voicemail_detected(data) else None,
+        duration_seconds=duration if ends_call else None,
+        conversation_id=str(data.get("conversation_id") or "") or None,
+        transcript=transcript if isinstance(transcript, list) else None,
+        transcript_summary=analysis.get("transcript_summary"),
+        call_successful=analysis.get("call_successful"),
+        data_collection=collected if isinstance(collected, dict) else None,
+        conversation_seconds=duration,
+    )
+
+
+def initiation_failure(
+    envelope: dict[str, Any],
+    *,
+    provider_call_id: str,
+    attempt_id: str | None,
+    received_at: datetime,
+) -> CallUpdate:
+    data = envelope.get("data") or {}
+    reason = str(data.get("failure_reason") or "unknown")
+    body = (data.get("metadata") or {}).get("body") or {}
+    return CallUpdate(
+        provider=PROVIDER,
+        provider_call_id=provider_call_id,
+        kind="call_initiation_failure",
+        received_at=received_at,
+        raw=envelope,
+        attempt_id=attempt_id,
+        status=FAILURE_STATUSES.get(reason, "failed"),
+        sip_response_code=_int(body.get("SipResponseCode")),
+        error_code=None if reason in FAILURE_STATUSES else f"initiation_{reason}"[:32],
+        error_message=None if reason in FAILURE_STATUSES else f"call initiation failed: {reason}",
+        conversation_id=str(data.get("conversation_id") or "") or None,
+    )

@@ -1,0 +1,141 @@
+"""POST /webhooks/elevenlabs: post-call webhooks, applied to attempts through the state machine.
+
+The signature is checked before anything is parsed or stored. A report is joined to its attempt
+by conversation id or by Twilio call SID; one that matches no attempt is stored (a CallEvent not
+applied) and reported in the answer and the log, never dropped.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+import logging
+import time
+
+from aiohttp import web
+from sqlalchemy import or_, select
+
+from bridge.api.errors import error_response
+from bridge.keys import DISPATCHER, SESSIONMAKER, SETTINGS
+from bridge.telephony import elevenlabs_outcomes as outcomes
+from campaigns.clock import utcnow
+from campaigns.models import Attempt, Campaign
+from campaigns.progress import record_event
+
+log = logging.getLogger(__name__)
+
+routes = web.RouteTableDef()
+
+MAX_AGE_SECONDS = 30 * 60
+MAX_AHEAD_SECONDS = 5 * 60
+HANDLED = ("post_call_transcription", "call_initiation_failure")
+
+
+def sign(secret: str, body: bytes, timestamp: int) -> str:
+    """The `ElevenLabs-Signature` header value for ``body`` sent at ``timestamp``."""
+    mac = hmac.new(secret.encode(), f"{timestamp}.".encode() + body, hashlib.sha256)
+    return f"t={timestamp},v0={mac.hexdigest()}"
+
+
+def signature_valid(secret: str, header: str, body: bytes, now: float | None = None) -> bool:
+    timestamp = ""
+    candidates: list[str] = []
+    for part in header.split(","):
+        key, _, value = part.strip().partition("=")
+        if key == "t":
+            timestamp = value
+        elif key == "v0":
+            candidates.append(value)
+    if not timestamp.isdigit() or not candidates:
+        return False
+    expected = sign(secret, body, int(timestamp)).partition(",v0=")[2].encode()
+    matched = False
+    for candidate in candidates:
+        matched |= hmac.compare_digest(candidate.encode("utf-8", "replace"), expected)
+    now = time.time() if now is None else now
+    fresh = now - MAX_AGE_SECONDS <= int(timestamp) <= now + MAX_AHEAD_SECONDS
+    return matched and fresh
+
+
+async def _attempt_for(
+    request: web.Request, conversation_id: str | None, call_sid: str | None
+) -> tuple[str, str | None, str] | None:
+    """(attempt id, provider call id, agent connection) of the reported call, if we know it."""
+    conditions = []
+    if conversation_id:
+        conditions.append(Attempt.conversation_id == conversation_id)
+    if call_sid:
+        conditions.append(Attempt.provider_call_id == call_sid)
+    if not conditions:
+        return None
+    async with request.app[SESSIONMAKER]() as session:
+        rows = (
+            await session.execute(
+                select(
+                    Attempt.id,
+                    Attempt.provider_call_id,
+                    Attempt.conversation_id,
+                    Campaign.agent_connection,
+                )
+                .join(Campaign, Campaign.id == Attempt.campaign_id)
+                .where(or_(*conditions))
+                .limit(2)
+            )
+        ).all()
+    if not rows:
+        return None
+    # The conversation id names one conversation; a call SID could be shared by none other.
+    best = next((r for r in rows if conversation_id and r[2] == conversation_id), rows[0])
+    return best[0], best[1], best[3]
+
+
+@routes.post("/webhooks/elevenlabs")
+async def post_call(request: web.Request) -> web.Response:
+    body = await request.read()
+    secret = request.app[SETTINGS].agent_webhook_secret
+    header = request.headers.get("ElevenLabs-Signature", "")
+    if not secret or not header or not signature_valid(secret, header, body):
+        log.warning("rejected ElevenLabs webhook: bad, stale or missing signature")
+        return error_response(401, "bad_signature", "invalid or expired ElevenLabs-Signature")
+    try:
+        envelope = json.loads(body)
+    except ValueError:
+        return error_response(400, "bad_json", "the webhook body is not JSON")
+    if not isinstance(envelope, dict) or not isinstance(envelope.get("data"), dict):
+        return error_response(400, "bad_webhook", "expected {type, event_timestamp, data}")
+    kind = envelope.get("type")
+    if kind not in HANDLED:
+        return web.json_response({"result": "ignored", "type": kind})
+    data = envelope["data"]
+    conversation_id = str(data.get("conversation_id") or "") or None
+    call_sid = outcomes.call_sid_of(envelope)
+    found = await _attempt_for(request, conversation_id, call_sid)
+    attempt_id, provider_call_id, connection = found or (None, None, None)
+    provider_call_id = provider_call_id or call_sid or conversation_id
+    if not provider_call_id:
+        return error_response(400, "bad_webhook", "no conversation_id or call SID")
+    now = utcnow()
+    if kind == "post_call_transcription":
+        update = outcomes.transcription(
+            envelope,
+            provider_call_id=provider_call_id,
+            attempt_id=attempt_id,
+            # Native calls send us no Twilio callbacks: this report is how they end.
+            ends_call=connection == "native",
+            received_at=now,
+        )
+    else:
+        update = outcomes.initiation_failure(
+            envelope, provider_call_id=provider_call_id, attempt_id=attempt_id, received_at=now
+        )
+    applied = await record_event(request.app[SESSIONMAKER], update)
+    if applied.result == "unknown":
+        log.warning(
+            "ElevenLabs %s for unknown conversation %s stored, not applied", kind, conversation_id
+        )
+    if applied.attempt_ended:
+        request.app[DISPATCHER].wake()
+    return web.json_response(
+        {"result": applied.result, "attempt_id": applied.attempt_id, "type": kind}
+    )

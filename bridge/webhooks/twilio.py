@@ -1,0 +1,190 @@
+"""Twilio's requests to us: call status and AMD callbacks, and the TwiML for an answered call."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+
+from aiohttp import web
+from twilio.base.exceptions import TwilioRestException
+from twilio.twiml.voice_response import VoiceResponse
+
+from bridge.background import spawn
+from bridge.keys import (
+    AGENT_CONNECTOR,
+    DIALER,
+    DISPATCHER,
+    ELEVENLABS,
+    MEDIA_TOKEN_SECRET,
+    SESSIONMAKER,
+    SETTINGS,
+    TWILIO_VALIDATOR,
+)
+from bridge.media import tokens
+from bridge.media.connector import CallContext, load_context
+from bridge.media.routes import record_agent_failure, stream_url
+from bridge.telephony.elevenlabs import AgentApiError, initiation_data
+from bridge.webhooks.signatures import verified_form
+from campaigns import voicemail
+from campaigns.clock import utcnow
+from campaigns.outcomes import CallUpdate
+from campaigns.progress import record_event
+
+log = logging.getLogger(__name__)
+routes = web.RouteTableDef()
+
+REGISTER_TIMEOUT_SECONDS = 8.0
+APOLOGY = "We are sorry, we cannot continue this call right now. Goodbye."
+
+
+def _int(value: object) -> int | None:
+    try:
+        return int(str(value))
+    except (TypeError, ValueError):
+        return None
+
+
+async def _form(request: web.Request) -> dict[str, str]:
+    app = request.app
+    form = await verified_form(request, app[TWILIO_VALIDATOR], app[SETTINGS].base_url)
+    return {key: str(form[key]) for key in form}
+
+
+def _call_sid(params: dict[str, str]) -> str:
+    sid = params.get("CallSid", "")
+    if not sid:
+        raise web.HTTPBadRequest(
+            text='{"error": {"code": "bad_request", "message": "CallSid is required"}}',
+            content_type="application/json",
+        )
+    return sid
+
+
+async def _apply(request: web.Request, update: CallUpdate) -> web.Response:
+    applied = await record_event(request.app[SESSIONMAKER], update)
+    if applied.attempt_ended:
+        request.app[DISPATCHER].wake()
+    # Twilio waits at most 15 s and only needs a 2xx: answer at once, with nothing to parse.
+    return web.Response(status=204)
+
+
+@routes.post("/webhooks/twilio/status")
+async def status_callback(request: web.Request) -> web.Response:
+    params = await _form(request)
+    update = CallUpdate(
+        provider="twilio",
+        provider_call_id=_call_sid(params),
+        kind="status",
+        received_at=utcnow(),
+        raw=params,
+        attempt_id=request.query.get("attempt_id"),
+        status=params.get("CallStatus") or None,
+        sequence=_int(params.get("SequenceNumber")),
+        answered_by=params.get("AnsweredBy") or None,
+        duration_seconds=_int(params.get("CallDuration")),
+        sip_response_code=_int(params.get("SipResponseCode")),
+        error_code=params.get("ErrorCode") or None,
+        error_message=params.get("ErrorMessage") or None,
+    )
+    return await _apply(request, update)
+
+
+@routes.post("/webhooks/twilio/amd")
+async def amd_callback(request: web.Request) -> web.Response:
+    params = await _form(request)
+    update = CallUpdate(
+        provider="twilio",
+        provider_call_id=_call_sid(params),
+        kind="amd",
+        received_at=utcnow(),
+        raw=params,
+        attempt_id=request.query.get("attempt_id"),
+        answered_by=params.get("AnsweredBy") or None,
+    )
+    response = await _apply(request, update)
+    action = await voicemail.action_for(
+        request.app[SESSIONMAKER], update.attempt_id, update.answered_by
+    )
+    if action is not None:
+        # Acted on after answering: the provider may be waiting for this response.
+        spawn(request.app, _carry_out(request.app, action))
+    return response
+
+
+async def _carry_out(app: web.Application, action: voicemail.VoicemailAction) -> None:
+    dialer = app[DIALER]
+    try:
+        if action.kind == "leave_message":
+            await dialer.leave_message(action.call_id, action.message or "")
+        else:
+            await dialer.hang_up(action.call_id)
+    except TwilioRestException as exc:
+        # 21220: the call ended on its own first (the machine hung up); nothing to undo but
+        # the record of an action that did not happen.
+        level = logging.INFO if exc.code == 21220 else logging.WARNING
+        log.log(level, "voicemail %s for %s not done: %s", action.kind, action.attempt_id, exc.msg)
+        await voicemail.forget_action(app[SESSIONMAKER], action.attempt_id)
+    except Exception:
+        log.exception("voicemail %s failed for attempt %s", action.kind, action.attempt_id)
+        await voicemail.forget_action(app[SESSIONMAKER], action.attempt_id)
+
+
+@routes.post("/webhooks/twilio/twiml")
+async def twiml(request: web.Request) -> web.Response:
+    """An answered call asks what to do: connect it to the campaign's agent."""
+    params = await _form(request)
+    attempt_id = request.query.get("attempt_id", "")
+    call_sid = params.get("CallSid", "")
+    app = request.app
+    context = await load_context(app[SESSIONMAKER], attempt_id) if attempt_id else None
+    if context is not None and context.call_sid not in (None, call_sid):
+        # A signed URL of one attempt replayed for another call: not ours to connect.
+        context = None
+    if context is not None and context.agent_connection == "register":
+        return await _register_call(request, context, params)
+    response = VoiceResponse()
+    connect = response.connect()
+    stream = connect.stream(url=stream_url(app[SETTINGS].base_url))
+    stream.parameter(name="attempt_id", value=attempt_id)
+    stream.parameter(name="token", value=tokens.issue(app[MEDIA_TOKEN_SECRET], attempt_id))
+    if context is not None:
+        # Open the agent conversation now, while Twilio sets up the stream: the first turn is
+        # then ready when the callee starts listening.
+        app[AGENT_CONNECTOR].prepare(context)
+    return _twiml(response)
+
+
+def _twiml(response: VoiceResponse | str) -> web.Response:
+    return web.Response(text=str(response), content_type="text/xml")
+
+
+async def _register_call(
+    request: web.Request, context: CallContext, params: dict[str, str]
+) -> web.Response:
+    app = request.app
+    reason = None
+    if not context.agent_id:
+        reason = "the campaign has no agent_id"
+    else:
+        try:
+            # Twilio waits 15 s for TwiML; ElevenLabs must answer well within that.
+            return _twiml(
+                await asyncio.wait_for(
+                    app[ELEVENLABS].register_call(
+                        agent_id=context.agent_id,
+                        from_number=params.get("From") or context.from_number or "",
+                        to_number=params.get("To") or context.to,
+                        client_data=initiation_data(context.dynamic_variables),
+                    ),
+                    REGISTER_TIMEOUT_SECONDS,
+                )
+            )
+        except TimeoutError:
+            reason = "register-call timed out"
+        except AgentApiError as exc:
+            reason = f"register-call failed: {exc}"
+    await record_agent_failure(app, context.attempt_id, params.get("CallSid", ""), reason)
+    response = VoiceResponse()
+    response.say(APOLOGY)
+    response.hangup()
+    return _twiml(response)
