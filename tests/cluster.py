@@ -1,0 +1,81 @@
+"""Helpers for the long scenarios: many fictional numbers, and the sandbox carrier as its own
+process (what several service nodes share, as they would share Twilio)."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from functools import cache
+from pathlib import Path
+from typing import Any
+
+import phonenumbers
+import requests
+
+from tests.service import free_port, wait_until
+
+
+@cache
+def _us_area_codes() -> tuple[str, ...]:
+    codes = []
+    for area in range(201, 990):
+        first, last = (phonenumbers.parse(f"+1{area}55501{n}") for n in ("00", "99"))
+        if all(
+            phonenumbers.is_valid_number(p) and phonenumbers.region_code_for_number(p) == "US"
+            for p in (first, last)
+        ):
+            codes.append(str(area))
+    return tuple(codes)
+
+
+def many_numbers(count: int) -> list[str]:
+    """Fictional US numbers (555-0100..0199 in each area code), last two digits 00..99."""
+    areas = _us_area_codes()
+    assert count <= 100 * len(areas)
+    return [f"+1{areas[i // 100]}5550{100 + i % 100}" for i in range(count)]
+
+
+class SandboxProcess:
+    """`callbridge sandbox` as a subprocess."""
+
+    def __init__(self, database_url: str, workdir: Path, **env: str) -> None:
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.log_path = workdir / f"sandbox-{self.port}.log"
+        self.env = {**os.environ, "CALLBRIDGE_DATABASE_URL": database_url, **env}
+        self.process: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> SandboxProcess:
+        log = self.log_path.open("ab")
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "bridge.cli", "sandbox", "--port", str(self.port)],
+            env=self.env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
+        wait_until(self._ready, timeout=30, what=f"the sandbox to listen ({self.log_path})")
+        return self
+
+    def _ready(self) -> bool:
+        assert self.process is not None
+        if self.process.poll() is not None:
+            raise AssertionError(f"sandbox exited: {self.log_path.read_text()[-3000:]}")
+        try:
+            return requests.get(f"{self.url}/healthz", timeout=1).status_code == 200
+        except requests.ConnectionError:
+            return False
+
+    def calls(self) -> list[dict[str, Any]]:
+        response = requests.get(f"{self.url}/sandbox/calls", timeout=60)
+        response.raise_for_status()
+        return list(response.json())
+
+    def stop(self) -> None:
+        if self.process is not None and self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()

@@ -1,0 +1,303 @@
+"""The media relay between a Twilio Media Stream and an ElevenLabs conversation WebSocket.
+
+The service runs for real (TwiML handler, /media/twilio, the relay); the agent is a scripted
+WebSocket server in the test, so that what it sends and receives can be checked frame by frame.
+Audio is sent as fast as the sockets take it: a minute of 20 ms frames in well under a minute.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import json
+import time
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import aiohttp
+import pytest
+from aiohttp import web
+
+from bridge.app import create_app
+from bridge.keys import SESSIONMAKER
+from bridge.settings import Settings
+from campaigns.models import Attempt
+from tests.agent_fixtures import (
+    TwilioStreamSide,
+    answered_attempt,
+    fetch_twiml,
+    housekeeping_finished,
+    open_stream,
+)
+from tests.service import free_port
+
+FRAMES = 3000  # 60 s of 20 ms frames
+Script = Callable[[web.WebSocketResponse, "ScriptedAgent"], Awaitable[None]]
+
+
+def frame(speaker: str, index: int) -> str:
+    """A distinct 160-byte μ-law frame, base64 as both protocols carry it."""
+    raw = f"{speaker}:{index:06d}:".encode().ljust(160, b"\xff")
+    return base64.b64encode(raw).decode()
+
+
+class ScriptedAgent:
+    """An ElevenLabs conversation endpoint that runs whatever script the test gives it."""
+
+    def __init__(self) -> None:
+        self.script: Script | None = None
+        self.connections = 0
+        self.initiations: list[dict[str, Any]] = []
+        self.user_audio: list[str] = []
+        self.pongs: list[int] = []
+        self.closed = asyncio.Event()
+        self.connected = asyncio.Event()
+        self.closed_at: float | None = None
+        self.finished = asyncio.Event()
+        self.port = free_port()
+
+    def app(self) -> web.Application:
+        app = web.Application()
+        app.router.add_get("/v1/convai/conversation/get-signed-url", self._signed_url)
+        app.router.add_get("/v1/convai/conversation", self._conversation)
+        return app
+
+    async def _signed_url(self, request: web.Request) -> web.Response:
+        agent_id = request.query["agent_id"]
+        url = f"ws://127.0.0.1:{self.port}/v1/convai/conversation?agent_id={agent_id}&sig=x"
+        return web.json_response({"signed_url": url})
+
+    async def _conversation(self, request: web.Request) -> web.StreamResponse:
+        self.connections += 1
+        self.connected.set()
+        ws = web.WebSocketResponse()
+        await ws.prepare(request)
+        first = await ws.receive_json()
+        self.initiations.append(first)
+        await ws.send_json(
+            {
+                "type": "conversation_initiation_metadata",
+                "conversation_initiation_metadata_event": {
+                    "conversation_id": "conv_relay_test",
+                    "agent_output_audio_format": "ulaw_8000",
+                    "user_input_audio_format": "ulaw_8000",
+                },
+            }
+        )
+        assert self.script is not None
+        await self.script(ws, self)
+        self.finished.set()
+        return ws
+
+    async def listen(self, ws: web.WebSocketResponse, until: Callable[[], bool]) -> None:
+        """Collect user audio and pongs until ``until()`` or the relay closes the socket."""
+        while not until():
+            message = await ws.receive()
+            if message.type in (aiohttp.WSMsgType.CLOSE, aiohttp.WSMsgType.CLOSED):
+                self.closed_at = time.monotonic()
+                self.closed.set()
+                return
+            data = json.loads(message.data)
+            if "user_audio_chunk" in data:
+                self.user_audio.append(data["user_audio_chunk"])
+            elif data.get("type") == "pong":
+                self.pongs.append(int(data["event_id"]))
+
+
+def audio(event_id: int, payload: str) -> dict[str, Any]:
+    return {"type": "audio", "audio_event": {"audio_base_64": payload, "event_id": event_id}}
+
+
+@pytest.fixture
+async def agent(aiohttp_server: Any) -> ScriptedAgent:
+    scripted = ScriptedAgent()
+    await aiohttp_server(scripted.app(), port=scripted.port)
+    return scripted
+
+
+@pytest.fixture
+async def client(aiohttp_server: Any, aiohttp_client: Any, database_url: str, agent: Any) -> Any:
+
+    port = free_port()
+    settings = Settings(
+        database_url=database_url,
+        port=port,
+        elevenlabs_url=f"http://127.0.0.1:{agent.port}",
+    )
+    yield await aiohttp_client(await aiohttp_server(create_app(settings), port=port))
+    await housekeeping_finished()
+
+
+async def receive_twilio(ws: aiohttp.ClientWebSocketResponse, count: int) -> list[dict[str, Any]]:
+    received: list[dict[str, Any]] = []
+    while len([m for m in received if m["event"] == "media"]) < count:
+        message = await ws.receive()
+        assert message.type == aiohttp.WSMsgType.TEXT, message
+        received.append(json.loads(message.data))
+    return received
+
+
+async def test_a_minute_of_audio_passes_both_ways_in_order_with_every_ping_answered(
+    client: Any, agent: ScriptedAgent
+) -> None:
+    ping_ids = list(range(100_000, 100_000 + FRAMES // 50))
+
+    async def script(ws: web.WebSocketResponse, me: ScriptedAgent) -> None:
+        async def speak() -> None:
+            for index in range(FRAMES):
+                if index % 50 == 0:
+                    ping = ping_ids[index // 50]
+                    await ws.send_json({"type": "ping", "ping_event": {"event_id": ping}})
+                await ws.send_json(audio(index + 1, frame("agent", index)))
+
+        speaking = asyncio.create_task(speak())
+        await me.listen(ws, lambda: len(me.user_audio) >= FRAMES and len(me.pongs) >= len(ping_ids))
+        await speaking
+        await me.listen(ws, lambda: False)  # until the caller hangs up
+
+    agent.script = script
+    attempt = await answered_attempt(client.app, variables={"first_name": "Ada", "n": 3})
+    url, parameters = await fetch_twiml(client, attempt)
+    async with aiohttp.ClientSession() as session:
+        ws = await open_stream(session, url)
+        twilio = TwilioStreamSide(ws, str(attempt.provider_call_id))
+        await twilio.begin(parameters)
+        receiving = asyncio.create_task(receive_twilio(ws, FRAMES))
+        for index in range(FRAMES):
+            await twilio.media(index, frame("caller", index))
+        got = await asyncio.wait_for(receiving, 60)
+        assert await asyncio.wait_for(_until(lambda: len(agent.user_audio) >= FRAMES), 60)
+        await twilio.send("stop", stop={"callSid": twilio.call_sid})
+        stopped = time.monotonic()
+        await asyncio.wait_for(agent.closed.wait(), 5)
+        assert agent.closed_at is not None and agent.closed_at - stopped < 1.0
+        await ws.close()
+
+    assert await asyncio.wait_for(_until_stored(client, attempt.id, "conv_relay_test"), 10)
+    assert agent.connections == 1
+    assert agent.initiations == [
+        {
+            "type": "conversation_initiation_client_data",
+            "dynamic_variables": {"first_name": "Ada", "n": 3},
+        }
+    ]
+    media = [m for m in got if m["event"] == "media"]
+    assert [m["media"]["payload"] for m in media] == [frame("agent", i) for i in range(FRAMES)]
+    assert {m["streamSid"] for m in media} == {twilio.stream_sid}
+    assert not [m for m in got if m["event"] == "clear"]
+    assert agent.user_audio == [frame("caller", i) for i in range(FRAMES)]
+    assert agent.pongs == ping_ids
+
+
+async def _until_stored(client: Any, attempt_id: str, conversation_id: str) -> bool:
+    while True:
+        async with client.app[SESSIONMAKER]() as session:
+            attempt = await session.get(Attempt, attempt_id)
+        if attempt is not None and attempt.conversation_id == conversation_id:
+            return True
+        await asyncio.sleep(0.02)
+
+
+async def _until(predicate: Callable[[], bool]) -> bool:
+    while not predicate():  # noqa: ASYNC110 (a plain counter, polled with a deadline)
+        await asyncio.sleep(0.01)
+    return True
+
+
+async def test_interruption_sends_one_clear_and_drops_the_interrupted_audio(
+    client: Any, agent: ScriptedAgent
+) -> None:
+    spoken = asyncio.Event()
+
+    async def script(ws: web.WebSocketResponse, me: ScriptedAgent) -> None:
+        # All of this happens while the call's stream is still being set up: it is queued.
+        for event_id in range(1, 6):
+            await ws.send_json(audio(event_id, frame("before", event_id)))
+        await ws.send_json({"type": "interruption", "interruption_event": {"event_id": 5}})
+        await ws.send_json(audio(4, frame("late", 4)))  # older than the interruption
+        for event_id in range(6, 9):
+            await ws.send_json(audio(event_id, frame("after", event_id)))
+        spoken.set()
+        await me.listen(ws, lambda: False)
+
+    agent.script = script
+    attempt = await answered_attempt(client.app)
+    url, parameters = await fetch_twiml(client, attempt)
+    await asyncio.wait_for(spoken.wait(), 10)
+    async with aiohttp.ClientSession() as session:
+        ws = await open_stream(session, url)
+        twilio = TwilioStreamSide(ws, str(attempt.provider_call_id))
+        await twilio.begin(parameters)
+        got = await asyncio.wait_for(receive_twilio(ws, 3), 10)
+        await twilio.send("stop")
+        await ws.close()
+    assert [m["event"] for m in got] == ["clear", "media", "media", "media"]
+    assert [m["media"]["payload"] for m in got[1:]] == [frame("after", i) for i in range(6, 9)]
+    assert agent.connections == 1  # opened while answering the TwiML request, used by the stream
+
+
+async def test_the_agent_hanging_up_ends_the_stream_within_a_second(
+    client: Any, agent: ScriptedAgent
+) -> None:
+    closing: dict[str, float] = {}
+
+    async def script(ws: web.WebSocketResponse, me: ScriptedAgent) -> None:
+        await me.listen(ws, lambda: len(me.user_audio) >= 3)
+        closing["at"] = time.monotonic()
+        await ws.close()
+
+    agent.script = script
+    attempt = await answered_attempt(client.app)
+    url, parameters = await fetch_twiml(client, attempt)
+    async with aiohttp.ClientSession() as session:
+        ws = await open_stream(session, url)
+        twilio = TwilioStreamSide(ws, str(attempt.provider_call_id))
+        await twilio.begin(parameters)
+        for index in range(3):
+            await twilio.media(index, frame("caller", index))
+        message = await asyncio.wait_for(ws.receive(), 5)
+        ended = time.monotonic()
+    assert message.type in (aiohttp.WSMsgType.CLOSE, aiohttp.WSMsgType.CLOSED)
+    assert ended - closing["at"] < 1.0
+
+
+async def test_a_bad_token_or_signature_is_refused_before_any_agent_connection(
+    client: Any, agent: ScriptedAgent
+) -> None:
+    async def script(ws: web.WebSocketResponse, me: ScriptedAgent) -> None:
+        await me.listen(ws, lambda: False)
+
+    agent.script = script
+    attempt = await answered_attempt(client.app)
+    other = await answered_attempt(client.app, phone="+12125550102")
+    url = f"ws://127.0.0.1:{client.server.port}/media/twilio"
+    async with aiohttp.ClientSession() as session:
+        for parameters in (
+            {"attempt_id": attempt.id, "token": "9999999999.deadbeef"},
+            {"attempt_id": attempt.id},
+        ):
+            ws = await open_stream(session, url)
+            twilio = TwilioStreamSide(ws, str(attempt.provider_call_id))
+            await twilio.begin(parameters)
+            message = await asyncio.wait_for(ws.receive(), 5)
+            assert message.type == aiohttp.WSMsgType.CLOSE and message.data == 1008
+        # A genuine token of another attempt does not open this one.
+        _, genuine = await fetch_twiml(client, other)
+        await asyncio.wait_for(agent.connected.wait(), 10)  # the other call's own conversation
+        connections_before = agent.connections
+        ws = await open_stream(session, url)
+        twilio = TwilioStreamSide(ws, str(attempt.provider_call_id))
+        await twilio.begin({"attempt_id": attempt.id, "token": genuine["token"]})
+        message = await asyncio.wait_for(ws.receive(), 5)
+        assert message.type == aiohttp.WSMsgType.CLOSE and message.data == 1008
+        assert agent.connections == connections_before
+        for signature in ("", "forged"):
+            with pytest.raises(aiohttp.WSServerHandshakeError) as refused:
+                await open_stream(session, url, signature=signature)
+            assert refused.value.status == 403
+    # Only the TwiML request for the other attempt opened an agent conversation, and as no
+    # stream claimed it, its id was not recorded as that call's conversation.
+    assert agent.connections == 1
+    async with client.app[SESSIONMAKER]() as session:
+        unclaimed = await session.get(Attempt, other.id)
+    assert unclaimed is not None and unclaimed.conversation_id is None
