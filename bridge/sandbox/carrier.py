@@ -630,6 +630,9 @@ class SandboxCarrier:
         try:
             while True:
                 live.wake.clear()
+                # Read before the query: a call that finished by then has all its callbacks in
+                # the result, while one finishing during the query is seen on the next turn.
+                finished = live.finished
                 pending = [
                     callback
                     for callback in await self._store.callbacks(live.sid, pending_only=True)
@@ -648,7 +651,7 @@ class SandboxCarrier:
                     held.clear()
                 if pending:
                     continue
-                if live.finished:
+                if finished:
                     for late, late_fate in held.values():
                         await self._deliver(late, late_fate)
                     return
