@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Literal
 
 import phonenumbers
 from phonenumbers import NumberParseException, PhoneNumberFormat, PhoneNumberType
-from phonenumbers.timezone import time_zones_for_number
+from phonenumbers.timezone import time_zones_for_geographical_number, time_zones_for_number
 
 RejectReason = Literal["missing", "unparseable", "invalid", "premium_rate"]
 
@@ -47,12 +48,45 @@ def normalize(raw: str | None, default_region: str) -> Phone:
         number = phonenumbers.parse(raw, default_region.upper())
     except NumberParseException as exc:
         raise PhoneRejected("unparseable", raw) from exc
-    if not phonenumbers.is_valid_number(number):
+    # The type is the costly part of validation: is_valid_number and time_zones_for_number each
+    # work it out again, so it is worked out once. UNKNOWN is exactly what is_valid_number
+    # reports as not valid (both test the number against its region's patterns).
+    kind = phonenumbers.number_type(number)
+    if kind == PhoneNumberType.UNKNOWN:
         raise PhoneRejected("invalid", raw)
-    if phonenumbers.number_type(number) == PhoneNumberType.PREMIUM_RATE:
+    if kind == PhoneNumberType.PREMIUM_RATE:
         raise PhoneRejected("premium_rate", raw)
-    zones = tuple(zone for zone in time_zones_for_number(number) if zone != _UNKNOWN_ZONE)
+    zones = tuple(zone for zone in _time_zones(number, kind) if zone != _UNKNOWN_ZONE)
     return Phone(e164=phonenumbers.format_number(number, PhoneNumberFormat.E164), time_zones=zones)
+
+
+def _time_zones(number: phonenumbers.PhoneNumber, kind: int) -> tuple[str, ...]:
+    # What time_zones_for_number gives, without its second look at the type for the common case.
+    if phonenumbers.is_number_type_geographical(kind, number.country_code):
+        return tuple(time_zones_for_geographical_number(number))
+    return tuple(time_zones_for_number(number))
+
+
+# normalize()'s answer in a form that is cheap to send between processes: (e164, time zones) for
+# a number, the reason code for a rejected one.
+Normalized = tuple[str, tuple[str, ...]] | RejectReason
+
+
+def normalize_many(
+    raws: Sequence[str | None],
+    default_region: str,
+    normalize_one: Callable[[str | None, str], Phone] = normalize,
+) -> list[Normalized]:
+    """``normalize`` over many numbers; the unit of work of an import's parsing processes."""
+    found: list[Normalized] = []
+    for raw in raws:
+        try:
+            phone = normalize_one(raw, default_region)
+        except PhoneRejected as exc:
+            found.append(exc.reason)
+        else:
+            found.append((phone.e164, phone.time_zones))
+    return found
 
 
 def mask(e164: str) -> str:

@@ -1,7 +1,10 @@
+import phonenumbers
 import pytest
+from phonenumbers import NumberParseException, PhoneNumberFormat, PhoneNumberType
+from phonenumbers.timezone import time_zones_for_number
 
 from campaigns import phones
-from campaigns.phones import Phone, PhoneRejected, mask, normalize
+from campaigns.phones import Phone, PhoneRejected, mask, normalize, normalize_many
 
 
 @pytest.mark.parametrize(
@@ -27,8 +30,75 @@ def test_number_spanning_zones_lists_them_all() -> None:
 
 
 def test_unknown_zone_is_an_empty_tuple(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(phones, "time_zones_for_number", lambda _number: ("Etc/Unknown",))
+    # A fixed line (its own zones) and a German mobile (its country's zones).
+    for name in ("time_zones_for_number", "time_zones_for_geographical_number"):
+        monkeypatch.setattr(phones, name, lambda _number: ("Etc/Unknown",))
     assert normalize("+1 415 555 0100", "US").time_zones == ()
+    assert normalize("+49 151 23456789", "US").time_zones == ()
+
+
+def plainly(raw: str, region: str) -> Phone | str:
+    """normalize() spelled out with phonenumbers' public checks, one after the other."""
+    if not raw.strip():
+        return "missing"
+    try:
+        number = phonenumbers.parse(raw, region)
+    except NumberParseException:
+        return "unparseable"
+    if not phonenumbers.is_valid_number(number):
+        return "invalid"
+    if phonenumbers.number_type(number) == PhoneNumberType.PREMIUM_RATE:
+        return "premium_rate"
+    zones = tuple(zone for zone in time_zones_for_number(number) if zone != "Etc/Unknown")
+    return Phone(phonenumbers.format_number(number, PhoneNumberFormat.E164), zones)
+
+
+SAMPLES = [
+    "+1 415 555 0100",
+    "(212) 555-0160",
+    "+1 800 555 1234",
+    "+1 900 200 1234",
+    "+1 684 733 1234",  # American Samoa, inside +1
+    "+1 876 555 0123",  # Jamaica
+    "+44 20 7946 0958",
+    "+44 7400 123456",
+    "+44 (0)161 496 0123",
+    "+44 1624 456789",  # Isle of Man, inside +44
+    "+49 30 12345678",
+    "+49 151 23456789",
+    "+49 900 1234567",
+    "+33 6 12 34 56 78",
+    "+7 495 123 45 67",
+    "+7 701 123 4567",  # Kazakhstan, inside +7
+    "+61 2 9374 4000",
+    "+81 3-1234-5678",
+    "+800 1234 5678",  # international freephone: no region
+    "+882 345 678 90",
+    "+979 1234 5678",
+    "(415) 055-0142",
+    "+1 415 555 010",
+    "12",
+    "abc",
+    "",
+]
+
+
+@pytest.mark.parametrize("region", ["US", "GB", "DE"])
+def test_normalize_agrees_with_the_plain_checks(region: str) -> None:
+    for raw in SAMPLES + [f"0{n} {n * 7919 % 10**7:07d}" for n in range(10, 400, 7)]:
+        try:
+            got: Phone | str = normalize(raw, region)
+        except PhoneRejected as exc:
+            got = exc.reason
+        assert got == plainly(raw, region), raw
+
+
+def test_normalize_many_gives_each_answer_in_order() -> None:
+    assert normalize_many(["+1 415 555 0100", "", "+1 900 200 1234"], "US") == [
+        ("+14155550100", ("America/Los_Angeles",)),
+        "missing",
+        "premium_rate",
+    ]
 
 
 @pytest.mark.parametrize(
