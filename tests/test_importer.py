@@ -529,6 +529,148 @@ async def test_import_memory_does_not_grow_with_the_file(
     assert large < small * 1.25 + 512 * 1024
 
 
+# --- parsing processes ------------------------------------------------------------------------
+
+MIXED = (
+    "phone_number,id,name,phone_number_2,call_at\n"
+    "+1 415 555 0100,a,Ava,+44 20 7946 0958,\n"
+    '(212) 555-0160,b,"Ben\nBrown",212-555-0160,2031-05-06T09:30\n'
+    ",,,,\n"
+    "not a number,c,Cy,,\n"
+    "+49 151 23456789,d,Dora,nope,\n"
+    "415-555-0100,e,Ed,,\n"
+    "+1 900 200 1234,f,Fay,,\n"
+    "+44 7400 123456,g,Gus,+49 30 12345678,yesterday-ish\n"
+    "(415) 055-0142,h,Hal,,\n"
+    "+1 312 555 0171,i,Ida,+1 312 555 0171,\n"
+    "+44 20 7946 0958,j,Jo,,\n"
+    "+1 212 555 0160,k,Kim,,\n"
+)
+
+_COMPARED = (
+    "phone_number",
+    "external_id",
+    "time_zones",
+    "dynamic_variables",
+    "alternate_numbers",
+    "row_number",
+    "state",
+    "next_attempt_at",
+    "call_at",
+    "attempts_made",
+    "number_index",
+    "failures_on_number",
+    "dedupe_scope",
+    "idempotency_key",
+    "disposition",
+    "finished_at",
+)
+
+
+def stored(contacts: list[Contact]) -> list[tuple[Any, ...]]:
+    return [tuple(getattr(contact, name) for name in _COMPARED) for contact in contacts]
+
+
+@pytest.mark.parametrize("batch_size", [3, 1_000])
+async def test_parsing_processes_give_the_same_report_and_contacts(
+    sm: Sessionmaker, batch_size: int
+):
+    due = datetime(2030, 1, 2, 3, 4, tzinfo=UTC)
+    results = []
+    for processes in (0, 2):
+        campaign_id = await new_campaign(sm)
+        report = await run_import(
+            sm,
+            campaign_id,
+            csv_file(MIXED),
+            batch_size=batch_size,
+            processes=processes,
+            next_attempt_at=due,
+        )
+        results.append((report, stored(await contacts_of(sm, campaign_id))))
+    assert results[0] == results[1]
+    report, contacts = results[0]
+    assert [(e["row"], e["reason"]) for e in report["errors"]] == [
+        (5, "unparseable"),
+        (7, "duplicate"),
+        (8, "premium_rate"),
+        (9, "invalid_call_at"),
+        (10, "invalid"),
+        (13, "duplicate"),
+    ]
+    assert [c[0] for c in contacts] == [
+        "+14155550100",
+        "+12125550160",
+        "+4915123456789",
+        "+13125550171",
+        "+442079460958",  # another row's alternate number, not a repeat
+    ]
+
+
+async def test_stored_values_match_an_orm_insert(sm: Sessionmaker):
+    # The file path writes rows through the driver (executemany, COPY); a list of contacts goes
+    # through SQLAlchemy's insert. Both must store the same values.
+    due = datetime(2030, 1, 2, 3, 4, tzinfo=UTC)
+    by_file = await new_campaign(sm)
+    await run_import(sm, by_file, csv_file(MIXED), next_attempt_at=due)
+    by_orm = await new_campaign(sm)
+    [parsed] = parse_batches(csv_file(MIXED), default_region="US")
+    reminders, late = importer._reminder_times(parsed.contacts, "UTC")
+    parsed = importer._reject(parsed, late, "invalid_call_at")
+    async with sm.begin() as session:
+        dialect = await importer._prepare_campaign(session, by_orm)
+        await importer._insert_new(session, dialect, by_orm, parsed.contacts, due, reminders)
+    from_file, from_orm = await contacts_of(sm, by_file), await contacts_of(sm, by_orm)
+    assert stored(from_file) == stored(from_orm)
+    assert any(contact.call_at is not None for contact in from_file)
+    assert any(contact.alternate_numbers for contact in from_file)
+    assert all(contact.created_at is not None for contact in from_file)
+
+
+async def test_parsing_processes_refuse_files_as_the_thread_does(
+    sm: Sessionmaker, campaign_id: str
+):
+    rows = [f"+1 212 555 {i:04d},Person {i}\n".encode() for i in range(3_000)]
+    rows[2_500] = b"+1 212 555 9999,Fran\xe7ois\n"
+    files = [
+        b"phone_number,name\n" + b"".join(rows),
+        b'phone_number,note\n4155550100,"never closed\n' + b"x,y\n" * 40_000,
+        # The overlong id comes first in the file, the bad byte later in the same batch.
+        f"phone_number,id\n4155550100,{'x' * 201}\n".encode() + b"4155550101,Fran\xe7ois\n",
+        b"phone_number,id\n\n,\n",
+        b"",
+    ]
+    for data in files:
+        messages = []
+        for processes in (0, 2):
+            with pytest.raises(ImportRefused) as refused:
+                await run_import(
+                    sm, campaign_id, io.BytesIO(data), batch_size=500, processes=processes
+                )
+            messages.append(str(refused.value))
+        assert messages[0] == messages[1]
+        assert await count_contacts(sm) == 0
+
+
+async def test_large_seekable_files_are_parsed_in_processes(
+    sm: Sessionmaker, campaign_id: str, monkeypatch: pytest.MonkeyPatch
+):
+    text = "phone_number\n" + "".join(f"41555501{i:02d}\n" for i in range(60))
+    expected = dry_run(csv_file(text), default_region="US").to_dict()
+    here: list[str] = []
+    real_normalize = importer.normalize
+
+    def spying_normalize(raw: str | None, region: str) -> Phone:
+        here.append(raw or "")
+        return real_normalize(raw, region)
+
+    monkeypatch.setattr(importer, "normalize", spying_normalize)
+    monkeypatch.setattr(importer, "POOL_MIN_BYTES", len(text) - 1)
+    assert await run_import(sm, campaign_id, csv_file(text), batch_size=7) == expected
+    # Every number was parsed by the pool's processes, none in this one.
+    assert here == []
+
+
 # --- the demo's bundled example ---------------------------------------------------------------
 
 
