@@ -1,8 +1,10 @@
 """Streaming CSV intake: contacts in, a row-level report out.
 
 The file is read in chunks, decoded incrementally and parsed in batches, so memory depends on the
-batch size, not on the file. One generator (``parse_batches``) does all the parsing, for the
-database import and the dry run alike.
+batch size, not on the file. The same steps parse every file: records in batches (``_open``), their
+numbers checked (``normalize_many``), contacts and row errors made from both (``_assemble``).
+``parse_batches`` runs them one after the other for the dry run and small imports; a large import
+runs the number checks in a process pool, a few batches ahead of the one being stored.
 
 Row numbers are the ones a spreadsheet shows: the header is row 1 and every CSV record after it
 counts one row (record counter + 1), blank records included. A quoted cell spanning several lines is
@@ -68,8 +70,8 @@ POOL_MIN_BYTES = 4 * 1024**2
 # Batches read ahead of the one being stored, per parsing process: enough to keep every process
 # busy while the database works, few enough that memory stays a few batches.
 _READ_AHEAD_PER_PROCESS = 2
-# SQLite allows 32766 variables per statement; a user-chosen batch size may exceed a safe share.
-_SQLITE_IN_CHUNK = 900
+# SQLite allows 32766 variables per statement: 16 columns a row leave room for 2047 rows.
+_SQLITE_ROWS_PER_STATEMENT = 1_000
 # Each import transaction's own staging table for COPY (PostgreSQL); dropped at commit.
 _STAGING_TABLE = "contacts_import_staging"
 
@@ -458,7 +460,7 @@ def _record_batches(reader: Any, batch_size: int) -> Iterator[list[_Record]]:
     failure: Exception | None = None
     try:
         for row, record in enumerate(reader, start=2):
-            if not any(cell.strip() for cell in record):
+            if not "".join(record).strip():  # every cell blank
                 continue
             batch.append((row, record))
             if len(batch) >= batch_size:
@@ -708,9 +710,8 @@ class _ContactStore:
             lambda numbers: self._bind["alternate_numbers"](list(numbers))
         )
         self._staging_ready = False
+        self._sqlite_inserts: dict[int, str] = {}
         listed = ", ".join(_STORED_COLUMNS)
-        marks = ", ".join("?" * len(_STORED_COLUMNS))  # sqlite3's paramstyle
-        self._insert_sql = f"INSERT INTO contacts ({listed}) VALUES ({marks})"
         self._move_sql = (
             f"WITH batch AS (DELETE FROM {_STAGING_TABLE} RETURNING {listed}) "
             f"INSERT INTO contacts ({listed}) SELECT {listed} FROM batch "
@@ -766,25 +767,27 @@ class _ContactStore:
         return rows
 
     async def _insert_absent(self, rows: list[tuple[Any, ...]]) -> set[str]:
-        # SQLite: the import's transaction holds the database's write lock (BEGIN IMMEDIATE), so
-        # the numbers absent now are exactly the ones this insert adds, and one executemany
-        # stores them (SQLite cannot return rows from an executemany).
-        number = _STORED_COLUMNS.index("phone_number")
-        numbers = [row[number] for row in rows]
-        present: set[str] = set()
-        for start in range(0, len(numbers), _SQLITE_IN_CHUNK):
-            result = await self._connection.scalars(
-                select(Contact.phone_number).where(
-                    Contact.campaign_id == self._campaign_id,
-                    Contact.dedupe_scope == "",
-                    Contact.phone_number.in_(numbers[start : start + _SQLITE_IN_CHUNK]),
-                )
+        # SQLite: one multi-row INSERT ... ON CONFLICT DO NOTHING RETURNING per chunk (sqlite3's
+        # executemany cannot return rows), its text cached per row count.
+        inserted: set[str] = set()
+        for start in range(0, len(rows), _SQLITE_ROWS_PER_STATEMENT):
+            chunk = rows[start : start + _SQLITE_ROWS_PER_STATEMENT]
+            result = await self._connection.exec_driver_sql(
+                self._sqlite_insert(len(chunk)), tuple(itertools.chain.from_iterable(chunk))
             )
-            present.update(result)
-        new = [row for row in rows if row[number] not in present]
-        if new:
-            await self._connection.exec_driver_sql(self._insert_sql, new)
-        return {row[number] for row in new}
+            inserted.update(result.scalars())
+        return inserted
+
+    def _sqlite_insert(self, rows: int) -> str:
+        if rows not in self._sqlite_inserts:
+            row = "(" + ", ".join("?" * len(_STORED_COLUMNS)) + ")"  # sqlite3's paramstyle
+            self._sqlite_inserts[rows] = (
+                f"INSERT INTO contacts ({', '.join(_STORED_COLUMNS)}) VALUES "
+                + ", ".join([row] * rows)
+                + " ON CONFLICT (campaign_id, phone_number, dedupe_scope) DO NOTHING"
+                " RETURNING phone_number"
+            )
+        return self._sqlite_inserts[rows]
 
     async def _copy_new(self, rows: list[tuple[Any, ...]]) -> set[str]:
         # PostgreSQL: COPY the batch into a staging table, then move it over in one statement.
