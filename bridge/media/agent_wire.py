@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
+from json.encoder import encode_basestring_ascii as _string
 from typing import Any
 
 
@@ -77,8 +78,10 @@ def initiation(client_data: dict[str, Any]) -> str:
 
 
 def user_audio(payload: str) -> str:
-    # No "type" field: ElevenLabs recognises audio chunks by their key.
-    return json.dumps({"user_audio_chunk": payload})
+    # No "type" field: ElevenLabs recognises audio chunks by their key. Built around the one
+    # escaped string, 50 times a second per call: the same text as json.dumps of the dict,
+    # without walking a dict through the encoder.
+    return '{"user_audio_chunk": ' + _string(payload) + "}"
 
 
 def pong(event_id: int) -> str:
