@@ -6,7 +6,7 @@ import logging
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import func, select, update
+from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from campaigns import policy
@@ -22,7 +22,7 @@ from campaigns.models import (
     Disposition,
 )
 from campaigns.outcomes import CallUpdate, apply_update, outcome_of
-from campaigns.sqlutil import insert_ignoring_conflicts
+from campaigns.sqlutil import dialect_name, insert_ignoring_conflicts
 
 log = logging.getLogger(__name__)
 
@@ -39,6 +39,9 @@ class Applied:
 
 async def record_event(sm: async_sessionmaker[AsyncSession], update_: CallUpdate) -> Applied:
     async with sm.begin() as session:
+        # The attempt is found (and locked) first, so the raw event is stored once, already
+        # marked with what it was applied to: one statement fewer than storing then marking it.
+        attempt = await _locked_attempt(session, update_)
         stored = await session.execute(
             insert_ignoring_conflicts(
                 session,
@@ -48,16 +51,15 @@ async def record_event(sm: async_sessionmaker[AsyncSession], update_: CallUpdate
                     "kind": update_.kind,
                     "dedupe_key": update_.dedupe_key,
                     "provider_call_id": update_.provider_call_id,
-                    "attempt_id": update_.attempt_id,
+                    "attempt_id": attempt.id if attempt is not None else update_.attempt_id,
                     "payload": update_.raw,
                     "received_at": update_.received_at,
+                    "applied": attempt is not None,
                 },
             )
         )
-        event_id = stored.scalar_one_or_none()
-        if event_id is None:
+        if stored.scalar_one_or_none() is None:
             return Applied("duplicate", update_.attempt_id)
-        attempt = await _locked_attempt(session, update_)
         if attempt is None:
             log.warning(
                 "call event for an unknown call %s (%s) stored, not applied",
@@ -66,11 +68,6 @@ async def record_event(sm: async_sessionmaker[AsyncSession], update_: CallUpdate
             )
             return Applied("unknown")
         ended = await apply_to_attempt(session, attempt, update_, update_.received_at)
-        await session.execute(
-            update(CallEvent)
-            .where(CallEvent.id == event_id)
-            .values(applied=True, attempt_id=attempt.id)
-        )
         return Applied("applied", attempt.id, ended, attempt.campaign_id)
 
 
@@ -195,14 +192,23 @@ async def complete_if_finished(session: AsyncSession, campaign: Campaign, now: d
         return False
     # Two transactions settling a campaign's last contacts at once would each count the other's
     # contact as open (READ COMMITTED) and neither would complete it: they take turns on the
-    # campaign row, so the later one counts after the earlier one committed.
-    await session.execute(select(Campaign.id).where(Campaign.id == campaign.id).with_for_update())
-    open_contacts = await session.scalar(
-        select(func.count())
-        .select_from(Contact)
-        .where(Contact.campaign_id == campaign.id, Contact.state != ContactState.DONE)
+    # campaign row, so the later one counts after the earlier one committed. (SQLite writers
+    # already take turns: every write transaction begins IMMEDIATE.)
+    if dialect_name(session) != "sqlite":
+        await session.execute(
+            select(Campaign.id).where(Campaign.id == campaign.id).with_for_update()
+        )
+    # Is any contact still open? Named states (not "!= done") let the (campaign_id, state, …)
+    # index answer with a seek; a count would walk every finished contact, once per contact.
+    open_contact = await session.scalar(
+        select(Contact.id)
+        .where(
+            Contact.campaign_id == campaign.id,
+            Contact.state.in_((ContactState.PENDING, ContactState.IN_PROGRESS)),
+        )
+        .limit(1)
     )
-    if open_contacts:
+    if open_contact is not None:
         return False
     campaign.status = CampaignStatus.COMPLETED
     campaign.completed_at = now

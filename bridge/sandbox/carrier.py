@@ -58,9 +58,16 @@ HANGUP_WAIT_SECONDS = 5.0
 class _LiveCall:
     """The in-process side of one call being simulated: its wake-ups and hang-up requests."""
 
-    def __init__(self, sid: str) -> None:
+    def __init__(self, sid: str, call: SandboxCall | None = None) -> None:
         self.sid = sid
+        # The call as just created, which spares reading it back; None: read it from the log.
+        self.created = call
+        # A call created by this process has no callbacks left over from an earlier run.
+        self.fresh = call is not None
         self.wake = asyncio.Event()  # new callbacks were queued
+        # Callbacks committed by this process since the courier last looked, in firing order;
+        # the courier reads the outbox itself only once, for what an earlier run left behind.
+        self.queued: list[Callback] = []
         self.hangup = asyncio.Event()
         self.requested_status: str | None = None
         self.finished = False
@@ -182,6 +189,7 @@ class SandboxCarrier:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
         self._live.clear()
+        await self._store.close()
         if self._streams is not None:
             await self._streams.close()
             self._streams = None
@@ -196,13 +204,13 @@ class SandboxCarrier:
         task.add_done_callback(self._tasks.discard)
         return task
 
-    def _launch(self, sid: str) -> _LiveCall | None:
+    def _launch(self, sid: str, created: SandboxCall | None = None) -> _LiveCall | None:
         """The live simulation of a call, started if needed; None while the carrier is stopped."""
         if not self._running:
             return None
         live = self._live.get(sid)
         if live is None:
-            live = _LiveCall(sid)
+            live = _LiveCall(sid, created)
             self._live[sid] = live
             self._spawn(self._run_call(live), f"sandbox-call-{sid}")
         return live
@@ -283,7 +291,7 @@ class SandboxCarrier:
             await response.prepare(request)
             await response.write_eof()
         finally:
-            self._launch(call.sid)
+            self._launch(call.sid, call)
         return response
 
     async def _create_fault(self) -> CreateFault:
@@ -411,7 +419,8 @@ class SandboxCarrier:
                 del self._live[live.sid]
 
     async def _simulate(self, live: _LiveCall) -> None:
-        call = await self._store.get(live.sid)
+        call = live.created or await self._store.get(live.sid)
+        live.created = None
         if call is None:
             return
         outcome = planned_outcome(call.to_number, call.attempt_number)
@@ -555,9 +564,10 @@ class SandboxCarrier:
                 ),
             )
             changes = {**changes, "sequence": call.sequence + 1}
-        moved = await self._store.transition(call, changes, callbacks)
+        moved, queued = await self._store.transition_queueing(call, changes, callbacks)
         live = self._live.get(call.sid)
-        if callbacks and live is not None:
+        if queued and live is not None:
+            live.queued.extend(queued)
             live.wake.set()
         return moved
 
@@ -627,17 +637,27 @@ class SandboxCarrier:
         call's next callback has gone (reordering).
         """
         held: dict[int, tuple[Callback, CallbackFate]] = {}
+        # Ids already taken up: what the outbox read returns may also have been handed over.
+        taken: set[int] = set()
+        first = True
         try:
             while True:
                 live.wake.clear()
-                # Read before the query: a call that finished by then has all its callbacks in
-                # the result, while one finishing during the query is seen on the next turn.
+                # Read before looking: a call that finished by then has all its callbacks in
+                # what is seen, while one finishing meanwhile is seen on the next turn.
                 finished = live.finished
-                pending = [
-                    callback
-                    for callback in await self._store.callbacks(live.sid, pending_only=True)
-                    if callback.id not in held
-                ]
+                found: list[Callback] = []
+                if first and not live.fresh:
+                    # What an earlier run queued and never delivered (resume).
+                    found = await self._store.callbacks(live.sid, pending_only=True)
+                first = False
+                found += live.queued
+                live.queued = []
+                pending = []
+                for callback in sorted(found, key=lambda cb: cb.id):
+                    if callback.id not in taken:
+                        taken.add(callback.id)
+                        pending.append(callback)
                 for callback in pending:
                     if self._sender is None:
                         return

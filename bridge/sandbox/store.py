@@ -11,9 +11,10 @@ on resume, which is what Twilio does too (receivers must be idempotent on CallSi
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import Sequence
-from dataclasses import dataclass, fields, replace
+from dataclasses import dataclass, field, fields, replace
 from datetime import UTC, datetime
 from typing import Any
 
@@ -29,6 +30,7 @@ from sqlalchemy import (
     Table,
     Text,
     UniqueConstraint,
+    bindparam,
     false,
     func,
     insert,
@@ -252,11 +254,33 @@ async def ensure_schema(engine: AsyncEngine) -> None:
             logger.info("sandbox schema created concurrently by another process; checking again")
 
 
+@dataclass
+class _Write:
+    """One queued write: a call's transition (with the callbacks it fires) or a delivery's end."""
+
+    sid: str | None  # the call a transition changes; None for a finished callback
+    changes: dict[str, Any]  # column values: of the call, or of the callback row
+    callbacks: list[dict[str, Any]]
+    done: asyncio.Future[None]
+    callback_id: int | None = None
+    # The queued callbacks as stored (with their ids), filled in by the commit.
+    queued: list[Callback] = field(default_factory=list)
+
+
 class CallStore:
-    """Short transactions over the sandbox tables; every write is committed before it returns."""
+    """Short transactions over the sandbox tables; every write is committed before it returns.
+
+    Transitions and finished deliveries of all calls go through one writer that commits
+    whatever has queued up in a single transaction (group commit): a thousand calls moving at
+    once cost a few statements, not a thousand transactions fighting for the database. Each
+    write still returns only once committed, so the outbox order and resume rules are unchanged.
+    """
 
     def __init__(self, engine: AsyncEngine) -> None:
         self._engine = engine
+        self._queue: list[_Write] = []
+        self._wakeup: asyncio.Event | None = None
+        self._writer: asyncio.Task[None] | None = None
 
     async def insert_call(
         self, values: dict[str, Any], not_after: datetime | None = None
@@ -380,24 +404,29 @@ class CallStore:
         callbacks: Sequence[dict[str, Any]] = (),
     ) -> SandboxCall:
         """Apply `changes` to the call and queue `callbacks`, in one commit."""
+        moved, _ = await self.transition_queueing(call, changes, callbacks)
+        return moved
+
+    async def transition_queueing(
+        self,
+        call: SandboxCall,
+        changes: dict[str, Any],
+        callbacks: Sequence[dict[str, Any]] = (),
+    ) -> tuple[SandboxCall, list[Callback]]:
+        """`transition`, also returning the callbacks it queued as stored, in firing order."""
         changes = {"updated_at": utcnow(), **changes}
-        async with self._engine.begin() as conn:
-            await conn.execute(
-                update(sandbox_calls).where(sandbox_calls.c.sid == call.sid).values(**changes)
-            )
-            if callbacks:
-                rows = [
-                    {
-                        "call_sid": call.sid,
-                        "state": CallbackState.PENDING,
-                        "attempts": 0,
-                        "created_at": changes["updated_at"],
-                        **callback,
-                    }
-                    for callback in callbacks
-                ]
-                await conn.execute(insert(sandbox_callbacks), rows)
-        return replace(call, **changes)
+        rows = [
+            {
+                "call_sid": call.sid,
+                "state": CallbackState.PENDING,
+                "attempts": 0,
+                "created_at": changes["updated_at"],
+                **callback,
+            }
+            for callback in callbacks
+        ]
+        queued = await self._write(call.sid, changes, rows)
+        return replace(call, **changes), queued
 
     async def callbacks(self, call_sid: str, *, pending_only: bool = False) -> list[Callback]:
         """The callbacks of one call, in firing order."""
@@ -411,14 +440,156 @@ class CallStore:
     async def finish_callback(
         self, callback_id: int, *, state: str, attempts: int, response_status: int | None
     ) -> None:
-        async with self._engine.begin() as conn:
+        changes = {
+            "state": state,
+            "attempts": attempts,
+            "response_status": response_status,
+            "finished_at": utcnow(),
+        }
+        await self._write(None, changes, [], callback_id=callback_id)
+
+    async def close(self) -> None:
+        """Stop the writer once nothing is queued (the writes already made are committed)."""
+        writer, self._writer = self._writer, None
+        if writer is not None:
+            writer.cancel()
+            await asyncio.gather(writer, return_exceptions=True)
+        queued, self._queue = self._queue, []
+        for write in queued:
+            write.done.cancel()
+
+    # ------------------------------------------------------------------ group commit
+
+    async def _write(
+        self,
+        sid: str | None,
+        changes: dict[str, Any],
+        callbacks: list[dict[str, Any]],
+        *,
+        callback_id: int | None = None,
+    ) -> list[Callback]:
+        loop = asyncio.get_running_loop()
+        write = _Write(sid, changes, callbacks, loop.create_future(), callback_id)
+        self._queue.append(write)
+        if self._writer is None or self._writer.done() or self._writer.get_loop() is not loop:
+            self._wakeup = asyncio.Event()
+            self._writer = loop.create_task(self._run_writer(), name="sandbox-store-writer")
+        assert self._wakeup is not None
+        self._wakeup.set()
+        # shield: a caller cancelled mid-commit leaves the batch (and the others in it) alone.
+        await asyncio.shield(write.done)
+        return write.queued
+
+    async def _run_writer(self) -> None:
+        wakeup = self._wakeup
+        assert wakeup is not None
+        while True:
+            await wakeup.wait()
+            wakeup.clear()
+            while self._queue:
+                batch, self._queue = self._queue, []
+                try:
+                    async with self._engine.begin() as conn:
+                        await _apply_writes(conn, batch)
+                except Exception as exc:
+                    if len(batch) == 1:
+                        _settle(batch, exc)
+                        continue
+                    # One bad write must not fail the others: each goes again on its own.
+                    for write in batch:
+                        try:
+                            async with self._engine.begin() as conn:
+                                await _apply_writes(conn, [write])
+                        except Exception as exc:
+                            _settle([write], exc)
+                        else:
+                            _settle([write], None)
+                else:
+                    _settle(batch, None)
+
+
+def _settle(batch: list[_Write], error: BaseException | None) -> None:
+    for write in batch:
+        if write.done.done():
+            continue
+        if error is None:
+            write.done.set_result(None)
+        else:
+            write.done.set_exception(error)
+
+
+async def _apply_writes(conn: Any, batch: list[_Write]) -> None:
+    """Run a batch of writes in the caller's transaction, alike statements as one executemany."""
+    calls = sandbox_calls.c
+    transitions = [w for w in batch if w.sid is not None]
+    sids = [w.sid for w in transitions]
+    if len(set(sids)) != len(sids):
+        # Two changes to one call: keep their order, one statement each.
+        for write in transitions:
             await conn.execute(
-                update(sandbox_callbacks)
-                .where(sandbox_callbacks.c.id == callback_id)
-                .values(
-                    state=state,
-                    attempts=attempts,
-                    response_status=response_status,
-                    finished_at=utcnow(),
+                update(sandbox_calls).where(calls.sid == write.sid).values(**write.changes)
+            )
+    else:
+        by_columns: dict[tuple[str, ...], list[_Write]] = {}
+        for write in transitions:
+            by_columns.setdefault(tuple(sorted(write.changes)), []).append(write)
+        for columns, writes in by_columns.items():
+            statement = (
+                update(sandbox_calls)
+                .where(calls.sid == bindparam("w_sid", type_=calls.sid.type))
+                .values({name: bindparam(f"w_{name}", type_=calls[name].type) for name in columns})
+            )
+            await conn.execute(
+                statement,
+                [
+                    {"w_sid": w.sid, **{f"w_{name}": w.changes[name] for name in columns}}
+                    for w in writes
+                ],
+            )
+    rows = [row for write in transitions for row in write.callbacks]
+    if rows:
+        cbs = sandbox_callbacks.c
+        await conn.execute(insert(sandbox_callbacks), rows)
+        # Each write learns its callbacks' ids by their (random, unique) tokens, read back
+        # through the (call_sid, state) index: a read per batch, where RETURNING in parameter
+        # order would cost a statement per row.
+        sids = sorted({row["call_sid"] for row in rows})
+        ids: dict[str, int] = {}
+        for start in range(0, len(sids), 500):
+            stored = await conn.execute(
+                select(cbs.idempotency_token, cbs.id).where(
+                    cbs.call_sid.in_(sids[start : start + 500]),
+                    cbs.state == CallbackState.PENDING,
                 )
             )
+            ids.update((token, id_) for token, id_ in stored)
+        for write in transitions:
+            write.queued = [
+                Callback(
+                    id=ids[row["idempotency_token"]],
+                    finished_at=None,
+                    response_status=None,
+                    **{
+                        name: row[name]
+                        for name in _CALLBACK_FIELDS
+                        if name not in ("id", "finished_at", "response_status")
+                    },
+                )
+                for row in write.callbacks
+            ]
+    finished = [w for w in batch if w.callback_id is not None]
+    if finished:
+        cbs = sandbox_callbacks.c
+        columns = ("state", "attempts", "response_status", "finished_at")
+        statement = (
+            update(sandbox_callbacks)
+            .where(cbs.id == bindparam("w_id", type_=cbs.id.type))
+            .values({name: bindparam(f"w_{name}", type_=cbs[name].type) for name in columns})
+        )
+        await conn.execute(
+            statement,
+            [
+                {"w_id": w.callback_id, **{f"w_{name}": w.changes[name] for name in columns}}
+                for w in finished
+            ],
+        )
