@@ -71,7 +71,7 @@ POOL_MIN_BYTES = 4 * 1024**2
 # busy while the database works, few enough that memory stays a few batches.
 _READ_AHEAD_PER_PROCESS = 2
 # SQLite allows 32766 variables per statement: 16 columns a row leave room for 2047 rows.
-_SQLITE_ROWS_PER_STATEMENT = 1_000
+_SQLITE_ROWS_PER_STATEMENT = 512
 # Each import transaction's own staging table for COPY (PostgreSQL); dropped at commit.
 _STAGING_TABLE = "contacts_import_staging"
 
@@ -767,15 +767,20 @@ class _ContactStore:
         return rows
 
     async def _insert_absent(self, rows: list[tuple[Any, ...]]) -> set[str]:
-        # SQLite: one multi-row INSERT ... ON CONFLICT DO NOTHING RETURNING per chunk (sqlite3's
-        # executemany cannot return rows), its text cached per row count.
+        # SQLite: multi-row INSERT ... ON CONFLICT DO NOTHING RETURNING (sqlite3's executemany
+        # cannot return rows). Chunks of power-of-two sizes keep the distinct statements, which
+        # sqlite3 caches prepared (a big one each), to a handful.
         inserted: set[str] = set()
-        for start in range(0, len(rows), _SQLITE_ROWS_PER_STATEMENT):
-            chunk = rows[start : start + _SQLITE_ROWS_PER_STATEMENT]
+        start, size = 0, _SQLITE_ROWS_PER_STATEMENT
+        while start < len(rows):
+            while size > len(rows) - start:
+                size //= 2
+            chunk = rows[start : start + size]
             result = await self._connection.exec_driver_sql(
-                self._sqlite_insert(len(chunk)), tuple(itertools.chain.from_iterable(chunk))
+                self._sqlite_insert(size), tuple(itertools.chain.from_iterable(chunk))
             )
             inserted.update(result.scalars())
+            start += size
         return inserted
 
     def _sqlite_insert(self, rows: int) -> str:
