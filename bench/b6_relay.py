@@ -690,11 +690,14 @@ def figures(relay: dict[str, Any], echo: dict[str, Any], database: str) -> list[
     )
     machine = f"machine: {_machine(relay)} (echo run: {_machine(echo)})"
     gc_ms = relay["full_gc_ms"]
+    stopped = sum(gc_ms["in_window"])
     pauses = (
-        f"full GC collections in serve: {len(gc_ms['in_window'])} in the window"
+        f"serve stopped {stopped:.0f} ms in {len(gc_ms['in_window'])} full GC collection(s) in"
+        " the window"
         + (f" (longest {max(gc_ms['in_window']):.0f} ms)" if gc_ms["in_window"] else "")
         + f", {len(gc_ms['during_calls'])} while calls ran"
         + (f" (longest {max(gc_ms['during_calls']):.0f} ms)" if gc_ms["during_calls"] else "")
+        + ": every stream waits that long"
     )
     lost = relay["expected_frames_in_window"] - relay["frames_in_window"]
     out = []
@@ -717,12 +720,12 @@ def figures(relay: dict[str, Any], echo: dict[str, Any], database: str) -> list[
         value = relay["latency_ms"][key]
         base = echo["latency_ms"][key]
         met = value - base <= bound
-        notes = f"added {value - base:.2f} ms; {machine}; {pauses}"
+        notes = f"added {value - base:.2f} ms; {pauses}; {machine}"
         if not met:
             notes += (
                 f"; the echo's own {label} is {base:.1f} ms (median {echo['latency_ms']['p50']:.1f}"
-                f" ms) with its server at {echo['server_cpu_share']:.0%} of a core: waiting for"
-                " a core, not relay work, sets the tail on this machine"
+                f" ms) with its server at {echo['server_cpu_share']:.0%} of a core: the wait for"
+                " a core sets the floor on this machine, the GC pauses what the relay adds"
             )
         out.append(
             Figure(
