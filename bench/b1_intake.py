@@ -358,6 +358,8 @@ def _figures(
         "pool_cpu": cpu["parsing_processes"] / large * 1e6,
     }
     floor = us["normalize_cpu"] / cores / us["baseline_cpu"]
+    cpu_large = _cpu_per_row(measured[large], large)
+    cpu_small = _cpu_per_row(measured[small], small)
     cpu_floor = (us["main_cpu"] + us["pool_cpu"]) / cores / us["baseline_cpu"]
     wall_notes = (
         f"CPU per row: baseline loop {us['baseline_cpu']:.1f} us; the import "
@@ -407,19 +409,27 @@ def _figures(
         ),
         Figure(
             bench="B1",
-            what=f"per-row cost at {large:,} vs {small:,} rows",
-            value=per_large,
+            what=f"CPU per row (import process + pool) at {large:,} vs {small:,} rows",
+            value=cpu_large,
             unit="us/row",
-            baseline=per_small,
-            baseline_what=f"per-row cost at {small:,} rows, same run",
+            baseline=cpu_small,
+            baseline_what=f"CPU per row at {small:,} rows, same run",
             database=kind,
             target=f"ratio within 1 +- {LINEARITY_TOLERANCE}",
-            met=abs(growth - 1) <= LINEARITY_TOLERANCE,
+            met=abs(cpu_large / cpu_small - 1) <= LINEARITY_TOLERANCE,
             notes=(
-                f"CPU per row {_cpu_per_row(measured[large], large):.1f} us at {large:,} rows, "
-                f"{_cpu_per_row(measured[small], small):.1f} us at {small:,}; load average "
-                f"{measured[large]['load_average']:.1f} and {measured[small]['load_average']:.1f}"
+                "CPU time, not wall time: the machine is shared, and wall time per row moved with "
+                f"the other tenants' load (load average {measured[large]['load_average']:.1f} "
+                f"during {large:,} rows, {measured[small]['load_average']:.1f} during {small:,}). "
+                f"Wall per row: {per_large:.1f} us at {large:,} rows, {per_small:.1f} us at "
+                f"{small:,} (ratio {growth:.2f})."
+                + (
+                    " The PostgreSQL server's CPU is not counted."
+                    if kind == "postgresql"
+                    else " SQLite's own B-tree work runs in the import process and is counted."
+                )
             ),
+            extra={"wall_us_per_row": {str(large): per_large, str(small): per_small}},
         ),
     ]
 
