@@ -9,31 +9,32 @@ from json.encoder import encode_basestring_ascii as _string
 from typing import Any
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Metadata:
     conversation_id: str
     agent_output_audio_format: str | None = None
     user_input_audio_format: str | None = None
 
 
-@dataclass(frozen=True)
+# Slotted: one of these per 20 ms frame, and no per-instance dict for the collector to track.
+@dataclass(frozen=True, slots=True)
 class Audio:
     payload: str
     event_id: int
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Interruption:
     event_id: int
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Ping:
     event_id: int
     ping_ms: int | None = None
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Other:
     type: str
 

@@ -12,12 +12,12 @@ from json.encoder import encode_basestring_ascii as _string
 from typing import Any
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Connected:
     protocol: str = "Call"
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Start:
     stream_sid: str
     call_sid: str
@@ -26,7 +26,8 @@ class Start:
     media_format: dict[str, Any] = field(default_factory=dict)
 
 
-@dataclass(frozen=True)
+# Slotted: one of these per 20 ms frame, and no per-instance dict for the collector to track.
+@dataclass(frozen=True, slots=True)
 class Media:
     payload: str  # base64 μ-law 8000, passed on untouched
     track: str = "inbound"
@@ -34,22 +35,22 @@ class Media:
     timestamp: int | None = None
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Mark:
     name: str
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Dtmf:
     digit: str
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Stop:
     call_sid: str | None = None
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Unknown:
     event: str
 
