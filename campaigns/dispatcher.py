@@ -13,7 +13,7 @@ import logging
 import math
 import random
 from collections.abc import Callable
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
@@ -45,18 +45,69 @@ log = logging.getLogger(__name__)
 
 # Due contacts examined per claim beyond the free slots, for those a window or DNC holds back.
 CLAIM_LOOKAHEAD = 100
-# How far ahead of "now" pacing slots may be handed out in one claim.
-PACING_HORIZON = timedelta(seconds=1)
+# How far ahead of "now" work is claimed: pacing slots handed out, and contacts due soon (a
+# reminder's call_at) claimed early, so that the claim's own work is done before they are due
+# and each dial only waits for its instant.
+PACING_HORIZON = timedelta(seconds=2)
+# A campaign is claimed from again when the work it has planned ahead runs this short. Half the
+# horizon: each pass claims about half a horizon of work, instead of one dial per pass.
+REFILL_AT = PACING_HORIZON / 2
 # Busy-provider refusals (429) are retried within the attempt this many times.
 REFUSAL_RETRIES = 3
 # Slack added to the provider timeout before another pass may reconcile a dialing attempt.
 LEASE_SLACK = timedelta(seconds=5)
-# A paced dial woken later than this (or than one slot) after its slot takes a fresh slot.
-PACING_TOLERANCE = timedelta(milliseconds=20)
+# How long before its instant a claimed dial is checked again (a pause, a cancel, a do-not-call
+# entry since the claim). Long enough for a busy database to answer, short enough that what
+# happens in the last moment before a dial is as rare as a request crossing it in flight.
+RECHECK_LEAD = timedelta(milliseconds=300)
+# Time left, before the end of a slot's second, for the create to reach the provider and be
+# stamped by its clock (building the request, the network, a busy event loop): a quarter of the
+# gap, up to this. At cps 10 the last slot of a second (.95) may then leave up to 25 ms late and
+# still have 25 ms to arrive in time.
+SEND_MARGIN = timedelta(milliseconds=50)
 # How many fresh slots a dial takes before it goes out however late it is.
 MAX_RESLOTS = 5
+# Calls placed this soon after the node started may have called back before it listened.
+STARTUP_GRACE = timedelta(seconds=5)
 # A call whose creation time is this much earlier than its attempt cannot be that attempt's.
 RECONCILE_SKEW = timedelta(seconds=5)
+
+
+# Pacing. A carrier counts calls per wall-clock second, and the "cps" a campaign promises is
+# checked the same way. Slots therefore sit on a grid fixed to the wall clock: slot k of a
+# campaign at c calls per second is the instant (k + 1/2) / c seconds after the Unix epoch,
+# the centre of its 1/c sub-interval. At c = 10 the slots are at .05, .15, ... .95 of every
+# second: exactly c of them in each second, and a dial that leaves a little late (up to half a
+# gap, more for the earlier slots of a second) still counts in the second its slot is in.
+#
+# Slots are exact, one gap apart, so no rate below c is given away; a test over any sliding
+# window [t, t + 1 s) is another matter: dial i and dial i + c are 1 s apart, so any jitter puts
+# c + 1 dials in some such window, which only pacing slower than c avoids.
+#
+# The guard that makes the per-second count hold whatever the load: a dial leaves only within the
+# wall-clock second its slot is in (less the send margin). A dial woken later than that takes a
+# fresh slot instead of crowding into a second whose own slots are all handed out. Slots are
+# handed out under the campaign row's lock (next_dial_at), so this holds across nodes.
+#
+# Slot indexes are computed from the epoch, never by adding gaps (which would drift). The
+# tolerance maps an instant read back from the database (rounded to the microsecond) to its own
+# slot rather than the next one.
+_SLOT_TOLERANCE = 1e-3
+
+
+def _slot_index(instant: datetime, cps: float) -> int:
+    """The first slot at or after ``instant``."""
+    return math.ceil(instant.timestamp() * cps - 0.5 - _SLOT_TOLERANCE)
+
+
+def _slot_time(index: int, cps: float) -> datetime:
+    return datetime.fromtimestamp((index + 0.5) / cps, UTC)
+
+
+def _send_deadline(slot: datetime, gap: timedelta) -> datetime:
+    """The last instant a dial for ``slot`` may leave and still count in the slot's second."""
+    second_ends = slot.replace(microsecond=0) + timedelta(seconds=1)
+    return second_ends - min(SEND_MARGIN, gap / 4)
 
 
 class Dispatcher:
@@ -78,14 +129,16 @@ class Dispatcher:
         self._on_next_due = on_next_due
         self._wakeup = asyncio.Event()
         self._tasks: set[asyncio.Task[None]] = set()
-        # The pacing gap of each claimed dial of a campaign with a calls-per-second limit.
-        self._gaps: dict[str, timedelta] = {}
+        # The calls-per-second limit of each claimed dial of a paced campaign.
+        self._paced: dict[str, float] = {}
         self._loop_task: asyncio.Task[None] | None = None
         self._claiming = False
+        self._started_at: datetime | None = None
 
     # -- lifecycle ---------------------------------------------------------------------------
 
     def start(self) -> None:
+        self._started_at = utcnow()
         self._claiming = True
         self._loop_task = asyncio.create_task(self._run(), name="dispatcher")
         self.wake()
@@ -125,7 +178,12 @@ class Dispatcher:
     # -- claiming ----------------------------------------------------------------------------
 
     async def dispatch_pass(self) -> int:
-        """Claim what may be dialled now in every running campaign. Returns the number claimed."""
+        """Claim what may be dialled soon in every running campaign. Returns the number claimed.
+
+        Then asks for the next pass at the earliest instant one would claim anything: when a
+        campaign's planned work runs short, or its next contact comes within the horizon. A
+        campaign held back by its live calls needs no timer: a call ending wakes the dispatcher.
+        """
         now = utcnow()
         async with self._sm() as session:
             campaign_ids = list(
@@ -134,17 +192,24 @@ class Dispatcher:
                 )
             )
         claimed = 0
+        next_pass: datetime | None = None
         for campaign_id in campaign_ids:
             if not self._claiming:
                 break
-            for request, at in await self._claim(campaign_id, now):
+            dials, again = await self._claim(campaign_id, now)
+            for request, at in dials:
                 self._spawn(self._dial(request, at))
                 claimed += 1
+            if again is not None and (next_pass is None or again < next_pass):
+                next_pass = again
         if self._on_next_due is not None:
-            self._on_next_due(await self.next_due())
+            self._on_next_due(next_pass)
         return claimed
 
-    async def _claim(self, campaign_id: str, now: datetime) -> list[tuple[DialRequest, datetime]]:
+    async def _claim(
+        self, campaign_id: str, now: datetime
+    ) -> tuple[list[tuple[DialRequest, datetime]], datetime | None]:
+        """The dials claimed, each with its instant, and when to claim from the campaign again."""
         async with self._sm.begin() as session:
             # Locking the campaign row serialises claims of one campaign across every node, so the
             # live-call count and the pacing slots below are exact, not per-process estimates.
@@ -154,7 +219,7 @@ class Dispatcher:
                 .with_for_update()
             )
             if campaign is None:
-                return []
+                return [], None
             live = await session.scalar(
                 select(func.count())
                 .select_from(Attempt)
@@ -163,22 +228,31 @@ class Dispatcher:
                     Attempt.status.in_(AttemptStatus.LIVE),
                 )
             )
-            room = min(campaign.concurrency - (live or 0), self._batch_size)
-            first_slot = max(now, campaign.next_dial_at or now)
-            if campaign.cps:
-                spare = (now + PACING_HORIZON - first_slot).total_seconds()
-                if spare < 0:
-                    return []
-                room = min(room, math.floor(spare * campaign.cps) + 1)
+            horizon = now + PACING_HORIZON
+            free = campaign.concurrency - (live or 0)
+            room = min(free, self._batch_size)
+            cps = campaign.cps
+            first_slot = now
+            if cps:
+                planned_until = max(now, campaign.next_dial_at or now)
+                next_index = _slot_index(planned_until, cps)
+                first_slot = _slot_time(next_index, cps)
+                if first_slot > now + REFILL_AT:
+                    # Enough is planned ahead; claim again when it runs short, half a horizon at a
+                    # time rather than one dial per pass.
+                    return [], first_slot - REFILL_AT
+                ahead = (horizon - first_slot).total_seconds()
+                room = min(room, math.floor(ahead * cps) + 1)
             if room <= 0:
-                return []
+                # Held back by its live calls: a call that ends wakes the dispatcher.
+                return [], None
             contacts = list(
                 await session.scalars(
                     select(Contact)
                     .where(
                         Contact.campaign_id == campaign_id,
                         Contact.state == ContactState.PENDING,
-                        Contact.next_attempt_at <= now,
+                        Contact.next_attempt_at <= horizon,
                     )
                     .order_by(Contact.next_attempt_at)
                     # Some due contacts turn out not callable now (window, DNC): look further.
@@ -191,11 +265,15 @@ class Dispatcher:
                 # Contacts settled here (do-not-call, expired) may have been the last open ones.
                 await session.flush()
                 await complete_if_finished(session, campaign, now)
-            gap = timedelta(seconds=1 / campaign.cps) if campaign.cps else timedelta(0)
             claimed: list[tuple[DialRequest, datetime]] = []
-            for index, (contact, allowed_at) in enumerate(ready):
-                # The pacing slot, unless the contact's window opens later within the horizon.
-                at = max(first_slot + gap * index, allowed_at)
+            for contact, allowed_at in ready:
+                if cps:
+                    # The next free slot, or the first one after the contact's own instant.
+                    next_index = max(next_index, _slot_index(allowed_at, cps))
+                    at = _slot_time(next_index, cps)
+                    next_index += 1
+                else:
+                    at = allowed_at
                 contact.state = ContactState.IN_PROGRESS
                 contact.attempts_made += 1
                 contact.next_attempt_at = None
@@ -212,23 +290,24 @@ class Dispatcher:
                 )
                 session.add(attempt)
                 claimed.append((_request(campaign, contact, attempt), at))
-                if campaign.cps:
-                    self._gaps[attempt.id] = gap
-            if ready and campaign.cps:
-                campaign.next_dial_at = max(at for _, at in claimed) + gap
-            return claimed
-
-    async def next_due(self) -> datetime | None:
-        """The earliest instant a pending contact of a running campaign becomes due."""
-        async with self._sm() as session:
-            return await session.scalar(
-                select(func.min(Contact.next_attempt_at))
-                .join(Campaign, Campaign.id == Contact.campaign_id)
-                .where(
-                    Campaign.status == CampaignStatus.RUNNING,
+                if cps:
+                    self._paced[attempt.id] = cps
+            if cps and claimed:
+                campaign.next_dial_at = _slot_time(next_index, cps)
+            if len(claimed) >= free:
+                return claimed, None
+            await session.flush()
+            upcoming = await session.scalar(
+                select(func.min(Contact.next_attempt_at)).where(
+                    Contact.campaign_id == campaign_id,
                     Contact.state == ContactState.PENDING,
                 )
             )
+            if upcoming is None:
+                return claimed, None
+            if cps and campaign.next_dial_at is not None:
+                upcoming = max(upcoming, campaign.next_dial_at)
+            return claimed, upcoming - REFILL_AT
 
     # -- dialling ----------------------------------------------------------------------------
 
@@ -238,9 +317,9 @@ class Dispatcher:
         task.add_done_callback(self._tasks.discard)
 
     async def _dial(self, request: DialRequest, at: datetime) -> None:
-        delay = (at - utcnow()).total_seconds()
-        if delay > 0:
-            await asyncio.sleep(delay)  # the pacing slot, not a wait for a condition
+        # The re-check runs a moment before the dial's instant, so that its round trip (and any
+        # wait for a database connection) does not make the dial late.
+        await _sleep_until(at - RECHECK_LEAD)
         if not await self._still_wanted(request):
             self.wake()
             return
@@ -270,6 +349,9 @@ class Dispatcher:
                 log.info(
                     "dialled %s for attempt %s: %s", mask(request.to), request.attempt_id, call_id
                 )
+                # A placed call keeps its live slot until it ends, and that end wakes the
+                # dispatcher: nothing new to claim now.
+                return
             break
         self.wake()
 
@@ -300,24 +382,23 @@ class Dispatcher:
     async def _wait_for_slot(self, request: DialRequest, at: datetime) -> bool:
         """Sleep until the dial's pacing slot; False if the attempt was settled meanwhile.
 
-        A dial that wakes up late (a stalled process, a busy machine) takes a fresh slot rather
-        than going out together with the dials planned after it: calls per second is what the
-        provider sees, not what was planned.
+        A dial that wakes up too late to count in its slot's wall-clock second (a stalled
+        process, a busy machine) takes a fresh slot rather than going out in a second whose own
+        slots are all handed out: calls per second is what the provider sees, not what was
+        planned.
         """
-        gap = self._gaps.pop(request.attempt_id, None)
+        cps = self._paced.pop(request.attempt_id, None)
         for _ in range(MAX_RESLOTS):
-            delay = (at - utcnow()).total_seconds()
-            if delay > 0:
-                await asyncio.sleep(delay)  # the pacing slot, not a wait for a condition
-            if gap is None or utcnow() - at <= max(gap, PACING_TOLERANCE):
+            await _sleep_until(at)
+            if cps is None or utcnow() <= _send_deadline(at, timedelta(seconds=1 / cps)):
                 return True
-            slot = await self._fresh_slot(request, gap)
+            slot = await self._fresh_slot(request)
             if slot is None:
                 return False
             at = slot
         return True
 
-    async def _fresh_slot(self, request: DialRequest, gap: timedelta) -> datetime | None:
+    async def _fresh_slot(self, request: DialRequest) -> datetime | None:
         async with self._sm.begin() as session:
             campaign = await session.scalar(
                 select(Campaign).where(Campaign.id == request.campaign_id).with_for_update()
@@ -326,8 +407,12 @@ class Dispatcher:
             if campaign is None or attempt is None or attempt.status != AttemptStatus.DIALING:
                 return None
             now = utcnow()
-            slot = max(now, campaign.next_dial_at or now)
-            campaign.next_dial_at = slot + gap
+            slot = now
+            if campaign.cps:
+                # The first slot nobody holds: after every slot handed out, never in the past.
+                index = _slot_index(max(now, campaign.next_dial_at or now), campaign.cps)
+                slot = _slot_time(index, campaign.cps)
+                campaign.next_dial_at = _slot_time(index + 1, campaign.cps)
             attempt.scheduled_at = slot
             # No other node may reconcile the attempt while it waits for its new slot.
             attempt.lease_expires_at = slot + self._provider_timeout + LEASE_SLACK
@@ -444,6 +529,11 @@ class Dispatcher:
         With ``older_than``, only calls that should have ended by now: a call cannot outlive its
         ring timeout plus its time limit, so silence after that (plus ``older_than``) means a
         lost callback. The slot stays taken until the provider says the call is over.
+
+        Without it (the sweep after a restart), every live call placed before this node started
+        (give or take its start-up): their callbacks may have gone nowhere while it was down.
+        Calls placed since report to a node that listens; asking about them too would cost a
+        request per live call on every sweep, a load that delays the dials of a busy node.
         """
         now = utcnow()
         # A callback can move an attempt on before its dial was recorded (dialed_at unset).
@@ -465,6 +555,8 @@ class Dispatcher:
             )
             if older_than is not None:
                 query = query.where(started < now - older_than).order_by(started)
+            elif self._started_at is not None:
+                query = query.where(started < self._started_at + STARTUP_GRACE)
             rows = list((await session.execute(query.limit(1000))).all())
         if older_than is not None:
             rows = [
@@ -546,7 +638,9 @@ async def _callable(
         if contact.current_number in blocked:
             finish_contact(session, contact, Disposition.DNC, at)
             continue
-        planned = policy.plan(campaign, contact, at)
+        # Claimed ahead of time (within the horizon): never before the contact's own instant.
+        due = contact.next_attempt_at
+        planned = policy.plan(campaign, contact, max(at, due) if due is not None else at)
         if planned is None:
             finish_contact(session, contact, Disposition.EXPIRED, at)
         elif planned > at + PACING_HORIZON:
@@ -554,6 +648,12 @@ async def _callable(
         elif len(ready) < room:
             ready.append((contact, planned))
     return ready
+
+
+async def _sleep_until(instant: datetime) -> None:
+    delay = (instant - utcnow()).total_seconds()
+    if delay > 0:
+        await asyncio.sleep(delay)  # a dial's instant, not a wait for a condition
 
 
 def _backoff(retry: int) -> float:

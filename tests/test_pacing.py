@@ -1,0 +1,48 @@
+"""The pacing grid: slots fixed to the wall clock, cps of them in every whole second."""
+
+from __future__ import annotations
+
+from collections import Counter
+from datetime import UTC, datetime, timedelta
+
+import pytest
+
+from campaigns.dispatcher import _send_deadline, _slot_index, _slot_time
+
+
+@pytest.mark.parametrize("cps", [1, 3, 7, 10, 20, 30])
+def test_every_wall_clock_second_holds_exactly_cps_slots(cps: int) -> None:
+    start = datetime(2031, 5, 17, 23, 59, 58, 123456, tzinfo=UTC)
+    first = _slot_index(start, cps)
+    slots = [_slot_time(first + i, cps) for i in range(cps * 120)]
+    assert slots[0] >= start
+    per_second = Counter(slot.replace(microsecond=0) for slot in slots)
+    whole_seconds = sorted(per_second)[1:-1]  # the first and last are partly outside the range
+    assert {per_second[second] for second in whole_seconds} == {cps}
+
+
+def test_slots_sit_at_the_centres_of_their_sub_intervals() -> None:
+    start = datetime(2030, 1, 1, 12, 0, 0, tzinfo=UTC)
+    index = _slot_index(start, 10)
+    offsets = [_slot_time(index + i, 10).microsecond for i in range(10)]
+    assert offsets == [50_000 + 100_000 * i for i in range(10)]
+
+
+@pytest.mark.parametrize("cps", [0.5, 3, 10, 20])
+def test_a_slot_read_back_from_the_database_is_the_same_slot(cps: float) -> None:
+    index = _slot_index(datetime(2029, 3, 30, 1, 2, 3, tzinfo=UTC), cps)
+    for k in range(index, index + 50):
+        stored = _slot_time(k, cps)  # whole microseconds, as the database keeps it
+        assert _slot_index(stored, cps) == k
+        # An instant just after a slot maps to the next one: a slot is never handed out twice.
+        assert _slot_index(stored + timedelta(seconds=0.01 / cps), cps) == k + 1
+
+
+def test_a_late_dial_may_leave_only_within_its_slots_second() -> None:
+    gap = timedelta(milliseconds=100)
+    last = datetime(2030, 1, 1, 12, 0, 0, 950_000, tzinfo=UTC)
+    deadline = _send_deadline(last, gap)
+    assert deadline == datetime(2030, 1, 1, 12, 0, 0, 975_000, tzinfo=UTC)
+    first = datetime(2030, 1, 1, 12, 0, 0, 50_000, tzinfo=UTC)
+    # The first slot of a second may leave much later and still count in its own second.
+    assert _send_deadline(first, gap) == deadline
