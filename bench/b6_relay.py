@@ -638,9 +638,10 @@ def measure_relay(
         ctx.workdir,
         CALLBRIDGE_ELEVENLABS_URL=f"http://127.0.0.1:{agent_port}",
         CALLBRIDGE_HOUSEKEEPING_SECONDS="5",
-    ).start()
+    )
     service = watched.service
     try:
+        watched.start()  # stopped below even when it never becomes ready
         assert service.process is not None
         result = _run_load(
             {

@@ -82,8 +82,9 @@ def measure(ctx: Context, kind: str, contacts: int, live: int) -> dict[str, Any]
         }
         try:
             # 1. Idle, and the import.
-            first = Service(url, ctx.workdir, **env).start()
+            first = Service(url, ctx.workdir, **env)
             try:
+                first.start()  # stopped below even when it never becomes ready
                 assert first.process is not None
                 result["idle"] = settled(first.process.pid)
                 body = {
@@ -115,8 +116,9 @@ def measure(ctx: Context, kind: str, contacts: int, live: int) -> dict[str, Any]
                 first.stop()
 
             # 2. A fresh process runs the campaign.
-            second = Service(url, ctx.workdir, **env).start()
+            second = Service(url, ctx.workdir, **env)
             try:
+                second.start()
                 assert second.process is not None
                 result["fresh_with_contacts"] = settled(second.process.pid, seconds=3, samples=2)
                 started = time.monotonic()
