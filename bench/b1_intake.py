@@ -260,10 +260,15 @@ def _measured(args: list[str], result_path: Path) -> tuple[dict[str, Any], float
     peak, at_peak = 0, [0]
     while process.poll() is None:
         try:
+            command = watched.cmdline()
             tree = [watched, *watched.children(recursive=True)]
             sizes = []
             for member in tree:
                 with contextlib.suppress(psutil.NoSuchProcess):
+                    # A child caught between fork and exec (a pool process being spawned) shows
+                    # the parent's pages, which it shares: counting them would count them twice.
+                    if member is not watched and member.cmdline() == command:
+                        continue
                     sizes.append(member.memory_info().rss)
             if sum(sizes) > peak:
                 peak, at_peak = sum(sizes), sizes
@@ -422,7 +427,11 @@ def _figures(
                 f"the other tenants' load (load average {measured[large]['load_average']:.1f} "
                 f"during {large:,} rows, {measured[small]['load_average']:.1f} during {small:,}). "
                 f"Wall per row: {per_large:.1f} us at {large:,} rows, {per_small:.1f} us at "
-                f"{small:,} (ratio {growth:.2f})."
+                f"{small:,} (ratio {growth:.2f}). CPU per row in the main process "
+                f"{_main_cpu_per_row(measured[large], large):.1f} us and "
+                f"{_main_cpu_per_row(measured[small], small):.1f} us, in the pool "
+                f"{_pool_cpu_per_row(measured[large], large):.1f} us and "
+                f"{_pool_cpu_per_row(measured[small], small):.1f} us."
                 + (
                     " The PostgreSQL server's CPU is not counted."
                     if kind == "postgresql"
@@ -436,6 +445,14 @@ def _figures(
 
 def _cpu_per_row(result: dict[str, Any], rows: int) -> float:
     return sum(result["cpu_seconds"].values()) / rows * 1e6
+
+
+def _main_cpu_per_row(result: dict[str, Any], rows: int) -> float:
+    return float(result["cpu_seconds"]["main"]) / rows * 1e6
+
+
+def _pool_cpu_per_row(result: dict[str, Any], rows: int) -> float:
+    return float(result["cpu_seconds"]["parsing_processes"]) / rows * 1e6
 
 
 def main(argv: list[str]) -> None:
