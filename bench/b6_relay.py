@@ -62,6 +62,9 @@ class Tally:
 
     window: tuple[int, int] | None = None  # monotonic ns
     latencies_ns: list[int] = field(default_factory=list)
+    # Frames that reached the Twilio side (agent -> Twilio through the relay); the rest reached
+    # the agent side.
+    to_twilio_ns: list[int] = field(default_factory=list)
     first_audio_ns: list[int] = field(default_factory=list)
     received_in_window: int = 0
     received: int = 0
@@ -69,12 +72,14 @@ class Tally:
     pings: int = 0
     errors: list[str] = field(default_factory=list)
 
-    def arrived(self, encoded: str) -> int:
+    def arrived(self, encoded: str, *, at_twilio: bool = False) -> int:
         now = time.monotonic_ns()
         _, seq, sent = read_stamp(encoded)
         self.received += 1
         if self.window is not None and self.window[0] <= sent < self.window[1]:
             self.latencies_ns.append(now - sent)
+            if at_twilio:
+                self.to_twilio_ns.append(now - sent)
         if self.window is not None and self.window[0] <= now < self.window[1]:
             self.received_in_window += 1
         return seq if seq != FIRST else -(now - sent) - 1  # a first frame says its latency
@@ -238,7 +243,7 @@ async def twilio_call(
                 continue
             data = json.loads(received.data)
             if data.get("event") == "media":
-                seen = tally.arrived(data["media"]["payload"])
+                seen = tally.arrived(data["media"]["payload"], at_twilio=True)
                 if seen < 0:
                     tally.first_audio_ns.append(-seen - 1)
 
@@ -294,7 +299,7 @@ async def echo_leg(
                 continue
             data = json.loads(received.data)
             encoded = data["audio_event"]["audio_base_64"] if agent else data["media"]["payload"]
-            seen = tally.arrived(encoded)
+            seen = tally.arrived(encoded, at_twilio=not agent)
             if seen < 0 and not agent:
                 tally.first_audio_ns.append(-seen - 1)
 
@@ -463,6 +468,7 @@ async def load(config: dict[str, Any]) -> dict[str, Any]:
     server_cpu = (cpu1.user + cpu1.system) - (cpu0.user + cpu0.system)
     load_cpu = (mine1.user + mine1.system) - (mine0.user + mine0.system)
     lat = tally.latencies_ns
+    to_twilio = tally.to_twilio_ns
     return {
         "mode": config["mode"],
         "calls": calls,
@@ -483,6 +489,11 @@ async def load(config: dict[str, Any]) -> dict[str, Any]:
             "p999": _percentile(lat, 0.999),
             "max": _percentile(lat, 1.0),
             "count": len(lat),
+        },
+        "to_twilio_latency_ms": {
+            "p50": _percentile(to_twilio, 0.50),
+            "p99": _percentile(to_twilio, 0.99),
+            "count": len(to_twilio),
         },
         "first_audio_ms": {
             "p50": _percentile(tally.first_audio_ns, 0.5),
