@@ -10,7 +10,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import phonenumbers
-from phonenumbers import geocoder
 
 from campaigns.windows import Period, Window
 
@@ -66,6 +65,10 @@ def us_state(e164: str) -> str | None:
     number = phonenumbers.parse(e164)
     if phonenumbers.region_code_for_number(number) != "US":
         return None
+    # Imported on first use: the geocoder's data costs about 100 MB of memory, which a service
+    # or an import that never applies us_tcpa should not carry.
+    from phonenumbers import geocoder
+
     description = geocoder.description_for_number(number, "en")
     if ", " in description:  # "New York, NY"
         return description.rsplit(", ", 1)[1]
