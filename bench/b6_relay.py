@@ -735,9 +735,12 @@ def figures(relay: dict[str, Any], echo: dict[str, Any], database: str) -> list[
         notes = f"added {value - base:.2f} ms; {pauses}; {machine}"
         if not met:
             notes += (
-                f"; the echo's own {label} is {base:.1f} ms (median {echo['latency_ms']['p50']:.1f}"
-                f" ms) with its server at {echo['server_cpu_share']:.0%} of a core: the wait for"
-                " a core sets the floor on this machine, the GC pauses what the relay adds"
+                f"; medians: relay {relay['latency_ms']['p50']:.1f} ms, echo"
+                f" {echo['latency_ms']['p50']:.1f} ms, with serve at"
+                f" {relay['server_cpu_share']:.0%} of a core and the echo at"
+                f" {echo['server_cpu_share']:.0%}; serve spends"
+                f" {relay['cpu_us_per_frame']:.0f} µs of CPU on a frame, the rest is waiting: for"
+                " a core on this shared machine, and through serve's full-GC stops"
             )
         out.append(
             Figure(
