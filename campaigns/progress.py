@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -39,36 +40,49 @@ class Applied:
 
 async def record_event(sm: async_sessionmaker[AsyncSession], update_: CallUpdate) -> Applied:
     async with sm.begin() as session:
-        # The attempt is found (and locked) first, so the raw event is stored once, already
-        # marked with what it was applied to: one statement fewer than storing then marking it.
-        attempt = await _locked_attempt(session, update_)
-        stored = await session.execute(
-            insert_ignoring_conflicts(
-                session,
-                CallEvent.__table__,  # type: ignore[arg-type]
-                {
-                    "provider": update_.provider,
-                    "kind": update_.kind,
-                    "dedupe_key": update_.dedupe_key,
-                    "provider_call_id": update_.provider_call_id,
-                    "attempt_id": attempt.id if attempt is not None else update_.attempt_id,
-                    "payload": update_.raw,
-                    "received_at": update_.received_at,
-                    "applied": attempt is not None,
-                },
-            )
+        return await record_in(session, update_)
+
+
+async def record_events(
+    sm: async_sessionmaker[AsyncSession], updates: Sequence[CallUpdate]
+) -> list[Applied]:
+    """Apply events in order in one transaction, each exactly as `record_event` would."""
+    async with sm.begin() as session:
+        return [await record_in(session, update_) for update_ in updates]
+
+
+async def record_in(session: AsyncSession, update_: CallUpdate) -> Applied:
+    """Store one provider event and apply it, inside the caller's transaction."""
+    # The attempt is found (and locked) first, so the raw event is stored once, already
+    # marked with what it was applied to: one statement fewer than storing then marking it.
+    attempt = await _locked_attempt(session, update_)
+    stored = await session.execute(
+        insert_ignoring_conflicts(
+            session,
+            CallEvent.__table__,  # type: ignore[arg-type]
+            {
+                "provider": update_.provider,
+                "kind": update_.kind,
+                "dedupe_key": update_.dedupe_key,
+                "provider_call_id": update_.provider_call_id,
+                "attempt_id": attempt.id if attempt is not None else update_.attempt_id,
+                "payload": update_.raw,
+                "received_at": update_.received_at,
+                "applied": attempt is not None,
+            },
         )
-        if stored.scalar_one_or_none() is None:
-            return Applied("duplicate", update_.attempt_id)
-        if attempt is None:
-            log.warning(
-                "call event for an unknown call %s (%s) stored, not applied",
-                update_.provider_call_id,
-                update_.kind,
-            )
-            return Applied("unknown")
-        ended = await apply_to_attempt(session, attempt, update_, update_.received_at)
-        return Applied("applied", attempt.id, ended, attempt.campaign_id)
+    )
+    if stored.scalar_one_or_none() is None:
+        return Applied("duplicate", update_.attempt_id)
+    if attempt is None:
+        log.warning(
+            "call event for an unknown call %s (%s) stored, not applied",
+            update_.provider_call_id,
+            update_.kind,
+        )
+        return Applied("unknown")
+    ended = await apply_to_attempt(session, attempt, update_, update_.received_at)
+    return Applied("applied", attempt.id, ended, attempt.campaign_id)
 
 
 async def _locked_attempt(session: AsyncSession, update_: CallUpdate) -> Attempt | None:

@@ -24,11 +24,11 @@ from bridge.media import tokens
 from bridge.media.connector import CallContext, load_context
 from bridge.media.routes import record_agent_failure, stream_url
 from bridge.telephony.elevenlabs import AgentApiError, initiation_data
+from bridge.webhooks.applier import applier_for
 from bridge.webhooks.signatures import verified_form
 from campaigns import voicemail
 from campaigns.clock import utcnow
 from campaigns.outcomes import CallUpdate
-from campaigns.progress import record_event
 
 log = logging.getLogger(__name__)
 routes = web.RouteTableDef()
@@ -61,7 +61,7 @@ def _call_sid(params: dict[str, str]) -> str:
 
 
 async def _apply(request: web.Request, update: CallUpdate) -> web.Response:
-    applied = await record_event(request.app[SESSIONMAKER], update)
+    applied = await applier_for(request.app[SESSIONMAKER]).apply(update)
     if applied.attempt_ended:
         request.app[DISPATCHER].wake()
     # Twilio waits at most 15 s and only needs a 2xx: answer at once, with nothing to parse.
