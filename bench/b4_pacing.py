@@ -23,6 +23,8 @@ from contextlib import contextmanager
 from datetime import datetime, timedelta
 from typing import Any
 
+import psutil
+
 from bench.common import Context, Figure
 from tests.cluster import many_numbers
 from tests.service import Service, wait_until
@@ -128,6 +130,9 @@ def _measure(ctx: Context, kind: str, seconds: int) -> list[Figure]:
     with ctx.database(kind) as url, serve(ctx, url) as service:
         campaign_id = create_campaign(service, cps=CPS, concurrency=100)
         upload(service, campaign_id, "\n".join(rows) + "\n")
+        assert service.process is not None
+        process = psutil.Process(service.process.pid)
+        cpu_before = sum(process.cpu_times()[:2])
         started = time.monotonic()
         start(service, campaign_id)
         wait_until(
@@ -137,6 +142,8 @@ def _measure(ctx: Context, kind: str, seconds: int) -> list[Figure]:
             what="every contact dialled",
         )
         took = time.monotonic() - started
+        cpu_share = (sum(process.cpu_times()[:2]) - cpu_before) / took
+        load = os.getloadavg()[0]
         calls = service.sandbox_calls()
         sent = sent_times(service, campaign_id)
 
@@ -162,11 +169,33 @@ def _measure(ctx: Context, kind: str, seconds: int) -> list[Figure]:
         "per_wall_clock_second_histogram": dict(Counter(whole[s] for s in inner)),
         "smallest_gap_ms": round(min(gaps) * 1000, 2),
         "largest_gap_ms": round(max(gaps) * 1000, 2),
-        "load_average_1m_after": round(os.getloadavg()[0], 2),
+        "load_average_1m": round(load, 2),
+        "serve_cpu_share_of_one_core": round(cpu_share, 2),
         # From the pacing check to the carrier's stamp: what the send margin has to cover.
         "send_to_carrier_ms_p99": round(_percentile(transit, 0.99), 2),
         "send_to_carrier_ms_max": round(max(transit, default=0.0), 2),
+        # The same count by the dispatcher's own send times (after its pacing check).
+        "most_per_wall_clock_second_by_send_time": most_per_wall_clock_second(list(sent.values())),
     }
+    count_met = abs(in_window - expected) <= 1
+    count_notes = ""
+    if not count_met:
+        short = sum(1 for s in inner if whole[s] < CPS)
+        count_notes = (
+            f"{short} whole seconds held fewer than {CPS} dials: a dial that woke too late for "
+            "its slot's second took a fresh slot (the per-second guard) and its slot stayed "
+            f"empty. Meanwhile serve used {cpu_share:.2f} of one core and the machine's load "
+            f"average was {load:.1f} on {os.cpu_count()} CPUs (shared with other work)"
+        )
+    second_notes = "the target check counts per whole wall-clock second, as carriers count CPS"
+    if per_second > CPS:
+        second_notes += (
+            f". The carrier stamps a create some time after it left: send-to-carrier p99 "
+            f"{extra['send_to_carrier_ms_p99']} ms, max {extra['send_to_carrier_ms_max']} ms, "
+            f"beyond the {1000 / CPS / 4:.0f} ms left for it at the end of a second (the "
+            "in-process carrier shares serve's busy event loop); by send time the most in "
+            f"one second was {extra['most_per_wall_clock_second_by_send_time']}"
+        )
     return [
         Figure(
             bench="B4",
@@ -177,7 +206,8 @@ def _measure(ctx: Context, kind: str, seconds: int) -> list[Figure]:
             baseline_what=f"target rate: {CPS}/s x {seconds} s",
             database=kind,
             target=f"{expected} ± 1",
-            met=abs(in_window - expected) <= 1,
+            met=count_met,
+            notes=count_notes,
             extra=extra,
         ),
         Figure(
@@ -190,7 +220,7 @@ def _measure(ctx: Context, kind: str, seconds: int) -> list[Figure]:
             database=kind,
             target=f"<= {CPS} per wall-clock second (carrier's created_at)",
             met=per_second <= CPS,
-            notes="the target check counts per whole wall-clock second, as carriers count CPS",
+            notes=second_notes,
         ),
         Figure(
             bench="B4",

@@ -317,6 +317,7 @@ class Dispatcher:
         task.add_done_callback(self._tasks.discard)
 
     async def _dial(self, request: DialRequest, at: datetime) -> None:
+        cps = self._paced.pop(request.attempt_id, None)
         # The re-check runs a moment before the dial's instant, so that its round trip (and any
         # wait for a database connection) does not make the dial late.
         await _sleep_until(at - RECHECK_LEAD)
@@ -324,7 +325,7 @@ class Dispatcher:
             self.wake()
             return
         # Checked last, right before sending: any wait above may have made the dial late.
-        if not await self._wait_for_slot(request, at):
+        if not await self._wait_for_slot(request, at, cps):
             self.wake()
             return
         for retry in range(REFUSAL_RETRIES + 1):
@@ -334,6 +335,11 @@ class Dispatcher:
             except DialRefused as refusal:
                 if refusal.retryable and retry < REFUSAL_RETRIES:
                     await asyncio.sleep(_backoff(retry))
+                    if cps is not None:
+                        # Another create, and the provider counts it: it needs a slot of its own.
+                        slot = await self._fresh_slot(request)
+                        if slot is None or not await self._wait_for_slot(request, slot, cps):
+                            break
                     continue
                 await self._record_refusal(request, refusal)
             except DialAmbiguous as exc:
@@ -379,7 +385,7 @@ class Dispatcher:
                     await complete_if_finished(session, campaign, now)
             return False
 
-    async def _wait_for_slot(self, request: DialRequest, at: datetime) -> bool:
+    async def _wait_for_slot(self, request: DialRequest, at: datetime, cps: float | None) -> bool:
         """Sleep until the dial's pacing slot; False if the attempt was settled meanwhile.
 
         A dial that wakes up too late to count in its slot's wall-clock second (a stalled
@@ -387,7 +393,6 @@ class Dispatcher:
         slots are all handed out: calls per second is what the provider sees, not what was
         planned.
         """
-        cps = self._paced.pop(request.attempt_id, None)
         for _ in range(MAX_RESLOTS):
             await _sleep_until(at)
             if cps is None or utcnow() <= _send_deadline(at, timedelta(seconds=1 / cps)):
