@@ -214,7 +214,17 @@ def test_a_removed_contact_is_not_dialled(service: Service) -> None:
 
 
 @pytest.mark.parametrize("policy", ["hang_up", "leave_message"])
-def test_voicemail_policy(service: Service, policy: str) -> None:
+def test_voicemail_policy(database_url: str, tmp_path: Path, policy: str) -> None:
+    # The machine keeps recording for a minute, as a real one would: it is the policy that ends
+    # the call, however long the service takes to act on the detection.
+    service = Service(database_url, tmp_path, CALLBRIDGE_SANDBOX_TALK_SECONDS="60").start()
+    try:
+        _voicemail_policy(service, policy)
+    finally:
+        service.stop()
+
+
+def _voicemail_policy(service: Service, policy: str) -> None:
     # Last digits 60-69: an answering machine, with the end of its greeting detected.
     phone = "+12125550164"
     message = "Hello {{first_name}}, this is your reminder. Please call us back."
