@@ -26,7 +26,7 @@ from typing import Any
 import psutil
 
 from bench.common import Context, Figure
-from tests.cluster import many_numbers
+from tests.cluster import many_numbers, most_in_sliding_second, most_per_wall_clock_second
 from tests.service import Service, wait_until
 
 CPS = 10
@@ -97,23 +97,6 @@ def sent_times(service: Service, campaign_id: str) -> dict[str, datetime]:
         if len(rows) < 1000:
             return sent
         page += 1
-
-
-def most_per_wall_clock_second(instants: list[datetime]) -> int:
-    """The most instants sharing one whole UTC second."""
-    seconds = Counter(int(t.timestamp() // 1) for t in instants)
-    return max(seconds.values(), default=0)
-
-
-def most_in_sliding_second(instants: list[datetime]) -> int:
-    """The most instants inside any window [t, t + 1 s)."""
-    instants = sorted(instants)
-    best, first = 0, 0
-    for last, instant in enumerate(instants):
-        while instants[first] <= instant - timedelta(seconds=1):
-            first += 1
-        best = max(best, last - first + 1)
-    return best
 
 
 def _percentile(values: list[float], share: float) -> float:

@@ -6,6 +6,8 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+from collections import Counter
+from datetime import datetime, timedelta
 from functools import cache
 from pathlib import Path
 from typing import Any
@@ -79,3 +81,24 @@ class SandboxProcess:
             except subprocess.TimeoutExpired:
                 self.process.kill()
                 self.process.wait()
+
+
+def most_per_wall_clock_second(instants: list[datetime]) -> int:
+    """The most instants sharing one whole UTC second: calls per second as a carrier counts them."""
+    seconds = Counter(int(t.timestamp() // 1) for t in instants)
+    return max(seconds.values(), default=0)
+
+
+def most_in_sliding_second(instants: list[datetime]) -> int:
+    """The most instants inside any window [t, t + 1 s).
+
+    At exactly n per second, instant i and instant i + n are 1 s apart, so any jitter at all
+    puts n + 1 in some window: only a slower rate keeps this at n.
+    """
+    instants = sorted(instants)
+    best, first = 0, 0
+    for last, instant in enumerate(instants):
+        while instants[first] <= instant - timedelta(seconds=1):
+            first += 1
+        best = max(best, last - first + 1)
+    return best
