@@ -60,11 +60,9 @@ LEASE_SLACK = timedelta(seconds=5)
 # entry since the claim). Long enough for a busy database to answer, short enough that what
 # happens in the last moment before a dial is as rare as a request crossing it in flight.
 RECHECK_LEAD = timedelta(milliseconds=300)
-# Time left, before the end of a slot's second, for the create to reach the provider and be
-# stamped by its clock (building the request, the network, a busy event loop): a quarter of the
-# gap, up to this. At cps 10 the last slot of a second (.95) may then leave up to 25 ms late and
-# still have 25 ms to arrive in time.
-SEND_MARGIN = timedelta(milliseconds=50)
+# Time kept, before the end of a slot's second, for a create to reach the provider and be
+# stamped by its clock (building the request, the network, a busy event loop at either end).
+SEND_MARGIN = timedelta(milliseconds=100)
 # How many fresh slots a dial takes before it goes out however late it is.
 MAX_RESLOTS = 5
 # Calls placed this soon after the node started may have called back before it listened.
@@ -74,40 +72,48 @@ RECONCILE_SKEW = timedelta(seconds=5)
 
 
 # Pacing. A carrier counts calls per wall-clock second, and the "cps" a campaign promises is
-# checked the same way. Slots therefore sit on a grid fixed to the wall clock: slot k of a
-# campaign at c calls per second is the instant (k + 1/2) / c seconds after the Unix epoch,
-# the centre of its 1/c sub-interval. At c = 10 the slots are at .05, .15, ... .95 of every
-# second: exactly c of them in each second, and a dial that leaves a little late (up to half a
-# gap, more for the earlier slots of a second) still counts in the second its slot is in.
+# checked the same way. Slots therefore sit on a grid fixed to the wall clock: at c calls per
+# second, slot k belongs to the second holding (k + 1/2) / c seconds after the Unix epoch, so
+# every whole second holds exactly c slots and no rate below c is given away.
 #
-# Slots are exact, one gap apart, so no rate below c is given away; a test over any sliding
-# window [t, t + 1 s) is another matter: dial i and dial i + c are 1 s apart, so any jitter puts
-# c + 1 dials in some such window, which only pacing slower than c avoids.
+# Inside its second the grid is pressed towards the start, leaving the last quarter free
+# (FREE_TAIL): at c = 10 the slots are at .0375, .1125, ... .7125. A dial that leaves late, or
+# reaches a busy provider late, still lands in its own second, and a late dial can only ever be
+# late, never early, so the free time is all at the end. (A test over any sliding window
+# [t, t + 1 s) is another matter: dial i and dial i + c are 1 s apart, so any jitter puts c + 1
+# dials in some such window, which only pacing slower than c avoids.)
 #
 # The guard that makes the per-second count hold whatever the load: a dial leaves only within the
-# wall-clock second its slot is in (less the send margin). A dial woken later than that takes a
+# wall-clock second its slot is in, less the send margin. A dial woken later than that takes a
 # fresh slot instead of crowding into a second whose own slots are all handed out. Slots are
 # handed out under the campaign row's lock (next_dial_at), so this holds across nodes.
 #
 # Slot indexes are computed from the epoch, never by adding gaps (which would drift). The
 # tolerance maps an instant read back from the database (rounded to the microsecond) to its own
 # slot rather than the next one.
+FREE_TAIL = 0.25
 _SLOT_TOLERANCE = 1e-3
 
 
 def _slot_index(instant: datetime, cps: float) -> int:
     """The first slot at or after ``instant``."""
-    return math.ceil(instant.timestamp() * cps - 0.5 - _SLOT_TOLERANCE)
+    stamp = instant.timestamp()
+    second = math.floor(stamp)
+    into = (stamp - second) / (1 - FREE_TAIL)
+    # Past the last slot of its second (into the free tail): the next second's first slot.
+    nominal = second + 1 if into >= 1 else second + into
+    return math.ceil(nominal * cps - 0.5 - _SLOT_TOLERANCE)
 
 
 def _slot_time(index: int, cps: float) -> datetime:
-    return datetime.fromtimestamp((index + 0.5) / cps, UTC)
+    nominal = (index + 0.5) / cps
+    second = math.floor(nominal)
+    return datetime.fromtimestamp(second + (nominal - second) * (1 - FREE_TAIL), UTC)
 
 
-def _send_deadline(slot: datetime, gap: timedelta) -> datetime:
+def _send_deadline(slot: datetime) -> datetime:
     """The last instant a dial for ``slot`` may leave and still count in the slot's second."""
-    second_ends = slot.replace(microsecond=0) + timedelta(seconds=1)
-    return second_ends - min(SEND_MARGIN, gap / 4)
+    return slot.replace(microsecond=0) + timedelta(seconds=1) - SEND_MARGIN
 
 
 class Dispatcher:
@@ -395,7 +401,7 @@ class Dispatcher:
         """
         for _ in range(MAX_RESLOTS):
             await _sleep_until(at)
-            if cps is None or utcnow() <= _send_deadline(at, timedelta(seconds=1 / cps)):
+            if cps is None or utcnow() <= _send_deadline(at):
                 return True
             slot = await self._fresh_slot(request)
             if slot is None:

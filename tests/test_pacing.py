@@ -21,11 +21,11 @@ def test_every_wall_clock_second_holds_exactly_cps_slots(cps: int) -> None:
     assert {per_second[second] for second in whole_seconds} == {cps}
 
 
-def test_slots_sit_at_the_centres_of_their_sub_intervals() -> None:
+def test_slots_leave_the_last_quarter_of_every_second_free() -> None:
     start = datetime(2030, 1, 1, 12, 0, 0, tzinfo=UTC)
     index = _slot_index(start, 10)
     offsets = [_slot_time(index + i, 10).microsecond for i in range(10)]
-    assert offsets == [50_000 + 100_000 * i for i in range(10)]
+    assert offsets == [37_500 + 75_000 * i for i in range(10)]
 
 
 @pytest.mark.parametrize("cps", [0.5, 3, 10, 20])
@@ -39,10 +39,15 @@ def test_a_slot_read_back_from_the_database_is_the_same_slot(cps: float) -> None
 
 
 def test_a_late_dial_may_leave_only_within_its_slots_second() -> None:
-    gap = timedelta(milliseconds=100)
-    last = datetime(2030, 1, 1, 12, 0, 0, 950_000, tzinfo=UTC)
-    deadline = _send_deadline(last, gap)
-    assert deadline == datetime(2030, 1, 1, 12, 0, 0, 975_000, tzinfo=UTC)
-    first = datetime(2030, 1, 1, 12, 0, 0, 50_000, tzinfo=UTC)
-    # The first slot of a second may leave much later and still count in its own second.
-    assert _send_deadline(first, gap) == deadline
+    last = datetime(2030, 1, 1, 12, 0, 0, 712_500, tzinfo=UTC)
+    deadline = _send_deadline(last)
+    # The last slot may leave nearly 200 ms late, and the create still has 100 ms to arrive.
+    assert deadline == datetime(2030, 1, 1, 12, 0, 0, 900_000, tzinfo=UTC)
+    first = datetime(2030, 1, 1, 12, 0, 0, 37_500, tzinfo=UTC)
+    assert _send_deadline(first) == deadline
+
+
+def test_an_instant_in_the_free_tail_waits_for_the_next_seconds_first_slot() -> None:
+    tail = datetime(2030, 1, 1, 12, 0, 0, 800_000, tzinfo=UTC)
+    slot = _slot_time(_slot_index(tail, 10), 10)
+    assert slot == datetime(2030, 1, 1, 12, 0, 1, 37_500, tzinfo=UTC)
