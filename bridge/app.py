@@ -111,7 +111,10 @@ async def _database(app: web.Application) -> AsyncIterator[None]:
 
 async def _sandbox(app: web.Application) -> AsyncIterator[None]:
     carrier = app[CARRIER]
-    await carrier.start()
+    # Calls left unfinished by a previous run call back this very process: they are resumed
+    # once the service listens (`bridge.ops.serving.on_listening`), or their callbacks would
+    # meet a closed port and be lost.
+    await carrier.start(resume=False)
     yield
     await carrier.close()
 

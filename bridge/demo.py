@@ -19,6 +19,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from bridge.app import create_app
+from bridge.ops.serving import on_listening
 from bridge.settings import Settings
 
 DEMO_TIMEOUT_SECONDS = 300
@@ -49,6 +50,7 @@ async def run_demo(*, contacts: Path | None, as_json: bool) -> int:
         runner = web.AppRunner(create_app(settings), access_log=None)
         await runner.setup()
         await web.TCPSite(runner, settings.host, port).start()
+        await on_listening(runner.app)
         try:
             async with aiohttp.ClientSession(
                 base_url=settings.base_url, headers={"Authorization": f"Bearer {key}"}

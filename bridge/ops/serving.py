@@ -16,7 +16,7 @@ import signal
 from aiohttp import web
 from sqlalchemy import select
 
-from bridge.keys import DISPATCHER, OPS_STATE, PLACED_CALLS, SESSIONMAKER, SETTINGS
+from bridge.keys import CARRIER, DISPATCHER, OPS_STATE, PLACED_CALLS, SESSIONMAKER, SETTINGS
 from campaigns.models import Attempt, AttemptStatus
 
 log = logging.getLogger(__name__)
@@ -30,6 +30,7 @@ async def serve(app: web.Application, host: str, port: int) -> None:
     try:
         site = web.TCPSite(runner, host, port)
         await site.start()
+        await on_listening(app)
         # Everything loaded at start-up (modules, phone metadata, the app) lives as long as the
         # process; moved out of the collector's view, a full collection no longer walks it and
         # stalls every live call's audio for a tenth of a second or more.
@@ -45,6 +46,12 @@ async def serve(app: web.Application, host: str, port: int) -> None:
     finally:
         await runner.cleanup()
     log.info("stopped")
+
+
+async def on_listening(app: web.Application) -> None:
+    """What needs the service to be reachable at its own address: call once it listens."""
+    if CARRIER in app:
+        await app[CARRIER].resume()
 
 
 async def drain(app: web.Application) -> None:

@@ -166,8 +166,9 @@ class SandboxCarrier:
         app.router.add_get("/calls/{sid}/twiml", self._inspect_twiml)
         return app
 
-    async def start(self) -> None:
-        """Create the tables if needed and carry on every call a previous run left unfinished."""
+    async def start(self, *, resume: bool = True) -> None:
+        """Create the tables if needed and (unless ``resume`` is False, leaving it to a later
+        `resume`) carry on every call a previous run left unfinished."""
         if self._running:
             return
         await ensure_schema(self._engine)
@@ -175,6 +176,13 @@ class SandboxCarrier:
         self._sender = Sender(self._session, self._auth_token, retry_delay=self._retry_delay)
         self._streams = StreamPlayer(self._session, self._account_sid, self._auth_token)
         self._running = True
+        if resume:
+            await self.resume()
+
+    async def resume(self) -> None:
+        """Carry on every call a previous run left unfinished."""
+        if not self._running:
+            return
         unfinished = await self._store.unfinished_sids()
         for sid in unfinished:
             self._launch(sid)
