@@ -49,7 +49,7 @@ from campaigns.verdicts import refresh_missing_verdicts
 
 log = logging.getLogger(__name__)
 
-# How long after a start every live call is asked about at each housekeeping pass.
+# How long after a start the calls placed before it are asked about at each housekeeping pass.
 RESTART_SWEEP_SECONDS = 30.0
 
 
@@ -164,7 +164,8 @@ async def _dispatching(app: web.Application) -> AsyncIterator[None]:
         on_next_due=next_due,
     )
     # After a restart, callbacks sent while this node was down (or starting, not yet listening)
-    # went nowhere: for a while every live call is asked about, not only the overdue ones.
+    # went nowhere: for a while every live call placed before the start (or just after it) is
+    # asked about, not only the overdue ones.
     sweep_all_until = time.monotonic() + max(
         RESTART_SWEEP_SECONDS, 3 * settings.housekeeping_seconds
     )
