@@ -15,7 +15,7 @@ import random
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 
-from sqlalchemy import func, select
+from sqlalchemy import func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from campaigns import policy
@@ -341,6 +341,10 @@ class Dispatcher:
             except DialRefused as refusal:
                 if refusal.retryable and retry < REFUSAL_RETRIES:
                     await asyncio.sleep(_backoff(retry))
+                    if not await self._renew_lease(request.attempt_id):
+                        # The lease ran out during the back-off: housekeeping may be settling
+                        # the attempt already, so another create could dial it a second time.
+                        break
                     if cps is not None:
                         # Another create, and the provider counts it: it needs a slot of its own.
                         slot = await self._fresh_slot(request)
@@ -366,6 +370,26 @@ class Dispatcher:
                 return
             break
         self.wake()
+
+    async def _renew_lease(self, attempt_id: str) -> bool:
+        """Keep the attempt for one more create, if it is still this dial's to make.
+
+        Housekeeping only reconciles attempts whose lease has expired, so a lease renewed while
+        still valid (in one statement, under the row's lock) means nobody else is deciding the
+        attempt's fate; an expired one is left to housekeeping.
+        """
+        now = utcnow()
+        async with self._sm.begin() as session:
+            renewed = await session.execute(
+                update(Attempt)
+                .where(
+                    Attempt.id == attempt_id,
+                    Attempt.status == AttemptStatus.DIALING,
+                    Attempt.lease_expires_at > now,
+                )
+                .values(lease_expires_at=now + self._provider_timeout + LEASE_SLACK)
+            )
+            return renewed.rowcount == 1  # type: ignore[attr-defined]
 
     async def _still_wanted(self, request: DialRequest) -> bool:
         """Re-check just before dialling: a pause, a cancel or a do-not-call entry that arrived

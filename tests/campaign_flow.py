@@ -116,7 +116,11 @@ def assert_matches_table(service: Service, campaign_id: str, phones: list[str]) 
     calls = service.sandbox_calls()
     dials = Counter(call["to"] for call in calls)
     over = {p: dials[p] for p in phones if dials[p] != predicted(p)[1]}
-    assert not over, f"sandbox dial counts off the table: {over}"
     per_attempt = Counter(attempt_of(call) for call in calls)
     twice = {a: n for a, n in per_attempt.items() if n > 1}
+    # Both checked before either fails: together they tell a repeated create from a lost one.
+    extra = [
+        (c["to"], attempt_of(c), c["created_at"], c["status"]) for c in calls if c["to"] in over
+    ]
+    assert not over, f"sandbox dial counts off the table: {over}; their calls: {extra}"
     assert not twice, f"attempts dialled more than once: {twice}"
