@@ -1,0 +1,102 @@
+"""A create the provider refuses as busy (429) is tried again within the same attempt, but only
+while the attempt's lease holds: once it has run out, housekeeping may be settling the attempt,
+and another create could dial it a second time."""
+
+from __future__ import annotations
+
+import asyncio
+import io
+import time
+from datetime import datetime, timedelta
+from typing import Any
+
+import pytest
+from sqlalchemy import select
+
+from bridge.migrate import upgrade_to_head
+from campaigns import dispatcher as dispatcher_module
+from campaigns.db import make_engine, make_sessionmaker
+from campaigns.dialing import DialRefused, DialRequest, ProviderCall
+from campaigns.dispatcher import Dispatcher
+from campaigns.importer import import_contacts
+from campaigns.lifecycle import CampaignSpec, create_campaign, start_now
+from campaigns.models import Attempt, AttemptStatus
+
+
+class BusyProvider:
+    """Answers the first creates with 429, each after ``answer_after`` seconds; then places."""
+
+    def __init__(self, refusals: int, answer_after: float) -> None:
+        self.refusals = refusals
+        self.answer_after = answer_after
+        self.creates: list[str] = []
+
+    async def place_call(self, request: DialRequest) -> str:
+        self.creates.append(request.attempt_id)
+        await asyncio.sleep(self.answer_after)  # a slow provider, not a wait for a condition
+        if len(self.creates) <= self.refusals:
+            raise DialRefused("Too Many Requests", code="20429", retryable=True)
+        return f"CA{len(self.creates):032d}"
+
+    async def find_calls(self, to: str, since: datetime) -> list[ProviderCall]:
+        return []  # a 429 creates nothing
+
+    async def fetch_call(self, call_id: str) -> ProviderCall | None:
+        return None
+
+    async def hang_up(self, call_id: str) -> None:
+        return None
+
+
+async def the_attempt(sm: Any, *, settled: bool) -> Attempt:
+    deadline = time.monotonic() + 15
+    while True:
+        async with sm() as session:
+            attempts = list(await session.scalars(select(Attempt)))
+        if attempts and (not settled or attempts[0].status != AttemptStatus.DIALING):
+            return attempts[0]
+        assert time.monotonic() < deadline, "the dial did not settle in time"
+        await asyncio.sleep(0.02)
+
+
+@pytest.mark.parametrize("lease_runs_out", [False, True])
+async def test_a_refused_create_is_retried_only_while_the_lease_holds(
+    database_url: str, monkeypatch: pytest.MonkeyPatch, lease_runs_out: bool
+) -> None:
+    # A lease of provider timeout + slack: a slow 429 outlives a lease with no slack.
+    if lease_runs_out:
+        monkeypatch.setattr(dispatcher_module, "LEASE_SLACK", timedelta(0))
+    engine = make_engine(database_url)
+    try:
+        await upgrade_to_head(engine)
+        sm = make_sessionmaker(engine)
+        campaign = await create_campaign(sm, CampaignSpec(name="retries", max_attempts=1))
+        await import_contacts(
+            sm, campaign.id, io.BytesIO(b"phone_number\n+12125550100\n"), default_region="US"
+        )
+        await start_now(sm, campaign.id)
+        provider = BusyProvider(refusals=1, answer_after=0.3)
+        dispatcher = Dispatcher(sm, provider, provider_timeout_seconds=0.1)
+        dispatcher.start()
+
+        if lease_runs_out:
+            # The refusal came after the lease expired: no second create, the attempt waits
+            # for housekeeping, which finds no call and records it as not placed.
+            await the_attempt(sm, settled=False)
+            deadline = time.monotonic() + 15
+            while dispatcher.dials_in_flight:
+                assert time.monotonic() < deadline, "the dial did not give up in time"
+                await asyncio.sleep(0.02)
+            assert provider.creates == [provider.creates[0]]
+            assert await dispatcher.reconcile_expired_leases() == 1
+            attempt = await the_attempt(sm, settled=True)
+            assert attempt.status == AttemptStatus.NOT_PLACED
+        else:
+            attempt = await the_attempt(sm, settled=True)
+            assert len(provider.creates) == 2
+            assert attempt.status == AttemptStatus.QUEUED
+            assert attempt.provider_call_id == f"CA{2:032d}"
+        assert len(set(provider.creates)) == 1  # one attempt throughout
+        await dispatcher.stop(drain_seconds=0)
+    finally:
+        await engine.dispose()
