@@ -61,6 +61,9 @@ class CallUpdate:
     call_successful: str | None = None
     data_collection: dict[str, Any] | None = None
     conversation_seconds: int | None = None
+    # True when provider_call_id only stands in (a conversation id) for a call whose provider id
+    # the reporter did not know: it keys the event, and is never taken as the attempt's call id.
+    stand_in_call_id: bool = False
 
     @property
     def dedupe_key(self) -> str:
@@ -93,7 +96,7 @@ def outcome_of(attempt: Attempt) -> str | None:
 def apply_update(attempt: Attempt, update: CallUpdate) -> bool:
     """Fold one event into the attempt. Returns True when the attempt's outcome changed."""
     before = outcome_of(attempt)
-    if attempt.provider_call_id is None:
+    if attempt.provider_call_id is None and not update.stand_in_call_id:
         # The callback can beat the create response (or the create response was lost in a crash).
         attempt.provider_call_id = update.provider_call_id
     if update.answered_by:

@@ -199,3 +199,20 @@ async def test_a_native_voicemail_conversation_ends_as_voicemail(client: Any) ->
     assert (contact.state, contact.disposition) == (ContactState.DONE, "voicemail")
     async with client.app[SESSIONMAKER]() as session:
         assert await session.scalar(select(func.count()).select_from(CallEvent)) == 1
+
+
+async def test_a_report_before_the_creates_answer_does_not_name_the_call(client: Any) -> None:
+    # The create's answer is late (a slow provider): the attempt has no call id yet, and the
+    # agent's report names none either. Its conversation id must not become the call id, or
+    # the call's own callbacks would be refused as another call's and the attempt lost.
+    attempt = await answered_attempt(client.app, conversation_id="conv_early")
+    async with client.app[SESSIONMAKER].begin() as session:
+        early = await session.get(Attempt, attempt.id)
+        assert early is not None
+        early.provider_call_id = None
+        early.status = AttemptStatus.DIALING
+    response = await post(client, transcription("conv_early"))
+    assert (await response.json())["result"] == "applied"
+    fresh, _ = await reload(client, attempt)
+    assert fresh.provider_call_id is None
+    assert fresh.transcript_summary == "Ada confirmed her appointment."

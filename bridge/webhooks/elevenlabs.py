@@ -12,6 +12,7 @@ import hmac
 import json
 import logging
 import time
+from dataclasses import replace
 
 from aiohttp import web
 from sqlalchemy import or_, select
@@ -112,7 +113,8 @@ async def post_call(request: web.Request) -> web.Response:
     call_sid = outcomes.call_sid_of(envelope)
     found = await _attempt_for(request, conversation_id, call_sid)
     attempt_id, provider_call_id, connection = found or (None, None, None)
-    provider_call_id = provider_call_id or call_sid or conversation_id
+    known_call_id = provider_call_id or call_sid
+    provider_call_id = known_call_id or conversation_id
     if not provider_call_id:
         return error_response(400, "bad_webhook", "no conversation_id or call SID")
     now = utcnow()
@@ -129,6 +131,10 @@ async def post_call(request: web.Request) -> web.Response:
         update = outcomes.initiation_failure(
             envelope, provider_call_id=provider_call_id, attempt_id=attempt_id, received_at=now
         )
+    if known_call_id is None:
+        # A report that beat the create's answer (or outlived its loss) names no call: the
+        # conversation id keys it, but the attempt learns its call id from the provider.
+        update = replace(update, stand_in_call_id=True)
     applied = await record_event(request.app[SESSIONMAKER], update)
     if applied.result == "unknown":
         log.warning(
