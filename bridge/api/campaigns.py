@@ -391,6 +391,7 @@ IMPORT_REPORT = api.schema(
                 "type": "array",
                 "items": {
                     "type": "object",
+                    "required": ["row", "value", "reason"],
                     "properties": {
                         "row": {"type": "integer"},
                         "value": {"type": "string"},

@@ -13,6 +13,7 @@ from typing import Any
 
 from aiohttp import web
 
+from bridge.api.campaigns import IMPORT_REPORT
 from bridge.api.errors import ApiError
 from bridge.api.openapi import Api, query_of
 from bridge.dashboard import queries
@@ -97,30 +98,6 @@ CONTACT = api.schema(
             "disposition": {"type": ["string", "null"]},
             "attempts": {"type": "integer"},
             "calls": {"type": "array", "items": {"type": "object"}},
-        },
-    },
-)
-REPORT = api.schema(
-    "DashboardIntakeReport",
-    {
-        "type": "object",
-        "required": ["rows", "accepted", "rejected", "errors"],
-        "properties": {
-            "rows": {"type": "integer"},
-            "accepted": {"type": "integer"},
-            "rejected": {"type": "integer"},
-            "errors": {
-                "type": "array",
-                "items": {
-                    "type": "object",
-                    "required": ["row", "value", "reason"],
-                    "properties": {
-                        "row": {"type": "integer"},
-                        "value": {"type": "string"},
-                        "reason": {"type": "string"},
-                    },
-                },
-            },
         },
     },
 )
@@ -270,7 +247,7 @@ async def contact(request: web.Request) -> web.Response:
         "default_region": {"type": "string", "default": "US"},
         "phone_column": {"type": "string", "maxLength": 200, "default": "phone_number"},
     },
-    responses={200: REPORT},
+    responses={200: IMPORT_REPORT},
 )
 async def intake_preview(request: web.Request) -> web.Response:
     """The intake report a CSV would get, before any campaign or contact is stored."""
