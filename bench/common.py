@@ -14,8 +14,9 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-import asyncpg
 from sqlalchemy.engine import make_url
+
+from tests.databases import on_server
 
 POSTGRES_ENV = "CALLBRIDGE_BENCH_POSTGRES_URL"
 DEFAULT_POSTGRES = "postgresql://postgres@127.0.0.1:5432/test"
@@ -76,7 +77,7 @@ class Context:
                 yield f"sqlite:///{tmp}/bench.db"
             return
         name = f"cb_bench_{secrets.token_hex(6)}"
-        _on_server(self.postgres_server, f'CREATE DATABASE "{name}"')
+        on_server(self.postgres_server, f'CREATE DATABASE "{name}"')
         try:
             yield (
                 make_url(self.postgres_server)
@@ -84,28 +85,7 @@ class Context:
                 .render_as_string(hide_password=False)
             )
         finally:
-            _on_server(self.postgres_server, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-
-
-def _on_server(url: str, statement: str) -> None:
-    import asyncio
-
-    parsed = make_url(url)
-
-    async def run() -> None:
-        conn = await asyncpg.connect(
-            host=parsed.host or "127.0.0.1",
-            port=parsed.port or 5432,
-            user=parsed.username or "postgres",
-            password=parsed.password,
-            database=parsed.database or "postgres",
-        )
-        try:
-            await conn.execute(statement)
-        finally:
-            await conn.close()
-
-    asyncio.run(run())
+            on_server(self.postgres_server, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
 def postgres_server() -> str:
