@@ -7,8 +7,9 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from aiohttp import web
-from sqlalchemy import delete, func, select
+from sqlalchemy import delete, select
 
+from bridge.api.campaigns import page_of
 from bridge.api.errors import ApiError
 from bridge.api.openapi import PAGE_HEADERS, PAGE_QUERY, Api, Response, body_of, query_of, ref
 from bridge.keys import SESSIONMAKER
@@ -182,20 +183,11 @@ async def create(request: web.Request) -> web.Response:
 async def list_subscriptions(request: web.Request) -> web.Response:
     query = query_of(request)
     page, per_page = query["page"], query["per_page"]
+    order = (WebhookSubscription.created_at, WebhookSubscription.id)
     async with request.app[SESSIONMAKER]() as session:
-        total = await session.scalar(select(func.count()).select_from(WebhookSubscription))
-        rows = await session.scalars(
-            select(WebhookSubscription)
-            .order_by(WebhookSubscription.created_at, WebhookSubscription.id)
-            .offset((page - 1) * per_page)
-            .limit(per_page)
+        return await page_of(
+            session, WebhookSubscription, [], order, subscription_json, page, per_page
         )
-        body = [subscription_json(s) for s in rows]
-    response = web.json_response(body)
-    response.headers.update(
-        {"X-Total-Count": str(total or 0), "X-Page": str(page), "X-Per-Page": str(per_page)}
-    )
-    return response
 
 
 @api.get(
@@ -269,22 +261,8 @@ async def list_deliveries(request: web.Request) -> web.Response:
             where.append(WebhookDelivery.status == query["status"])
         if query.get("event_type"):
             where.append(WebhookDelivery.event_type == query["event_type"])
-        total = await session.scalar(
-            select(func.count()).select_from(WebhookDelivery).where(*where)
-        )
-        rows = await session.scalars(
-            select(WebhookDelivery)
-            .where(*where)
-            .order_by(WebhookDelivery.created_at.desc(), WebhookDelivery.id)
-            .offset((page - 1) * per_page)
-            .limit(per_page)
-        )
-        body = [delivery_json(d) for d in rows]
-    response = web.json_response(body)
-    response.headers.update(
-        {"X-Total-Count": str(total or 0), "X-Page": str(page), "X-Per-Page": str(per_page)}
-    )
-    return response
+        order = (WebhookDelivery.created_at.desc(), WebhookDelivery.id)
+        return await page_of(session, WebhookDelivery, where, order, delivery_json, page, per_page)
 
 
 @api.get(
