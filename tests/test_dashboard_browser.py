@@ -47,6 +47,8 @@ def service(database_url: str, tmp_path: Path) -> Iterator[Service]:
 def browser(service: Service) -> Iterator[Browser]:
     # Playwright's sync API runs an event loop in this thread while it is open: it starts after,
     # and stops before, the fixtures that run their own (the PostgreSQL test database's).
+    if not Path(CHROMIUM).exists():
+        pytest.fail(f"{CHROMIUM} is missing: run scripts/dev-setup.sh (README, first command)")
     with sync_playwright() as playwright:
         chromium = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
         yield chromium
