@@ -102,3 +102,28 @@ def most_in_sliding_second(instants: list[datetime]) -> int:
             first += 1
         best = max(best, last - first + 1)
     return best
+
+
+def most_live_at_once(calls: list[dict[str, Any]]) -> int:
+    """The most calls the carrier had between creation and end at any one instant."""
+    changes: list[tuple[datetime, int]] = []
+    for call in calls:
+        changes.append((datetime.fromisoformat(call["created_at"]), 1))
+        if call.get("end_time"):
+            changes.append((datetime.fromisoformat(call["end_time"]), -1))
+    live = best = 0
+    for _, change in sorted(changes):  # at equal instants an end (-1) sorts before a start
+        live += change
+        best = max(best, live)
+    return best
+
+
+def scenario_figures(calls: list[dict[str, Any]], dispositions: Counter[str]) -> str:
+    """The figures a scenario prints, pass or fail: what the carrier saw and how contacts ended."""
+    created = [datetime.fromisoformat(call["created_at"]) for call in calls]
+    return (
+        f"dials: {len(calls)}; dispositions: {dict(sorted(dispositions.items()))}; "
+        f"most dials in one wall-clock second: {most_per_wall_clock_second(created)} "
+        f"(in any sliding second: {most_in_sliding_second(created)}); "
+        f"most live calls: {most_live_at_once(calls)}"
+    )

@@ -22,6 +22,12 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         action="store_true",
         help="also run the long scenario tests (chaos, multi-node), marked 'scenario'",
     )
+    parser.addoption(
+        "--scenario-seed",
+        type=int,
+        default=None,
+        help="replay a scenario with the seed a run printed (default: a fresh random seed)",
+    )
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
@@ -46,3 +52,17 @@ def database_url(tmp_path: Path) -> Iterator[str]:
         yield make_url(server).set(database=name).render_as_string(hide_password=False)
     finally:
         on_server(server, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+@pytest.fixture
+def scenario_seed(request: pytest.FixtureRequest) -> int:
+    """The seed of a long scenario's random choices (faults, kill moments), printed so that a
+    failing run can be replayed with `--scenario-seed`."""
+    seed = request.config.getoption("--scenario-seed")
+    if seed is None:
+        seed = secrets.randbelow(2**31)
+    print(
+        f"scenario seed: {seed} (replay: pytest --scenarios {request.node.nodeid} "
+        f"--scenario-seed {seed})"
+    )
+    return int(seed)

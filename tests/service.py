@@ -72,6 +72,10 @@ class Service:
         except requests.ConnectionError:
             return False
 
+    @property
+    def running(self) -> bool:
+        return self.process is not None and self.process.poll() is None
+
     def kill(self) -> None:
         """kill -9: no cleanup, no goodbye."""
         assert self.process is not None

@@ -6,6 +6,7 @@ attempts allow and no attempt dialled twice."""
 from __future__ import annotations
 
 import random
+from collections import Counter
 from pathlib import Path
 
 import pytest
@@ -14,16 +15,16 @@ from tests.campaign_flow import (
     assert_matches_table,
     contacts_csv,
     create_campaign,
+    export_rows,
     start,
     upload,
     wait_completed,
 )
-from tests.cluster import many_numbers
+from tests.cluster import many_numbers, scenario_figures
 from tests.service import Service, wait_until
 
 FAULTS = ",".join(
     [
-        "seed=20240611",
         "rate_limit=0.10",
         "server_error=0.05",
         "create_timeout=0.02",
@@ -41,11 +42,11 @@ KILLS = 5
 DIALS_PER_HUNDRED = 60 + 10 + 30 + 15 + 15 + 10 + 15
 
 
-def chaos_service(database_url: str, workdir: Path) -> Service:
+def chaos_service(database_url: str, workdir: Path, seed: int) -> Service:
     return Service(
         database_url,
         workdir,
-        CALLBRIDGE_SANDBOX_FAULTS=FAULTS,
+        CALLBRIDGE_SANDBOX_FAULTS=f"seed={seed},{FAULTS}",
         # Lost callbacks are looked for soon after a call must have ended.
         CALLBRIDGE_STALE_CALL_SLACK_SECONDS="2",
     )
@@ -53,14 +54,16 @@ def chaos_service(database_url: str, workdir: Path) -> Service:
 
 @pytest.mark.scenario
 def test_chaos_faults_and_kill_9_lose_nothing_and_dial_nothing_twice(
-    database_url: str, tmp_path: Path
+    database_url: str, tmp_path: Path, scenario_seed: int
 ) -> None:
     phones = many_numbers(CONTACTS)
     expected_dials = CONTACTS * DIALS_PER_HUNDRED // 100
-    rng = random.Random(7)
+    rng = random.Random(scenario_seed)
     # Random moments, measured in progress (dials so far) rather than in wall-clock time.
     kill_points = sorted(rng.uniform(0.05, 0.85) * expected_dials for _ in range(KILLS))
-    service = chaos_service(database_url, tmp_path).start()
+    print(f"kills after {[round(point) for point in kill_points]} dials")
+    service = chaos_service(database_url, tmp_path, scenario_seed).start()
+    campaign_id = ""
     try:
         campaign_id = create_campaign(
             service,
@@ -84,4 +87,8 @@ def test_chaos_faults_and_kill_9_lose_nothing_and_dial_nothing_twice(
         assert_matches_table(service, campaign_id, phones)
         assert len(service.sandbox_calls()) == expected_dials
     finally:
+        # The figures, pass or fail (a failure's are the ones worth reading).
+        if campaign_id and service.running:
+            dispositions = Counter(row["disposition"] for row in export_rows(service, campaign_id))
+            print(scenario_figures(service.sandbox_calls(), dispositions))
         service.stop()
