@@ -15,6 +15,7 @@ from typing import Any
 import phonenumbers
 import requests
 
+from tests.campaign_flow import attempt_of
 from tests.service import free_port, wait_until
 
 
@@ -121,8 +122,11 @@ def most_live_at_once(calls: list[dict[str, Any]]) -> int:
 def scenario_figures(calls: list[dict[str, Any]], dispositions: Counter[str]) -> str:
     """The figures a scenario prints, pass or fail: what the carrier saw and how contacts ended."""
     created = [datetime.fromisoformat(call["created_at"]) for call in calls]
+    per_attempt = Counter(attempt_of(call) for call in calls)
     return (
-        f"dials: {len(calls)}; dispositions: {dict(sorted(dispositions.items()))}; "
+        f"dials: {len(calls)}; attempts dialled more than once: "
+        f"{sum(1 for n in per_attempt.values() if n > 1)}; "
+        f"dispositions: {dict(sorted(dispositions.items()))}; "
         f"most dials in one wall-clock second: {most_per_wall_clock_second(created)} "
         f"(in any sliding second: {most_in_sliding_second(created)}); "
         f"most live calls: {most_live_at_once(calls)}"
