@@ -76,6 +76,8 @@ def service(database_url: str, tmp_path: Path) -> Iterator[Service]:
         CALLBRIDGE_WEBHOOK_RETRY_BASE_SECONDS="0.2",
         CALLBRIDGE_WEBHOOK_RETRY_MAX_SECONDS="1",
         CALLBRIDGE_WEBHOOK_POLL_SECONDS="0.2",
+        # The receiver listens on the loopback, which webhooks may reach only when allowed.
+        CALLBRIDGE_WEBHOOK_ALLOW_PRIVATE_TARGETS="true",
     ).start()
     yield svc
     svc.stop()
