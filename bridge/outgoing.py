@@ -19,10 +19,10 @@ import contextlib
 import ipaddress
 import socket
 from dataclasses import dataclass
-from urllib.parse import urlsplit
 
 import aiohttp
 from aiohttp.abc import AbstractResolver, ResolveResult
+from yarl import URL
 
 from bridge.settings import Settings
 
@@ -73,10 +73,9 @@ class TargetPolicy:
     def from_settings(cls, settings: Settings) -> TargetPolicy:
         origins = set()
         for url in (settings.base_url, settings.local_url):
-            parts = urlsplit(url)
-            if parts.hostname:
-                default = 443 if parts.scheme == "https" else 80
-                origins.add((_canonical_name(parts.hostname), parts.port or default))
+            parsed = URL(url)
+            if parsed.raw_host and parsed.port is not None:
+                origins.add((_canonical_name(parsed.raw_host), parsed.port))
         return cls(
             allow_private=settings.webhook_allow_private_targets,
             own_origins=frozenset(origins),
@@ -161,28 +160,31 @@ def _numeric_spelling(host: str) -> bool:
 
 @dataclass(frozen=True)
 class Target:
-    scheme: str
+    url: URL
     host: str
     port: int
 
 
 def check_url(policy: TargetPolicy, url: str) -> Target:
-    """The checks that need no name resolution; raises TargetRefused."""
+    """The checks that need no name resolution; raises TargetRefused.
+
+    The URL is parsed by yarl, as aiohttp parses it, and the request is sent with that very
+    parse: two parsers that disagree on the host (``http://a\\@b/``) would let one host be
+    checked and another reached."""
     try:
-        parts = urlsplit(url)
-        port = parts.port
-    except ValueError as exc:
+        parsed = URL(url)
+        port = parsed.port
+    except (ValueError, TypeError) as exc:
         raise TargetRefused("refused: invalid URL", "url is not a valid URL") from exc
-    if parts.scheme not in ("http", "https") or not parts.hostname:
+    if parsed.scheme not in ("http", "https") or not parsed.raw_host or port is None:
         raise TargetRefused("refused: not an http(s) URL", "url must be an http(s) URL")
-    if parts.username is not None or parts.password is not None or "@" in parts.netloc:
+    if parsed.user is not None or parsed.password is not None or "@" in parsed.raw_authority:
         raise TargetRefused(
             CREDENTIALS_IN_URL,
             "url must not carry credentials (user:password@); the receiver checks the "
             "Callbridge-Signature header instead",
         )
-    host = _canonical_name(parts.hostname)
-    port = port or (443 if parts.scheme == "https" else 80)
+    host = _canonical_name(parsed.raw_host)
     if (host, port) in policy.own_origins:
         raise TargetRefused(ADDRESS_NOT_ALLOWED, "url points at this service itself")
     if host in METADATA_NAMES:
@@ -195,10 +197,11 @@ def check_url(policy: TargetPolicy, url: str) -> Target:
         )
     literal = _literal(host)
     if literal is not None:
+        # aiohttp connects to an address literal without asking the resolver: checked here.
         refusal = policy.address_refusal(literal, port)
         if refusal is not None:
             raise TargetRefused(ADDRESS_NOT_ALLOWED, f"url points at a {refusal}")
-    return Target(parts.scheme, host, port)
+    return Target(parsed, host, port)
 
 
 class GuardedResolver(AbstractResolver):
@@ -300,9 +303,9 @@ class GuardedClient:
     async def post(self, url: str, body: bytes, headers: dict[str, str]) -> Answer:
         assert self._http is not None, "start() first"
         try:
-            check_url(self._policy, url)
+            target = check_url(self._policy, url)
             async with self._http.post(
-                url, data=body, headers=headers, allow_redirects=False
+                target.url, data=body, headers=headers, allow_redirects=False
             ) as response:
                 await response.content.read(MAX_ANSWER_BYTES)
                 status = response.status

@@ -35,7 +35,16 @@ def _iso(value: Any) -> str | None:
 
 
 EVENTS = {"type": "array", "minItems": 1, "uniqueItems": True, "items": {"enum": list(EVENT_TYPES)}}
-URL = {"type": "string", "minLength": 8, "maxLength": 2000, "pattern": "^https?://"}
+URL = {
+    "type": "string",
+    "minLength": 8,
+    "maxLength": 2000,
+    "pattern": "^https?://",
+    "description": "A public http(s) URL without credentials. Loopback, private, CGNAT, "
+    "link-local (cloud metadata), multicast and reserved addresses, names resolving to any of "
+    "them or to none, and this service itself are refused with 422 webhook_url_not_allowed "
+    "(CALLBRIDGE_WEBHOOK_ALLOW_PRIVATE_TARGETS lets an operator allow private ones).",
+}
 SUBSCRIPTION = api.schema(
     "WebhookSubscription",
     {
