@@ -40,6 +40,8 @@ METADATA_NAMES = frozenset(
     ("metadata", "metadata.google.internal", "metadata.goog", "instance-data",
      "instance-data.ec2.internal")
 )  # fmt: skip
+# "This network" (RFC 791): 0.x.x.x is no destination, whatever ipaddress calls it.
+THIS_NETWORK = ipaddress.ip_network("0.0.0.0/8")
 # IPv6 prefixes that carry an IPv4 address a translator may forward to (NAT64, RFC 6052).
 NAT64 = ipaddress.ip_network("64:ff9b::/96")
 # How long registration waits for a name to resolve.
@@ -88,23 +90,23 @@ class TargetPolicy:
         if inner is not None:
             return self.address_refusal(inner, port)
         if address in METADATA_ADDRESSES or address.is_link_local:
-            return "link-local or metadata address"
-        if address.is_unspecified:
-            return "unspecified address"
+            return "a link-local or metadata address"
+        if address.is_unspecified or address in THIS_NETWORK:
+            return "an unspecified address"
         if address.is_multicast:
-            return "multicast address"
-        if address.is_reserved:
-            return "reserved address"
+            return "a multicast address"
         if port == self.own_port and _is_local(address):
             return "the service's own address"
         if address.is_loopback:
-            kind = "loopback address"
+            kind = "a loopback address"
+        elif address.is_reserved:
+            return "a reserved address"
         elif address in CGNAT:
-            kind = "shared (CGNAT) address"
-        elif address.is_private:
-            kind = "private address"
+            kind = "a shared (CGNAT) address"
+        elif address.is_private or (address.version == 6 and address.is_site_local):
+            kind = "a private address"
         elif not address.is_global:
-            kind = "non-public address"
+            kind = "a non-public address"
         else:
             return None
         return None if self.allow_private else kind
@@ -131,11 +133,12 @@ def _is_local(address: IPAddress) -> bool:
     if address.is_loopback:
         return True
     family = socket.AF_INET6 if address.version == 6 else socket.AF_INET
-    with socket.socket(family, socket.SOCK_STREAM) as probe:
-        try:
+    try:
+        with socket.socket(family, socket.SOCK_STREAM) as probe:
             probe.bind((str(address), 0))
-        except OSError:
-            return False
+    except OSError:
+        # Not ours (or no such address family here at all).
+        return False
     return True
 
 
@@ -200,7 +203,7 @@ def check_url(policy: TargetPolicy, url: str) -> Target:
         # aiohttp connects to an address literal without asking the resolver: checked here.
         refusal = policy.address_refusal(literal, port)
         if refusal is not None:
-            raise TargetRefused(ADDRESS_NOT_ALLOWED, f"url points at a {refusal}")
+            raise TargetRefused(ADDRESS_NOT_ALLOWED, f"url points at {refusal}")
     return Target(parsed, host, port)
 
 
@@ -224,12 +227,12 @@ class GuardedResolver(AbstractResolver):
             # Every address, not the first: the connector may try any of them.
             address = _literal(result["host"])
             refusal = (
-                "unparseable address"
+                "an unparseable address"
                 if address is None
                 else self._policy.address_refusal(address, result["port"] or port)
             )
             if refusal is not None:
-                raise TargetRefused(ADDRESS_NOT_ALLOWED, f"url's host resolves to a {refusal}")
+                raise TargetRefused(ADDRESS_NOT_ALLOWED, f"url's host resolves to {refusal}")
         return found
 
     async def close(self) -> None:

@@ -53,6 +53,7 @@ def test_public_targets_pass(url: str) -> None:
 def test_a_closed_network_reaches_private_addresses_but_not_metadata_or_itself() -> None:
     check_url(CLOSED_NETWORK, "http://10.0.0.5:8080/hook")
     check_url(CLOSED_NETWORK, "http://127.0.0.1:9000/hook")
+    check_url(CLOSED_NETWORK, "http://[::1]:9000/hook")
     check_url(CLOSED_NETWORK, "http://100.64.0.1/hook")
     for url in (
         "http://127.0.0.1:8080/api/v1/campaigns",  # this service, on the loopback
@@ -61,6 +62,8 @@ def test_a_closed_network_reaches_private_addresses_but_not_metadata_or_itself()
         "http://[fd00:ec2::254]/latest/meta-data/",
         "http://metadata.google.internal/computeMetadata/v1/",
         "http://224.0.0.1/",
+        "http://0.1.2.3/",
+        "http://240.0.0.1/",
         "http://user:pw@10.0.0.5/hook",
     ):
         with pytest.raises(TargetRefused):
