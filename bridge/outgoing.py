@@ -283,6 +283,9 @@ class GuardedClient:
     async def close(self) -> None:
         if self._http is not None:
             await self._http.close()
+        # The connector closes only a resolver it made itself; a given one is its giver's.
+        if self._resolver is not None and self._inner is None:
+            await self._resolver.close()
 
     async def vet(self, url: str) -> None:
         """Registration's check: the URL and every address its host resolves to now.
@@ -324,8 +327,6 @@ class GuardedClient:
 def _failure(exc: BaseException) -> Answer:
     """The user sees what kind of failure it was, never the OS text with addresses and ports:
     telling 'connection refused' from 'timed out' per port is what makes a port scanner."""
-    if isinstance(exc, asyncio.CancelledError):
-        raise exc
     refused = _cause(exc, TargetRefused)
     if refused is not None:
         return Answer(None, refused.reason, refused=True)
