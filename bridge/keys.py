@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from aiohttp import web
+from aiohttp.abc import AbstractResolver
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 from twilio.request_validator import RequestValidator
 
@@ -36,3 +37,7 @@ DASHBOARD_HUB = web.AppKey("dashboard_hub", "StreamHub")
 RATE_LIMITER = web.AppKey("rate_limiter", "RateLimiter")
 # Sends the outgoing webhooks of the outbox (bridge/api/webhook_delivery.py).
 WEBHOOK_DELIVERER = web.AppKey("webhook_deliverer", "WebhookDeliverer")
+# Name resolution of the guarded outgoing client (bridge/outgoing.py); the system's when unset.
+OUTGOING_RESOLVER = web.AppKey("outgoing_resolver", AbstractResolver)
+# The one client for requests to URLs users gave (bridge/outgoing.py).
+OUTGOING = web.AppKey("outgoing", "GuardedClient")

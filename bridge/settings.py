@@ -26,6 +26,17 @@ def _csv(env: Mapping[str, str], name: str) -> tuple[str, ...]:
     return tuple(part.strip() for part in env.get(name, "").split(",") if part.strip())
 
 
+def _bool(env: Mapping[str, str], name: str, default: bool) -> bool:
+    raw = (env.get(name) or "").strip().lower()
+    if not raw:
+        return default
+    if raw in ("1", "true", "yes", "on"):
+        return True
+    if raw in ("0", "false", "no", "off"):
+        return False
+    raise ValueError(f"{name} must be true or false")
+
+
 def _log_format(raw: str | None) -> str:
     value = (raw or "text").strip().lower()
     if value not in ("text", "json"):
@@ -82,6 +93,10 @@ class Settings:
     webhook_retry_window_hours: float = 24.0
     webhook_poll_seconds: float = 2.0
     webhook_timeout_seconds: float = 10.0
+    # Outgoing webhooks may reach loopback, private and CGNAT addresses: for a closed network
+    # whose receivers have no public address. Link-local, metadata, multicast, reserved
+    # addresses and the service's own API stay refused (bridge/outgoing.py).
+    webhook_allow_private_targets: bool = False
     # Sandbox rehearsals only: run the clock this many seconds ahead (or behind, negative).
     clock_offset_seconds: float = 0.0
 
@@ -134,6 +149,9 @@ class Settings:
             webhook_retry_window_hours=_float(env, "CALLBRIDGE_WEBHOOK_RETRY_WINDOW_HOURS", 24.0),
             webhook_poll_seconds=_float(env, "CALLBRIDGE_WEBHOOK_POLL_SECONDS", 2.0),
             webhook_timeout_seconds=_float(env, "CALLBRIDGE_WEBHOOK_TIMEOUT_SECONDS", 10.0),
+            webhook_allow_private_targets=_bool(
+                env, "CALLBRIDGE_WEBHOOK_ALLOW_PRIVATE_TARGETS", False
+            ),
         )
 
     @property

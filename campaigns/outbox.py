@@ -203,8 +203,10 @@ async def record_result(
     error: str | None,
     duration_ms: int,
     backoff: Backoff,
+    retry: bool = True,
 ) -> str:
-    """Settle one try; returns the delivery's new status."""
+    """Settle one try; returns the delivery's new status. ``retry=False``: a failed try is the
+    last (the target itself was refused, so another try cannot go better)."""
     now = utcnow()
     async with sm.begin() as session:
         delivery = await session.get(WebhookDelivery, claimed.delivery_id, with_for_update=True)
@@ -229,6 +231,8 @@ async def record_result(
             # The receiver says it is gone for good: stop sending it anything.
             delivery.status = DeliveryStatus.FAILED
             await _disable(session, claimed.subscription_id, "receiver answered 410 Gone")
+        elif not retry:
+            delivery.status = DeliveryStatus.FAILED
         else:
             retry_at = now + backoff.delay(delivery.attempts)
             if retry_at > delivery.created_at + backoff.window:

@@ -9,7 +9,16 @@ from aiohttp import web
 from bridge.api import api_keys, batch_calling, openapi, webhooks
 from bridge.api.ratelimit import RateLimiter
 from bridge.api.webhook_delivery import WebhookDeliverer
-from bridge.keys import EVENTS, RATE_LIMITER, SESSIONMAKER, SETTINGS, WEBHOOK_DELIVERER
+from bridge.keys import (
+    EVENTS,
+    OUTGOING,
+    OUTGOING_RESOLVER,
+    RATE_LIMITER,
+    SESSIONMAKER,
+    SETTINGS,
+    WEBHOOK_DELIVERER,
+)
+from bridge.outgoing import GuardedClient, TargetPolicy
 from campaigns.outbox import enqueue
 
 
@@ -24,9 +33,20 @@ def setup(app: web.Application) -> None:
 
 
 async def _webhook_delivery(app: web.Application) -> AsyncIterator[None]:
-    deliverer = WebhookDeliverer(app[SESSIONMAKER], app[SETTINGS])
+    settings = app[SETTINGS]
+    # One guarded client checks subscriptions when registered and sends their deliveries; a
+    # resolver set under OUTGOING_RESOLVER before start-up replaces the system's.
+    http = GuardedClient(
+        TargetPolicy.from_settings(settings),
+        timeout_seconds=settings.webhook_timeout_seconds,
+        resolver=app.get(OUTGOING_RESOLVER),
+    )
+    await http.start()
+    app[OUTGOING] = http
+    deliverer = WebhookDeliverer(app[SESSIONMAKER], settings, http)
     app[WEBHOOK_DELIVERER] = deliverer
     app[EVENTS].after_commit.append(deliverer.wake)
     deliverer.start()
     yield
     await deliverer.stop()
+    await http.close()

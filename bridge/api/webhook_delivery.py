@@ -9,21 +9,22 @@ import logging
 import time
 from datetime import timedelta
 
-import aiohttp
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from bridge.api.webhook_signing import HEADER, sign
+from bridge.outgoing import GuardedClient
 from bridge.settings import Settings
 from campaigns.outbox import Backoff, Claimed, claim_due, record_result
 
 log = logging.getLogger(__name__)
 
 BATCH = 50
-MAX_ERROR_CHARS = 300
 
 
 class WebhookDeliverer:
-    def __init__(self, sm: async_sessionmaker[AsyncSession], settings: Settings) -> None:
+    def __init__(
+        self, sm: async_sessionmaker[AsyncSession], settings: Settings, http: GuardedClient
+    ) -> None:
         self._sm = sm
         self._poll = settings.webhook_poll_seconds
         self._timeout = settings.webhook_timeout_seconds
@@ -36,13 +37,10 @@ class WebhookDeliverer:
         self._lease = timedelta(seconds=self._timeout + 30)
         self._wakeup = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
-        self._http: aiohttp.ClientSession | None = None
+        # Opened and closed by its owner (bridge/api/setup.py), shared with registration.
+        self._http = http
 
     def start(self) -> None:
-        self._http = aiohttp.ClientSession(
-            timeout=aiohttp.ClientTimeout(total=self._timeout),
-            headers={"User-Agent": "callbridge-webhooks/1"},
-        )
         self._task = asyncio.create_task(self._run(), name="webhook-delivery")
 
     async def stop(self) -> None:
@@ -50,8 +48,6 @@ class WebhookDeliverer:
             self._task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
-        if self._http is not None:
-            await self._http.close()
 
     def wake(self, _events: object = None) -> None:
         """An ``after_commit`` listener: new rows may be in the outbox."""
@@ -78,7 +74,6 @@ class WebhookDeliverer:
         return len(claimed)
 
     async def _send(self, claimed: Claimed) -> None:
-        assert self._http is not None
         body = json.dumps(claimed.payload, separators=(",", ":")).encode()
         headers = {
             "Content-Type": "application/json",
@@ -87,28 +82,24 @@ class WebhookDeliverer:
             "Callbridge-Event-Type": claimed.event_type,
         }
         started = time.monotonic()
-        status: int | None = None
-        error: str | None = None
-        try:
-            async with self._http.post(claimed.url, data=body, headers=headers) as response:
-                status = response.status
-                await response.read()
-        except (aiohttp.ClientError, TimeoutError, ValueError) as exc:
-            error = (f"{type(exc).__name__}: {exc}")[:MAX_ERROR_CHARS]
+        # The guarded client checks the target again here: a stored URL is not trusted.
+        answer = await self._http.post(claimed.url, body, headers)
         duration_ms = int((time.monotonic() - started) * 1000)
         outcome = await record_result(
             self._sm,
             claimed,
-            status_code=status,
-            error=error,
+            status_code=answer.status,
+            error=answer.error,
             duration_ms=duration_ms,
             backoff=self._backoff,
+            # A refused target stays refused: retrying it for a day only knocks on the same door.
+            retry=not answer.refused,
         )
         if outcome != "delivered":
             log.info(
                 "webhook %s to subscription %s: %s (%s)",
                 claimed.event_id,
                 claimed.subscription_id,
-                status or error,
+                answer.error,
                 outcome,
             )

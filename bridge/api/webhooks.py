@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import secrets
 from typing import Any
-from urllib.parse import urlsplit
 
 from aiohttp import web
 from sqlalchemy import delete, select
@@ -12,7 +11,8 @@ from sqlalchemy import delete, select
 from bridge.api.campaigns import page_of
 from bridge.api.errors import ApiError
 from bridge.api.openapi import PAGE_HEADERS, PAGE_QUERY, Api, Response, body_of, query_of, ref
-from bridge.keys import SESSIONMAKER
+from bridge.keys import OUTGOING, SESSIONMAKER
+from bridge.outgoing import TargetRefused
 from campaigns.api_tables import (
     WebhookDelivery,
     WebhookDeliveryAttempt,
@@ -35,7 +35,16 @@ def _iso(value: Any) -> str | None:
 
 
 EVENTS = {"type": "array", "minItems": 1, "uniqueItems": True, "items": {"enum": list(EVENT_TYPES)}}
-URL = {"type": "string", "minLength": 8, "maxLength": 2000, "pattern": "^https?://"}
+URL = {
+    "type": "string",
+    "minLength": 8,
+    "maxLength": 2000,
+    "pattern": "^https?://",
+    "description": "A public http(s) URL without credentials. Loopback, private, CGNAT, "
+    "link-local (cloud metadata), multicast and reserved addresses, names resolving to any of "
+    "them or to none, and this service itself are refused with 422 webhook_url_not_allowed "
+    "(CALLBRIDGE_WEBHOOK_ALLOW_PRIVATE_TARGETS lets an operator allow private ones).",
+}
 SUBSCRIPTION = api.schema(
     "WebhookSubscription",
     {
@@ -136,10 +145,18 @@ def delivery_json(delivery: WebhookDelivery) -> dict[str, Any]:
     }
 
 
-def _check_url(url: str) -> None:
-    parts = urlsplit(url)
-    if parts.scheme not in ("http", "https") or not parts.hostname:
-        raise ApiError(422, "invalid_field", "url must be an http(s) URL", {"field": "url"})
+async def _check_url(request: web.Request, url: str) -> None:
+    """The guarded client's own checks, so what registration accepts is what delivery allows."""
+    try:
+        await request.app[OUTGOING].vet(url)
+    except TargetRefused as refused:
+        raise ApiError(
+            422,
+            "webhook_url_not_allowed",
+            f"{refused.detail}: webhooks go to public http(s) addresses only (an operator can "
+            "allow private ones with CALLBRIDGE_WEBHOOK_ALLOW_PRIVATE_TARGETS)",
+            {"field": "url"},
+        ) from None
 
 
 async def _subscription(request: web.Request, session: Any) -> WebhookSubscription:
@@ -158,7 +175,7 @@ async def _subscription(request: web.Request, session: Any) -> WebhookSubscripti
 )
 async def create(request: web.Request) -> web.Response:
     body = body_of(request)
-    _check_url(body["url"])
+    await _check_url(request, body["url"])
     subscription = WebhookSubscription(
         id=new_id("wh"),
         url=body["url"],
@@ -210,7 +227,7 @@ async def read(request: web.Request) -> web.Response:
 async def update(request: web.Request) -> web.Response:
     body = body_of(request)
     if "url" in body:
-        _check_url(body["url"])
+        await _check_url(request, body["url"])
     async with request.app[SESSIONMAKER].begin() as session:
         subscription = await _subscription(request, session)
         if "url" in body:
