@@ -80,9 +80,10 @@ async def agent(aiohttp_server: Any) -> Agent:
 
 @pytest.fixture
 async def nodes(
-    aiohttp_server: Any, aiohttp_client: Any, database_url: str, agent: Agent
+    database_url: str, aiohttp_server: Any, aiohttp_client: Any, agent: Agent
 ) -> AsyncIterator[list[Any]]:
-    """Two service nodes on one database, behind one public URL."""
+    """Two service nodes on one database, behind one public URL (the database is asked for
+    first, so that it outlives the nodes)."""
     clients = []
     for _ in range(2):
         port = free_port()

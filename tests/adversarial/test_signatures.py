@@ -26,7 +26,8 @@ FORM = {"Content-Type": "application/x-www-form-urlencoded"}
 
 
 @pytest.fixture
-async def client(aiohttp_server: Any, aiohttp_client: Any, database_url: str) -> AsyncIterator[Any]:
+async def client(database_url: str, aiohttp_server: Any, aiohttp_client: Any) -> AsyncIterator[Any]:
+    # The database first, so that it outlives the service.
     port = free_port()
     settings = Settings(database_url=database_url, port=port)
     yield await aiohttp_client(await aiohttp_server(create_app(settings), port=port))
