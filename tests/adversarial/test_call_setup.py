@@ -160,6 +160,18 @@ async def stored(node: Any, attempt_id: str) -> Attempt:
     return attempt
 
 
+async def waiting_attempt(node: Any, phone: str) -> Attempt:
+    """A placed call whose create's answer has not arrived yet: the attempt has no call id."""
+    attempt = await answered_attempt(node.app, phone=phone)
+    async with node.app[SESSIONMAKER].begin() as session:
+        await session.execute(
+            update(Attempt)
+            .where(Attempt.id == attempt.id)
+            .values(provider_call_id=None, status=AttemptStatus.QUEUED, answered_at=None)
+        )
+    return attempt
+
+
 async def test_a_signed_twiml_request_for_another_call_gets_no_media_token(
     nodes: list[Any], agent: Agent
 ) -> None:
@@ -177,14 +189,7 @@ async def test_a_signed_twiml_request_for_another_call_gets_no_media_token(
         assert (await response.json())["error"]["code"] == "not_this_call"
     assert (await stored(node, mine.id)).provider_call_id == mine.provider_call_id
 
-    # The create's answer has not arrived yet: the attempt has no call id.
-    waiting = await answered_attempt(node.app, phone="+12125550103")
-    async with node.app[SESSIONMAKER].begin() as session:
-        await session.execute(
-            update(Attempt)
-            .where(Attempt.id == waiting.id)
-            .values(provider_call_id=None, status=AttemptStatus.QUEUED)
-        )
+    waiting = await waiting_attempt(node, "+12125550103")
     taken = await ask_twiml(node, waiting.id, str(other.provider_call_id), waiting.phone_number)
     assert taken.status == 403
     wrong_number = await ask_twiml(node, waiting.id, "CA" + uuid.uuid4().hex, "+12125550199")
@@ -260,3 +265,30 @@ async def test_the_stream_signature_of_one_call_does_not_open_another(nodes: lis
         with pytest.raises(aiohttp.WSServerHandshakeError) as refusal:
             await connect_stream(session, node, other_url, signed_url=my_url)
     assert refusal.value.status == 403
+
+
+@pytest.mark.parametrize("endpoint", ["status", "amd"])
+async def test_a_callback_naming_another_attempts_call_is_not_applied(
+    nodes: list[Any], endpoint: str
+) -> None:
+    """Attack: a signed status or AMD callback whose URL names an attempt still waiting for its
+    create's answer, carrying another attempt's CallSid. Promise: answered 204 and stored as an
+    event of no known call; neither attempt changes and the waiting one takes no call id."""
+    node = nodes[0]
+    waiting = await waiting_attempt(node, "+12125550101")
+    other = await answered_attempt(node.app, phone="+12125550102")
+    path = f"/webhooks/twilio/{endpoint}?attempt_id={waiting.id}"
+    params = {
+        "CallSid": str(other.provider_call_id),
+        "AccountSid": "AC" + "0" * 32,
+        "CallStatus": "completed",
+        "SequenceNumber": "7",
+        "CallDuration": "42",
+        "AnsweredBy": "machine_end_beep",
+    }
+    headers = {"X-Twilio-Signature": signature(f"{PUBLIC_URL}{path}", params)}
+    response = await node.post(path, data=params, headers=headers)
+    assert response.status == 204, await response.text()
+    after, untouched = await stored(node, waiting.id), await stored(node, other.id)
+    assert (after.provider_call_id, after.status, after.answered_by) == (None, "queued", None)
+    assert (untouched.status, untouched.answered_by) == (other.status, other.answered_by)
