@@ -215,6 +215,9 @@ class Attempt(Base):
     # What was done on reaching an answering machine: "hung_up" or "message_left".
     voicemail_action: Mapped[str | None] = mapped_column(String(16))
     conversation_id: Mapped[str | None] = mapped_column(String(64), index=True)
+    # The audio stream that connected the answered call to its agent, set once when it starts:
+    # a call has one, so a second stream for the call (a replayed token) finds it taken.
+    media_stream_id: Mapped[str | None] = mapped_column(String(64))
     transcript_summary: Mapped[str | None] = mapped_column(Text)
     # From the agent's post-call webhook: [{role, message, time_in_call_secs, ...}].
     transcript: Mapped[list[Any] | None] = mapped_column(JSON)

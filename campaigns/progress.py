@@ -93,9 +93,24 @@ async def _locked_attempt(session: AsyncSession, update_: CallUpdate) -> Attempt
             # A signed URL for one attempt replayed with another call's id: not ours to apply.
             log.warning("call event names attempt %s but a different call", attempt.id)
             return None
+        if attempt is not None and await _takes_anothers_call(session, attempt, update_):
+            log.warning("call event names attempt %s but another attempt's call", attempt.id)
+            return None
         if attempt is not None:
             return attempt
     return await session.scalar(query.where(Attempt.provider_call_id == update_.provider_call_id))
+
+
+async def _takes_anothers_call(
+    session: AsyncSession, attempt: Attempt, update_: CallUpdate
+) -> bool:
+    """True when the attempt, with no call id yet, would take one that another attempt has."""
+    if attempt.provider_call_id is not None or update_.stand_in_call_id:
+        return False
+    owner = await session.scalar(
+        select(Attempt.id).where(Attempt.provider_call_id == update_.provider_call_id)
+    )
+    return owner is not None
 
 
 async def apply_to_attempt(

@@ -1,6 +1,6 @@
 """The media relay between a Twilio Media Stream and an ElevenLabs conversation WebSocket.
 
-The service runs for real (TwiML handler, /media/twilio, the relay); the agent is a scripted
+The service runs for real (TwiML handler, /media/twilio/…, the relay); the agent is a scripted
 WebSocket server in the test, so that what it sends and receives can be checked frame by frame.
 Audio is sent as fast as the sockets take it: a minute of 20 ms frames in well under a minute.
 """
@@ -270,7 +270,7 @@ async def test_a_bad_token_or_signature_is_refused_before_any_agent_connection(
     agent.script = script
     attempt = await answered_attempt(client.app)
     other = await answered_attempt(client.app, phone="+12125550102")
-    url = f"ws://127.0.0.1:{client.server.port}/media/twilio"
+    url = f"ws://127.0.0.1:{client.server.port}/media/twilio/{attempt.id}"
     async with aiohttp.ClientSession() as session:
         for parameters in (
             {"attempt_id": attempt.id, "token": "9999999999.deadbeef"},

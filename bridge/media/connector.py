@@ -20,7 +20,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from bridge.media.conversation import AgentConversation, open_conversation
 from bridge.telephony.elevenlabs import AgentApiError, ElevenLabsClient, initiation_data
-from campaigns.models import Attempt, Campaign, Contact
+from campaigns.models import Attempt, AttemptStatus, Campaign, Contact
 
 log = logging.getLogger(__name__)
 
@@ -42,6 +42,7 @@ class CallContext:
     to: str
     from_number: str | None
     dynamic_variables: dict[str, Any]
+    ended: bool = False  # the attempt is in a final state
 
 
 async def load_context(sm: async_sessionmaker[AsyncSession], attempt_id: str) -> CallContext | None:
@@ -65,6 +66,7 @@ async def load_context(sm: async_sessionmaker[AsyncSession], attempt_id: str) ->
         to=attempt.phone_number,
         from_number=campaign.from_number,
         dynamic_variables=dict(contact.dynamic_variables or {}),
+        ended=attempt.status in AttemptStatus.TERMINAL,
     )
 
 

@@ -1,13 +1,17 @@
-"""GET /media/twilio: the WebSocket Twilio opens for `<Connect><Stream>`, relayed to the agent.
+"""GET /media/twilio/{attempt_id}: the WebSocket Twilio opens for `<Connect><Stream>`, relayed
+to the agent.
 
-Two checks guard it: X-Twilio-Signature over the wss URL before the upgrade, and the attempt's
-signed token from the `start` message's parameters before any agent connection is made.
+Three checks guard it, all before any agent connection is made: X-Twilio-Signature over the wss
+URL (its own for each attempt) before the upgrade; the token from the `start` message's
+parameters, good for this attempt and the call the `start` names; and that call's first stream
+(a token opens one, on any node).
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+from urllib.parse import quote
 
 import aiohttp
 from aiohttp import web
@@ -21,6 +25,7 @@ from bridge.keys import (
     TWILIO_VALIDATOR,
 )
 from bridge.media import tokens, twilio_wire
+from bridge.media.calls import start_stream
 from bridge.media.connector import AgentUnavailable, load_context
 from bridge.media.relay import relay
 from bridge.media.twilio_wire import Start
@@ -39,8 +44,9 @@ START_TIMEOUT_SECONDS = 10.0
 POLICY_VIOLATION = 1008
 
 
-def stream_url(base_url: str) -> str:
-    return f"{websocket_url(base_url)}{STREAM_PATH}"
+def stream_url(base_url: str, attempt_id: str) -> str:
+    # A path, not a query: Twilio's Stream URL may not carry a query string.
+    return f"{websocket_url(base_url)}{STREAM_PATH}/{quote(attempt_id, safe='')}"
 
 
 async def _start_message(ws: web.WebSocketResponse) -> Start | None:
@@ -74,7 +80,7 @@ async def record_agent_failure(
         app[DISPATCHER].wake()
 
 
-@routes.get(STREAM_PATH)
+@routes.get(STREAM_PATH + "/{attempt_id}")
 async def twilio_stream(request: web.Request) -> web.StreamResponse:
     app = request.app
     signed_url = f"{websocket_url(app[SETTINGS].base_url)}{request.raw_path}"
@@ -92,11 +98,18 @@ async def twilio_stream(request: web.Request) -> web.StreamResponse:
     if start is None:
         await ws.close(code=POLICY_VIOLATION, message=b"expected a start message")
         return ws
-    attempt_id = start.custom_parameters.get("attempt_id", "")
+    attempt_id = request.match_info["attempt_id"]
     token = start.custom_parameters.get("token", "")
-    if not tokens.verify(app[MEDIA_TOKEN_SECRET], attempt_id, token):
-        log.warning("rejected media stream for call %s: bad attempt token", start.call_sid)
+    named = start.custom_parameters.get("attempt_id", attempt_id)
+    if named != attempt_id or not tokens.verify(
+        app[MEDIA_TOKEN_SECRET], attempt_id, start.call_sid, token
+    ):
+        log.warning("rejected media stream for attempt %s: bad token for its call", attempt_id)
         await ws.close(code=POLICY_VIOLATION, message=b"bad token")
+        return ws
+    if not await start_stream(app[SESSIONMAKER], attempt_id, start.call_sid, start.stream_sid):
+        log.warning("rejected media stream for attempt %s: its call has one already", attempt_id)
+        await ws.close(code=POLICY_VIOLATION, message=b"token already used")
         return ws
     context = await load_context(app[SESSIONMAKER], attempt_id)
     if context is None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 
 from aiohttp import web
@@ -21,7 +22,8 @@ from bridge.keys import (
     TWILIO_VALIDATOR,
 )
 from bridge.media import tokens
-from bridge.media.connector import CallContext, load_context
+from bridge.media.calls import NotThisCall, answered_call
+from bridge.media.connector import CallContext
 from bridge.media.routes import record_agent_failure, stream_url
 from bridge.telephony.elevenlabs import AgentApiError, initiation_data
 from bridge.webhooks.applier import applier_for
@@ -131,26 +133,40 @@ async def _carry_out(app: web.Application, action: voicemail.VoicemailAction) ->
 
 @routes.post("/webhooks/twilio/twiml")
 async def twiml(request: web.Request) -> web.Response:
-    """An answered call asks what to do: connect it to the campaign's agent."""
+    """An answered call asks what to do: connect it to the campaign's agent.
+
+    Only the attempt's own call is connected (see `bridge.media.calls`); any other gets 403 and
+    no media token, which Twilio answers by hanging up.
+    """
     params = await _form(request)
-    attempt_id = request.query.get("attempt_id", "")
-    call_sid = params.get("CallSid", "")
     app = request.app
-    context = await load_context(app[SESSIONMAKER], attempt_id) if attempt_id else None
-    if context is not None and context.call_sid not in (None, call_sid):
-        # A signed URL of one attempt replayed for another call: not ours to connect.
-        context = None
-    if context is not None and context.agent_connection == "register":
+    try:
+        context = await answered_call(
+            app[SESSIONMAKER],
+            request.query.get("attempt_id", ""),
+            _call_sid(params),
+            params.get("To", ""),
+        )
+    except NotThisCall as refusal:
+        raise web.HTTPForbidden(
+            text=json.dumps(
+                {"error": {"code": refusal.code, "message": str(refusal), "details": {}}}
+            ),
+            content_type="application/json",
+        ) from None
+    if context.agent_connection == "register":
         return await _register_call(request, context, params)
+    call_sid = str(context.call_sid)
     response = VoiceResponse()
     connect = response.connect()
-    stream = connect.stream(url=stream_url(app[SETTINGS].base_url))
-    stream.parameter(name="attempt_id", value=attempt_id)
-    stream.parameter(name="token", value=tokens.issue(app[MEDIA_TOKEN_SECRET], attempt_id))
-    if context is not None:
-        # Open the agent conversation now, while Twilio sets up the stream: the first turn is
-        # then ready when the callee starts listening.
-        app[AGENT_CONNECTOR].prepare(context)
+    # The URL names the attempt, so the signature of its WebSocket upgrade is the call's own.
+    stream = connect.stream(url=stream_url(app[SETTINGS].base_url, context.attempt_id))
+    stream.parameter(name="attempt_id", value=context.attempt_id)
+    token = tokens.issue(app[MEDIA_TOKEN_SECRET], context.attempt_id, call_sid)
+    stream.parameter(name="token", value=token)
+    # Open the agent conversation now, while Twilio sets up the stream: the first turn is then
+    # ready when the callee starts listening.
+    app[AGENT_CONNECTOR].prepare(context)
     return _twiml(response)
 
 
