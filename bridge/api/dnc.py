@@ -15,7 +15,7 @@ from bridge.keys import SESSIONMAKER
 from campaigns import dnc
 from campaigns.lifecycle import get_campaign
 from campaigns.models import DncEntry
-from campaigns.phones import PhoneRejected, normalize
+from campaigns.phones import ANY_NUMBER_TYPE, PhoneRejected, normalize
 
 api = Api("dnc", "Do-not-call lists: numbers that are never dialled.")
 
@@ -78,7 +78,7 @@ def entry_json(entry: DncEntry) -> dict[str, Any]:
 
 def _e164(raw: str, region: str) -> str:
     try:
-        return normalize(raw, region).e164
+        return normalize(raw, region, ANY_NUMBER_TYPE).e164
     except PhoneRejected as exc:
         raise ApiError(
             422, "invalid_number", f"not a valid phone number ({exc.reason})", {"value": raw}
@@ -136,7 +136,7 @@ async def _import_csv(request: web.Request) -> web.Response:
             report["rows"] += 1
             value = (row.get(fields["phone_number"]) or "").strip()
             try:
-                e164 = normalize(value, query["default_region"]).e164
+                e164 = normalize(value, query["default_region"], ANY_NUMBER_TYPE).e164
             except PhoneRejected as exc:
                 report["rejected"] += 1
                 errors.append({"row": row_number, "value": value[:64], "reason": exc.reason})
