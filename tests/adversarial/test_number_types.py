@@ -275,8 +275,8 @@ def test_single_calls_and_batch_recipients_follow_the_same_rules(service: Servic
 def test_do_not_call_takes_any_valid_number_but_no_rewritten_one(service: Service) -> None:
     """Attack: a number a campaign may be allowed to call later could not be put on the
     do-not-call list, or a service code was listed as another number. Promise: any valid type
-    may be listed (a listed number is never dialled, whatever its type); service codes and
-    extensions are refused there too."""
+    may be listed (a listed number is never dialled, whatever its type); service codes,
+    extensions and NUL bytes (in any column of a CSV) are refused there too."""
     listed = service.api("POST", "/api/v1/dnc", json={"phone_number": PERSONAL})
     assert listed.status_code == 201, listed.text
     allowing = create_campaign(service, name="p", allowed_number_types=["personal_number"])
@@ -285,6 +285,30 @@ def test_do_not_call_takes_any_valid_number_but_no_rewritten_one(service: Servic
     for raw in ("*67 415 555 0100", "+1 415 555 0100;ext=1"):
         refused = service.api("POST", "/api/v1/dnc", json={"phone_number": raw})
         assert refused.status_code == 422, raw
+    imported = service.api(
+        "POST",
+        "/api/v1/dnc",
+        data=(
+            b"phone_number,reason\n"
+            b"+1 415 555 0120,asked\x00\n"
+            b"+1 415 555\x000121,asked\n"
+            b"+1 415 555 0122;ext=1,asked\n"
+            b"+49 1371 234567,asked\n"
+        ),
+        headers={"Content-Type": "text/csv"},
+    )
+    assert imported.status_code == 200, imported.text
+    assert imported.json() == {
+        "rows": 4,
+        "added": 1,
+        "already_listed": 0,
+        "rejected": 3,
+        "errors": [
+            {"row": 2, "value": "+1 415 555 0120", "reason": "nul_byte"},
+            {"row": 3, "value": "+1 415 5550121", "reason": "nul_byte"},
+            {"row": 4, "value": "+1 415 555 0122;ext=1", "reason": "extension"},
+        ],
+    }
 
 
 def test_an_alternate_number_follows_the_campaigns_number_types() -> None:
