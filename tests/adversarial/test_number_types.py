@@ -10,15 +10,24 @@ hold for every way a number comes in: CSV and JSON contacts, single calls, batch
 from __future__ import annotations
 
 import io
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import pytest
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from bridge.migrate import upgrade_to_head
+from campaigns import recurring
+from campaigns.db import make_engine, make_sessionmaker
 from campaigns.importer import parse_batches
+from campaigns.lifecycle import CampaignSpec, create_campaign, start_now
+from campaigns.models import Contact
 from campaigns.phones import PhoneRejected, normalize
-from tests.campaign_flow import create_campaign, upload
+from tests.campaign_flow import create_campaign as create_via_api
+from tests.campaign_flow import upload
 from tests.service import Service
 
 PERSONAL = "+44 7012 345678"  # UK 070: forwards wherever its owner chose, at a premium
@@ -81,7 +90,7 @@ def test_personal_and_shared_cost_numbers_only_when_the_campaign_allows_them(
     Promise: refused by default with reason number_type_not_allowed and the type; a campaign
     that lists the type in allowed_number_types (create or PATCH) accepts it, as CSV or JSON."""
     rows = f"phone_number\n{PERSONAL}\n{SHARED_COST}\n{FIXED}\n".encode()
-    default = create_campaign(service, name="default types")
+    default = create_via_api(service, name="default types")
     shown = service.api("GET", f"/api/v1/campaigns/{default}").json()["allowed_number_types"]
     assert shown == ["fixed_line", "fixed_line_or_mobile", "mobile", "toll_free", "voip"]
     report = upload(service, default, rows)
@@ -102,7 +111,7 @@ def test_personal_and_shared_cost_numbers_only_when_the_campaign_allows_them(
     assert stored_numbers(service, default) == ["+14155550100"]
 
     chosen = ["fixed_line_or_mobile", "personal_number", "shared_cost"]
-    allowing = create_campaign(service, name="wider", allowed_number_types=chosen)
+    allowing = create_via_api(service, name="wider", allowed_number_types=chosen)
     report = upload(service, allowing, rows)
     assert (report["accepted"], report["rejected"]) == (3, 0)
     assert stored_numbers(service, allowing) == ["+14155550100", "+447012345678", "+491371234567"]
@@ -130,7 +139,7 @@ def test_service_codes_extensions_and_nul_bytes_are_refused_in_every_column(
     and a NUL in any CSV value broke PostgreSQL. Promise: reasons service_code, extension and
     nul_byte (phone, id or any variable), the same report on SQLite and PostgreSQL, and nothing
     rewritten is stored."""
-    german = create_campaign(service, name="de", default_region="DE")
+    german = create_via_api(service, name="de", default_region="DE")
     text = (
         "phone_number,id,first_name\n"
         "*67 415 555 0100,a,Ann\n"
@@ -200,7 +209,7 @@ def test_single_calls_and_batch_recipients_follow_the_same_rules(service: Servic
     """Attack: the same numbers through POST /api/v1/calls, batch calling and outbound-call.
     Promise: the same refusals (422 with the reason and type), nothing queued, and a campaign
     (or batch) that allows the type calls it."""
-    german = create_campaign(service, name="de", default_region="DE")
+    german = create_via_api(service, name="de", default_region="DE")
     cases = [
         (PERSONAL, None, {"reason": "number_type_not_allowed", "number_type": "personal_number"}),
         (SHARED_COST, None, {"reason": "number_type_not_allowed", "number_type": "shared_cost"}),
@@ -217,7 +226,7 @@ def test_single_calls_and_batch_recipients_follow_the_same_rules(service: Servic
     nul = service.api("POST", "/api/v1/calls", json={"to": "+1 415 555\u00000100"})
     assert nul.status_code == 422 and nul.json()["error"]["code"] == "invalid_body"
     assert stored_numbers(service, german) == []
-    allowing = create_campaign(service, name="p", allowed_number_types=["personal_number"])
+    allowing = create_via_api(service, name="p", allowed_number_types=["personal_number"])
     queued = service.api("POST", "/api/v1/calls", json={"to": PERSONAL, "campaign_id": allowing})
     assert queued.status_code == 201, queued.text
     assert queued.json()["phone_number"] == "+447012345678"
@@ -279,7 +288,7 @@ def test_do_not_call_takes_any_valid_number_but_no_rewritten_one(service: Servic
     extensions and NUL bytes (in any column of a CSV) are refused there too."""
     listed = service.api("POST", "/api/v1/dnc", json={"phone_number": PERSONAL})
     assert listed.status_code == 201, listed.text
-    allowing = create_campaign(service, name="p", allowed_number_types=["personal_number"])
+    allowing = create_via_api(service, name="p", allowed_number_types=["personal_number"])
     blocked = service.api("POST", "/api/v1/calls", json={"to": PERSONAL, "campaign_id": allowing})
     assert blocked.status_code == 422 and blocked.json()["error"]["code"] == "dnc"
     for raw in ("*67 415 555 0100", "+1 415 555 0100;ext=1"):
@@ -323,3 +332,46 @@ def test_an_alternate_number_follows_the_campaigns_number_types() -> None:
     assert [(c.e164, c.alternates) for c in batch.contacts] == [
         ("+14155550100", ("+491371234567",))
     ]
+
+
+@pytest.fixture
+async def sm(database_url: str) -> AsyncIterator[async_sessionmaker[AsyncSession]]:
+    engine = make_engine(database_url)
+    await upgrade_to_head(engine)
+    yield make_sessionmaker(engine)
+    await engine.dispose()
+
+
+async def test_a_recurring_campaign_releases_only_the_number_types_it_calls(
+    sm: async_sessionmaker[AsyncSession],
+) -> None:
+    """Attack: a named list (which belongs to no campaign) carries a personal number into a
+    recurring campaign. Promise: each firing releases only the types its campaign calls."""
+    rows = f"phone_number\n{FIXED}\n{PERSONAL}\n+1 900 200 1234\n".encode()
+    report = await recurring.replace_list(sm, "daily", io.BytesIO(rows), default_region="US")
+    assert (report.accepted, [e.reason for e in report.errors]) == (2, ["premium_rate"])
+    monday_8am = datetime(2027, 1, 11, 8, 0, tzinfo=UTC)
+    released = {}
+    for name, types in (
+        ("default", None),
+        ("personal", ["fixed_line_or_mobile", "personal_number"]),
+    ):
+        spec = CampaignSpec(
+            name=name,
+            schedule_cron="0 8 * * 1-5",
+            schedule_list="daily",
+            allowed_number_types=types,
+        )
+        created = await create_campaign(sm, spec)
+        await start_now(sm, created.id)
+        await recurring.release(sm, created.id, monday_8am)
+        async with sm() as session:
+            released[name] = sorted(
+                await session.scalars(
+                    select(Contact.phone_number).where(Contact.campaign_id == created.id)
+                )
+            )
+    assert released == {
+        "default": ["+14155550100"],
+        "personal": ["+14155550100", "+447012345678"],
+    }
