@@ -12,6 +12,7 @@ from bridge.settings import Settings
 from campaigns.db import make_engine, make_sessionmaker
 from campaigns.importer import ImportRefused, ImportReport, dry_run, import_contacts
 from campaigns.lifecycle import get_campaign
+from campaigns.phones import number_types_of
 
 
 def run_import(args: argparse.Namespace) -> int:
@@ -46,6 +47,7 @@ async def _store(args: argparse.Namespace, source: Any) -> ImportReport:
             source,
             default_region=campaign.default_region,
             phone_column=args.phone_column,
+            number_types=number_types_of(campaign.allowed_number_types),
         )
     finally:
         await engine.dispose()

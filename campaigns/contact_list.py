@@ -6,7 +6,7 @@ repeats rejected as ``duplicate``. Item numbers in the report are 1-based positi
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -23,7 +23,7 @@ from campaigns.importer import (
     _prepare_campaign,
     _reject,
 )
-from campaigns.phones import PhoneRejected, normalize
+from campaigns.phones import DEFAULT_NUMBER_TYPES, PhoneRejected, normalize
 
 
 @dataclass(frozen=True)
@@ -33,15 +33,22 @@ class ContactItem:
     dynamic_variables: dict[str, Any] = field(default_factory=dict)
 
 
-def parse_items(items: Sequence[ContactItem], default_region: str) -> ParsedBatch:
+def parse_items(
+    items: Sequence[ContactItem],
+    default_region: str,
+    number_types: Collection[str] = DEFAULT_NUMBER_TYPES,
+) -> ParsedBatch:
     contacts: list[ParsedContact] = []
     errors: list[RowError] = []
     seen: set[str] = set()
     for row, item in enumerate(items, start=1):
+        if has_nul(item):
+            errors.append(RowError(row, item.phone_number.replace(_NUL, "")[:100], "nul_byte"))
+            continue
         try:
-            phone = normalize(item.phone_number, default_region)
+            phone = normalize(item.phone_number, default_region, number_types)
         except PhoneRejected as exc:
-            errors.append(RowError(row, item.phone_number[:100], exc.reason))
+            errors.append(RowError(row, item.phone_number[:100], exc.reason, exc.number_type))
             continue
         if phone.e164 in seen:
             errors.append(RowError(row, item.phone_number[:100], "duplicate"))
@@ -60,6 +67,19 @@ def parse_items(items: Sequence[ContactItem], default_region: str) -> ParsedBatc
     return ParsedBatch(len(items), contacts, errors)
 
 
+_NUL = "\x00"
+
+
+def has_nul(item: ContactItem) -> bool:
+    """Whether any value of the item holds a NUL, which PostgreSQL cannot store (as in a CSV)."""
+    texts = [item.phone_number, item.external_id or ""]
+    for name, value in item.dynamic_variables.items():
+        texts.append(str(name))
+        if isinstance(value, str):
+            texts.append(value)
+    return _NUL in "".join(texts)
+
+
 def report_of(batch: ParsedBatch) -> ImportReport:
     report = ImportReport()
     report.add(batch)
@@ -73,9 +93,10 @@ async def add_contacts(
     *,
     default_region: str,
     next_attempt_at: datetime | None = None,
+    number_types: Collection[str] = DEFAULT_NUMBER_TYPES,
 ) -> ImportReport:
     """Add the valid items in one transaction; numbers the campaign already has are duplicates."""
-    parsed = parse_items(items, default_region)
+    parsed = parse_items(items, default_region, number_types)
     report = ImportReport()
     async with sm.begin() as session:
         await add_parsed(session, campaign_id, parsed, next_attempt_at or utcnow(), report)

@@ -41,7 +41,14 @@ from campaigns.clock import utcnow
 from campaigns.dnc import blocked_numbers
 from campaigns.ids import new_id
 from campaigns.models import Campaign, Contact, ContactState
-from campaigns.phones import Normalized, normalize, normalize_many
+from campaigns.phones import (
+    DEFAULT_NUMBER_TYPES,
+    Normalized,
+    Phone,
+    normalize,
+    normalize_many,
+    rejection_of,
+)
 from campaigns.reminders import BadCallAt, parse_call_at
 
 DEFAULT_BATCH_SIZE = 1_000
@@ -54,6 +61,9 @@ _CHUNK_BYTES = 64 * 1024
 # than buffer it.
 _MAX_LINE_CHARS = 1024 * 1024
 _MAX_VALUE_CHARS = 100  # of a rejected cell, echoed in the report
+# PostgreSQL stores no NUL in text (and SQLite would keep a value the other refuses): a row with a
+# NUL anywhere is refused, on both, with the reason nul_byte.
+_NUL = "\x00"
 _MAX_EXTERNAL_ID_CHARS = 200  # Contact.external_id is String(200)
 # A column of this name makes each row a reminder (ISO 8601; naive means the recipient's time).
 CALL_AT_COLUMN = "call_at"
@@ -88,10 +98,16 @@ class CampaignNotFound(LookupError):
 class RowError:
     row: int
     value: str
-    reason: str  # missing | unparseable | invalid | premium_rate | duplicate
+    # missing | unparseable | invalid | premium_rate | number_type_not_allowed | service_code |
+    # extension | nul_byte | duplicate | dnc | invalid_call_at
+    reason: str
+    number_type: str | None = None  # the number's type, when it is the reason
 
     def to_dict(self) -> dict[str, Any]:
-        return {"row": self.row, "value": self.value, "reason": self.reason}
+        found = {"row": self.row, "value": self.value, "reason": self.reason}
+        if self.number_type is not None:
+            found["number_type"] = self.number_type
+        return found
 
 
 @dataclass
@@ -151,17 +167,28 @@ def parse_batches(
     default_region: str,
     phone_column: str = "phone_number",
     batch_size: int = DEFAULT_BATCH_SIZE,
+    number_types: Collection[str] = DEFAULT_NUMBER_TYPES,
 ) -> Iterator[ParsedBatch]:
     """Parse ``source`` into batches of at most ``batch_size`` rows.
 
     Numbers repeated inside a batch are rejected here; repeats across batches (and uploads) are the
     caller's to find, since only the caller knows what was accepted before. Raises ImportRefused,
-    possibly after some batches were yielded (a bad byte late in the file).
+    possibly after some batches were yielded (a bad byte late in the file). Numbers whose type is
+    not in ``number_types`` are rejected.
     """
     columns, records = _open(source, phone_column, batch_size)
+    normalize_one = _normalizer(number_types)
     for batch in records:
         cells = _cells(batch, columns)
-        yield _assemble(batch, normalize_many(cells, default_region, normalize), columns)
+        yield _assemble(batch, normalize_many(cells, default_region, normalize_one), columns)
+
+
+def _normalizer(number_types: Collection[str]) -> Callable[[str | None, str], Phone]:
+    # normalize is looked up here, at the start of a parse, so a stand-in set on this module
+    # (tests) is the one used.
+    if number_types == DEFAULT_NUMBER_TYPES:
+        return normalize
+    return functools.partial(normalize, number_types=frozenset(number_types))
 
 
 def dry_run(
@@ -170,6 +197,7 @@ def dry_run(
     default_region: str,
     phone_column: str = "phone_number",
     batch_size: int = DEFAULT_BATCH_SIZE,
+    number_types: Collection[str] = DEFAULT_NUMBER_TYPES,
 ) -> ImportReport:
     """The report an import into an empty campaign would give, without a database."""
     report = ImportReport()
@@ -179,6 +207,7 @@ def dry_run(
         phone_column=phone_column,
         report=report,
         batch_size=batch_size,
+        number_types=number_types,
     ):
         pass
     return report
@@ -191,13 +220,18 @@ def dry_run_batches(
     phone_column: str = "phone_number",
     report: ImportReport,
     batch_size: int = DEFAULT_BATCH_SIZE,
+    number_types: Collection[str] = DEFAULT_NUMBER_TYPES,
 ) -> Iterator[list[ParsedContact]]:
     """The accepted contacts, batch by batch, with duplicates in the file rejected in ``report``."""
     # Without a database the accepted numbers are remembered here (about 100 bytes per contact):
     # fine for a check or a named list, which is why the campaign import asks the database.
     accepted: set[str] = set()
     for parsed in parse_batches(
-        source, default_region=default_region, phone_column=phone_column, batch_size=batch_size
+        source,
+        default_region=default_region,
+        phone_column=phone_column,
+        batch_size=batch_size,
+        number_types=number_types,
     ):
         batch = _reject(parsed, accepted, "duplicate")
         accepted.update(contact.e164 for contact in batch.contacts)
@@ -216,12 +250,15 @@ async def import_contacts(
     batch_size: int = DEFAULT_BATCH_SIZE,
     default_timezone: str = "UTC",
     processes: int | None = None,
+    number_types: Collection[str] = DEFAULT_NUMBER_TYPES,
 ) -> ImportReport:
     """Add the file's contacts to a campaign in one transaction: all valid rows, or nothing.
 
     Numbers are parsed in ``processes`` worker processes while earlier batches are stored; by
     default one per CPU for a file of POOL_MIN_BYTES or more whose size is known (a seekable
     source), and none (a thread) otherwise. The report does not depend on it.
+
+    Numbers whose type is not in ``number_types`` (the campaign's choice) are rejected.
 
     Raises ImportRefused (nothing imported) for a file that cannot be read as a contact list, and
     CampaignNotFound for an unknown campaign.
@@ -236,7 +273,7 @@ async def import_contacts(
         await _prepare_campaign(session, campaign_id)
         store = _ContactStore(await session.connection(), campaign_id, due)
         async with _parsed_batches(
-            source, default_region, phone_column, batch_size, processes
+            source, default_region, phone_column, batch_size, processes, frozenset(number_types)
         ) as next_batch:
             while (parsed := await next_batch()) is not None:
                 numbers = [contact.e164 for contact in parsed.contacts]
@@ -271,7 +308,12 @@ def _remaining_bytes(source: BinaryIO) -> int | None:
 
 @asynccontextmanager
 async def _parsed_batches(
-    source: BinaryIO, default_region: str, phone_column: str, batch_size: int, processes: int
+    source: BinaryIO,
+    default_region: str,
+    phone_column: str,
+    batch_size: int,
+    processes: int,
+    number_types: frozenset[str] = DEFAULT_NUMBER_TYPES,
 ) -> AsyncIterator[Callable[[], Any]]:
     """An awaitable "next parsed batch, or None at the end", in file order.
 
@@ -282,7 +324,11 @@ async def _parsed_batches(
     """
     if processes <= 0:
         batches = parse_batches(
-            source, default_region=default_region, phone_column=phone_column, batch_size=batch_size
+            source,
+            default_region=default_region,
+            phone_column=phone_column,
+            batch_size=batch_size,
+            number_types=number_types,
         )
         yield lambda: asyncio.to_thread(next, batches, None)
         return
@@ -300,7 +346,10 @@ async def _parsed_batches(
             columns_known.set_result(columns)
             while (batch := await asyncio.to_thread(next, records, None)) is not None:
                 cells = _cells(batch, columns)
-                await ahead.put((batch, pool.submit(normalize_many, cells, default_region)))
+                found = pool.submit(
+                    normalize_many, cells, default_region, number_types=number_types
+                )
+                await ahead.put((batch, found))
             await ahead.put(None)
         except Exception as exc:  # handed over in file order, after the batches read before it
             await ahead.put(exc)
@@ -398,6 +447,9 @@ def _next_record(reader: Any) -> list[str]:
 
 
 def _columns(header: list[str], phone_column: str) -> _Columns:
+    if any(_NUL in name for name in header):
+        # Column names become the variables' names, which no database stores with a NUL.
+        raise ImportRefused("The header contains a NUL byte: this does not look like a CSV file.")
     names = [name.strip() for name in header]
     keys = [name.casefold() for name in names]
     seen: set[str] = set()
@@ -498,8 +550,12 @@ def _assemble(batch: list[_Record], found: list[Normalized], columns: _Columns) 
         raw = _cell(record, columns.phone)
         first = position * width
         phone = found[first]
+        # One scan of the joined row in C: any cell, the phone's included.
+        if _NUL in "".join(record):
+            errors.append(RowError(row, _clip(raw.replace(_NUL, "")), "nul_byte"))
+            continue
         if isinstance(phone, str):
-            errors.append(RowError(row, _clip(raw), phone))
+            errors.append(RowError(row, _clip(raw), *rejection_of(phone)))
             continue
         e164, time_zones = phone
         contact = ParsedContact(

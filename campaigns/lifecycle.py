@@ -21,16 +21,20 @@ from campaigns.models import (
     ContactState,
     Disposition,
 )
+from campaigns.phones import CHOOSABLE_NUMBER_TYPES
 from campaigns.progress import complete_if_finished, finish_contact
 
 
 class CampaignError(ValueError):
     """A request that the campaign's state or settings make impossible."""
 
-    def __init__(self, message: str, *, code: str = "invalid", status: int = 400):
+    def __init__(
+        self, message: str, *, code: str = "invalid", status: int = 400, details: Any = None
+    ):
         super().__init__(message)
         self.code = code
         self.status = status
+        self.details = details
 
 
 MACHINE_DETECTION_MODES = ("DetectMessageEnd", "Enable", "")
@@ -64,6 +68,8 @@ class CampaignSpec:
     schedule_list: str | None = None
     agent_connection: str = "stream"
     agent_phone_number_id: str | None = None
+    # None: phones.DEFAULT_NUMBER_TYPES.
+    allowed_number_types: list[str] | None = None
 
     def validate(self) -> None:
         checks = [
@@ -92,6 +98,22 @@ class CampaignSpec:
         for ok, message in checks:
             if not ok:
                 raise CampaignError(message)
+        self._validate_number_types()
+
+    def _validate_number_types(self) -> None:
+        chosen = self.allowed_number_types
+        if chosen is None:
+            return
+        if not chosen or not all(isinstance(name, str) for name in chosen):
+            raise CampaignError("allowed_number_types must name at least one type (or be null)")
+        if "premium_rate" in chosen:
+            raise CampaignError("premium_rate numbers are never called")
+        unknown = sorted(set(chosen) - CHOOSABLE_NUMBER_TYPES)
+        if unknown:
+            raise CampaignError(
+                f"allowed_number_types: unknown {', '.join(unknown)} "
+                f"(choose from {', '.join(sorted(CHOOSABLE_NUMBER_TYPES))})"
+            )
 
 
 async def create_campaign(sm: async_sessionmaker[AsyncSession], spec: CampaignSpec) -> Campaign:
@@ -124,6 +146,7 @@ async def create_campaign(sm: async_sessionmaker[AsyncSession], spec: CampaignSp
         schedule_list=spec.schedule_list,
         agent_connection=spec.agent_connection,
         agent_phone_number_id=spec.agent_phone_number_id,
+        allowed_number_types=spec.allowed_number_types,
     )
     try:
         policy.validate_campaign_rules(campaign)

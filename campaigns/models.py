@@ -106,6 +106,8 @@ class Campaign(Base):
     max_attempts_per_day: Mapped[int | None] = mapped_column(Integer)
     # Contacts with several numbers move to the next one after this many failures in a row.
     max_failures_per_number: Mapped[int] = mapped_column(Integer, default=2, server_default="2")
+    # The number types (phones.NUMBER_TYPE_NAMES) the campaign calls; None: the default types.
+    allowed_number_types: Mapped[list[Any] | None] = mapped_column(JSON, default=None)
     voicemail_policy: Mapped[str] = mapped_column(
         String(16), default="hang_up", server_default="hang_up"
     )

@@ -14,7 +14,7 @@ from typing import Any
 
 from campaigns.compliance import rule_for, rule_windows
 from campaigns.models import Campaign, Contact, Disposition
-from campaigns.phones import normalize
+from campaigns.phones import ANY_NUMBER_TYPE, normalize
 from campaigns.windows import Window, WindowError, next_open, parse_periods, zone
 
 # Provider error codes that no retry can fix: the number itself is unusable.
@@ -112,7 +112,7 @@ def zones_for(campaign: Campaign, contact: Contact) -> list[str]:
     zones = contact.time_zones or []
     if contact.number_index:
         # An alternate number may be somewhere else entirely.
-        zones = normalize(contact.current_number, "US").time_zones
+        zones = normalize(contact.current_number, "US", ANY_NUMBER_TYPE).time_zones
     return list(zones) or [campaign.timezone]
 
 

@@ -24,6 +24,7 @@ from campaigns.models import (
     ContactState,
     ScheduleFiring,
 )
+from campaigns.phones import CHOOSABLE_NUMBER_TYPES, number_type_name, number_types_of
 from campaigns.sqlutil import insert_ignoring_conflicts
 from campaigns.windows import WindowError, zone
 
@@ -113,11 +114,14 @@ async def release(sm: async_sessionmaker[AsyncSession], campaign_id: str, fire_a
         )
         if claimed.scalar_one_or_none() is None:
             return 0
-        entries = list(
-            await session.scalars(
+        number_types = number_types_of(campaign.allowed_number_types)
+        entries = [
+            entry
+            for entry in await session.scalars(
                 select(ContactListEntry).where(ContactListEntry.list_name == campaign.schedule_list)
             )
-        )
+            if number_type_name(entry.phone_number) in number_types
+        ]
         # The firing is the batch's scope: the same person is called again at the next firing.
         scope = f"f{fire_at:%Y%m%d%H%M%S}"
         for entry in entries:
@@ -159,8 +163,14 @@ async def replace_list(
     report = ImportReport()
     async with sm.begin() as session:
         await session.execute(delete(ContactListEntry).where(ContactListEntry.list_name == name))
+        # A list belongs to no campaign: it keeps every type a campaign may call, and each
+        # release leaves out the types its campaign does not call.
         for batch in dry_run_batches(
-            source, default_region=default_region, phone_column=phone_column, report=report
+            source,
+            default_region=default_region,
+            phone_column=phone_column,
+            report=report,
+            number_types=CHOOSABLE_NUMBER_TYPES,
         ):
             for contact in batch:
                 session.add(

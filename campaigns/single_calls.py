@@ -15,7 +15,7 @@ from campaigns.dnc import blocked_numbers
 from campaigns.ids import new_id
 from campaigns.lifecycle import CampaignError, get_campaign
 from campaigns.models import Campaign, CampaignStatus, Contact, ContactState
-from campaigns.phones import PhoneRejected, normalize
+from campaigns.phones import Phone, PhoneRejected, normalize, number_types_of
 from campaigns.reminders import BadCallAt, parse_call_at
 from campaigns.sqlutil import insert_ignoring_conflicts
 
@@ -104,6 +104,20 @@ async def place_single_call(
         return existing, False
 
 
+def _callable_number(to: str, campaign: Campaign) -> Phone:
+    """``to`` read as the campaign reads its contacts' numbers, or a 422 with the reason."""
+    number_types = number_types_of(campaign.allowed_number_types)
+    try:
+        return normalize(to, campaign.default_region, number_types)
+    except PhoneRejected as exc:
+        raise CampaignError(
+            f"'to' is not a callable number ({exc.reason})",
+            code="invalid_number",
+            status=422,
+            details=exc.details(),
+        ) from exc
+
+
 async def _create(
     session: AsyncSession,
     to: str,
@@ -123,12 +137,7 @@ async def _create(
             )
     else:
         campaign = await _default_campaign(session, agent_id, from_number)
-    try:
-        phone = normalize(to, campaign.default_region)
-    except PhoneRejected as exc:
-        raise CampaignError(
-            f"'to' is not a callable number ({exc.reason})", code="invalid_number", status=422
-        ) from exc
+    phone = _callable_number(to, campaign)
     if await blocked_numbers(session, campaign.id, [phone.e164]):
         raise CampaignError("the number is on a do-not-call list", code="dnc", status=422)
     when: datetime | None

@@ -37,6 +37,15 @@ def test_unknown_zone_is_an_empty_tuple(monkeypatch: pytest.MonkeyPatch) -> None
     assert normalize("+49 151 23456789", "US").time_zones == ()
 
 
+CALLED_BY_DEFAULT = (
+    PhoneNumberType.FIXED_LINE,
+    PhoneNumberType.MOBILE,
+    PhoneNumberType.FIXED_LINE_OR_MOBILE,
+    PhoneNumberType.TOLL_FREE,
+    PhoneNumberType.VOIP,
+)
+
+
 def plainly(raw: str, region: str) -> Phone | str:
     """normalize() spelled out with phonenumbers' public checks, one after the other."""
     if not raw.strip():
@@ -47,8 +56,12 @@ def plainly(raw: str, region: str) -> Phone | str:
         return "unparseable"
     if not phonenumbers.is_valid_number(number):
         return "invalid"
-    if phonenumbers.number_type(number) == PhoneNumberType.PREMIUM_RATE:
+    kind = phonenumbers.number_type(number)
+    if kind == PhoneNumberType.PREMIUM_RATE:
         return "premium_rate"
+    # What a campaign calls unless it says otherwise (UK 03 numbers are UAN, for one).
+    if kind not in CALLED_BY_DEFAULT:
+        return "number_type_not_allowed"
     zones = tuple(zone for zone in time_zones_for_number(number) if zone != "Etc/Unknown")
     return Phone(phonenumbers.format_number(number, PhoneNumberFormat.E164), zones)
 

@@ -29,7 +29,7 @@ from campaigns.batches import BATCH_STATUS, batch_counts, recipients, retry_batc
 from campaigns.clock import utcnow
 from campaigns.contact_list import ContactItem, add_parsed, parse_items
 from campaigns.editing import delete_draft
-from campaigns.importer import ImportReport
+from campaigns.importer import ImportReport, RowError
 from campaigns.lifecycle import (
     CampaignError,
     CampaignSpec,
@@ -39,7 +39,13 @@ from campaigns.lifecycle import (
     request_start,
 )
 from campaigns.models import Attempt, Campaign, CampaignStatus
-from campaigns.phones import PhoneRejected, normalize
+from campaigns.phones import (
+    ANY_NUMBER_TYPE,
+    CHOOSABLE_NUMBER_TYPES,
+    PhoneRejected,
+    normalize,
+    number_types_of,
+)
 from campaigns.single_calls import place_single_call
 
 api = Api(
@@ -107,6 +113,13 @@ SUBMIT = api.schema(
             "max_attempts": {"type": ["integer", "null"], "minimum": 1, "maximum": 20},
             "retry_delay_seconds": {"type": ["integer", "null"], "minimum": 0, "maximum": 2592000},
             "from_number": {"type": ["string", "null"], "maxLength": 32},
+            "allowed_number_types": {
+                "type": ["array", "null"],
+                "description": "callbridge's own: the number types the batch calls (as a campaign)",
+                "minItems": 1,
+                "uniqueItems": True,
+                "items": {"type": "string", "enum": sorted(CHOOSABLE_NUMBER_TYPES)},
+            },
         },
     },
 )
@@ -238,9 +251,18 @@ def _e164_or_none(value: str | None) -> str | None:
     if not value or not value.startswith("+"):
         return None
     try:
-        return normalize(value, "US").e164
+        # A caller id, not a number to call: any type will do (Twilio's test caller ids are
+        # personal numbers).
+        return normalize(value, "US", ANY_NUMBER_TYPE).e164
     except PhoneRejected:
         return None
+
+
+def _recipient_error(error: RowError) -> dict[str, Any]:
+    """A refused recipient by its 0-based position, with the reason (and type) it was refused."""
+    details = error.to_dict()
+    del details["row"]
+    return {"recipient": error.row - 1, **details}
 
 
 def _variables(client_data: dict[str, Any] | None) -> dict[str, Any]:
@@ -302,7 +324,7 @@ def _spec(body: dict[str, Any]) -> CampaignSpec:
     }
     if body.get("target_concurrency_limit"):
         values["concurrency"] = body["target_concurrency_limit"]
-    for name in ("max_attempts", "retry_delay_seconds"):
+    for name in ("max_attempts", "retry_delay_seconds", "allowed_number_types"):
         if body.get(name) is not None:
             values[name] = body[name]
     values["from_number"] = body.get("from_number") or _e164_or_none(
@@ -342,13 +364,13 @@ async def submit(request: web.Request) -> web.Response:
         )
         for r in body["recipients"]
     ]
-    parsed = parse_items(items, "US")
+    parsed = parse_items(items, "US", number_types_of(body.get("allowed_number_types")))
     if parsed.errors:
         raise ApiError(
             422,
             "invalid_recipients",
             f"{len(parsed.errors)} recipient(s) cannot be called; nothing was created",
-            [{"recipient": e.row - 1, "value": e.value, "reason": e.reason} for e in parsed.errors],
+            [_recipient_error(error) for error in parsed.errors],
         )
     campaign = await create_campaign(sm, _spec(body))
     try:

@@ -29,6 +29,7 @@ from campaigns.lifecycle import (
     request_start,
 )
 from campaigns.models import Attempt, Campaign, CampaignStatus, Contact
+from campaigns.phones import CHOOSABLE_NUMBER_TYPES, DEFAULT_NUMBER_TYPES, number_types_of
 from campaigns.policy import parse_retry_rules, retry_rules_json
 
 api = Api("campaigns", "Campaigns, their contacts and call attempts.")
@@ -66,6 +67,7 @@ _SPEC_FIELDS: dict[str, tuple[type | tuple[type, ...], bool]] = {
     "voicemail_message": (str, True),
     "schedule_cron": (str, True),
     "schedule_list": (str, True),
+    "allowed_number_types": (list, True),
 }
 
 
@@ -104,6 +106,7 @@ def campaign_json(campaign: Campaign, counts: dict[str, Any] | None = None) -> d
         "voicemail_message": campaign.voicemail_message,
         "schedule_cron": campaign.schedule_cron,
         "schedule_list": campaign.schedule_list,
+        "allowed_number_types": sorted(number_types_of(campaign.allowed_number_types)),
         "created_at": iso(campaign.created_at),
         "started_at": iso(campaign.started_at),
         "completed_at": iso(campaign.completed_at),
@@ -236,6 +239,16 @@ _FIELD_LIMITS: dict[str, dict[str, Any]] = {
         },
     },
     "agent_phone_number_id": {"maxLength": 200},
+    "allowed_number_types": {
+        "description": (
+            "The number types the campaign calls; null: "
+            + ", ".join(sorted(DEFAULT_NUMBER_TYPES))
+            + ". Premium-rate numbers are never called."
+        ),
+        "minItems": 1,
+        "uniqueItems": True,
+        "items": {"type": "string", "enum": sorted(CHOOSABLE_NUMBER_TYPES)},
+    },
 }
 
 
@@ -296,6 +309,7 @@ CAMPAIGN = api.schema(
             "voicemail_message": {"type": ["string", "null"]},
             "schedule_cron": {"type": ["string", "null"]},
             "schedule_list": {"type": ["string", "null"]},
+            "allowed_number_types": {"type": "array", "items": {"type": "string"}},
             "next_call_at": {"type": ["string", "null"], "format": "date-time"},
             "created_at": {"type": "string", "format": "date-time"},
             "started_at": {"type": ["string", "null"], "format": "date-time"},
@@ -396,6 +410,10 @@ IMPORT_REPORT = api.schema(
                         "row": {"type": "integer"},
                         "value": {"type": "string"},
                         "reason": {"type": "string"},
+                        "number_type": {
+                            "type": "string",
+                            "description": "with reason number_type_not_allowed",
+                        },
                     },
                 },
             },
@@ -589,7 +607,13 @@ async def upload_contacts(request: web.Request) -> web.Response:
             )
             for item in body["contacts"]
         ]
-        report = await add_contacts(sm, campaign.id, items, default_region=campaign.default_region)
+        report = await add_contacts(
+            sm,
+            campaign.id,
+            items,
+            default_region=campaign.default_region,
+            number_types=number_types_of(campaign.allowed_number_types),
+        )
     else:
         report = await _import_csv(request, campaign)
     if campaign.status == CampaignStatus.RUNNING:
@@ -622,6 +646,7 @@ async def _import_csv(request: web.Request, campaign: Campaign) -> ImportReport:
             default_region=campaign.default_region,
             phone_column=phone_column,
             next_attempt_at=utcnow(),
+            number_types=number_types_of(campaign.allowed_number_types),
         )
 
 

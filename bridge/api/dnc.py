@@ -15,7 +15,7 @@ from bridge.keys import SESSIONMAKER
 from campaigns import dnc
 from campaigns.lifecycle import get_campaign
 from campaigns.models import DncEntry
-from campaigns.phones import PhoneRejected, normalize
+from campaigns.phones import ANY_NUMBER_TYPE, PhoneRejected, normalize
 
 api = Api("dnc", "Do-not-call lists: numbers that are never dialled.")
 
@@ -78,7 +78,7 @@ def entry_json(entry: DncEntry) -> dict[str, Any]:
 
 def _e164(raw: str, region: str) -> str:
     try:
-        return normalize(raw, region).e164
+        return normalize(raw, region, ANY_NUMBER_TYPE).e164
     except PhoneRejected as exc:
         raise ApiError(
             422, "invalid_number", f"not a valid phone number ({exc.reason})", {"value": raw}
@@ -135,13 +135,23 @@ async def _import_csv(request: web.Request) -> web.Response:
         for row_number, row in enumerate(reader, start=2):
             report["rows"] += 1
             value = (row.get(fields["phone_number"]) or "").strip()
+            reason = row.get("reason") or None
             try:
-                e164 = normalize(value, query["default_region"]).e164
+                if reason is not None and "\x00" in reason:
+                    # PostgreSQL stores no NUL: refused on both databases alike, as at intake.
+                    raise PhoneRejected("nul_byte", value)
+                e164 = normalize(value, query["default_region"], ANY_NUMBER_TYPE).e164
             except PhoneRejected as exc:
                 report["rejected"] += 1
-                errors.append({"row": row_number, "value": value[:64], "reason": exc.reason})
+                errors.append(
+                    {
+                        "row": row_number,
+                        "value": value.replace("\x00", "")[:64],
+                        "reason": exc.reason,
+                    }
+                )
                 continue
-            added = await dnc.add(session, e164, campaign_id, (row.get("reason") or None))
+            added = await dnc.add(session, e164, campaign_id, reason)
             report["added" if added else "already_listed"] += 1
     return web.json_response({**report, "errors": errors[:1000]})
 

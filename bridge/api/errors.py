@@ -34,7 +34,7 @@ async def error_middleware(request: web.Request, handler: Any) -> web.StreamResp
     except ApiError as exc:
         return error_response(exc.status, exc.code, exc.message, exc.details)
     except CampaignError as exc:
-        return error_response(exc.status, exc.code, str(exc))
+        return error_response(exc.status, exc.code, str(exc), exc.details)
     except ImportRefused as exc:
         return error_response(422, "csv_refused", str(exc))
     except web.HTTPException as exc:
