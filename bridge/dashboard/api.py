@@ -22,7 +22,7 @@ from bridge.api.openapi import Api, query_of
 from bridge.dashboard import queries
 from bridge.dashboard.session import COOKIE, STREAM_PATH, TICKET_SECONDS
 from bridge.keys import DASHBOARD_HUB, SESSIONMAKER
-from campaigns.apikeys import READ, SCOPES
+from campaigns.apikeys import READ, SCOPES, WRITE
 from campaigns.importer import dry_run
 from campaigns.lifecycle import get_campaign
 from campaigns.models import Contact
@@ -260,6 +260,8 @@ async def contact(request: web.Request) -> web.Response:
         "phone_column": {"type": "string", "maxLength": 200, "default": "phone_number"},
     },
     responses={200: IMPORT_REPORT},
+    # Stores nothing, but it is the first step of creating a campaign, and costs a full parse.
+    scope=WRITE,
 )
 async def intake_preview(request: web.Request) -> web.Response:
     """The intake report a CSV would get, before any campaign or contact is stored."""
