@@ -12,6 +12,8 @@ from typing import Any, TypeVar
 
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from campaigns.apikeys import DEFAULT_SCOPE, SCOPES
+
 T = TypeVar("T")
 
 
@@ -21,6 +23,13 @@ def add_api_commands(commands: Any) -> None:
     create = key_commands.add_parser("create", help="create a key and print it (only this once)")
     create.add_argument("--name", required=True, help="who or what the key is for")
     create.add_argument("--rate-limit", type=int, default=None, help="requests per minute")
+    create.add_argument(
+        "--scope",
+        choices=SCOPES,
+        default=DEFAULT_SCOPE,
+        help="read: GET only; write: also campaigns, calls, contacts, do-not-call; "
+        f"admin: also keys and webhook subscriptions (default: {DEFAULT_SCOPE})",
+    )
     create.add_argument("--json", action="store_true", help="print JSON")
     create.set_defaults(handler=_keys_create)
     listing = key_commands.add_parser("list", help="list keys (never the keys themselves)")
@@ -70,7 +79,11 @@ def _keys_create(args: argparse.Namespace) -> int:
 
     if args.rate_limit is not None and args.rate_limit < 1:
         raise ValueError("--rate-limit must be at least 1")
-    created = _run(lambda sm: create_key(sm, args.name, rate_limit_per_minute=args.rate_limit))
+    created = _run(
+        lambda sm: create_key(
+            sm, args.name, rate_limit_per_minute=args.rate_limit, scope=args.scope
+        )
+    )
     if args.json:
         print(json.dumps({**_key_row(created.key), "key": created.secret}))
     else:
@@ -88,7 +101,7 @@ def _keys_list(args: argparse.Namespace) -> int:
         return 0
     for row in rows:
         state = f"revoked {row['revoked_at']}" if row["revoked_at"] else "active"
-        print(f"{row['id']}  {row['prefix']}…  {row['name']}  {state}")
+        print(f"{row['id']}  {row['prefix']}…  {row['name']}  {row['scope']}  {state}")
     return 0
 
 

@@ -35,6 +35,8 @@ SANDBOX_AGENT = web.AppKey("sandbox_agent", "SandboxAgent")
 DASHBOARD_HUB = web.AppKey("dashboard_hub", "StreamHub")
 # Per-key token buckets of the API (bridge/api/ratelimit.py).
 RATE_LIMITER = web.AppKey("rate_limiter", "RateLimiter")
+# Failed authentications per client address (bridge/api/auth_throttle.py).
+AUTH_THROTTLE = web.AppKey("auth_throttle", "FailedAuthThrottle")
 # Sends the outgoing webhooks of the outbox (bridge/api/webhook_delivery.py).
 WEBHOOK_DELIVERER = web.AppKey("webhook_deliverer", "WebhookDeliverer")
 # Name resolution of the guarded outgoing client (bridge/outgoing.py); the system's when unset.

@@ -2,6 +2,11 @@
 
 A fast hash is enough here: the keys are random, not passwords, so there is nothing to guess
 from the hash, and every request can afford to compute it.
+
+Each key has a scope, and scopes nest: ``admin`` (keys, webhook subscriptions, settings) includes
+``write`` (campaigns, calls, contacts, do-not-call), which includes ``read`` (looking only). A key
+that makes another key can never give it more than it holds itself: neither a higher scope nor a
+higher rate limit, so a limited key cannot mint its way out of its limits.
 """
 
 from __future__ import annotations
@@ -24,9 +29,73 @@ SHOWN_PREFIX_CHARS = 10
 # last_used_at is written at most this often per key, so busy keys do not write on every request.
 LAST_USED_GRANULARITY_SECONDS = 60
 
+# From the least to the most a key may do; each scope includes the ones before it.
+SCOPES: tuple[str, ...] = ("read", "write", "admin")
+READ, WRITE, ADMIN = SCOPES
+# A key made without a scope may work with campaigns and calls but not manage keys or webhooks:
+# handing out admin rights must be a deliberate choice.
+DEFAULT_SCOPE = WRITE
+
+
+def scope_includes(held: str, required: str) -> bool:
+    """Whether a key of scope ``held`` may do what needs ``required``."""
+    # A scope this version does not know (a row edited by hand) grants nothing.
+    return held in SCOPES and SCOPES.index(held) >= SCOPES.index(required)
+
 
 class UnknownKey(LookupError):
     """No such key."""
+
+
+class GrantRefused(PermissionError):
+    """A key asked to create a key with more than it holds itself."""
+
+    def __init__(self, code: str, message: str) -> None:
+        super().__init__(message)
+        self.code = code
+
+
+@dataclass(frozen=True)
+class Rights:
+    """What a key may do: its scope and its rate limit (None: the service default, given here
+    so that the two can be compared)."""
+
+    scope: str
+    rate_limit_per_minute: int | None
+    default_rate_limit_per_minute: int
+
+    @property
+    def effective_rate_limit(self) -> int:
+        return self.rate_limit_per_minute or self.default_rate_limit_per_minute
+
+
+def granted(
+    creator: Rights, scope: str | None, rate_limit_per_minute: int | None
+) -> tuple[str, int | None]:
+    """The scope and rate limit a key made by ``creator`` gets, or GrantRefused.
+
+    Without a scope the new key gets DEFAULT_SCOPE (or the creator's, if lower); without a rate
+    limit it gets the creator's own limit when the creator has one, since the service default may
+    be higher than that.
+    """
+    if scope is None:
+        scope = DEFAULT_SCOPE if scope_includes(creator.scope, DEFAULT_SCOPE) else creator.scope
+    if scope not in SCOPES:
+        raise ValueError(f"unknown scope {scope!r}")
+    if not scope_includes(creator.scope, scope):
+        raise GrantRefused(
+            "scope_exceeds_own",
+            f"a key of scope {creator.scope!r} cannot create a key of scope {scope!r}",
+        )
+    if rate_limit_per_minute is None:
+        return scope, creator.rate_limit_per_minute
+    if rate_limit_per_minute > creator.effective_rate_limit:
+        raise GrantRefused(
+            "rate_limit_exceeds_own",
+            f"a key limited to {creator.effective_rate_limit} requests per minute cannot create "
+            f"a key allowed {rate_limit_per_minute}",
+        )
+    return scope, rate_limit_per_minute
 
 
 @dataclass(frozen=True)
@@ -40,8 +109,20 @@ def hash_key(secret: str) -> str:
 
 
 async def create_key(
-    sm: async_sessionmaker[AsyncSession], name: str, *, rate_limit_per_minute: int | None = None
+    sm: async_sessionmaker[AsyncSession],
+    name: str,
+    *,
+    rate_limit_per_minute: int | None = None,
+    scope: str | None = None,
+    by: Rights | None = None,
 ) -> CreatedKey:
+    """Create a key. ``by``: the rights of the key asking (None: the operator, at the command
+    line, who may create any key); the new key never gets more than those."""
+    if by is not None:
+        scope, rate_limit_per_minute = granted(by, scope, rate_limit_per_minute)
+    scope = scope or DEFAULT_SCOPE
+    if scope not in SCOPES:
+        raise ValueError(f"unknown scope {scope!r}")
     secret = KEY_PREFIX + secrets.token_urlsafe(32)
     key = ApiKey(
         id=new_id("key"),
@@ -49,6 +130,7 @@ async def create_key(
         prefix=secret[:SHOWN_PREFIX_CHARS],
         key_hash=hash_key(secret),
         rate_limit_per_minute=rate_limit_per_minute,
+        scope=scope,
         created_at=utcnow(),
     )
     async with sm.begin() as session:

@@ -157,7 +157,11 @@ class Contact(Base):
     # A reminder's time: the first attempt is not made before it.
     call_at: Mapped[datetime | None]
     # Repeating a request with the same key returns this contact instead of a second call.
+    # Stored as a hash of (API key, Idempotency-Key): each API key has a key space of its own
+    # (campaigns.single_calls.Idempotency).
     idempotency_key: Mapped[str | None] = mapped_column(String(200))
+    # A hash of the request that used idempotency_key: the same key with another request is refused.
+    idempotency_request_hash: Mapped[str | None] = mapped_column(String(64))
     disposition: Mapped[str | None] = mapped_column(String(16))
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     finished_at: Mapped[datetime | None]

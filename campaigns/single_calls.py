@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import hashlib
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
@@ -65,8 +68,55 @@ async def _default_campaign(
     return campaign
 
 
-async def find_by_key(session: AsyncSession, idempotency_key: str) -> Contact | None:
-    return await session.scalar(select(Contact).where(Contact.idempotency_key == idempotency_key))
+class IdempotencyKeyReused(CampaignError):
+    """An idempotency key came back with another request than the one it was first used with."""
+
+    def __init__(self) -> None:
+        super().__init__(
+            "this Idempotency-Key was already used with another request; use a new key for a "
+            "new request",
+            code="idempotency_key_reused",
+            status=422,
+        )
+
+
+@dataclass(frozen=True)
+class Idempotency:
+    """A client's idempotency key, in the key space of the API key that sent it (``owner``),
+    together with the request it came with.
+
+    A repeat of the same request with the same key gets the call the first one made; the same
+    key with another request is refused, and another API key's same key is another key. The key
+    is remembered for as long as its call is stored.
+    """
+
+    owner: str
+    key: str
+    request: Mapping[str, Any]
+
+    @property
+    def stored_key(self) -> str:
+        # A hash of both parts: one fixed-size column, and the owner cannot be split off.
+        return hashlib.sha256(
+            f"{self.owner}\n{self.key}".encode("utf-8", "surrogatepass")
+        ).hexdigest()
+
+    @property
+    def request_hash(self) -> str:
+        # Canonical JSON: the same request with its fields in another order is the same request.
+        canonical = json.dumps(self.request, sort_keys=True, separators=(",", ":"))
+        return hashlib.sha256(canonical.encode()).hexdigest()
+
+
+async def find_by_key(session: AsyncSession, idempotency: Idempotency) -> Contact | None:
+    """The call made with this key by this owner, or None; IdempotencyKeyReused when it was
+    made for another request."""
+    existing = await session.scalar(
+        select(Contact).where(Contact.idempotency_key == idempotency.stored_key)
+    )
+    if existing is not None and existing.idempotency_request_hash != idempotency.request_hash:
+        raise IdempotencyKeyReused()
+    return existing
 
 
 async def place_single_call(
@@ -78,12 +128,12 @@ async def place_single_call(
     dynamic_variables: dict[str, Any],
     call_at: datetime | str | None = None,
     campaign_id: str | None = None,
-    idempotency_key: str | None = None,
+    idempotency: Idempotency | None = None,
 ) -> tuple[Contact, bool]:
     """Queue one call. Returns the contact and whether it was created by this request."""
-    if idempotency_key:
+    if idempotency is not None:
         async with sm() as session:
-            existing = await find_by_key(session, idempotency_key)
+            existing = await find_by_key(session, idempotency)
         if existing is not None:
             return existing, False
     try:
@@ -91,14 +141,17 @@ async def place_single_call(
             contact = await _create(
                 session, to, agent_id, from_number, dynamic_variables, call_at, campaign_id
             )
-            contact.idempotency_key = idempotency_key
+            if idempotency is not None:
+                contact.idempotency_key = idempotency.stored_key
+                contact.idempotency_request_hash = idempotency.request_hash
         return contact, True
     except IntegrityError:
-        # The same key arrived twice at once: the other request created the call.
-        if not idempotency_key:
+        # The same key arrived twice at once: the other request created the call (and if that
+        # was another request, this one is refused like any later one).
+        if idempotency is None:
             raise
         async with sm() as session:
-            existing = await find_by_key(session, idempotency_key)
+            existing = await find_by_key(session, idempotency)
         if existing is None:
             raise
         return existing, False

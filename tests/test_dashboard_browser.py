@@ -295,3 +295,27 @@ def test_the_page_catches_up_after_the_service_restarts(
     )
     expect(page.locator("#campaign-status")).to_have_text("Completed")
     assert page.evaluate("window.__sameDocument") is True
+
+
+def test_a_read_key_sees_the_campaigns_and_is_offered_no_writes(
+    page: Page, service: Service
+) -> None:
+    """A read-only key logs in and watches, but the page offers no start, pause, cancel or new
+    campaign (the API would answer them 403 all the same)."""
+    campaign_id = service.api("POST", "/api/v1/campaigns", json={"name": "Watched"}).json()["id"]
+    made = service.api("POST", "/api/v1/api-keys", json={"name": "viewer", "scope": "read"})
+    page.goto(service.url + "/")
+    page.get_by_label("API key").fill(made.json()["key"])
+    page.get_by_label("API key").press("Enter")
+    expect(page.get_by_role("heading", name="Campaigns")).to_be_visible()
+    expect(page.locator("#live")).to_have_text("Live")
+    expect(page.locator("#campaign-rows tr")).to_have_count(1)
+    expect(page.locator("#read-only")).to_have_text("Read-only key")
+    expect(page.get_by_role("link", name="New campaign")).to_have_count(0)
+    expect(page.locator("#campaign-rows button")).to_have_count(0)
+    page.get_by_role("link", name="Watched").click()
+    expect(page.locator("#campaign-status")).to_have_text("Draft")
+    expect(page.locator("main button[data-action]")).to_have_count(0)
+    page.goto(service.url + "/#/new")
+    expect(page.get_by_role("heading", name="This API key can only read")).to_be_visible()
+    assert service.api("GET", f"/api/v1/campaigns/{campaign_id}").json()["status"] == "draft"

@@ -1,4 +1,7 @@
-"""API keys over the API (the CLI has the same: `callbridge keys create|list|revoke`)."""
+"""API keys over the API (the CLI has the same: `callbridge keys create|list|revoke`).
+
+Managing keys needs an ``admin`` key, and a key never creates a key with a higher scope or rate
+limit than its own (campaigns.apikeys.granted)."""
 
 from __future__ import annotations
 
@@ -6,25 +9,41 @@ from typing import Any
 
 from aiohttp import web
 
+from bridge.api.auth import caller_of
 from bridge.api.errors import ApiError
 from bridge.api.openapi import Api, Response, body_of
 from bridge.keys import SESSIONMAKER
 from campaigns.api_tables import ApiKey
-from campaigns.apikeys import UnknownKey, create_key, list_keys, revoke_key
+from campaigns.apikeys import (
+    ADMIN,
+    DEFAULT_SCOPE,
+    SCOPES,
+    GrantRefused,
+    UnknownKey,
+    create_key,
+    list_keys,
+    revoke_key,
+)
 
-api = Api("api-keys", "Keys for this API: stored hashed, shown once, revocable.")
+api = Api(
+    "api-keys",
+    "Keys for this API: stored hashed, shown once, revocable, each with a scope "
+    "(read, write or admin).",
+    scope=ADMIN,
+)
 routes = api.routes
 
 KEY = api.schema(
     "ApiKey",
     {
         "type": "object",
-        "required": ["id", "name", "prefix", "created_at"],
+        "required": ["id", "name", "prefix", "scope", "created_at"],
         "properties": {
             "id": {"type": "string"},
             "name": {"type": "string"},
             "prefix": {"type": "string", "description": "The key's first characters"},
             "rate_limit_per_minute": {"type": ["integer", "null"]},
+            "scope": {"type": "string", "enum": list(SCOPES)},
             "created_at": {"type": "string", "format": "date-time"},
             "last_used_at": {"type": ["string", "null"], "format": "date-time"},
             "revoked_at": {"type": ["string", "null"], "format": "date-time"},
@@ -40,7 +59,19 @@ KEY_CREATE = api.schema(
         "additionalProperties": False,
         "properties": {
             "name": {"type": "string", "minLength": 1, "maxLength": 200},
-            "rate_limit_per_minute": {"type": ["integer", "null"], "minimum": 1, "maximum": 100000},
+            "rate_limit_per_minute": {
+                "type": ["integer", "null"],
+                "minimum": 1,
+                "maximum": 100000,
+                "description": "At most the creating key's own limit; when absent, the creating "
+                "key's own limit (or the service default if it has none)",
+            },
+            "scope": {
+                "type": ["string", "null"],
+                "enum": [*SCOPES, None],
+                "description": f"At most the creating key's own scope; when absent, "
+                f"`{DEFAULT_SCOPE}`",
+            },
         },
     },
 )
@@ -56,6 +87,7 @@ def key_json(key: ApiKey) -> dict[str, Any]:
         "name": key.name,
         "prefix": key.prefix,
         "rate_limit_per_minute": key.rate_limit_per_minute,
+        "scope": key.scope,
         "created_at": _iso(key.created_at),
         "last_used_at": _iso(key.last_used_at),
         "revoked_at": _iso(key.revoked_at),
@@ -70,11 +102,16 @@ def key_json(key: ApiKey) -> dict[str, Any]:
 )
 async def create(request: web.Request) -> web.Response:
     body = body_of(request)
-    created = await create_key(
-        request.app[SESSIONMAKER],
-        body["name"],
-        rate_limit_per_minute=body.get("rate_limit_per_minute"),
-    )
+    try:
+        created = await create_key(
+            request.app[SESSIONMAKER],
+            body["name"],
+            rate_limit_per_minute=body.get("rate_limit_per_minute"),
+            scope=body.get("scope"),
+            by=caller_of(request).rights,
+        )
+    except GrantRefused as exc:
+        raise ApiError(403, exc.code, str(exc)) from exc
     return web.json_response({**key_json(created.key), "key": created.secret}, status=201)
 
 

@@ -7,12 +7,13 @@ from typing import Any
 from aiohttp import web
 from sqlalchemy import select
 
+from bridge.api.auth import caller_of
 from bridge.api.campaigns import ATTEMPT, attempt_json, contact_json, iso
 from bridge.api.errors import ApiError
 from bridge.api.openapi import Api, body_of
 from bridge.keys import DISPATCHER, SESSIONMAKER
 from campaigns.models import Attempt, Contact
-from campaigns.single_calls import place_single_call
+from campaigns.single_calls import Idempotency, place_single_call
 
 api = Api("calls", "Single calls and reminders.")
 
@@ -70,6 +71,13 @@ def call_json(contact: Contact, attempts: list[Attempt]) -> dict[str, Any]:
 @api.post(
     "/api/v1/calls",
     summary="Queue one call (Idempotency-Key header: a repeat returns the same call)",
+    description=(
+        "With an `Idempotency-Key` header (at most 200 characters), the same request again "
+        "with the same key answers the call the first one made (200) instead of a second call. "
+        "A key belongs to the API key that sent it (another API key's same key is another key) "
+        "and to its request: the same key with another body (compared as canonical JSON) is "
+        "422 `idempotency_key_reused`. A key is remembered as long as its call is stored."
+    ),
     body=CALL_REQUEST,
     responses={200: CALL, 201: CALL},
 )
@@ -78,6 +86,7 @@ async def create(request: web.Request) -> web.Response:
     key = request.headers.get("Idempotency-Key") or None
     if key is not None and len(key) > MAX_IDEMPOTENCY_KEY:
         raise ApiError(400, "bad_idempotency_key", "Idempotency-Key is at most 200 characters")
+    idempotency = Idempotency(caller_of(request).id, key, body) if key is not None else None
     contact, created = await place_single_call(
         request.app[SESSIONMAKER],
         to=body["to"],
@@ -86,7 +95,7 @@ async def create(request: web.Request) -> web.Response:
         dynamic_variables=body.get("dynamic_variables") or {},
         call_at=body.get("call_at"),
         campaign_id=body.get("campaign_id"),
-        idempotency_key=key,
+        idempotency=idempotency,
     )
     if created:
         request.app[DISPATCHER].wake()

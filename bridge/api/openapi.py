@@ -17,6 +17,11 @@ route under ``/api/`` and ``/v1/`` carries its operation (put there by the decor
 added without one is found by tests/test_openapi.py, and the document cannot name a route the
 router lacks. Declared query parameters are parsed (integers, numbers, booleans) and checked, and
 JSON bodies are validated with jsonschema against the same schemas before the handler runs.
+
+Each operation also states the scope a key needs for it (campaigns.apikeys.SCOPES): the module's
+own (``Api("api-keys", scope="admin")``), else ``scope=`` on the route, else by method: ``read``
+for GET, ``write`` for everything else. The document shows it as the scopes of the operation's
+security requirement and as ``x-required-scope``; bridge/api/auth.py enforces it.
 """
 
 from __future__ import annotations
@@ -32,6 +37,7 @@ import jsonschema
 from aiohttp import web
 
 from bridge.api.errors import ApiError
+from campaigns.apikeys import READ, SCOPES, WRITE
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 Schema = dict[str, Any]
@@ -103,6 +109,8 @@ class Operation:
     responses: dict[int, Response]
     public: bool
     operation_id: str
+    # The scope a key needs (None for a public route).
+    scope: str | None = None
 
     def document(self) -> dict[str, Any]:
         parameters: list[dict[str, Any]] = [
@@ -134,8 +142,17 @@ class Operation:
             "parameters": parameters,
             "responses": responses,
         }
-        if self.description:
-            operation["description"] = self.description
+        description = self.description
+        if self.scope is not None:
+            above = SCOPES[SCOPES.index(self.scope) + 1 :]
+            needs = f"Needs an API key of scope `{self.scope}`" + (
+                f" (or {' or '.join(f'`{s}`' for s in above)})." if above else "."
+            )
+            description = f"{description}\n\n{needs}" if description else needs
+            operation["security"] = [{"bearer": [self.scope]}, {"xiApiKey": [self.scope]}]
+            operation["x-required-scope"] = self.scope
+        if description:
+            operation["description"] = description
         if self.body is not None or self.other_bodies:
             content = {t: {"schema": s} for t, s in self.other_bodies.items()}
             if self.body is not None:
@@ -226,9 +243,11 @@ def _path_params(path: str) -> list[str]:
 class Api:
     """The routes of one module together with their OpenAPI operations and schemas."""
 
-    def __init__(self, tag: str, description: str = "") -> None:
+    def __init__(self, tag: str, description: str = "", *, scope: str | None = None) -> None:
         self.tag = tag
         self.description = description
+        # The scope every route of the module needs; None: by method (see the module docstring).
+        self.scope = scope
         self.routes = web.RouteTableDef()
         self.schemas: dict[str, Schema] = {}
         self.operations: list[Operation] = []
@@ -258,7 +277,12 @@ class Api:
         required_query: Iterable[str] = (),
         responses: dict[int, Schema | Response | None] | None = None,
         public: bool = False,
+        scope: str | None = None,
     ) -> Callable[[Handler], Handler]:
+        needed = scope or self.scope or (READ if method.upper() == "GET" else WRITE)
+        if needed not in SCOPES:
+            raise ValueError(f"unknown scope {needed!r} for {method} {path}")
+
         def decorate(handler: Handler) -> Handler:
             operation = Operation(
                 api=self,
@@ -278,6 +302,7 @@ class Api:
                 },
                 public=public,
                 operation_id=f"{self.tag}_{handler.__name__}",
+                scope=None if public else needed,
             )
             parse_json = body is not None and body_content_type == "application/json"
 
@@ -370,7 +395,11 @@ def build_document(app: web.Application, *, server_url: str | None = None) -> di
             "version": "1",
             "description": (
                 "Outbound calling campaigns on your own Twilio account. Authenticate with "
-                "`Authorization: Bearer <key>` or `xi-api-key: <key>`."
+                "`Authorization: Bearer <key>` or `xi-api-key: <key>`. Keys have a scope, and "
+                "scopes nest: `admin` (keys, webhook subscriptions) includes `write` (campaigns, "
+                "calls, contacts, do-not-call, batch calls) includes `read` (GET). Each "
+                "operation names the scope it needs (`x-required-scope`, and the scopes of its "
+                "security requirement); a key without it gets 403 `insufficient_scope`."
             ),
         },
         "tags": [{"name": t, "description": d} for t, d in sorted(tags.items())],
@@ -378,8 +407,17 @@ def build_document(app: web.Application, *, server_url: str | None = None) -> di
         "components": {
             "schemas": dict(sorted(schemas.items())),
             "securitySchemes": {
-                "bearer": {"type": "http", "scheme": "bearer"},
-                "xiApiKey": {"type": "apiKey", "in": "header", "name": "xi-api-key"},
+                "bearer": {
+                    "type": "http",
+                    "scheme": "bearer",
+                    "description": "An API key; its scope: read, write or admin",
+                },
+                "xiApiKey": {
+                    "type": "apiKey",
+                    "in": "header",
+                    "name": "xi-api-key",
+                    "description": "An API key; its scope: read, write or admin",
+                },
             },
         },
         "security": [{"bearer": []}, {"xiApiKey": []}],

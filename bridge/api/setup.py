@@ -7,9 +7,11 @@ from collections.abc import AsyncIterator
 from aiohttp import web
 
 from bridge.api import api_keys, batch_calling, openapi, webhooks
+from bridge.api.auth_throttle import FailedAuthThrottle
 from bridge.api.ratelimit import RateLimiter
 from bridge.api.webhook_delivery import WebhookDeliverer
 from bridge.keys import (
+    AUTH_THROTTLE,
     EVENTS,
     OUTGOING,
     OUTGOING_RESOLVER,
@@ -25,6 +27,7 @@ from campaigns.outbox import enqueue
 def setup(app: web.Application) -> None:
     """Call after the database cleanup context is added (the deliverer needs the schema)."""
     app[RATE_LIMITER] = RateLimiter()
+    app[AUTH_THROTTLE] = FailedAuthThrottle()
     for module in (openapi, api_keys, webhooks, batch_calling):
         app.add_routes(module.api.routes)
     # Outbox rows are written inside the transaction that emits the events.

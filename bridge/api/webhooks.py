@@ -18,6 +18,7 @@ from campaigns.api_tables import (
     WebhookDeliveryAttempt,
     WebhookSubscription,
 )
+from campaigns.apikeys import ADMIN
 from campaigns.clock import utcnow
 from campaigns.ids import new_id
 from campaigns.outbox import EVENT_TYPES, cancel_pending
@@ -26,6 +27,8 @@ api = Api(
     "webhooks",
     "Outgoing webhooks: call.completed, contact.finished, campaign.completed, signed with "
     "Callbridge-Signature: t=<unix>,v0=<hex HMAC-SHA256(secret, '<t>.<body>')>.",
+    # A subscription sends the service's events (numbers, outcomes) to any URL: admin only.
+    scope=ADMIN,
 )
 routes = api.routes
 

@@ -1,7 +1,9 @@
 """Read-only JSON the dashboard needs beyond the public API, under /api/v1/dashboard.
 
 These routes sit under /api, so the bearer-key middleware guards them like every other API route.
-The one that writes nothing but a cookie, ``POST /session``, trades the key for a stream ticket.
+The one that writes nothing but a cookie, ``POST /session``, trades the key for a stream ticket;
+it needs only ``read``, so a read-only key can watch the dashboard. Its answer names the key's
+scope, so the page offers only what the key may do (the API refuses the rest all the same).
 """
 
 from __future__ import annotations
@@ -13,12 +15,14 @@ from typing import Any
 
 from aiohttp import web
 
+from bridge.api.auth import caller_of
 from bridge.api.campaigns import IMPORT_REPORT
 from bridge.api.errors import ApiError
 from bridge.api.openapi import Api, query_of
 from bridge.dashboard import queries
 from bridge.dashboard.session import COOKIE, STREAM_PATH, TICKET_SECONDS
 from bridge.keys import DASHBOARD_HUB, SESSIONMAKER
+from campaigns.apikeys import READ, SCOPES, WRITE
 from campaigns.importer import dry_run
 from campaigns.lifecycle import get_campaign
 from campaigns.models import Contact
@@ -109,14 +113,20 @@ CONTACT = api.schema(
     responses={
         200: {
             "type": "object",
-            "required": ["expires_at", "ttl_seconds", "stream"],
+            "required": ["expires_at", "ttl_seconds", "stream", "scope"],
             "properties": {
                 "expires_at": {"type": "string"},
                 "ttl_seconds": {"type": "integer"},
                 "stream": {"type": "string"},
+                "scope": {
+                    "type": "string",
+                    "enum": list(SCOPES),
+                    "description": "The key's scope: what the page may offer",
+                },
             },
         }
     },
+    scope=READ,
 )
 async def open_session(request: web.Request) -> web.Response:
     ticket, expires = request.app[DASHBOARD_HUB].tickets.issue()
@@ -125,6 +135,7 @@ async def open_session(request: web.Request) -> web.Response:
             "expires_at": datetime.fromtimestamp(expires, UTC).isoformat().replace("+00:00", "Z"),
             "ttl_seconds": TICKET_SECONDS,
             "stream": STREAM_PATH,
+            "scope": caller_of(request).scope,
         }
     )
     response.set_cookie(
@@ -144,6 +155,7 @@ async def open_session(request: web.Request) -> web.Response:
     "/api/v1/dashboard/session",
     summary="Forget the stream ticket",
     responses={200: {"type": "object", "properties": {"closed": {"type": "boolean"}}}},
+    scope=READ,
 )
 async def close_session(request: web.Request) -> web.Response:
     response = web.json_response({"closed": True})
@@ -248,6 +260,8 @@ async def contact(request: web.Request) -> web.Response:
         "phone_column": {"type": "string", "maxLength": 200, "default": "phone_number"},
     },
     responses={200: IMPORT_REPORT},
+    # Stores nothing, but it is the first step of creating a campaign, and costs a full parse.
+    scope=WRITE,
 )
 async def intake_preview(request: web.Request) -> web.Response:
     """The intake report a CSV would get, before any campaign or contact is stored."""

@@ -5,6 +5,9 @@
 "use strict";
 
 const KEY_STORAGE = "callbridge.apiKey";
+// The key's scope, as the session answer names it: a read key is offered no writes (the API
+// would refuse them anyway, with 403).
+const SCOPE_STORAGE = "callbridge.scope";
 const STREAM = "/dashboard/stream";
 const DISPOSITION_ORDER = [
   "answered", "voicemail", "voicemail_left", "no_answer", "busy", "failed",
@@ -21,6 +24,7 @@ const WEEKDAYS = ["Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun"];
 
 const app = {
   key: sessionStorage.getItem(KEY_STORAGE),
+  scope: sessionStorage.getItem(SCOPE_STORAGE),
   source: null,          // the EventSource
   streamFor: undefined,  // campaign id the stream shows, null for the list
   renewTimer: null,
@@ -115,8 +119,20 @@ async function api(method, path, options = {}) {
 
 // --- session and live stream -----------------------------------------------------------------
 
+function canWrite() {
+  return app.scope !== "read";
+}
+
+function setScope(scope) {
+  const changed = scope !== app.scope;
+  app.scope = scope;
+  sessionStorage.setItem(SCOPE_STORAGE, scope);
+  if (changed && app.key) route();
+}
+
 async function openSession() {
   const session = await api("POST", "/api/v1/dashboard/session");
+  setScope(session.scope);
   clearTimeout(app.renewTimer);
   // Renew at half the ticket's life, so a stream reconnecting always finds a valid one.
   app.renewTimer = setTimeout(() => openSession().catch(() => {}), session.ttl_seconds * 500);
@@ -187,10 +203,11 @@ function route() {
   }
   $("#nav").hidden = false;
   $("#logout").hidden = false;
+  $('#nav a[href="#/new"]').hidden = !canWrite();
   const hash = location.hash || "#/";
   const match = hash.match(/^#\/campaigns\/([\w-]+)$/);
   if (match) return renderCampaign(main, match[1]);
-  if (hash === "#/new") return renderNew(main);
+  if (hash === "#/new") return canWrite() ? renderNew(main) : renderReadOnly(main);
   return renderList(main);
 }
 
@@ -199,8 +216,19 @@ function show(main, title, ...content) {
   document.title = `${title} · callbridge`;
 }
 
+function renderReadOnly(main) {
+  closeStream();
+  app.view = { name: "read-only" };
+  show(main, "Read-only key",
+    h("h1", { text: "This API key can only read" }),
+    h("p", { text: "Creating, starting, pausing and cancelling campaigns need a key of scope write." }),
+    h("p", {}, h("a", { href: "#/", text: "Back to the campaigns" })));
+}
+
 function logout(message) {
   sessionStorage.removeItem(KEY_STORAGE);
+  sessionStorage.removeItem(SCOPE_STORAGE);
+  app.scope = null;
   const key = app.key;
   app.key = null;
   clearTimeout(app.renewTimer);
@@ -241,7 +269,9 @@ function renderLogin(main) {
     error.textContent = "";
     app.key = input.value.trim();
     try {
-      await api("POST", "/api/v1/dashboard/session", { login: true });
+      const session = await api("POST", "/api/v1/dashboard/session", { login: true });
+      app.scope = session.scope;
+      sessionStorage.setItem(SCOPE_STORAGE, session.scope);
     } catch (failure) {
       app.key = null;
       error.textContent = failure.status === 401 ? "That API key was refused." : failure.message;
@@ -267,7 +297,7 @@ const ACTIONS = {
 };
 
 function actionButtons(campaign, onDone) {
-  const names = ACTIONS[campaign.status] || [];
+  const names = canWrite() ? ACTIONS[campaign.status] || [] : [];
   return names.map((action) => h("button", {
     type: "button",
     class: action === "cancel" ? "danger" : action === "start" ? "primary" : "",
@@ -327,7 +357,8 @@ function renderList(main) {
   app.view = { name: "list", rows: new Map() };
   const body = h("tbody", { id: "campaign-rows" });
   const empty = h("p", { id: "no-campaigns", class: "hint", hidden: true },
-    "No campaigns yet. ", h("a", { href: "#/new", text: "Create one" }), ".");
+    ...(canWrite() ? ["No campaigns yet. ", h("a", { href: "#/new", text: "Create one" }), "."]
+      : ["No campaigns yet."]));
   const table = h("table", { class: "campaigns" },
     h("caption", { class: "sr-only", text: "Campaigns, newest first" }),
     h("thead", {}, h("tr", {},
@@ -340,7 +371,8 @@ function renderList(main) {
   show(main, "Campaigns",
     h("div", { class: "page-head" },
       h("h1", { text: "Campaigns" }),
-      h("a", { class: "button primary", href: "#/new", text: "New campaign" })),
+      canWrite() ? h("a", { class: "button primary", href: "#/new", text: "New campaign" })
+        : h("span", { class: "hint", id: "read-only", text: "Read-only key" })),
     h("div", { class: "table-scroll" }, table),
     empty);
   connect(null);
