@@ -14,7 +14,7 @@ from typing import Any
 
 from campaigns.compliance import rule_for, rule_windows
 from campaigns.models import Campaign, Contact, Disposition
-from campaigns.phones import normalize
+from campaigns.phones import normalize, own_time_zones
 from campaigns.windows import Window, WindowError, is_open, next_open, parse_periods, zone
 
 # Provider error codes that no retry can fix: the number itself is unusable.
@@ -109,7 +109,13 @@ def validate_campaign_rules(campaign: Campaign) -> None:
 
 
 def zones_for(campaign: Campaign, contact: Contact) -> list[str]:
-    zones = contact.time_zones or []
+    """The zones whose local time the contact's windows are read in.
+
+    A number with no zone of its own (unknown, toll-free, or zones spanning a whole country)
+    follows the campaign's zone. Stored zones go through the same rule again, so that contacts
+    imported before it (a toll-free number with 42 zones) are treated the same way.
+    """
+    zones = own_time_zones(contact.time_zones or ())
     if contact.number_index:
         # An alternate number may be somewhere else entirely.
         zones = normalize(contact.current_number, "US").time_zones
