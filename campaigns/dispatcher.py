@@ -307,7 +307,7 @@ class Dispatcher:
                 # instant (_dial).
                 closed = policy.calling_hours(campaign, contact).closed_at(at, at + margin)
                 if closed is not None:
-                    _replan_after_close(session, campaign, contact, closed)
+                    _replan_after_close(session, campaign, contact, closed, now)
                     continue
                 if cps:
                     next_index = index + 1
@@ -388,6 +388,11 @@ class Dispatcher:
                     if not await self._renew_lease(request.attempt_id):
                         # The lease ran out during the back-off: housekeeping may be settling
                         # the attempt already, so another create could dial it a second time.
+                        break
+                    # As before the first create: a pause, a cancel or a do-not-call entry
+                    # since then stops the dial, and the calling hours are read again.
+                    hours = await self._still_wanted(request)
+                    if hours is None:
                         break
                     if cps is not None:
                         # Another create, and the provider counts it: it needs a slot of its own.
@@ -494,7 +499,7 @@ class Dispatcher:
                 and campaign is not None
                 and contact.state == ContactState.PENDING
             ):
-                _replan_after_close(session, campaign, contact, closed)
+                _replan_after_close(session, campaign, contact, closed, now)
                 if contact.state == ContactState.DONE:
                     await session.flush()
                     await complete_if_finished(session, campaign, now)
@@ -743,13 +748,17 @@ async def _mark_not_placed(session: AsyncSession, attempt: Attempt, retry_at: da
 
 
 def _replan_after_close(
-    session: AsyncSession, campaign: Campaign, contact: Contact, closed: datetime
+    session: AsyncSession, campaign: Campaign, contact: Contact, closed: datetime, now: datetime
 ) -> None:
     """Plan a contact whose dial could not be made before its window closed: the next opening
-    from ``closed`` on, or ``expired`` when there is none (the campaign's end comes first)."""
+    from ``closed`` on, or ``expired`` when there is none (the campaign's end comes first).
+
+    Caps need no second look: they held at the instant planned before, and a later instant
+    only leaves past dials further behind.
+    """
     planned = policy.plan(campaign, contact, closed)
     if planned is None:
-        finish_contact(session, contact, Disposition.EXPIRED, closed)
+        finish_contact(session, contact, Disposition.EXPIRED, now)
     else:
         contact.next_attempt_at = planned
 
