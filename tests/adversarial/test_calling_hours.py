@@ -171,6 +171,15 @@ REHEARSALS = (
     nairobi_and_st_johns(
         "18:00 Nairobi, 12:30 St John's in summer", datetime(2027, 7, 14, 15, 0, tzinfo=UTC)
     ),
+    # Only a machine too busy to dial at the cps above gets this far.
+    us_tcpa_at_nine_pm(
+        "21:00 EST in winter, us_tcpa",
+        datetime(2027, 1, 14, 2, 0, tzinfo=UTC),
+        opens=datetime(2027, 1, 14, 13, 0, tzinfo=UTC),
+    ),
+    nairobi_and_st_johns(
+        "18:00 Nairobi, 12:30 St John's in autumn", datetime(2027, 10, 13, 15, 0, tzinfo=UTC)
+    ),
 )
 MIN_DIALS = 1000
 # Shifted-clock seconds before the close at which each rehearsal's service starts; the campaigns
