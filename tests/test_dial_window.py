@@ -30,6 +30,9 @@ EVERY_DAY = [0, 1, 2, 3, 4, 5, 6]
 NINE_TO_FIVE = [{"weekdays": EVERY_DAY, "start": "09:00", "end": "17:00"}]
 CLOSE = datetime(2027, 1, 13, 22, 0, tzinfo=UTC)
 REOPENS = datetime(2027, 1, 14, 14, 0, tzinfo=UTC)
+# Each test starts its shifted clock this many seconds before the close: time to create the
+# campaign and import its contacts (slow on a busy machine) before the first dial is due.
+SET_UP = 6
 
 
 class Provider:
@@ -110,8 +113,10 @@ async def test_a_create_retried_after_a_429_is_not_sent_once_the_window_has_clos
 ) -> None:
     # The first create leaves 2.5 s before 17:00 and is refused as busy 2.3 s later: its retry
     # (after a back-off of at least 0.25 s) could only reach the provider after the close.
-    shifted_clock(CLOSE - timedelta(seconds=2.5))
-    campaign_id = await one_campaign(sm, b"phone_number\n+12125550100\n")
+    # (A reminder, so that its create leaves at a known instant however long the set-up takes.)
+    shifted_clock(CLOSE - timedelta(seconds=SET_UP))
+    due = (CLOSE - timedelta(seconds=2.5)).isoformat()
+    campaign_id = await one_campaign(sm, f"phone_number,call_at\n+12125550100,{due}\n".encode())
     await start_now(sm, campaign_id)
     provider = Provider(refusals=1, answer_after=2.3)
     # Claims every 50 ms, as if woken at each due instant (the service's scheduler does that).
@@ -143,7 +148,7 @@ async def test_a_dial_whose_create_would_arrive_after_the_close_is_not_started(
 ) -> None:
     # A reminder due 0.1 s before 17:00, to a provider 0.2 s away: sent on time, its create
     # would reach the provider after the window has closed.
-    shifted_clock(CLOSE - timedelta(seconds=3))
+    shifted_clock(CLOSE - timedelta(seconds=SET_UP))
     due = (CLOSE - timedelta(seconds=0.1)).isoformat()
     campaign_id = await one_campaign(sm, f"phone_number,call_at\n+12125550100,{due}\n".encode())
     await start_now(sm, campaign_id)
@@ -169,25 +174,32 @@ async def test_a_dial_whose_create_would_arrive_after_the_close_is_not_started(
 async def test_the_margin_grows_with_the_providers_measured_round_trip(
     sm: Any, shifted_clock: Any
 ) -> None:
-    # A provider 1.9 s away that answers 2 s after a create leaves. The first contact is dialled
-    # 3 s before 17:00 (its create arrives at 16:59:58.9). The second is a reminder due 0.6 s
-    # before 17:00, claimed while no create has been answered yet (the margin is then the 0.3 s
-    # setting, and 16:59:59.4 + 0.3 s is inside the window); by its send the first answer has
-    # shown that creates take 2 s, so its create, which would arrive at 17:00:01.3, is never
-    # sent.
-    shifted_clock(CLOSE - timedelta(seconds=3))
-    due = (CLOSE - timedelta(seconds=0.6)).isoformat()
-    rows = f"phone_number,call_at\n+12125550100,\n+12125550101,{due}\n"
+    # A provider 0.9 s away that answers 2 s after a create leaves, and a margin setting of
+    # 0.1 s. Two reminders: the first is dialled 3 s before 17:00 (its create arrives at
+    # 16:59:57.9, its answer at 16:59:59); the second is due 0.3 s before 17:00 and is claimed
+    # 2 s ahead, while no create has been answered yet: the margin is then the setting alone,
+    # and 16:59:59.7 + 0.1 s is inside the window. By its send the first answer has shown that
+    # creates take 2 s, so its create, which would arrive at 17:00:00.6, is never sent.
+    shifted_clock(CLOSE - timedelta(seconds=SET_UP))
+    first, second = (CLOSE - timedelta(seconds=s) for s in (3, 0.3))
+    rows = f"phone_number,call_at\n+12125550100,{first.isoformat()}\n"
+    rows += f"+12125550101,{second.isoformat()}\n"
     campaign_id = await one_campaign(sm, rows.encode())
     await start_now(sm, campaign_id)
-    provider = Provider(one_way=1.9, answer_after=2.0)
-    dispatcher = Dispatcher(sm, provider, provider_timeout_seconds=5, idle_poll_seconds=0.05)
+    provider = Provider(one_way=0.9, answer_after=2.0)
+    dispatcher = Dispatcher(
+        sm,
+        provider,
+        provider_timeout_seconds=5,
+        idle_poll_seconds=0.05,
+        window_margin_seconds=0.1,
+    )
     dispatcher.start()
     try:
         late, attempts = await wait_for(
             sm,
-            lambda c, a: "+12125550101" in provider.numbers or (a and a[0].status != "dialing"),
-            "the reminder's attempt to settle",
+            lambda c, a: "+12125550101" in provider.numbers or c.next_attempt_at == REOPENS,
+            "the reminder to be dialled or planned for the next opening",
             phone="+12125550101",
         )
     finally:
@@ -195,7 +207,11 @@ async def test_the_margin_grows_with_the_providers_measured_round_trip(
     assert provider.numbers == ["+12125550100"]
     assert provider.arrivals[0] < CLOSE
     # Claimed, committed, then stopped at the send: visible as such in the attempt's record.
-    (attempt,) = attempts
-    assert (attempt.status, attempt.error_code) == (AttemptStatus.NOT_PLACED, "window_closed")
+    # (On a machine so busy that the reminder is claimed only after the first answer, the
+    # claim itself holds it back, and there is no attempt.)
+    assert [(a.status, a.error_code) for a in attempts] in (
+        [(AttemptStatus.NOT_PLACED, "window_closed")],
+        [],
+    )
     assert late.state == ContactState.PENDING and late.attempts_made == 0
     assert late.next_attempt_at == REOPENS
