@@ -15,6 +15,7 @@ import pytest
 from sqlalchemy import select
 
 from bridge.migrate import upgrade_to_head
+from bridge.settings import Settings
 from campaigns import clock
 from campaigns.clock import utcnow
 from campaigns.db import make_engine, make_sessionmaker
@@ -215,3 +216,14 @@ async def test_the_margin_grows_with_the_providers_measured_round_trip(
     )
     assert late.state == ContactState.PENDING and late.attempts_made == 0
     assert late.next_attempt_at == REOPENS
+
+
+def test_the_margin_is_a_setting_with_a_bounded_range() -> None:
+    assert Settings.from_env({}).window_margin_seconds == 0.3
+    assert (
+        Settings.from_env({"CALLBRIDGE_WINDOW_MARGIN_SECONDS": "1.5"}).window_margin_seconds == 1.5
+    )
+    # Past 30 s the check at the send could miss a window that closes and reopens in between.
+    for bad in ("-1", "31"):
+        with pytest.raises(ValueError, match="CALLBRIDGE_WINDOW_MARGIN_SECONDS"):
+            Settings.from_env({"CALLBRIDGE_WINDOW_MARGIN_SECONDS": bad})
