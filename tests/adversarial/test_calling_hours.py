@@ -260,8 +260,9 @@ def played(database_url: str, tmp_path: Path) -> Iterator[list[Played]]:
 
 
 def test_no_dial_reaches_the_carrier_after_a_window_has_closed(played: list[Played]) -> None:
-    """Attack: contacts retry as fast as pacing lets them while windows close (21:00 EDT under
-    us_tcpa for Georgia, New York and Kentucky; 18:00 in Nairobi and 12:30 in St John's), with
+    """Attack: contacts retry as fast as pacing lets them while windows close (21:00 Eastern,
+    the federal limit and Kentucky's, under us_tcpa for Georgia, New York and Kentucky; 18:00 in
+    Nairobi and 12:30 in St John's; on the days North America changes its clocks first), with
     dials claimed up to two seconds ahead of their pacing slot. Promise: not one of over 1,000
     dials reaches the carrier after the window has closed in any candidate zone of its number,
     and the contacts the close stops are planned for their window's next opening."""
