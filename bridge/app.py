@@ -162,6 +162,7 @@ async def _dispatching(app: web.Application) -> AsyncIterator[None]:
         provider_timeout_seconds=settings.provider_timeout_seconds,
         batch_size=settings.dispatch_batch_size,
         on_next_due=next_due,
+        window_margin_seconds=settings.window_margin_seconds,
     )
     # After a restart, callbacks sent while this node was down (or starting, not yet listening)
     # went nowhere: for a while every live call placed before the start (or just after it) is

@@ -37,6 +37,14 @@ def _bool(env: Mapping[str, str], name: str, default: bool) -> bool:
     raise ValueError(f"{name} must be true or false")
 
 
+def _window_margin(env: Mapping[str, str]) -> float:
+    value = _float(env, "CALLBRIDGE_WINDOW_MARGIN_SECONDS", 0.3)
+    # Above 30 s the check at the send would no longer see every close (see CallingHours).
+    if not 0 <= value <= 30:
+        raise ValueError("CALLBRIDGE_WINDOW_MARGIN_SECONDS must be between 0 and 30")
+    return value
+
+
 def _log_format(raw: str | None) -> str:
     value = (raw or "text").strip().lower()
     if value not in ("text", "json"):
@@ -60,6 +68,9 @@ class Settings:
     sandbox_talk_seconds: float = 0.5
     # How long a provider request may take before it is treated as ambiguous.
     provider_timeout_seconds: float = 10.0
+    # Kept before a calling window closes, on top of the slowest recent create's round trip: a
+    # dial starts only if its create surely reaches the provider inside the window.
+    window_margin_seconds: float = 0.3
     dispatch_batch_size: int = 200
     default_from_number: str | None = None
     housekeeping_seconds: float = 5.0
@@ -127,6 +138,7 @@ class Settings:
             sandbox_ring_seconds=_float(env, "CALLBRIDGE_SANDBOX_RING_SECONDS", 0.2),
             sandbox_talk_seconds=_float(env, "CALLBRIDGE_SANDBOX_TALK_SECONDS", 0.5),
             provider_timeout_seconds=_float(env, "CALLBRIDGE_PROVIDER_TIMEOUT_SECONDS", 10.0),
+            window_margin_seconds=_window_margin(env),
             default_from_number=env.get("CALLBRIDGE_FROM_NUMBER") or None,
             housekeeping_seconds=_float(env, "CALLBRIDGE_HOUSEKEEPING_SECONDS", 5.0),
             shutdown_grace_seconds=_float(env, "CALLBRIDGE_SHUTDOWN_GRACE_SECONDS", 10.0),

@@ -12,6 +12,8 @@ import contextlib
 import logging
 import math
 import random
+import time
+from collections import deque
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 
@@ -65,6 +67,19 @@ RECHECK_LEAD = timedelta(milliseconds=300)
 SEND_MARGIN = timedelta(milliseconds=100)
 # How many fresh slots a dial takes before it goes out however late it is.
 MAX_RESLOTS = 5
+# A create must reach the provider while the calling window is still open in every zone of the
+# number. It leaves now and arrives within its round trip (the answer proves it arrived): so a
+# dial is started only if the window stays open until now + this margin + the slowest round trip
+# of the last CREATES_MEASURED answered creates. The margin covers what the measure cannot (a
+# slower create than the recent ones, a busy event loop at either end, clocks apart).
+DEFAULT_WINDOW_MARGIN_SECONDS = 0.3
+CREATES_MEASURED = 50
+# The most the measured round trip adds, whatever it is (a create answered that slowly is close
+# to the provider timeout anyway). It also keeps the whole span well under a minute, which the
+# window check relies on (see CallingHours.closed_at).
+MAX_MEASURED_CREATE = timedelta(seconds=10)
+# error_code of an attempt stopped before its create because the window would close first.
+WINDOW_CLOSED = "window_closed"
 # Calls placed this soon after the node started may have called back before it listened.
 STARTUP_GRACE = timedelta(seconds=5)
 # A call whose creation time is this much earlier than its attempt cannot be that attempt's.
@@ -126,10 +141,14 @@ class Dispatcher:
         batch_size: int = 200,
         idle_poll_seconds: float = 5.0,
         on_next_due: Callable[[datetime | None], None] | None = None,
+        window_margin_seconds: float = DEFAULT_WINDOW_MARGIN_SECONDS,
     ) -> None:
         self._sm = sessionmaker
         self._dialer = dialer
         self._provider_timeout = timedelta(seconds=provider_timeout_seconds)
+        self._window_margin = timedelta(seconds=window_margin_seconds)
+        # Round trips (seconds) of the latest answered creates.
+        self._create_round_trips: deque[float] = deque(maxlen=CREATES_MEASURED)
         self._batch_size = batch_size
         self._idle_poll = idle_poll_seconds
         self._on_next_due = on_next_due
@@ -167,6 +186,12 @@ class Dispatcher:
     @property
     def dials_in_flight(self) -> int:
         return len(self._tasks)
+
+    @property
+    def arrival_margin(self) -> timedelta:
+        """How long after it leaves a create may still be on its way to the provider."""
+        measured = timedelta(seconds=max(self._create_round_trips, default=0.0))
+        return self._window_margin + min(measured, MAX_MEASURED_CREATE)
 
     async def _run(self) -> None:
         while self._claiming:
@@ -267,19 +292,25 @@ class Dispatcher:
                 )
             )
             ready = await _callable(session, campaign, contacts, first_slot, room)
-            if not ready and contacts:
-                # Contacts settled here (do-not-call, expired) may have been the last open ones.
-                await session.flush()
-                await complete_if_finished(session, campaign, now)
             claimed: list[tuple[DialRequest, datetime]] = []
+            margin = self.arrival_margin
             for contact, allowed_at in ready:
                 if cps:
                     # The next free slot, or the first one after the contact's own instant.
-                    next_index = max(next_index, _slot_index(allowed_at, cps))
-                    at = _slot_time(next_index, cps)
-                    next_index += 1
+                    index = max(next_index, _slot_index(allowed_at, cps))
+                    at = _slot_time(index, cps)
                 else:
                     at = allowed_at
+                # A slot handed out ahead may lie past the window's close (or too near it for
+                # the create to arrive in time): such a dial is not claimed at all, and the
+                # contact waits for its next opening. The send checks again, against its own
+                # instant (_dial).
+                closed = policy.calling_hours(campaign, contact).closed_at(at, at + margin)
+                if closed is not None:
+                    _replan_after_close(session, campaign, contact, closed, now)
+                    continue
+                if cps:
+                    next_index = index + 1
                 contact.state = ContactState.IN_PROGRESS
                 contact.attempts_made += 1
                 contact.next_attempt_at = None
@@ -300,6 +331,10 @@ class Dispatcher:
                     self._paced[attempt.id] = cps
             if cps and claimed:
                 campaign.next_dial_at = _slot_time(next_index, cps)
+            if not claimed and contacts:
+                # Contacts settled here (do-not-call, expired) may have been the last open ones.
+                await session.flush()
+                await complete_if_finished(session, campaign, now)
             if len(claimed) >= free:
                 return claimed, None
             await session.flush()
@@ -327,7 +362,8 @@ class Dispatcher:
         # The re-check runs a moment before the dial's instant, so that its round trip (and any
         # wait for a database connection) does not make the dial late.
         await _sleep_until(at - RECHECK_LEAD)
-        if not await self._still_wanted(request):
+        hours = await self._still_wanted(request)
+        if hours is None:
             self.wake()
             return
         # Checked last, right before sending: any wait above may have made the dial late.
@@ -335,15 +371,28 @@ class Dispatcher:
             self.wake()
             return
         for retry in range(REFUSAL_RETRIES + 1):
+            # After every wait (the pacing slot, a back-off), immediately before the create
+            # leaves: the window must still be open when it reaches the provider.
             sent_at = utcnow()
+            closed = hours.closed_at(sent_at, sent_at + self.arrival_margin)
+            if closed is not None:
+                await self._stop_at_close(request, closed)
+                break
+            started = time.monotonic()
             try:
                 call_id = await self._dialer.place_call(request)
             except DialRefused as refusal:
+                self._create_round_trips.append(time.monotonic() - started)
                 if refusal.retryable and retry < REFUSAL_RETRIES:
                     await asyncio.sleep(_backoff(retry))
                     if not await self._renew_lease(request.attempt_id):
                         # The lease ran out during the back-off: housekeeping may be settling
                         # the attempt already, so another create could dial it a second time.
+                        break
+                    # As before the first create: a pause, a cancel or a do-not-call entry
+                    # since then stops the dial, and the calling hours are read again.
+                    hours = await self._still_wanted(request)
+                    if hours is None:
                         break
                     if cps is not None:
                         # Another create, and the provider counts it: it needs a slot of its own.
@@ -361,6 +410,7 @@ class Dispatcher:
                 log.exception("dialer failed for attempt %s", request.attempt_id)
                 await self._defer_reconciliation(request.attempt_id)
             else:
+                self._create_round_trips.append(time.monotonic() - started)
                 await self._record_dialed(request.attempt_id, call_id, sent_at)
                 log.info(
                     "dialled %s for attempt %s: %s", mask(request.to), request.attempt_id, call_id
@@ -391,18 +441,25 @@ class Dispatcher:
             )
             return renewed.rowcount == 1  # type: ignore[attr-defined]
 
-    async def _still_wanted(self, request: DialRequest) -> bool:
+    async def _still_wanted(self, request: DialRequest) -> policy.CallingHours | None:
         """Re-check just before dialling: a pause, a cancel or a do-not-call entry that arrived
-        since the claim stops the dial (the attempt is then not placed)."""
+        since the claim stops the dial (the attempt is then not placed).
+
+        Returns the contact's calling hours as they stand now (a campaign paused, edited and
+        resumed since the claim has new ones), for the window check at the send; None when the
+        dial is off.
+        """
         now = utcnow()
         async with self._sm.begin() as session:
             attempt = await session.get(Attempt, request.attempt_id, with_for_update=True)
             if attempt is None or attempt.status != AttemptStatus.DIALING:
-                return False
+                return None
             campaign = await session.get(Campaign, request.campaign_id)
             blocked = await blocked_numbers(session, request.campaign_id, [request.to])
             if campaign is not None and campaign.status == CampaignStatus.RUNNING and not blocked:
-                return True
+                contact = await session.get(Contact, request.contact_id)
+                if contact is not None:
+                    return policy.calling_hours(campaign, contact)
             await _mark_not_placed(session, attempt, now)
             contact = await session.get(Contact, request.contact_id)
             if contact is not None and contact.state == ContactState.PENDING:
@@ -413,7 +470,39 @@ class Dispatcher:
                 if contact.state == ContactState.DONE and campaign is not None:
                     await session.flush()
                     await complete_if_finished(session, campaign, now)
-            return False
+            return None
+
+    async def _stop_at_close(self, request: DialRequest, closed: datetime) -> None:
+        """The window would close before the create reached the provider: the attempt ends as
+        not placed (not counted against max_attempts, nothing dialled), with its reason, and the
+        contact waits for its window's next opening."""
+        log.info(
+            "attempt %s to %s not dialled: its calling window closes before the call would "
+            "reach the provider",
+            request.attempt_id,
+            mask(request.to),
+        )
+        now = utcnow()
+        async with self._sm.begin() as session:
+            attempt = await session.get(Attempt, request.attempt_id, with_for_update=True)
+            if attempt is None or attempt.status != AttemptStatus.DIALING:
+                return
+            attempt.error_code = WINDOW_CLOSED
+            attempt.error_message = (
+                "not dialled: the calling window closes before the call would reach the provider"
+            )
+            await _mark_not_placed(session, attempt, closed)
+            contact = await session.get(Contact, request.contact_id)
+            campaign = await session.get(Campaign, request.campaign_id)
+            if (
+                contact is not None
+                and campaign is not None
+                and contact.state == ContactState.PENDING
+            ):
+                _replan_after_close(session, campaign, contact, closed, now)
+                if contact.state == ContactState.DONE:
+                    await session.flush()
+                    await complete_if_finished(session, campaign, now)
 
     async def _wait_for_slot(self, request: DialRequest, at: datetime, cps: float | None) -> bool:
         """Sleep until the dial's pacing slot; False if the attempt was settled meanwhile.
@@ -656,6 +745,22 @@ async def _mark_not_placed(session: AsyncSession, attempt: Attempt, retry_at: da
         contact.attempts_made -= 1
         contact.state = ContactState.PENDING
         contact.next_attempt_at = retry_at
+
+
+def _replan_after_close(
+    session: AsyncSession, campaign: Campaign, contact: Contact, closed: datetime, now: datetime
+) -> None:
+    """Plan a contact whose dial could not be made before its window closed: the next opening
+    from ``closed`` on, or ``expired`` when there is none (the campaign's end comes first).
+
+    Caps need no second look: they held at the instant planned before, and a later instant
+    only leaves past dials further behind.
+    """
+    planned = policy.plan(campaign, contact, closed)
+    if planned is None:
+        finish_contact(session, contact, Disposition.EXPIRED, now)
+    else:
+        contact.next_attempt_at = planned
 
 
 async def _callable(

@@ -97,7 +97,8 @@ class Campaign(Base):
     start_at: Mapped[datetime | None]
     # Contacts not finished by then get disposition "expired".
     end_at: Mapped[datetime | None]
-    # The zone of numbers whose own zone is unknown, and of the cron schedule.
+    # The zone of numbers with no zone of their own (unknown, toll-free, country-wide), and of
+    # the cron schedule.
     timezone: Mapped[str] = mapped_column(String(64), default="UTC", server_default="UTC")
     # [{weekdays: [0..6], start: "HH:MM", end: "HH:MM"}] in the recipient's local time; None: any.
     calling_periods: Mapped[list[Any] | None] = mapped_column(JSON, default=None)

@@ -6,7 +6,10 @@ import functools
 import re
 from collections.abc import Callable, Collection, Iterable, Sequence
 from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from functools import lru_cache
 from typing import Literal
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import phonenumbers
 from phonenumbers import NumberParseException, PhoneNumberFormat, PhoneNumberType
@@ -25,6 +28,19 @@ RejectReason = Literal[
 
 # phonenumbers' placeholder when it cannot place a number; we report "no known zone" as ().
 _UNKNOWN_ZONE = "Etc/Unknown"
+
+# Candidate zones further apart than this do not place a number at all. They are what
+# phonenumbers answers when it can only say "somewhere in this country code": every zone of it,
+# for numbers of a non-geographic type (the NANP's toll-free and personal numbers get 42 zones,
+# 21 hours apart from Pago Pago to Guam; a Russian mobile, 16 zones 10 hours apart). Read as "the
+# window must be open in every one", no working-day window is ever open in all of them, and the
+# contact would end `expired` untried. No geographic prefix in phonenumbers' data spans more than
+# 4 hours, nor does any other whole country (Australia, 4.5 hours, is next), so 6 hours tells the
+# two apart; narrower lists (a Newfoundland area code's two zones, Mexico's toll-free numbers)
+# still place the number closely enough to honour every zone, the safe reading, and are kept.
+MAX_ZONE_SPREAD = timedelta(hours=6)
+# The instants the spread is measured at: a northern and a southern summer.
+_SPREAD_SAMPLES = (datetime(2025, 1, 15, tzinfo=UTC), datetime(2025, 7, 15, tzinfo=UTC))
 
 _MESSAGES: dict[str, str] = {
     "missing": "no phone number given",
@@ -121,8 +137,40 @@ def normalize(
     if kind == PhoneNumberType.UNKNOWN:
         raise PhoneRejected("invalid", raw)
     check_number_type(kind, number_types, raw)
-    zones = tuple(zone for zone in _time_zones(number, kind) if zone != _UNKNOWN_ZONE)
+    if kind == PhoneNumberType.TOLL_FREE:
+        # A freephone line rings wherever its owner routes it: the number says nothing about
+        # where the person answering is, so it has no zone of its own (the campaign's applies).
+        zones: tuple[str, ...] = ()
+    else:
+        zones = own_time_zones(_time_zones(number, kind))
     return Phone(e164=phonenumbers.format_number(number, PhoneNumberFormat.E164), time_zones=zones)
+
+
+def own_time_zones(zones: Iterable[str]) -> tuple[str, ...]:
+    """The zones that place a number: () when they are unknown or span a whole country."""
+    known = tuple(zone for zone in zones if zone != _UNKNOWN_ZONE)
+    if len(known) < 2:
+        return known
+    return () if _spread(known) > MAX_ZONE_SPREAD else known
+
+
+# Room for every distinct zone list in phonenumbers' data (about 300).
+@lru_cache(maxsize=1024)
+def _spread(zones: tuple[str, ...]) -> timedelta:
+    """How far apart the local times of ``zones`` are, at the widest of the sample instants."""
+    widest = timedelta(0)
+    for instant in _SPREAD_SAMPLES:
+        offsets = []
+        for name in zones:
+            try:
+                offset = instant.astimezone(ZoneInfo(name)).utcoffset()
+            except (ZoneInfoNotFoundError, ValueError):
+                continue  # a name this system's tz database lacks places nothing
+            if offset is not None:
+                offsets.append(offset)
+        if offsets:
+            widest = max(widest, max(offsets) - min(offsets))
+    return widest
 
 
 def _time_zones(number: phonenumbers.PhoneNumber, kind: int) -> tuple[str, ...]:

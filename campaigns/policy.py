@@ -14,8 +14,8 @@ from typing import Any
 
 from campaigns.compliance import rule_for, rule_windows
 from campaigns.models import Campaign, Contact, Disposition
-from campaigns.phones import ANY_NUMBER_TYPE, normalize
-from campaigns.windows import Window, WindowError, next_open, parse_periods, zone
+from campaigns.phones import ANY_NUMBER_TYPE, normalize, own_time_zones
+from campaigns.windows import Window, WindowError, is_open, next_open, parse_periods, zone
 
 # Provider error codes that no retry can fix: the number itself is unusable.
 PERMANENT_ERROR_CODES = frozenset({"21211", "21214", "21215", "21216", "21217", "21202"})
@@ -109,7 +109,13 @@ def validate_campaign_rules(campaign: Campaign) -> None:
 
 
 def zones_for(campaign: Campaign, contact: Contact) -> list[str]:
-    zones = contact.time_zones or []
+    """The zones whose local time the contact's windows are read in.
+
+    A number with no zone of its own (unknown, toll-free, or zones spanning a whole country)
+    follows the campaign's zone. Stored zones go through the same rule again, so that contacts
+    imported before it (a toll-free number with 42 zones) are treated the same way.
+    """
+    zones = own_time_zones(contact.time_zones or ())
     if contact.number_index:
         # An alternate number may be somewhere else entirely.
         zones = normalize(contact.current_number, "US", ANY_NUMBER_TYPE).time_zones
@@ -121,6 +127,42 @@ def windows_for(campaign: Campaign, phone_number: str) -> list[Window]:
     if campaign.calling_periods is not None:
         windows.append(parse_periods(campaign.calling_periods))
     return windows
+
+
+@dataclass(frozen=True)
+class CallingHours:
+    """When one contact may be dialled: every window in every zone, and before the campaign's end.
+
+    Worked out when a dial is claimed and again just before it (the geocoder behind us_tcpa is
+    not free), then asked about the instants of the dial itself, right before it leaves.
+    """
+
+    windows: tuple[Window, ...]
+    zones: tuple[str, ...]
+    end_at: datetime | None
+
+    def closed_at(self, first: datetime, last: datetime) -> datetime | None:
+        """The first of ``first`` and ``last`` at which no dial may reach the provider; None if
+        it may at both.
+
+        Looking at the two ends is enough for the spans this is asked about (under a minute):
+        periods start and end on whole minutes of local time, and a daylight-saving change moves
+        the clock by half an hour at least, so a window never closes and reopens in between.
+        """
+        for instant in (first, last):
+            if self.end_at is not None and instant >= self.end_at:
+                return instant
+            if self.windows and not is_open(self.windows, self.zones, instant):
+                return instant
+        return None
+
+
+def calling_hours(campaign: Campaign, contact: Contact) -> CallingHours:
+    return CallingHours(
+        windows=tuple(windows_for(campaign, contact.current_number)),
+        zones=tuple(zones_for(campaign, contact)),
+        end_at=campaign.end_at,
+    )
 
 
 def plan(

@@ -15,12 +15,13 @@ from sqlalchemy import select
 
 from bridge.migrate import upgrade_to_head
 from campaigns import dispatcher as dispatcher_module
+from campaigns import dnc
 from campaigns.db import make_engine, make_sessionmaker
 from campaigns.dialing import DialRefused, DialRequest, ProviderCall
 from campaigns.dispatcher import Dispatcher
 from campaigns.importer import import_contacts
 from campaigns.lifecycle import CampaignSpec, create_campaign, start_now
-from campaigns.models import Attempt, AttemptStatus
+from campaigns.models import Attempt, AttemptStatus, Contact
 
 
 class BusyProvider:
@@ -98,5 +99,37 @@ async def test_a_refused_create_is_retried_only_while_the_lease_holds(
             assert attempt.provider_call_id == f"CA{2:032d}"
         assert len(set(provider.creates)) == 1  # one attempt throughout
         await dispatcher.stop(drain_seconds=0)
+    finally:
+        await engine.dispose()
+
+
+async def test_a_number_listed_during_the_back_off_is_not_tried_again(database_url: str) -> None:
+    """A do-not-call entry committed while a refused create waits for its retry stops the retry:
+    the number is never dialled after its entry is committed."""
+    engine = make_engine(database_url)
+    try:
+        await upgrade_to_head(engine)
+        sm = make_sessionmaker(engine)
+        campaign = await create_campaign(sm, CampaignSpec(name="retries", max_attempts=1))
+        await import_contacts(
+            sm, campaign.id, io.BytesIO(b"phone_number\n+12125550100\n"), default_region="US"
+        )
+        await start_now(sm, campaign.id)
+        provider = BusyProvider(refusals=1, answer_after=0.5)
+        dispatcher = Dispatcher(sm, provider, provider_timeout_seconds=5)
+        dispatcher.start()
+        deadline = time.monotonic() + 15
+        while not provider.creates:
+            assert time.monotonic() < deadline, "no create"
+            await asyncio.sleep(0.01)
+        async with sm.begin() as session:
+            await dnc.add(session, "+12125550100", None, "asked during the call set-up")
+        attempt = await the_attempt(sm, settled=True)
+        await dispatcher.stop(drain_seconds=5)
+        async with sm() as session:
+            contact = (await session.scalars(select(Contact))).one()
+        assert provider.creates == [attempt.id]
+        assert attempt.status == AttemptStatus.NOT_PLACED
+        assert contact.disposition == "dnc"
     finally:
         await engine.dispose()

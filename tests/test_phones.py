@@ -1,3 +1,6 @@
+from datetime import UTC, datetime
+from zoneinfo import ZoneInfo
+
 import phonenumbers
 import pytest
 from phonenumbers import NumberParseException, PhoneNumberFormat, PhoneNumberType
@@ -25,8 +28,33 @@ def test_explicit_country_code_wins_over_default_region() -> None:
 
 
 def test_number_spanning_zones_lists_them_all() -> None:
-    zones = normalize("+1 800 555 1234", "US").time_zones
-    assert {"America/New_York", "America/Los_Angeles", "Pacific/Honolulu"} <= set(zones)
+    # Idaho's area code covers Boise (Mountain) and the north of the state (Pacific).
+    assert normalize("+1 208 555 0100", "US").time_zones == ("America/Boise", "America/Los_Angeles")
+
+
+@pytest.mark.parametrize(
+    "raw",
+    [
+        "+1 800 555 1234",  # NANP toll-free: 42 zones, Pago Pago to Guam
+        "+1 888 555 0100",
+        "+44 800 123 4567",  # toll-free even where the country has one time
+        "+7 912 345 6789",  # a Russian mobile: every zone of Russia, 10 hours apart
+    ],
+)
+def test_numbers_with_no_place_of_their_own_have_no_zone(raw: str) -> None:
+    assert normalize(raw, "US").time_zones == ()
+
+
+def test_a_country_wide_list_that_still_places_the_number_is_kept() -> None:
+    # A British mobile: London and the Crown dependencies, which keep London's time.
+    assert set(normalize("+44 7400 123456", "US").time_zones) == {
+        "Europe/London",
+        "Europe/Guernsey",
+        "Europe/Isle_of_Man",
+        "Europe/Jersey",
+    }
+    # An Australian mobile: 4.5 hours from Cocos to Lord Howe, a working day still fits.
+    assert "Australia/Perth" in normalize("+61 412 345 678", "US").time_zones
 
 
 def test_unknown_zone_is_an_empty_tuple(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -63,7 +91,20 @@ def plainly(raw: str, region: str) -> Phone | str:
     if kind not in CALLED_BY_DEFAULT:
         return "number_type_not_allowed"
     zones = tuple(zone for zone in time_zones_for_number(number) if zone != "Etc/Unknown")
+    if phonenumbers.number_type(number) == PhoneNumberType.TOLL_FREE or hours_apart(zones) > 6:
+        zones = ()
     return Phone(phonenumbers.format_number(number, PhoneNumberFormat.E164), zones)
+
+
+def hours_apart(zones: tuple[str, ...]) -> float:
+    """The widest gap between the zones' UTC offsets in January and in July."""
+    widest = 0.0
+    for month in (1, 7):
+        instant = datetime(2025, month, 15, tzinfo=UTC)
+        offsets = [instant.astimezone(ZoneInfo(z)).utcoffset().total_seconds() for z in zones]
+        if offsets:
+            widest = max(widest, (max(offsets) - min(offsets)) / 3600)
+    return widest
 
 
 SAMPLES = [

@@ -6,8 +6,10 @@ from __future__ import annotations
 from collections import Counter
 from datetime import UTC, datetime, timedelta
 
+import phonenumbers
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from phonenumbers.timezone import time_zones_for_number
 
 from campaigns import policy
 from campaigns.models import Campaign, Contact, Disposition
@@ -15,7 +17,7 @@ from campaigns.phones import normalize
 from campaigns.windows import is_open, parse_periods, zone
 
 # Numbers whose candidate zones differ: single zones, area codes spanning two zones, toll-free
-# (dozens of zones), a 30-minute DST zone, and one with no zone (the campaign's is used).
+# (no zone of its own), a 30-minute DST zone, and one with no zone (the campaign's is used).
 SAMPLE_NUMBERS = [
     "+12125550100",  # New York
     "+13105550100",  # Los Angeles
@@ -23,7 +25,7 @@ SAMPLE_NUMBERS = [
     "+12085550100",  # Idaho: Boise and Los Angeles
     "+16055550100",  # South Dakota: Chicago and Denver
     "+19155550100",  # El Paso
-    "+18005550100",  # toll-free: every US zone
+    "+18005550100",  # toll-free: no zone of its own (the campaign's is used)
     "+442079460000",  # London
     "+61255501234",  # Australia (several zones)
 ]
@@ -164,3 +166,68 @@ def test_us_tcpa_uses_the_stricter_state_hours() -> None:
     # 20:30 in Miami: inside the federal 21:00 limit, outside Florida's 20:00.
     evening = datetime(2026, 6, 10, 0, 30, tzinfo=UTC)
     assert policy.plan(campaign, florida, evening) == datetime(2026, 6, 10, 12, tzinfo=UTC)
+
+
+def test_a_number_stored_with_every_zone_of_its_country_follows_the_campaigns_zone() -> None:
+    # Contacts imported before toll-free numbers lost their zones still hold phonenumbers' 42
+    # NANP zones, from Pago Pago to Guam: no 09:00-17:00 instant is inside all of them.
+    every_zone = list(time_zones_for_number(phonenumbers.parse("+18005550100")))
+    assert len(every_zone) > 40
+    campaign = Campaign(
+        id="cmp_tf",
+        timezone="America/Chicago",
+        calling_periods=[{"weekdays": [0, 1, 2, 3, 4, 5, 6], "start": "09:00", "end": "17:00"}],
+        max_attempts=3,
+        retry_delay_seconds=60,
+    )
+    for zones in (every_zone, list(normalize("+18005550100", "US").time_zones)):
+        contact = Contact(id="ct", phone_number="+18005550100", time_zones=zones)
+        contact.attempts_made = 0
+        assert policy.zones_for(campaign, contact) == ["America/Chicago"]
+        # 08:00 in Chicago: the first call at 09:00 there (15:00 UTC).
+        at = policy.plan(campaign, contact, datetime(2027, 1, 13, 14, tzinfo=UTC))
+        assert at == datetime(2027, 1, 13, 15, tzinfo=UTC)
+
+
+@given(
+    calling_periods=periods(),
+    number=st.sampled_from(SAMPLE_NUMBERS),
+    rule_set=st.sampled_from([None, "us_tcpa"]),
+    start=st.sampled_from(DST_DATES),
+    days=st.integers(0, 2),
+    pick=st.integers(0, 10),
+    before=st.floats(0, 30),
+    span=st.floats(0, 30),
+)
+@settings(max_examples=400, deadline=None)
+def test_a_dial_allowed_at_both_ends_of_its_span_is_allowed_throughout(
+    calling_periods: list[dict[str, object]],
+    number: str,
+    rule_set: str | None,
+    start: datetime,
+    days: int,
+    pick: int,
+    before: float,
+    span: float,
+) -> None:
+    """The window check before a send looks at the create's departure and its latest arrival
+    only (spans of up to 30 s): nothing in between may be outside the window. The spans are
+    drawn around the end of a period in one of the number's zones, where a window closes."""
+    campaign = Campaign(
+        id="cmp_s", timezone="UTC", calling_periods=calling_periods, rule_set=rule_set
+    )
+    contact = Contact(
+        id="ct_s", phone_number=number, time_zones=list(normalize(number, "US").time_zones)
+    )
+    hours = policy.calling_hours(campaign, contact)
+    tz = zone(hours.zones[pick % len(hours.zones)])
+    period = calling_periods[pick % len(calling_periods)]
+    hour, minute = (int(part) for part in str(period["end"]).split(":"))
+    day = start.astimezone(tz).date() + timedelta(days=days)
+    end = datetime.combine(day, datetime.min.time(), tz) + timedelta(hours=hour, minutes=minute)
+    first = end.astimezone(UTC) - timedelta(seconds=before)
+    last = first + timedelta(seconds=span)
+    if hours.closed_at(first, last) is None:
+        for step in range(0, 41):
+            instant = first + (last - first) * step / 40
+            assert is_open(list(hours.windows), list(hours.zones), instant), instant
