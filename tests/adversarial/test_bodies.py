@@ -167,3 +167,51 @@ async def test_json_and_form_bodies_past_their_limit_get_the_same_413(service: S
         f"{service.url}/webhooks/twilio/status", form, "application/x-www-form-urlencoded"
     )
     assert status == 413 and answer["error"]["code"] == "body_too_large", answer
+
+
+async def test_other_requests_answer_while_a_large_import_runs(
+    service: Service, database_url: str
+) -> None:
+    """Attack: a large do-not-call import (50,000 numbers) keeps the service busy. Promise
+    (issue 11, point 9): the file is imported whole, and while it is being imported other
+    requests are answered: the import's parsing runs off the event loop. On PostgreSQL a
+    database read answers too; SQLite has one connection, which the import's single transaction
+    holds until it commits, so only requests without the database are checked there."""
+    body = ("phone_number\n" + "".join(f"{n}\n" for n in dnc_numbers(50_000))).encode()
+    probes = ["/healthz"]
+    if database_url.startswith("postgresql"):
+        probes.append("/api/v1/campaigns")
+    sent = asyncio.Event()
+
+    async def upload() -> AsyncIterator[bytes]:
+        async for piece in trickle(body, 256 * 1024):
+            yield piece
+        sent.set()
+
+    answered: dict[str, list[float]] = {probe: [] for probe in probes}
+    async with aiohttp.ClientSession(headers=AUTH) as session:
+
+        async def importing() -> Any:
+            async with session.post(
+                f"{service.url}/api/v1/dnc", data=upload(), headers={"Content-Type": "text/csv"}
+            ) as response:
+                assert response.status == 200, await response.text()
+                return await response.json()
+
+        task = asyncio.create_task(importing())
+        await sent.wait()
+
+        async def probe(path: str) -> None:
+            while not task.done():
+                began = asyncio.get_running_loop().time()
+                async with session.get(f"{service.url}{path}") as response:
+                    assert response.status == 200, await response.text()
+                if not task.done():  # answered while the import was still running
+                    answered[path].append(asyncio.get_running_loop().time() - began)
+
+        await asyncio.gather(*(probe(path) for path in probes))
+        report = await task
+    assert report["added"] == 50_000
+    for path, latencies in answered.items():
+        assert latencies, f"{path} never answered while the import ran"
+        print(f"{path}: {len(latencies)} answers during the import, slowest {max(latencies):.3f} s")
