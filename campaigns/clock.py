@@ -11,11 +11,12 @@ from datetime import UTC, datetime, timedelta, tzinfo
 
 _offset = timedelta(0)
 
-# The instants accepted from users (start and end dates, reminder times, scheduled batches):
-# wide enough for any campaign, narrow enough that converting zones, adding retry delays and
-# storing never step out of datetime's range (years 1-9999), where Python raises OverflowError.
-EARLIEST = datetime(1970, 1, 1, tzinfo=UTC)
-LATEST = datetime(2200, 1, 1, tzinfo=UTC)
+# The instants accepted from users (start and end dates, reminder times, scheduled batches,
+# filters): wider than any campaign or query needs, and far enough inside datetime's range
+# (years 1-9999) that converting zones, adding retry delays or searching calling windows never
+# steps out of it, where Python raises OverflowError.
+EARLIEST = datetime(1900, 1, 1, tzinfo=UTC)
+LATEST = datetime(9000, 1, 1, tzinfo=UTC)
 
 
 class BadInstant(ValueError):
