@@ -10,7 +10,8 @@ from __future__ import annotations
 import asyncio
 import csv
 import io
-from collections.abc import Iterator, Sequence
+from collections.abc import Generator, Sequence
+from contextlib import suppress
 from dataclasses import dataclass, field
 from typing import Any, BinaryIO
 
@@ -124,15 +125,20 @@ async def import_file(
     """
     report = DncImportReport()
     batches = _parsed_batches(source, default_region)
-    async with sessionmaker.begin() as session:
-        while (batch := await asyncio.to_thread(next, batches, None)) is not None:
-            report.rows += batch.rows
-            report.rejected += len(batch.errors)
-            room = MAX_REPORTED_ERRORS - len(report.errors)
-            report.errors.extend(batch.errors[: max(room, 0)])
-            added = await _add_many(session, batch.numbers, campaign_id)
-            report.added += added
-            report.already_listed += len(batch.numbers) - added
+    try:
+        async with sessionmaker.begin() as session:
+            while (batch := await asyncio.to_thread(next, batches, None)) is not None:
+                report.rows += batch.rows
+                report.rejected += len(batch.errors)
+                room = MAX_REPORTED_ERRORS - len(report.errors)
+                report.errors.extend(batch.errors[: max(room, 0)])
+                added = await _add_many(session, batch.numbers, campaign_id)
+                report.added += added
+                report.already_listed += len(batch.numbers) - added
+    finally:
+        # Let go of the file now, while the caller still has it open (not when collected).
+        if not batches.gi_running:
+            batches.close()
     return report
 
 
@@ -167,7 +173,7 @@ async def _add_many(
     return len((await session.execute(statement)).all())
 
 
-def _parsed_batches(source: BinaryIO, default_region: str) -> Iterator[_Batch]:
+def _parsed_batches(source: BinaryIO, default_region: str) -> Generator[_Batch, None, None]:
     """The file's rows in batches, numbers checked; CPU work, meant to run in a thread."""
     text = io.TextIOWrapper(source, encoding="utf-8-sig", newline="")
     try:
@@ -200,7 +206,8 @@ def _parsed_batches(source: BinaryIO, default_region: str) -> Iterator[_Batch]:
             yield batch
     finally:
         # The caller owns the file: do not let the wrapper close it when collected.
-        text.detach()
+        with suppress(ValueError):
+            text.detach()
 
 
 def _record(reader: Any, where: str) -> list[str] | None:
