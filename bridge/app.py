@@ -18,6 +18,7 @@ from bridge.api import dnc as dnc_api
 from bridge.api import lifecycle as lifecycle_api
 from bridge.api import lists as lists_api
 from bridge.api.auth import api_auth_middleware
+from bridge.api.bodies import FORM_LIMIT_BYTES
 from bridge.api.errors import error_middleware
 from bridge.api.setup import setup as api_setup
 from bridge.background import background_tasks
@@ -54,7 +55,11 @@ RESTART_SWEEP_SECONDS = 30.0
 
 
 def create_app(settings: Settings) -> web.Application:
-    app = web.Application(middlewares=[error_middleware, api_auth_middleware])
+    # client_max_size bounds the bodies aiohttp reads for us (forms: Twilio callbacks, the
+    # sandbox); every other body is read by bridge.api.bodies under its route's limit.
+    app = web.Application(
+        middlewares=[error_middleware, api_auth_middleware], client_max_size=FORM_LIMIT_BYTES
+    )
     app[SETTINGS] = settings
     # A rehearsal's shifted clock (sandbox only): the whole process shares one clock.
     set_offset(settings.clock_offset_seconds if settings.sandbox else 0.0)

@@ -1,14 +1,39 @@
-"""Do-not-call lists: one global (campaign_id NULL) and one per campaign."""
+"""Do-not-call lists: one global (campaign_id NULL) and one per campaign.
+
+A CSV of numbers is imported in one transaction: every row of the file is stored, or none (a file
+refused half-way, or a failure while storing, leaves the lists as they were). The file is parsed in
+a thread, batch by batch, so a large one never holds up the event loop.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import asyncio
+import csv
+import io
+from collections.abc import Generator, Sequence
+from contextlib import suppress
+from dataclasses import dataclass, field
+from typing import Any, BinaryIO
 
 from sqlalchemy import delete, or_, select
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from campaigns.clock import utcnow
 from campaigns.models import DncEntry
-from campaigns.sqlutil import insert_ignoring_conflicts
+from campaigns.phones import ANY_NUMBER_TYPE, PhoneRejected, normalize
+from campaigns.sqlutil import insert_ignoring_conflicts, insert_many_ignoring_conflicts
+
+PHONE_COLUMN = "phone_number"
+REASON_COLUMN = "reason"
+_BATCH_ROWS = 1_000
+_MAX_REASON_CHARS = 200  # DncEntry.reason is String(200)
+_MAX_VALUE_CHARS = 64  # of a rejected cell, echoed in the report
+# The report keeps the first rejected rows only; the counts stay exact.
+MAX_REPORTED_ERRORS = 1_000
+
+
+class DncFileRefused(ValueError):
+    """The whole file is refused (nothing is stored); the message is meant for the user."""
 
 
 def _scope(campaign_id: str | None):  # type: ignore[no-untyped-def]
@@ -58,3 +83,149 @@ async def remove(session: AsyncSession, phone_number: str, campaign_id: str | No
         delete(DncEntry).where(DncEntry.phone_number == phone_number, _scope(campaign_id))
     )
     return bool(result.rowcount)  # type: ignore[attr-defined]
+
+
+@dataclass
+class DncImportReport:
+    rows: int = 0
+    added: int = 0
+    already_listed: int = 0
+    rejected: int = 0
+    # The first rejected rows only (the counts stay exact): {row, value, reason}.
+    errors: list[dict[str, Any]] = field(default_factory=list)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "rows": self.rows,
+            "added": self.added,
+            "already_listed": self.already_listed,
+            "rejected": self.rejected,
+            "errors": self.errors,
+        }
+
+
+@dataclass(slots=True)
+class _Batch:
+    rows: int = 0
+    numbers: list[tuple[str, str | None]] = field(default_factory=list)  # (E.164, reason)
+    errors: list[dict[str, Any]] = field(default_factory=list)
+
+
+async def import_file(
+    sessionmaker: async_sessionmaker[AsyncSession],
+    source: BinaryIO,
+    *,
+    campaign_id: str | None,
+    default_region: str,
+) -> DncImportReport:
+    """Add every number of a CSV (column ``phone_number``, optional ``reason``) to one list.
+
+    One transaction: all the file's valid numbers, or nothing. Raises DncFileRefused (nothing
+    stored) for a file that is not a UTF-8 CSV with a phone_number column.
+    """
+    report = DncImportReport()
+    batches = _parsed_batches(source, default_region)
+    try:
+        async with sessionmaker.begin() as session:
+            while (batch := await asyncio.to_thread(next, batches, None)) is not None:
+                report.rows += batch.rows
+                report.rejected += len(batch.errors)
+                room = MAX_REPORTED_ERRORS - len(report.errors)
+                report.errors.extend(batch.errors[: max(room, 0)])
+                added = await _add_many(session, batch.numbers, campaign_id)
+                report.added += added
+                report.already_listed += len(batch.numbers) - added
+    finally:
+        # Let go of the file now, while the caller still has it open (not when collected).
+        if not batches.gi_running:
+            batches.close()
+    return report
+
+
+async def _add_many(
+    session: AsyncSession, numbers: list[tuple[str, str | None]], campaign_id: str | None
+) -> int:
+    """Store the numbers not yet on the list; how many were added (repeats count once)."""
+    first: dict[str, str | None] = {}
+    for e164, reason in numbers:
+        first.setdefault(e164, reason)
+    listed = set(
+        await session.scalars(
+            select(DncEntry.phone_number).where(
+                DncEntry.phone_number.in_(first), _scope(campaign_id)
+            )
+        )
+    )
+    now = utcnow()
+    rows = [
+        {"phone_number": e164, "campaign_id": campaign_id, "reason": reason, "created_at": now}
+        for e164, reason in first.items()
+        if e164 not in listed
+    ]
+    if not rows:
+        return 0
+    statement = insert_many_ignoring_conflicts(
+        session,
+        DncEntry.__table__,  # type: ignore[arg-type]
+        rows,
+        DncEntry.id,
+    )
+    return len((await session.execute(statement)).all())
+
+
+def _parsed_batches(source: BinaryIO, default_region: str) -> Generator[_Batch, None, None]:
+    """The file's rows in batches, numbers checked; CPU work, meant to run in a thread."""
+    text = io.TextIOWrapper(source, encoding="utf-8-sig", newline="")
+    try:
+        reader = csv.reader(text)
+        header = _record(reader, "The header row")
+        columns = {name.strip().lower(): index for index, name in enumerate(header or [])}
+        if PHONE_COLUMN not in columns:
+            raise DncFileRefused(f"The CSV has no {PHONE_COLUMN} column.")
+        phone, reason = columns[PHONE_COLUMN], columns.get(REASON_COLUMN)
+        row_number = 1  # the header is row 1, as a spreadsheet shows it
+        batch = _Batch()
+        while (record := _record(reader, f"Row {row_number + 1}")) is not None:
+            row_number += 1
+            if not any(cell.strip() for cell in record):
+                continue  # blank lines (or ",,," ones) are not rows
+            value = record[phone].strip() if phone < len(record) else ""
+            try:
+                # Any valid number may be listed, whatever its type: a campaign may come to
+                # allow that type later, and a listed number is never dialled anyway.
+                e164 = normalize(value, default_region, ANY_NUMBER_TYPE).e164
+            except PhoneRejected as exc:
+                shown = value.replace("\x00", "")[:_MAX_VALUE_CHARS]
+                batch.errors.append({"row": row_number, "value": shown, "reason": exc.reason})
+            else:
+                batch.numbers.append((e164, _reason(record, reason)))
+            batch.rows += 1
+            if batch.rows >= _BATCH_ROWS:
+                yield batch
+                batch = _Batch()
+        if batch.rows:
+            yield batch
+    finally:
+        # The caller owns the file: do not let the wrapper close it when collected.
+        with suppress(ValueError):
+            text.detach()
+
+
+def _record(reader: Any, where: str) -> list[str] | None:
+    try:
+        return next(reader, None)
+    except UnicodeDecodeError as exc:
+        raise DncFileRefused(
+            "The file is not UTF-8 text. Save it as 'CSV UTF-8' and upload it again."
+        ) from exc
+    except csv.Error as exc:
+        raise DncFileRefused(f"{where} is not valid CSV: {exc}.") from exc
+
+
+def _reason(record: list[str], column: int | None) -> str | None:
+    if column is None or column >= len(record):
+        return None
+    # A note, not the number: a stray NUL (which PostgreSQL cannot store) or an overlong text
+    # must not keep the number off the list, so they are trimmed rather than refused.
+    note = record[column].replace("\x00", "").strip()[:_MAX_REASON_CHARS]
+    return note or None

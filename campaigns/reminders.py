@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from datetime import UTC, datetime
+from datetime import datetime
 
+from campaigns.clock import BadInstant, parse_instant
 from campaigns.windows import WindowError, zone
 
 
@@ -13,15 +14,12 @@ class BadCallAt(ValueError):
 
 
 def parse_call_at(raw: str, zones: Sequence[str], default_zone: str) -> datetime:
-    text = raw.strip()
+    # A naive time is the recipient's wall clock: their (first) zone, else the campaign's.
     try:
-        value = datetime.fromisoformat(text.replace("Z", "+00:00"))
-    except ValueError as exc:
-        raise BadCallAt(f"call_at is not ISO 8601: {raw!r}") from exc
-    if value.tzinfo is None:
-        # A naive time is the recipient's wall clock: their (first) zone, else the campaign's.
-        try:
-            value = value.replace(tzinfo=zone(zones[0] if zones else default_zone))
-        except WindowError as exc:
-            raise BadCallAt(str(exc)) from exc
-    return value.astimezone(UTC)
+        local = zone(zones[0] if zones else default_zone)
+    except WindowError as exc:
+        raise BadCallAt(str(exc)) from exc
+    try:
+        return parse_instant(raw, local)
+    except BadInstant as exc:
+        raise BadCallAt(f"call_at: {exc}") from exc

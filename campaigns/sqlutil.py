@@ -18,3 +18,11 @@ def insert_ignoring_conflicts(session: AsyncSession, table: Table, values: dict[
     module = postgresql if dialect_name(session) == "postgresql" else sqlite
     pk = next(iter(table.primary_key.columns))
     return module.insert(table).values(**values).on_conflict_do_nothing().returning(pk)
+
+
+def insert_many_ignoring_conflicts(
+    session: AsyncSession, table: Table, rows: list[dict[str, Any]], returning: Any
+) -> Any:
+    """One multi-row INSERT … ON CONFLICT DO NOTHING RETURNING ``returning`` of the rows added."""
+    module = postgresql if dialect_name(session) == "postgresql" else sqlite
+    return module.insert(table).values(rows).on_conflict_do_nothing().returning(returning)

@@ -13,7 +13,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import time
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
 from aiohttp import web
@@ -26,7 +26,7 @@ from bridge.api.openapi import Api, Response, body_of, query_of
 from bridge.keys import DISPATCHER, SCHEDULER, SESSIONMAKER
 from campaigns.api_tables import BatchCall
 from campaigns.batches import BATCH_STATUS, batch_counts, recipients, retry_batch, touch
-from campaigns.clock import utcnow
+from campaigns.clock import BadInstant, from_unix, utcnow
 from campaigns.contact_list import ContactItem, add_parsed, parse_items
 from campaigns.editing import delete_draft
 from campaigns.importer import ImportReport, RowError
@@ -338,7 +338,15 @@ def _spec(body: dict[str, Any]) -> CampaignSpec:
         values["machine_detection"] = {"enable": "Enable"}.get(mode, "DetectMessageEnd")
     scheduled = body.get("scheduled_time_unix")
     if scheduled and scheduled > time.time():
-        values["start_at"] = datetime.fromtimestamp(scheduled, UTC)
+        try:
+            values["start_at"] = from_unix(scheduled)
+        except BadInstant as exc:
+            raise ApiError(
+                422,
+                "invalid_field",
+                f"scheduled_time_unix: {exc}",
+                {"field": "scheduled_time_unix"},
+            ) from exc
     names = {f.name for f in dataclasses.fields(CampaignSpec)}
     if body.get("timezone") and "timezone" in names:
         values["timezone"] = body["timezone"]

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import tempfile
 from collections.abc import Callable
 from datetime import datetime
@@ -12,11 +11,12 @@ from aiohttp import web
 from sqlalchemy import ColumnElement, func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from bridge.api.bodies import spool_body
 from bridge.api.errors import ApiError
 from bridge.api.export import export_response
 from bridge.api.openapi import PAGE_HEADERS, PAGE_QUERY, Api, Response, body_of, query_of, ref
 from bridge.keys import DISPATCHER, SCHEDULER, SESSIONMAKER
-from campaigns.clock import utcnow
+from campaigns.clock import BadInstant, parse_instant, utcnow
 from campaigns.contact_list import ContactItem, add_contacts
 from campaigns.editing import delete_draft, update_campaign
 from campaigns.importer import ImportReport, import_contacts
@@ -179,12 +179,9 @@ def _spec_from(body: dict[str, Any]) -> CampaignSpec:
 
 def _parse_instant(raw: str, field: str) -> datetime:
     try:
-        value = datetime.fromisoformat(raw.replace("Z", "+00:00"))
-    except ValueError as exc:
-        raise ApiError(422, "invalid_field", f"{field} must be ISO 8601", {"field": field}) from exc
-    if value.tzinfo is None:
-        raise ApiError(422, "invalid_field", f"{field} needs a UTC offset", {"field": field})
-    return value
+        return parse_instant(raw)
+    except BadInstant as exc:
+        raise ApiError(422, "invalid_field", f"{field}: {exc}", {"field": field}) from exc
 
 
 def _field_schema(types: type | tuple[type, ...], nullable: bool) -> dict[str, Any]:
@@ -632,12 +629,8 @@ async def _import_csv(request: web.Request, campaign: Campaign) -> ImportReport:
         raise ApiError(415, "unsupported_media_type", "send the contacts as text/csv or JSON")
     phone_column = query_of(request).get("phone_column", "phone_number")
     with tempfile.SpooledTemporaryFile(max_size=SPOOL_BYTES) as spool:
-        size = 0
-        async for chunk in request.content.iter_chunked(256 * 1024):
-            size += len(chunk)
-            if size > MAX_UPLOAD_BYTES:
-                raise ApiError(413, "too_large", f"CSV larger than {MAX_UPLOAD_BYTES} bytes")
-            await asyncio.to_thread(spool.write, chunk)
+        # Read whole before the import starts: a body past the limit or cut short stores nothing.
+        await spool_body(request, spool, MAX_UPLOAD_BYTES)
         spool.seek(0)
         return await import_contacts(
             request.app[SESSIONMAKER],

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import logging
 from typing import Any
 
@@ -40,7 +39,9 @@ async def error_middleware(request: web.Request, handler: Any) -> web.StreamResp
     except web.HTTPException as exc:
         if exc.content_type == "application/json" or exc.status < 400:
             raise
-        return error_response(exc.status, _code_for(exc.status), exc.reason)
+        # A 413 from aiohttp says the limit in its text; other reasons are enough on their own.
+        message = exc.text if exc.status == 413 and exc.text else exc.reason
+        return error_response(exc.status, _code_for(exc.status), message)
 
 
 def _code_for(status: int) -> str:
@@ -51,17 +52,8 @@ def _code_for(status: int) -> str:
         404: "not_found",
         405: "method_not_allowed",
         409: "conflict",
-        413: "too_large",
+        # aiohttp's own refusal of a form past client_max_size: the same code as bodies.py's.
+        413: "body_too_large",
         422: "unprocessable",
         429: "rate_limited",
     }.get(status, "error")
-
-
-async def json_body(request: web.Request) -> dict[str, Any]:
-    try:
-        body = await request.json()
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise ApiError(400, "bad_json", f"request body is not valid JSON: {exc}") from exc
-    if not isinstance(body, dict):
-        raise ApiError(400, "bad_json", "request body must be a JSON object")
-    return body

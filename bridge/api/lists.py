@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import asyncio
 import tempfile
 from typing import Any
 
 from aiohttp import web
 from sqlalchemy import select
 
+from bridge.api.bodies import spool_body
 from bridge.api.campaigns import iso
 from bridge.api.errors import ApiError
 from bridge.api.openapi import Api, query_of
@@ -79,12 +79,7 @@ async def replace(request: web.Request) -> web.Response:
     name = _name(request)
     query = query_of(request)
     with tempfile.SpooledTemporaryFile(max_size=8 * 1024**2) as spool:
-        size = 0
-        async for chunk in request.content.iter_chunked(256 * 1024):
-            size += len(chunk)
-            if size > MAX_LIST_BYTES:
-                raise ApiError(413, "too_large", f"list larger than {MAX_LIST_BYTES} bytes")
-            await asyncio.to_thread(spool.write, chunk)
+        await spool_body(request, spool, MAX_LIST_BYTES)
         spool.seek(0)
         report = await recurring.replace_list(
             request.app[SESSIONMAKER],

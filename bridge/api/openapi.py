@@ -36,6 +36,7 @@ from typing import Any
 import jsonschema
 from aiohttp import web
 
+from bridge.api.bodies import read_json
 from bridge.api.errors import ApiError
 from campaigns.apikeys import READ, SCOPES, WRITE
 
@@ -310,7 +311,7 @@ class Api:
                 if operation.query:
                     request[_QUERY] = operation.parsed_query(request)
                 if parse_json and _wants_json(operation, request):
-                    request[_BODY] = operation.validated_body(await _json(request))
+                    request[_BODY] = operation.validated_body(await read_json(request))
                 return await handler(request)
 
             checked.__name__ = handler.__name__
@@ -343,13 +344,6 @@ def _wants_json(operation: Operation, request: web.Request) -> bool:
         # Several body types: only a JSON one is parsed here; the handler reads the others.
         return request.content_type == "application/json"
     return operation.body_required or request.can_read_body
-
-
-async def _json(request: web.Request) -> Any:
-    try:
-        return await request.json()
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise ApiError(400, "bad_json", f"request body is not valid JSON: {exc}") from exc
 
 
 def body_of(request: web.Request) -> Any:

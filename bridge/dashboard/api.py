@@ -16,6 +16,7 @@ from typing import Any
 from aiohttp import web
 
 from bridge.api.auth import caller_of
+from bridge.api.bodies import spool_body
 from bridge.api.campaigns import IMPORT_REPORT
 from bridge.api.errors import ApiError
 from bridge.api.openapi import Api, query_of
@@ -271,16 +272,7 @@ async def intake_preview(request: web.Request) -> web.Response:
         raise ApiError(422, "invalid_field", "default_region must be a two-letter region code")
     phone_column = query["phone_column"] or "phone_number"
     with tempfile.SpooledTemporaryFile(max_size=SPOOL_BYTES) as spool:
-        size = 0
-        async for chunk in request.content.iter_chunked(256 * 1024):
-            size += len(chunk)
-            if size > MAX_PREVIEW_BYTES:
-                raise ApiError(
-                    413,
-                    "too_large",
-                    f"files over {MAX_PREVIEW_BYTES // 1024**2} MB are checked when imported",
-                )
-            await asyncio.to_thread(spool.write, chunk)
+        await spool_body(request, spool, MAX_PREVIEW_BYTES)
         spool.seek(0)
         report = await asyncio.to_thread(
             dry_run,

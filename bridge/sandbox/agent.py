@@ -25,6 +25,7 @@ import aiohttp
 from aiohttp import web
 from twilio.twiml.voice_response import VoiceResponse
 
+from bridge.api.bodies import JSON_LIMIT_BYTES, BadJson, loads, read_body
 from bridge.sandbox import agent_brain
 from bridge.sandbox.agent_brain import ConversationRecord
 
@@ -204,8 +205,8 @@ class SandboxAgent:
 
     async def _json(self, request: web.Request) -> dict[str, Any]:
         try:
-            body = await request.json()
-        except (ValueError, UnicodeDecodeError) as exc:
+            body = loads(await read_body(request, JSON_LIMIT_BYTES))
+        except BadJson as exc:
             raise web.HTTPUnprocessableEntity(text='{"detail": "invalid JSON"}') from exc
         if not isinstance(body, dict):
             raise web.HTTPUnprocessableEntity(text='{"detail": "expected an object"}')

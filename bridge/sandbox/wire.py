@@ -21,6 +21,7 @@ from aiohttp import web
 from multidict import MultiMapping
 
 from bridge.sandbox.store import CallFilter, SandboxCall
+from campaigns.clock import parse_instant, within_range
 
 API_VERSION = "2010-04-01"
 DIRECTION = "outbound-api"
@@ -411,11 +412,11 @@ def _parse_instant(key: str, raw: str) -> tuple[datetime, bool]:
     """A filter value as a UTC instant, and whether it named a whole day."""
     try:
         if len(raw) == 10:
-            return datetime.combine(date.fromisoformat(raw), time(), tzinfo=UTC), True
-        value = datetime.fromisoformat(raw.replace("Z", "+00:00"))
-    except ValueError as exc:
+            day = datetime.combine(date.fromisoformat(raw), time(), tzinfo=UTC)
+            return within_range(day, raw), True
+        return parse_instant(raw, UTC), False
+    except ValueError as exc:  # BadInstant among them
         raise TwilioError(400, 21200, f"Invalid {key}: {raw}") from exc
-    return (value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)), False
 
 
 def _bounds(query: Mapping[str, str], field: str) -> tuple[datetime | None, datetime | None]:

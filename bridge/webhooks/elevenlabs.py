@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import hashlib
 import hmac
-import json
 import logging
 import time
 from dataclasses import replace
@@ -17,6 +16,7 @@ from dataclasses import replace
 from aiohttp import web
 from sqlalchemy import or_, select
 
+from bridge.api.bodies import BadJson, loads, read_body
 from bridge.api.errors import error_response
 from bridge.keys import DISPATCHER, SESSIONMAKER, SETTINGS
 from bridge.telephony import elevenlabs_outcomes as outcomes
@@ -31,6 +31,8 @@ routes = web.RouteTableDef()
 MAX_AGE_SECONDS = 30 * 60
 MAX_AHEAD_SECONDS = 5 * 60
 HANDLED = ("post_call_transcription", "call_initiation_failure")
+# Post-call audio webhooks carry a whole call's audio in base64: a few MB for a long call.
+WEBHOOK_LIMIT_BYTES = 32 * 1024**2
 
 
 def sign(secret: str, body: bytes, timestamp: int) -> str:
@@ -48,7 +50,9 @@ def signature_valid(secret: str, header: str, body: bytes, now: float | None = N
             timestamp = value
         elif key == "v0":
             candidates.append(value)
-    if not timestamp.isdigit() or not candidates:
+    # ASCII digits only ("²".isdigit() is true, int() refuses it) and no longer than a Unix
+    # time can be: thousands of digits are beyond what int() converts.
+    if not (timestamp.isascii() and timestamp.isdigit()) or len(timestamp) > 12 or not candidates:
         return False
     expected = sign(secret, body, int(timestamp)).partition(",v0=")[2].encode()
     matched = False
@@ -93,16 +97,16 @@ async def _attempt_for(
 
 @routes.post("/webhooks/elevenlabs")
 async def post_call(request: web.Request) -> web.Response:
-    body = await request.read()
+    body = await read_body(request, WEBHOOK_LIMIT_BYTES)
     secret = request.app[SETTINGS].agent_webhook_secret
     header = request.headers.get("ElevenLabs-Signature", "")
     if not secret or not header or not signature_valid(secret, header, body):
         log.warning("rejected ElevenLabs webhook: bad, stale or missing signature")
         return error_response(401, "bad_signature", "invalid or expired ElevenLabs-Signature")
     try:
-        envelope = json.loads(body)
-    except ValueError:
-        return error_response(400, "bad_json", "the webhook body is not JSON")
+        envelope = loads(body)
+    except BadJson as exc:
+        return error_response(400, "bad_json", f"the webhook body: {exc}")
     if not isinstance(envelope, dict) or not isinstance(envelope.get("data"), dict):
         return error_response(400, "bad_webhook", "expected {type, event_timestamp, data}")
     kind = envelope.get("type")
