@@ -103,12 +103,19 @@ def _serve(args: argparse.Namespace) -> int:
 
 
 def _sandbox(args: argparse.Namespace) -> int:
+    from bridge.ops.logs import RedactingAccessLogger
     from bridge.sandbox.server import create_sandbox_app
 
     settings = Settings.from_env()
     configure_logging(settings=settings)
     logging.getLogger(__name__).info("sandbox carrier on %s:%s", args.host, args.port)
-    web.run_app(create_sandbox_app(settings), host=args.host, port=args.port, print=None)
+    web.run_app(
+        create_sandbox_app(settings),
+        host=args.host,
+        port=args.port,
+        print=None,
+        access_log_class=RedactingAccessLogger,
+    )
     return 0
 
 
