@@ -46,9 +46,9 @@ class RedactingFormatter(logging.Formatter):
         clean = logging.makeLogRecord(dict(vars(record)))
         pre_masked = bool(vars(clean).pop(_PRE_MASKED, False))
 
-        def redact(text: str) -> str:
-            text = self._redact.secrets(text)
-            return redact_credentials(text) if pre_masked else self._redact(text)
+        # An access log record had its client-controlled parts masked already; the rest is the
+        # server's own (status, size, address), which holds no number or credential.
+        redact = self._redact.secrets if pre_masked else self._redact
 
         if isinstance(record.msg, dict):
             clean.msg = _redacted_value(record.msg, redact)

@@ -37,17 +37,21 @@ REDACTED = "[redacted]"
 _SEP = r"(?:[ ./()+-]|%2[0Bb89DdEeFf])"
 _OCTET = r"(?:25[0-5]|2[0-4]\d|1\d\d|[1-9]?\d)"
 _PHONE_OR_SKIPPED = re.compile(
+    # Only where a number (or something left alone) can start: most positions fail here at once.
+    r"(?=[\d(+%])(?:"
     # Left alone (matched first, so a number search never starts inside them):
     r"(?P<skip>"
     r"\d{4}-\d{2}-\d{2}(?:[T ]\d{2}:\d{2}(?::\d{2})?(?:[.,]\d+)?)?"  # ISO date [and time]
     rf"|(?<![\d.]){_OCTET}(?:\.{_OCTET}){{3}}(?![\d.])"  # IPv4 address
     r")"
-    # A candidate number: not inside a word or a percent escape (but right after one is fine).
+    # A number: not inside a word or a percent escape (but right after one is fine), and at
+    # least MIN_PHONE_DIGITS digits.
     r"|(?P<phone>"
     r"(?:(?<=%[0-9A-Fa-f]{2})|(?<![\w%]))"
     r"(?:\+|%2[Bb]|\(|%28)?"
-    rf"\d(?:{_SEP}{{0,2}}\d)*+"
+    rf"\d(?:{_SEP}{{0,2}}\d){{{MIN_PHONE_DIGITS - 1},}}+"
     r")(?!\w)"
+    r")"
 )
 
 _CREDENTIAL = re.compile(
@@ -56,6 +60,20 @@ _CREDENTIAL = re.compile(
     r"(?P<sep>[\"']?\s*(?:=|%3[Dd]|:)\s*[\"']?)"
     r"(?P<value>(?:(?:bearer|basic|token)\s+)?[^\s&\"';<>()\[\]{}]+)",
     re.IGNORECASE,
+)
+# Every credential pattern below contains one of these (lower case).
+_CREDENTIAL_HINTS = (
+    "token",
+    "key",
+    "secret",
+    "signature",
+    "passw",
+    "credential",
+    "auth",
+    "://",
+    "cb_",
+    "sk_",
+    "sec_",
 )
 _UNIT = re.compile(r"%[0-9A-Fa-f]{2}|.", re.DOTALL)
 _USERINFO = re.compile(r"(?P<scheme>[A-Za-z][A-Za-z0-9+.-]*://)[^/\s:@]+:[^/\s@]+@")
@@ -104,6 +122,9 @@ def mask_numbers(text: str) -> str:
 
 
 def redact_credentials(text: str) -> str:
+    lowered = text.lower()
+    if not any(hint in lowered for hint in _CREDENTIAL_HINTS):
+        return text  # the usual case, decided without running the expressions below
     text = _USERINFO.sub(lambda m: f"{m.group('scheme')}{REDACTED}@", text)
     text = _CREDENTIAL.sub(lambda m: f"{m.group('name')}{m.group('sep')}{REDACTED}", text)
     return _ISSUED.sub(lambda m: f"{m.group('prefix')}_{REDACTED}", text)
