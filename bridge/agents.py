@@ -22,6 +22,7 @@ from bridge.media import routes as media_routes
 from bridge.media.connector import AgentConnector
 from bridge.media.tokens import derive_secret
 from bridge.sandbox.agent import SandboxAgent
+from bridge.sandbox.inspection import inspection_guard
 from bridge.settings import Settings
 from bridge.telephony.elevenlabs import ElevenLabsClient, ElevenLabsDialer
 from bridge.telephony.routing import DialerRouter
@@ -46,6 +47,7 @@ def setup(app: web.Application, settings: Settings) -> None:
             carrier_url=f"{settings.sandbox_url or settings.local_url}/sandbox",
             account_sid=settings.twilio_account_sid,
             auth_token=settings.twilio_auth_token,
+            inspection_guard=inspection_guard(app),
         )
         app[SANDBOX_AGENT] = agent
         app.add_subapp(SANDBOX_AGENT_PATH, agent.app())

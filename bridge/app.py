@@ -36,6 +36,7 @@ from bridge.keys import (
 from bridge.migrate import upgrade_to_head
 from bridge.ops import setup as ops
 from bridge.sandbox.carrier import SandboxCarrier
+from bridge.sandbox.inspection import inspection_guard
 from bridge.settings import Settings
 from bridge.telephony.twilio import TwilioDialer
 from bridge.webhooks import twilio as twilio_webhooks
@@ -55,6 +56,12 @@ RESTART_SWEEP_SECONDS = 30.0
 
 
 def create_app(settings: Settings) -> web.Application:
+    if settings.exposed_sandbox and settings.public_sandbox_secrets:
+        raise ValueError(
+            f"sandbox mode listening on {settings.host} would sign with the published sandbox "
+            f"secrets ({', '.join(settings.public_sandbox_secrets)}): start it with "
+            "`callbridge serve`, which uses the installation's own, or listen on 127.0.0.1"
+        )
     # client_max_size bounds the bodies aiohttp reads for us (forms: Twilio callbacks, the
     # sandbox); every other body is read by bridge.api.bodies under its route's limit.
     app = web.Application(
@@ -88,6 +95,7 @@ def create_app(settings: Settings) -> web.Application:
             ring_seconds=settings.sandbox_ring_seconds,
             talk_seconds=settings.sandbox_talk_seconds,
             faults=settings.sandbox_faults,
+            inspection_guard=inspection_guard(app),
         )
         app[CARRIER] = carrier
         app.add_subapp("/sandbox", carrier.app())

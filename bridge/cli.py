@@ -96,19 +96,33 @@ def _serve(args: argparse.Namespace) -> int:
         settings.base_url,
     )
     from bridge.ops.serving import serve
+    from bridge.sandbox.credentials import installation_settings
 
-    # Our own signal handling: SIGTERM drains (no new calls, live ones finish) before exiting.
-    asyncio.run(serve(create_app(settings), settings.host, settings.port))
+    async def run() -> None:
+        resolved = await installation_settings(settings)
+        # The installation's own secrets are secrets too: kept out of the logs by value.
+        configure_logging(settings=resolved)
+        # Our own signal handling: SIGTERM drains (no new calls, live ones finish) before exiting.
+        await serve(create_app(resolved), resolved.host, resolved.port)
+
+    asyncio.run(run())
     return 0
 
 
 def _sandbox(args: argparse.Namespace) -> int:
+    from bridge.ops.logs import RedactingAccessLogger
     from bridge.sandbox.server import create_sandbox_app
 
     settings = Settings.from_env()
     configure_logging(settings=settings)
     logging.getLogger(__name__).info("sandbox carrier on %s:%s", args.host, args.port)
-    web.run_app(create_sandbox_app(settings), host=args.host, port=args.port, print=None)
+    web.run_app(
+        create_sandbox_app(settings, args.host),
+        host=args.host,
+        port=args.port,
+        print=None,
+        access_log_class=RedactingAccessLogger,
+    )
     return 0
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ipaddress
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
@@ -15,6 +16,17 @@ SANDBOX_FROM_NUMBER = "+15005550006"
 # The sandbox agent's credentials, shaped like ElevenLabs' own.
 SANDBOX_ELEVENLABS_API_KEY = "sk_sandbox_" + "0" * 38
 SANDBOX_ELEVENLABS_WEBHOOK_SECRET = "wsec_sandbox_" + "0" * 32
+
+
+def is_loopback(host: str) -> bool:
+    """Whether a listen address is reachable from this machine only."""
+    host = host.strip().strip("[]").lower()
+    if host in ("localhost", "localhost."):
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False  # a host name (or all interfaces: "", 0.0.0.0, ::) may be reached from afar
 
 
 def _float(env: Mapping[str, str], name: str, default: float) -> float:
@@ -184,6 +196,25 @@ class Settings:
     @property
     def sandbox(self) -> bool:
         return self.telephony == "sandbox"
+
+    @property
+    def exposed_sandbox(self) -> bool:
+        """Sandbox mode listening beyond the loopback: the public sandbox secrets would let
+        anyone who can reach the port forge callbacks, so the installation's own are used, and
+        the sandbox's records need an API key."""
+        return self.sandbox and not is_loopback(self.host)
+
+    @property
+    def public_sandbox_secrets(self) -> list[str]:
+        """Which secrets in use are the fixed, published sandbox ones."""
+        public = {
+            "twilio_auth_token": self.twilio_auth_token == SANDBOX_AUTH_TOKEN,
+            "elevenlabs_api_key": self.agent_api_key == SANDBOX_ELEVENLABS_API_KEY,
+            "elevenlabs_webhook_secret": (
+                self.agent_webhook_secret == SANDBOX_ELEVENLABS_WEBHOOK_SECRET
+            ),
+        }
+        return [name for name, fixed in public.items() if fixed]
 
     @property
     def base_url(self) -> str:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from typing import Any
 
 from sqlalchemy import event
@@ -34,9 +35,25 @@ def is_sqlite(url: str) -> bool:
     return make_url(url).get_backend_name() == "sqlite"
 
 
+def create_private_file(path: str | None) -> None:
+    """Create a SQLite database file readable and writable by its owner only, if it is new.
+
+    SQLite creates the file with the process's umask (often world-readable) and gives the -wal and
+    -shm files the database file's permissions: an empty file made first, mode 0600, holds them
+    all to its owner. An existing file keeps the permissions its owner gave it.
+    """
+    if not path or path == ":memory:" or path.startswith("file:"):
+        return
+    try:
+        os.close(os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o600))
+    except OSError:
+        return  # it exists, or SQLite will report the missing directory itself
+
+
 def make_engine(url: str, **kwargs: Any) -> AsyncEngine:
     url = async_url(url)
     if is_sqlite(url):
+        create_private_file(make_url(url).database)
         # One connection, handed out in turn by the pool's queue: SQLite allows one writer at a
         # time anyway, and its busy handler sleeps in growing steps that stall every waiter.
         kwargs.setdefault("pool_size", 1)

@@ -293,6 +293,9 @@ class AttentionItem(Base):
 # The integration tables (API keys, batch calls, webhooks) share this metadata.
 from campaigns import api_tables as _api_tables  # noqa: E402, F401
 
+# So do the secrets generated once per installation.
+from campaigns import installation as _installation  # noqa: E402, F401
+
 
 class ContactListEntry(Base):
     """A named list another system keeps up to date (today's appointments, say)."""

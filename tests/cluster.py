@@ -42,8 +42,11 @@ def many_numbers(count: int) -> list[str]:
 class SandboxProcess:
     """`callbridge sandbox` as a subprocess."""
 
-    def __init__(self, database_url: str, workdir: Path, **env: str) -> None:
+    def __init__(
+        self, database_url: str, workdir: Path, host: str = "127.0.0.1", **env: str
+    ) -> None:
         self.port = free_port()
+        self.host = host
         self.url = f"http://127.0.0.1:{self.port}"
         self.log_path = workdir / f"sandbox-{self.port}.log"
         self.env = {**os.environ, "CALLBRIDGE_DATABASE_URL": database_url, **env}
@@ -52,7 +55,16 @@ class SandboxProcess:
     def start(self) -> SandboxProcess:
         log = self.log_path.open("ab")
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "bridge.cli", "sandbox", "--port", str(self.port)],
+            [
+                sys.executable,
+                "-m",
+                "bridge.cli",
+                "sandbox",
+                "--host",
+                self.host,
+                "--port",
+                str(self.port),
+            ],
             env=self.env,
             stdout=log,
             stderr=subprocess.STDOUT,

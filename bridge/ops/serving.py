@@ -17,6 +17,7 @@ from aiohttp import web
 from sqlalchemy import select
 
 from bridge.keys import CARRIER, DISPATCHER, OPS_STATE, PLACED_CALLS, SESSIONMAKER, SETTINGS
+from bridge.ops.logs import RedactingAccessLogger
 from campaigns.models import Attempt, AttemptStatus
 
 log = logging.getLogger(__name__)
@@ -25,7 +26,7 @@ POLL_SECONDS = 0.2
 
 
 async def serve(app: web.Application, host: str, port: int) -> None:
-    runner = web.AppRunner(app, handle_signals=False)
+    runner = web.AppRunner(app, handle_signals=False, access_log_class=RedactingAccessLogger)
     await runner.setup()
     try:
         site = web.TCPSite(runner, host, port)

@@ -28,6 +28,7 @@ from twilio.twiml.voice_response import VoiceResponse
 from bridge.api.bodies import JSON_LIMIT_BYTES, BadJson, loads, read_body
 from bridge.sandbox import agent_brain
 from bridge.sandbox.agent_brain import ConversationRecord
+from bridge.sandbox.inspection import InspectionGuard, guarded
 
 log = logging.getLogger(__name__)
 
@@ -152,8 +153,10 @@ class SandboxAgent:
         carrier_url: str,
         account_sid: str,
         auth_token: str,
+        inspection_guard: InspectionGuard | None = None,
     ) -> None:
         self._api_key = api_key
+        self._inspection_guard = inspection_guard
         self._webhook_secret = webhook_secret
         self._base = base_url.rstrip("/")
         self._webhook_url = webhook_url
@@ -174,7 +177,7 @@ class SandboxAgent:
         app.router.add_post("/twilio/inbound", self._inbound_twiml)
         app.router.add_post("/twilio/status", self._call_status)
         app.router.add_get("/twilio/media", self._twilio_media)
-        app.router.add_get("/conversations", self._inspect)
+        app.router.add_get("/conversations", guarded(self._inspection_guard)(self._inspect))
         return app
 
     async def start(self) -> None:

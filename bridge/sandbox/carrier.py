@@ -33,6 +33,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from bridge.sandbox import wire
 from bridge.sandbox.delivery import Sender, loggable_url
 from bridge.sandbox.faults import CallbackFate, CreateFault, FaultInjector, Faults
+from bridge.sandbox.inspection import InspectionGuard, guarded
 from bridge.sandbox.outcomes import SimulatedOutcome, planned_outcome
 from bridge.sandbox.store import (
     Callback,
@@ -106,6 +107,9 @@ def _basic_credentials(header: str) -> tuple[str, str] | None:
 
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+# The installation's stored auth token, or None while none is stored.
+TokenSource = Callable[[], Awaitable[str | None]]
+TOKEN_RECHECK_SECONDS = 1.0
 
 
 @web.middleware
@@ -129,12 +133,20 @@ class SandboxCarrier:
         talk_seconds: float,
         callback_retry_delay: float = 1.0,
         faults: Faults | None = None,
+        installation_token: TokenSource | None = None,
+        inspection_guard: InspectionGuard | None = None,
     ) -> None:
         self._engine = engine
         self._faults = FaultInjector(faults or Faults())
         self._store = CallStore(engine)
         self._account_sid = account_sid
         self._auth_token = auth_token
+        # Run apart from the nodes, the carrier learns the installation's auth token from the
+        # database: at start, and again when a request presents another token (the nodes may
+        # have created it after this process started).
+        self._installation_token = installation_token
+        self._token_checked_at = -math.inf
+        self._inspection_guard = inspection_guard
         self._ring = timedelta(seconds=max(ring_seconds, 0.0))
         self._talk = timedelta(seconds=max(talk_seconds, 0.0))
         self._retry_delay = callback_retry_delay
@@ -160,10 +172,12 @@ class SandboxCarrier:
         app.router.add_get(f"{calls}.json", self._list_calls)
         app.router.add_get(f"{calls}/{{sid}}.json", self._fetch_call)
         app.router.add_post(f"{calls}/{{sid}}.json", self._update_call)
-        app.router.add_get("/calls", self._inspect_calls)
-        app.router.add_get("/calls/{sid}/callbacks", self._inspect_callbacks)
-        app.router.add_get("/calls/{sid}/media", self._inspect_media)
-        app.router.add_get("/calls/{sid}/twiml", self._inspect_twiml)
+        # Inspection (full numbers, TwiML with dynamic variables): behind the guard, if any.
+        inspect = guarded(self._inspection_guard)
+        app.router.add_get("/calls", inspect(self._inspect_calls))
+        app.router.add_get("/calls/{sid}/callbacks", inspect(self._inspect_callbacks))
+        app.router.add_get("/calls/{sid}/media", inspect(self._inspect_media))
+        app.router.add_get("/calls/{sid}/twiml", inspect(self._inspect_twiml))
         return app
 
     async def start(self, *, resume: bool = True) -> None:
@@ -172,6 +186,8 @@ class SandboxCarrier:
         if self._running:
             return
         await ensure_schema(self._engine)
+        if self._installation_token is not None:
+            await self._refresh_token(force=True)
         self._session = aiohttp.ClientSession()
         self._sender = Sender(self._session, self._auth_token, retry_delay=self._retry_delay)
         self._streams = StreamPlayer(self._session, self._account_sid, self._auth_token)
@@ -225,18 +241,43 @@ class SandboxCarrier:
 
     # ------------------------------------------------------------------ REST API
 
-    def _authenticate(self, request: web.Request) -> str:
+    async def _authenticate(self, request: web.Request) -> str:
         """The AccountSid of a request with valid HTTP Basic credentials for its own account."""
         credentials = _basic_credentials(request.headers.get(hdrs.AUTHORIZATION, ""))
         if credentials is None:
             raise wire.authentication_error()
         login, password = credentials
+        if self._credentials_match(request, login, password):
+            return login
+        if await self._refresh_token() and self._credentials_match(request, login, password):
+            return login
+        raise wire.authentication_error()
+
+    def _credentials_match(self, request: web.Request, login: str, password: str) -> bool:
         # Both comparisons run every time, so timing says nothing about which one failed.
         sid_ok = hmac.compare_digest(login.encode(), self._account_sid.encode())
         token_ok = hmac.compare_digest(password.encode(), self._auth_token.encode())
-        if not (sid_ok and token_ok) or request.match_info["account_sid"] != login:
-            raise wire.authentication_error()
-        return login
+        return sid_ok and token_ok and request.match_info["account_sid"] == login
+
+    async def _refresh_token(self, *, force: bool = False) -> bool:
+        """Adopt the installation's stored auth token if it changed; True if it did. Asked at
+        most once a second, so bad credentials cannot make the carrier hammer the database."""
+        if self._installation_token is None:
+            return False
+        now = asyncio.get_running_loop().time()
+        if not force and now - self._token_checked_at < TOKEN_RECHECK_SECONDS:
+            return False
+        self._token_checked_at = now
+        token = await self._installation_token()
+        if not token or token == self._auth_token:
+            return False
+        self._auth_token = token
+        if self._sender is not None:
+            self._sender.sign_with(token)
+        if self._streams is not None:
+            self._streams.sign_with(token)
+        logger.info("sandbox carrier now uses the installation's auth token")
+        return True
 
     async def _owned_call(self, request: web.Request, account_sid: str) -> SandboxCall:
         call = await self._store.get(request.match_info["sid"])
@@ -245,7 +286,7 @@ class SandboxCarrier:
         return call
 
     async def _create_call(self, request: web.Request) -> web.StreamResponse:
-        account_sid = self._authenticate(request)
+        account_sid = await self._authenticate(request)
         fault = await self._create_fault()
         spec = wire.parse_call_request(await request.post())
         now = utcnow()
@@ -315,7 +356,7 @@ class SandboxCarrier:
         return fault
 
     async def _list_calls(self, request: web.Request) -> web.Response:
-        account_sid = self._authenticate(request)
+        account_sid = await self._authenticate(request)
         listing = wire.parse_list_request(request.query)
         after = None
         if listing.page_token and listing.page_token.startswith("PA"):
@@ -332,12 +373,12 @@ class SandboxCarrier:
         return web.json_response(page)
 
     async def _fetch_call(self, request: web.Request) -> web.Response:
-        account_sid = self._authenticate(request)
+        account_sid = await self._authenticate(request)
         call = await self._owned_call(request, account_sid)
         return web.json_response(wire.call_resource(call))
 
     async def _update_call(self, request: web.Request) -> web.Response:
-        account_sid = self._authenticate(request)
+        account_sid = await self._authenticate(request)
         form = await request.post()
         call = await self._owned_call(request, account_sid)
         if call.terminal:

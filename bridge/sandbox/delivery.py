@@ -58,6 +58,10 @@ class Sender:
         self._retry_delay = retry_delay
         self._timeout = aiohttp.ClientTimeout(total=timeout)
 
+    def sign_with(self, auth_token: str) -> None:
+        """Sign from now on with another auth token (the installation's, once it is known)."""
+        self._validator = RequestValidator(auth_token)
+
     async def request(
         self,
         url: str,

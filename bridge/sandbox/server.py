@@ -12,13 +12,23 @@ from collections.abc import AsyncIterator
 
 from aiohttp import web
 
+from bridge.migrate import upgrade_to_head
 from bridge.sandbox.carrier import SandboxCarrier
-from bridge.settings import Settings
-from campaigns.db import make_engine
+from bridge.sandbox.credentials import GENERATORS, stored_auth_token
+from bridge.sandbox.inspection import api_key_guard
+from bridge.settings import SANDBOX_AUTH_TOKEN, Settings, is_loopback
+from campaigns.db import make_engine, make_sessionmaker
+from campaigns.installation import ensure_secrets
 
 
-def create_sandbox_app(settings: Settings) -> web.Application:
+def create_sandbox_app(settings: Settings, host: str = "127.0.0.1") -> web.Application:
+    """The carrier alone. Listening beyond the loopback (``host``), it uses the installation's
+    auth token (created if no node has yet) and asks an API key for its inspection routes."""
     engine = make_engine(settings.database_url, **settings.engine_options)
+    exposed = not is_loopback(host)
+    # A token set in the environment is used as it is; else the installation's, once stored.
+    follows_installation = settings.twilio_auth_token == SANDBOX_AUTH_TOKEN
+    guard = api_key_guard(settings.api_keys, make_sessionmaker(engine)) if exposed else None
     carrier = SandboxCarrier(
         engine,
         account_sid=settings.twilio_account_sid,
@@ -26,6 +36,8 @@ def create_sandbox_app(settings: Settings) -> web.Application:
         ring_seconds=settings.sandbox_ring_seconds,
         talk_seconds=settings.sandbox_talk_seconds,
         faults=settings.sandbox_faults,
+        installation_token=stored_auth_token(engine) if follows_installation else None,
+        inspection_guard=guard,
     )
     app = web.Application()
     app.add_subapp("/sandbox", carrier.app())
@@ -36,6 +48,10 @@ def create_sandbox_app(settings: Settings) -> web.Application:
     app.router.add_get("/healthz", healthz)
 
     async def running(app: web.Application) -> AsyncIterator[None]:
+        if exposed and follows_installation:
+            if settings.migrate_on_start:
+                await upgrade_to_head(engine)
+            await ensure_secrets(engine, GENERATORS)
         await carrier.start()
         yield
         await carrier.close()

@@ -87,6 +87,10 @@ class StreamPlayer:
         self._tasks: dict[str, asyncio.Task[None]] = {}
         self.stats: dict[str, StreamStats] = {}
 
+    def sign_with(self, auth_token: str) -> None:
+        """Sign from now on with another auth token (the installation's, once it is known)."""
+        self._validator = RequestValidator(auth_token)
+
     def start(
         self,
         call_sid: str,
