@@ -7,7 +7,6 @@ import re
 from collections.abc import Callable, Collection, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from functools import lru_cache
 from typing import Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
@@ -155,7 +154,7 @@ def own_time_zones(zones: Iterable[str]) -> tuple[str, ...]:
 
 
 # Room for every distinct zone list in phonenumbers' data (about 300).
-@lru_cache(maxsize=1024)
+@functools.lru_cache(maxsize=1024)
 def _spread(zones: tuple[str, ...]) -> timedelta:
     """How far apart the local times of ``zones`` are, at the widest of the sample instants."""
     widest = timedelta(0)
