@@ -43,6 +43,7 @@ class CallContext:
     from_number: str | None
     dynamic_variables: dict[str, Any]
     ended: bool = False  # the attempt is in a final state
+    campaign_id: str | None = None
 
 
 async def load_context(sm: async_sessionmaker[AsyncSession], attempt_id: str) -> CallContext | None:
@@ -67,6 +68,7 @@ async def load_context(sm: async_sessionmaker[AsyncSession], attempt_id: str) ->
         from_number=campaign.from_number,
         dynamic_variables=dict(contact.dynamic_variables or {}),
         ended=attempt.status in AttemptStatus.TERMINAL,
+        campaign_id=campaign.id,
     )
 
 

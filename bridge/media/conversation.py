@@ -1,7 +1,9 @@
 """The agent's side of one call: an ElevenLabs conversation WebSocket, read by its own task.
 
 It is opened while Twilio waits for TwiML, before the Media Stream exists, so everything the
-agent says in the meantime is queued; pings are answered at once, whoever is listening.
+agent says in the meantime is queued; pings are answered at once, whoever is listening. It counts
+as open once the agent's metadata has come (or the agent has gone): the metadata names the audio
+formats the relay must convert.
 """
 
 from __future__ import annotations
@@ -38,6 +40,9 @@ class AgentConversation:
         # Agent audio with an event id up to this one was interrupted: it must not be played.
         self.interrupted_upto = -1
         self.pings_answered = 0
+        # As the agent announced them (agent_output_audio_format, user_input_audio_format).
+        self.audio_formats: tuple[str | None, str | None] = (None, None)
+        self.ready = asyncio.Event()  # the metadata came, or the agent went without it
         # Only a conversation a Media Stream took is the call's: one opened on another node for
         # the same call, never claimed, must not record its id on the attempt.
         self._claimed = False
@@ -94,6 +99,7 @@ class AgentConversation:
         except (aiohttp.ClientError, ConnectionError) as exc:
             log.info("agent connection lost: %r", exc)
         finally:
+            self.ready.set()
             self.outbox.put_nowait(None)
 
     async def _handle(self, event: agent_wire.AgentEvent) -> None:
@@ -109,6 +115,11 @@ class AgentConversation:
                 self.outbox.put_nowait(event)
             case Metadata():
                 self.conversation_id = event.conversation_id
+                self.audio_formats = (
+                    event.agent_output_audio_format,
+                    event.user_input_audio_format,
+                )
+                self.ready.set()
                 if self._claimed and event.conversation_id:
                     self._announce(event.conversation_id)
 
@@ -122,7 +133,8 @@ async def open_conversation(
     timeout_seconds: float,
     on_conversation_id: ConversationIdListener | None = None,
 ) -> AgentConversation:
-    """Connect to the agent and send the contact's initiation data. Raises on failure."""
+    """Connect to the agent, send the contact's initiation data and wait for the agent's
+    metadata (ElevenLabs sends it first). Raises on failure."""
 
     async def connect() -> AgentConversation:
         url = await client.conversation_url(agent_id)
@@ -134,6 +146,11 @@ async def open_conversation(
             raise
         conversation = AgentConversation(ws, on_conversation_id)
         conversation.start()
+        try:
+            await conversation.ready.wait()
+        except BaseException:
+            await conversation.close()
+            raise
         return conversation
 
     return await asyncio.wait_for(connect(), timeout_seconds)

@@ -1,7 +1,8 @@
-"""The relay loop: one Twilio Media Stream and one agent conversation, audio passed untouched.
+"""The relay loop: one Twilio Media Stream and one agent conversation.
 
 Twilio -> agent: each `media` payload becomes a `user_audio_chunk`. Agent -> Twilio: each
-`audio` event becomes a `media` message, an `interruption` a single `clear` (agent audio older
+`audio` event becomes `media` messages (the call's AudioPath converts the agent's format, or
+passes μ-law 8000 untouched), an `interruption` a single `clear` (agent audio older
 than it is dropped). When either side ends, the other is closed at once.
 """
 
@@ -16,13 +17,16 @@ from aiohttp import web
 
 from bridge.media import twilio_wire
 from bridge.media.agent_wire import Audio, Interruption
+from bridge.media.audio_formats import PASSTHROUGH, AudioPath
 from bridge.media.conversation import AgentConversation
 from bridge.media.twilio_wire import Media, Stop
 
 log = logging.getLogger(__name__)
 
 
-async def _caller_to_agent(twilio: web.WebSocketResponse, agent: AgentConversation) -> str:
+async def _caller_to_agent(
+    twilio: web.WebSocketResponse, agent: AgentConversation, audio: AudioPath
+) -> str:
     async for message in twilio:
         if message.type != aiohttp.WSMsgType.TEXT:
             continue
@@ -32,14 +36,16 @@ async def _caller_to_agent(twilio: web.WebSocketResponse, agent: AgentConversati
             log.warning("Media Stream sent a message that is not JSON; ignored")
             continue
         if isinstance(event, Media):
-            await agent.send_audio(event.payload)
+            chunk = audio.to_agent(event.payload)
+            if chunk is not None:
+                await agent.send_audio(chunk)
         elif isinstance(event, Stop):
             return "caller"
     return "caller"
 
 
 async def _agent_to_caller(
-    twilio: web.WebSocketResponse, stream_sid: str, agent: AgentConversation
+    twilio: web.WebSocketResponse, stream_sid: str, agent: AgentConversation, audio: AudioPath
 ) -> str:
     while True:
         item = await agent.outbox.get()
@@ -50,13 +56,22 @@ async def _agent_to_caller(
         if isinstance(item, Interruption):
             await twilio.send_str(twilio_wire.clear(stream_sid))
         elif isinstance(item, Audio) and not agent.is_stale(item):
-            await twilio.send_str(twilio_wire.media(stream_sid, item.payload))
+            for payload in audio.to_caller(item.payload):
+                await twilio.send_str(twilio_wire.media(stream_sid, payload))
 
 
-async def relay(twilio: web.WebSocketResponse, stream_sid: str, agent: AgentConversation) -> str:
+async def relay(
+    twilio: web.WebSocketResponse,
+    stream_sid: str,
+    agent: AgentConversation,
+    audio: AudioPath | None = None,
+) -> str:
     """Run until one side ends; returns which one did ("caller" or "agent")."""
-    inbound = asyncio.create_task(_caller_to_agent(twilio, agent), name="relay-in")
-    outbound = asyncio.create_task(_agent_to_caller(twilio, stream_sid, agent), name="relay-out")
+    audio = audio or AudioPath(PASSTHROUGH)
+    inbound = asyncio.create_task(_caller_to_agent(twilio, agent, audio), name="relay-in")
+    outbound = asyncio.create_task(
+        _agent_to_caller(twilio, stream_sid, agent, audio), name="relay-out"
+    )
     ended_by = "caller"
     try:
         done, _ = await asyncio.wait({inbound, outbound}, return_when=asyncio.FIRST_COMPLETED)

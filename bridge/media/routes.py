@@ -24,13 +24,14 @@ from bridge.keys import (
     SETTINGS,
     TWILIO_VALIDATOR,
 )
-from bridge.media import tokens, twilio_wire
+from bridge.media import audio_formats, tokens, twilio_wire
 from bridge.media.calls import start_stream
-from bridge.media.connector import AgentUnavailable, load_context
+from bridge.media.connector import AgentUnavailable, CallContext, load_context
 from bridge.media.relay import relay
 from bridge.media.twilio_wire import Start
 from bridge.telephony.elevenlabs import websocket_url
 from bridge.telephony.elevenlabs_outcomes import agent_failure
+from campaigns.attention import pause_for
 from campaigns.clock import utcnow
 from campaigns.progress import record_event
 
@@ -80,6 +81,29 @@ async def record_agent_failure(
         app[DISPATCHER].wake()
 
 
+async def refuse_audio_format(
+    app: web.Application,
+    context: CallContext,
+    call_sid: str,
+    problem: audio_formats.UnsupportedAudioFormat,
+) -> None:
+    """The call was ended because its agent's audio cannot be converted: the attempt fails,
+    and the campaign is paused with an attention item naming the agent setting to change."""
+    agent_id = context.agent_id or "(none)"
+    message, remedy = audio_formats.attention_text(agent_id, problem)
+    await record_agent_failure(app, context.attempt_id, call_sid, message)
+    if context.campaign_id is not None:
+        await pause_for(
+            app[SESSIONMAKER],
+            context.campaign_id,
+            kind=audio_formats.ATTENTION_KIND,
+            code=None,
+            message=message,
+            remedy=remedy,
+            details={"agent_id": agent_id, "setting": problem.setting, "value": problem.value},
+        )
+
+
 @routes.get(STREAM_PATH + "/{attempt_id}")
 async def twilio_stream(request: web.Request) -> web.StreamResponse:
     app = request.app
@@ -121,6 +145,13 @@ async def twilio_stream(request: web.Request) -> web.StreamResponse:
         await ws.close()
         await record_agent_failure(app, attempt_id, start.call_sid, str(exc))
         return ws
-    ended_by = await relay(ws, start.stream_sid, conversation)
+    try:
+        audio = audio_formats.audio_path(*conversation.audio_formats)
+    except audio_formats.UnsupportedAudioFormat as problem:
+        await conversation.close()
+        await ws.close()
+        await refuse_audio_format(app, context, start.call_sid, problem)
+        return ws
+    ended_by = await relay(ws, start.stream_sid, conversation, audio)
     log.info("media stream of attempt %s ended by the %s", attempt_id, ended_by)
     return ws

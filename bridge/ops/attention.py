@@ -22,7 +22,7 @@ ITEM = api.schema(
         "properties": {
             "id": {"type": "string"},
             "campaign_id": nullable({"type": "string"}),
-            "kind": {"type": "string", "description": "circuit_breaker"},
+            "kind": {"type": "string", "description": "circuit_breaker, agent_audio_format"},
             "code": nullable({"type": "string", "description": "the provider's error code"}),
             "message": {"type": "string", "description": "what is wrong"},
             "remedy": {"type": "string", "description": "how to fix it"},

@@ -1,0 +1,183 @@
+"""Agent audio formats: Twilio's μ-law 8000 converted to and from what the agent announced.
+
+An ElevenLabs agent names its formats in `conversation_initiation_metadata`
+(`agent_output_audio_format`, `user_input_audio_format`). `ulaw_8000` is what a Twilio Media
+Stream carries, so it passes untouched, at no cost. PCM (16-bit little-endian mono) at any of
+ElevenLabs' rates is converted: μ-law by the stdlib's G.711 codec (audioop), the rate by libsoxr
+(python-soxr), as a stream. Each direction of a call has its own converter, which keeps the
+resampler's history and, towards Twilio, the part of a 20 ms frame not yet complete, so audio
+flows on across frame borders without a gap or a click. Anything else cannot be converted: the
+call must end, and the operator be told which agent setting to change.
+"""
+
+from __future__ import annotations
+
+import base64
+import sys
+import warnings
+from dataclasses import dataclass
+
+import numpy as np
+import soxr
+
+with warnings.catch_warnings():
+    # Deprecated in 3.11, removed in 3.13, where the audioop-lts distribution provides it.
+    warnings.simplefilter("ignore", DeprecationWarning)
+    import audioop
+
+ULAW_8000 = "ulaw_8000"
+TWILIO_RATE = 8000
+SAMPLE_BYTES = 2
+TWILIO_FRAME_BYTES = 160  # 20 ms of μ-law 8000, as Twilio sends and expects it
+# ElevenLabs' PCM formats (the elevenlabs SDK's TtsOutputFormat and AsrInputFormat).
+PCM_RATES: dict[str, int] = {
+    "pcm_8000": 8000,
+    "pcm_16000": 16000,
+    "pcm_22050": 22050,
+    "pcm_24000": 24000,
+    "pcm_44100": 44100,
+    "pcm_48000": 48000,
+}
+SUPPORTED = (ULAW_8000, *PCM_RATES)
+# The agent settings that hold each format, as ElevenLabs names them.
+OUTPUT_SETTING = "conversation_config.tts.agent_output_audio_format"
+INPUT_SETTING = "conversation_config.asr.user_input_audio_format"
+_WIRE = np.dtype("<i2")  # ElevenLabs' PCM on the wire
+_NATIVE = np.dtype(np.int16)  # what audioop and soxr work with
+_SWAP = sys.byteorder != "little"
+
+
+class UnsupportedAudioFormat(ValueError):
+    """The agent announced a format callbridge cannot convert to or from μ-law 8000."""
+
+    def __init__(self, setting: str, value: str | None) -> None:
+        self.setting = setting
+        self.value = value
+        super().__init__(f"{setting} is {value!r}, which callbridge cannot convert")
+
+
+def pcm_rate(audio_format: str) -> int | None:
+    return PCM_RATES.get(audio_format)
+
+
+def _resampler(in_rate: int, out_rate: int) -> soxr.ResampleStream | None:
+    if in_rate == out_rate:
+        return None
+    # libsoxr's variable-rate engine: its output follows its input frame by frame (a fixed
+    # delay of a few ms), where the fixed-rate engines hold 100 ms or more back and release it
+    # in bursts, which a live call cannot wait for. Same stop-band (-80 dB) as quality HQ.
+    return soxr.ResampleStream(in_rate, out_rate, 1, dtype="int16", quality="HQ", vr=True)
+
+
+def _pcm_from_wire(raw: bytes) -> np.ndarray:
+    samples = np.frombuffer(raw, dtype=_WIRE)
+    return samples.astype(_NATIVE) if _SWAP else samples
+
+
+def _pcm_to_wire(samples: np.ndarray) -> bytes:
+    return samples.astype(_WIRE).tobytes() if _SWAP else samples.tobytes()
+
+
+class ToAgent:
+    """Twilio's μ-law 8000 frames, as the agent's PCM at its input rate."""
+
+    def __init__(self, rate: int) -> None:
+        self._resample = _resampler(TWILIO_RATE, rate)
+
+    def convert(self, payload: str) -> str | None:
+        """One `media` payload as a `user_audio_chunk`; None while the resampler fills up."""
+        linear = audioop.ulaw2lin(base64.b64decode(payload), SAMPLE_BYTES)
+        if self._resample is None:
+            out = linear if not _SWAP else audioop.byteswap(linear, SAMPLE_BYTES)
+        else:
+            out = _pcm_to_wire(self._resample.resample_chunk(np.frombuffer(linear, _NATIVE)))
+        return base64.b64encode(out).decode() if out else None
+
+
+class ToCaller:
+    """The agent's PCM at its output rate, as Twilio's 160-byte μ-law 8000 frames."""
+
+    def __init__(self, rate: int) -> None:
+        self._resample = _resampler(rate, TWILIO_RATE)
+        self._odd = b""  # a chunk that ended inside a sample
+        self._pending = bytearray()  # μ-law of a frame not yet complete
+
+    def convert(self, payload: str) -> list[str]:
+        """One agent `audio` chunk as the whole frames it completes (none, one or more)."""
+        raw = self._odd + base64.b64decode(payload)
+        whole = len(raw) - len(raw) % SAMPLE_BYTES
+        self._odd = raw[whole:]
+        samples = _pcm_from_wire(raw[:whole])
+        if self._resample is not None:
+            samples = self._resample.resample_chunk(samples)
+        self._pending += audioop.lin2ulaw(samples.tobytes(), SAMPLE_BYTES)
+        complete = len(self._pending) - len(self._pending) % TWILIO_FRAME_BYTES
+        frames = [
+            base64.b64encode(self._pending[i : i + TWILIO_FRAME_BYTES]).decode()
+            for i in range(0, complete, TWILIO_FRAME_BYTES)
+        ]
+        del self._pending[:complete]
+        return frames
+
+
+@dataclass(frozen=True)
+class AgentFormats:
+    output: str  # what the agent sends
+    input: str  # what the agent expects to hear
+
+
+class AudioPath:
+    """One call's audio between Twilio and the agent: the relay calls it once per message each
+    way. With μ-law 8000 both ways it hands every payload on as it is."""
+
+    def __init__(self, formats: AgentFormats) -> None:
+        self.formats = formats
+        out_rate = pcm_rate(formats.output)
+        in_rate = pcm_rate(formats.input)
+        if out_rate is None and formats.output != ULAW_8000:
+            raise UnsupportedAudioFormat(OUTPUT_SETTING, formats.output)
+        if in_rate is None and formats.input != ULAW_8000:
+            raise UnsupportedAudioFormat(INPUT_SETTING, formats.input)
+        self._to_caller = ToCaller(out_rate) if out_rate is not None else None
+        self._to_agent = ToAgent(in_rate) if in_rate is not None else None
+
+    @property
+    def converts(self) -> bool:
+        return self._to_caller is not None or self._to_agent is not None
+
+    def to_agent(self, payload: str) -> str | None:
+        """A Twilio `media` payload in the agent's input format (None: nothing to send yet)."""
+        return payload if self._to_agent is None else self._to_agent.convert(payload)
+
+    def to_caller(self, payload: str) -> list[str]:
+        """An agent `audio` payload as the Twilio `media` payloads it makes."""
+        return [payload] if self._to_caller is None else self._to_caller.convert(payload)
+
+
+PASSTHROUGH = AgentFormats(ULAW_8000, ULAW_8000)
+
+
+def audio_path(output_format: str | None, input_format: str | None) -> AudioPath:
+    """The audio path for what the agent announced. A format left out is taken as μ-law 8000
+    (what callbridge always assumed). Raises UnsupportedAudioFormat."""
+    return AudioPath(AgentFormats(output_format or ULAW_8000, input_format or ULAW_8000))
+
+
+ATTENTION_KIND = "agent_audio_format"
+_SETTING_NAMES = {OUTPUT_SETTING: "TTS output format", INPUT_SETTING: "ASR input format"}
+
+
+def attention_text(agent_id: str, problem: UnsupportedAudioFormat) -> tuple[str, str]:
+    """What an operator reads about an agent whose audio cannot be converted: (message, remedy)."""
+    name = _SETTING_NAMES.get(problem.setting, problem.setting)
+    direction = "sends" if problem.setting == OUTPUT_SETTING else "expects to hear"
+    message = (
+        f"Agent {agent_id} {direction} audio as {problem.value!r} ({name}), which callbridge "
+        "cannot convert to or from a phone call's μ-law 8000: its calls are ended at once."
+    )
+    remedy = (
+        f"In the ElevenLabs agent settings of {agent_id}, set the {name} ({problem.setting}) "
+        f"to ulaw_8000 (passed through as it is) or one of {', '.join(PCM_RATES)} (converted), "
+        "then resume the campaign."
+    )
+    return message, remedy
