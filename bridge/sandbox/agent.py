@@ -26,8 +26,9 @@ from aiohttp import web
 from twilio.twiml.voice_response import VoiceResponse
 
 from bridge.api.bodies import JSON_LIMIT_BYTES, BadJson, loads, read_body
-from bridge.sandbox import agent_brain
+from bridge.sandbox import agent_audio, agent_brain
 from bridge.sandbox.agent_brain import ConversationRecord
+from bridge.sandbox.agent_profiles import AgentProfile, profile_for
 from bridge.sandbox.inspection import InspectionGuard, guarded
 
 log = logging.getLogger(__name__)
@@ -44,12 +45,26 @@ def _ws_base(http_base: str) -> str:
 
 
 class _ConversationSocket:
-    """The agent's side of the conversation WebSocket, as a brain channel."""
+    """The agent's side of the conversation WebSocket, as a brain channel: it speaks and hears
+    in the agent's own formats."""
 
-    def __init__(self, ws: web.WebSocketResponse, record: ConversationRecord) -> None:
+    def __init__(
+        self,
+        ws: web.WebSocketResponse,
+        record: ConversationRecord,
+        profile: AgentProfile,
+        capture: bytearray | None = None,
+        capture_bytes: int = 0,
+    ) -> None:
         self._ws = ws
         self._record = record
         self._event_id = 0
+        self._profile = profile
+        self._voice = agent_audio.Voice(profile.output_format, profile.tone_hz)
+        self._ear = agent_audio.Ear(profile.input_format)
+        self._heard: list[bytes] = []
+        self._capture = capture
+        self._capture_bytes = capture_bytes
 
     def _next_id(self) -> int:
         self._event_id += 1
@@ -61,8 +76,8 @@ class _ConversationSocket:
                 "type": "conversation_initiation_metadata",
                 "conversation_initiation_metadata_event": {
                     "conversation_id": self._record.conversation_id,
-                    "agent_output_audio_format": "ulaw_8000",
-                    "user_input_audio_format": "ulaw_8000",
+                    "agent_output_audio_format": self._profile.output_format,
+                    "user_input_audio_format": self._profile.input_format,
                 },
             }
         )
@@ -81,12 +96,27 @@ class _ConversationSocket:
             }
         )
 
+    async def speak(self) -> None:
+        frame = self._voice.frame()
+        if frame is not None:
+            await self.say(frame)
+
     async def interrupt(self) -> None:
         await self._ws.send_json(
             {"type": "interruption", "interruption_event": {"event_id": self._event_id}}
         )
 
     async def hear(self) -> bytes | None:
+        while not self._heard:
+            chunk = await self._next_chunk()
+            if chunk is None:
+                return None
+            if self._capture is not None and len(self._capture) < self._capture_bytes:
+                self._capture += chunk
+            self._heard.extend(self._ear.frames(chunk))
+        return self._heard.pop(0)
+
+    async def _next_chunk(self) -> bytes | None:
         async for message in self._ws:
             if message.type != aiohttp.WSMsgType.TEXT:
                 continue
@@ -109,6 +139,8 @@ class _TwilioStream:
         self._record = record
         self._stream_sid = stream_sid
         self._said = 0
+        # A Media Stream carries μ-law 8000 whatever the agent's own formats are.
+        self._voice = agent_audio.Voice("ulaw_8000", profile_for(record.agent_id).tone_hz)
 
     async def say(self, frame: bytes) -> None:
         payload = base64.b64encode(frame).decode()
@@ -120,6 +152,11 @@ class _TwilioStream:
             await self._ws.send_json(
                 {"event": "mark", "streamSid": self._stream_sid, "mark": {"name": "first-audio"}}
             )
+
+    async def speak(self) -> None:
+        frame = self._voice.frame()
+        if frame is not None:
+            await self.say(frame)
 
     async def interrupt(self) -> None:
         await self._ws.send_json({"event": "clear", "streamSid": self._stream_sid})
@@ -167,11 +204,20 @@ class SandboxAgent:
         self._signed: dict[str, str] = {}  # signature -> agent id, one use each
         self.conversations: dict[str, ConversationRecord] = {}
         self._tasks: set[asyncio.Task[Any]] = set()
+        # Agents whose settings were changed through the agent API; the others use their ids'.
+        self._profiles: dict[str, AgentProfile] = {}
+        self._created = int(time.time())
+        # For tests that measure what an agent heard: the first capture_seconds of each
+        # conversation's caller audio, raw, in the agent's input format (none by default).
+        self.capture_seconds = 0.0
+        self.heard: dict[str, bytearray] = {}
 
     def app(self) -> web.Application:
         app = web.Application()
         app.router.add_get(f"{API_PREFIX}/conversation", self._conversation_socket)
         app.router.add_get(f"{API_PREFIX}/conversation/get-signed-url", self._signed_url)
+        app.router.add_get(f"{API_PREFIX}/agents/{{agent_id}}", self._get_agent)
+        app.router.add_patch(f"{API_PREFIX}/agents/{{agent_id}}", self._patch_agent)
         app.router.add_post(f"{API_PREFIX}/twilio/register-call", self._register_call)
         app.router.add_post(f"{API_PREFIX}/twilio/outbound-call", self._outbound_call)
         app.router.add_post("/twilio/inbound", self._inbound_twiml)
@@ -214,6 +260,41 @@ class SandboxAgent:
         if not isinstance(body, dict):
             raise web.HTTPUnprocessableEntity(text='{"detail": "expected an object"}')
         return body
+
+    def profile(self, agent_id: str) -> AgentProfile:
+        return self._profiles.get(agent_id) or profile_for(agent_id)
+
+    def _agent_document(self, agent_id: str) -> dict[str, Any]:
+        # The fields ElevenLabs' GetAgentResponseModel requires, and the formats.
+        return {
+            "agent_id": agent_id,
+            "name": f"Sandbox agent {agent_id}",
+            "conversation_config": self.profile(agent_id).conversation_config(),
+            "metadata": {
+                "created_at_unix_secs": self._created,
+                "updated_at_unix_secs": self._created,
+            },
+            "tags": [],
+        }
+
+    async def _get_agent(self, request: web.Request) -> web.Response:
+        self._check_key(request)
+        return web.json_response(self._agent_document(request.match_info["agent_id"]))
+
+    async def _patch_agent(self, request: web.Request) -> web.Response:
+        self._check_key(request)
+        agent_id = request.match_info["agent_id"]
+        body = await self._json(request)
+        config = body.get("conversation_config") or {}
+        try:
+            if not isinstance(config, dict):
+                raise ValueError("conversation_config is an object")
+            self._profiles[agent_id] = self.profile(agent_id).patched(config)
+        except ValueError as exc:
+            raise web.HTTPUnprocessableEntity(
+                text=json.dumps({"detail": str(exc)}), content_type="application/json"
+            ) from exc
+        return web.json_response(self._agent_document(agent_id))
 
     async def _signed_url(self, request: web.Request) -> web.Response:
         self._check_key(request)
@@ -353,7 +434,13 @@ class SandboxAgent:
             await ws.close(code=1008, message=b"expected conversation_initiation_client_data")
             return ws
         record = self._record(agent_id, "websocket", data)
-        channel = _ConversationSocket(ws, record)
+        profile = self.profile(agent_id)
+        capture = None
+        if self.capture_seconds > 0:
+            capture = self.heard.setdefault(record.conversation_id, bytearray())
+        per_second = agent_audio.bytes_per_second(profile.input_format)
+        capture_bytes = int(self.capture_seconds * per_second)
+        channel = _ConversationSocket(ws, record, profile, capture, capture_bytes)
         await channel.metadata()
         await agent_brain.converse(record, channel)
         self._spawn(self._send_webhook(record, agent_brain.transcription_webhook(record)))

@@ -1,13 +1,23 @@
 """Generated μ-law audio for the sandbox's two sides of a call.
 
-Frames are 20 ms (160 bytes of μ-law 8000). Speech is deterministic noise, so either side can
-count and order what it heard; a voicemail box plays a greeting and then a beep, which the
-sandbox agent recognises the way a voicemail detector would.
+Frames are 20 ms (160 bytes of μ-law 8000). The callee's speech is deterministic noise, so
+either side can count and order what it heard; a voicemail box plays a greeting and then a beep,
+which the sandbox agent recognises the way a voicemail detector would. The agent speaks a steady
+tone (its profile's frequency) in its own output format, so that what a conversion did to it
+can be measured; it hears in its own input format, turned back into μ-law 8000 frames for its
+conversation logic (Ear).
 """
 
 from __future__ import annotations
 
+import base64
 import hashlib
+import math
+
+import numpy as np
+
+from bridge.media import audio_formats
+from bridge.media.audio_formats import PCM_RATES, ULAW_8000, audioop
 
 FRAME_BYTES = 160
 FRAME_MS = 20
@@ -20,6 +30,12 @@ VOICEMAIL_GREETING_FRAMES = 100
 # The beep is one steady tone: the same byte over the whole frame, which speech never is.
 BEEP = bytes([0x2A]) * FRAME_BYTES
 SILENCE = bytes([0xFF]) * FRAME_BYTES  # μ-law zero
+# Audio that went through a resampler is not byte for byte what was sent: a frame counts as
+# silence below this peak (about -54 dBFS), as the beep while it stays this close to its level.
+SILENCE_PEAK = 64
+BEEP_SPREAD = 1 / 16
+# The agent's tone: about -15 dBFS at its peaks, well clear of clipping after a resampler.
+TONE_AMPLITUDE = 6000
 
 
 def speech(speaker: str, index: int) -> bytes:
@@ -33,12 +49,73 @@ def speech(speaker: str, index: int) -> bytes:
     return bytes(out[:FRAME_BYTES])
 
 
+def _linear(frame: bytes) -> bytes:
+    return audioop.ulaw2lin(frame, 2)
+
+
 def is_beep(frame: bytes) -> bool:
-    return frame == BEEP
+    if frame == BEEP:
+        return True
+    if len(frame) != FRAME_BYTES:
+        return False
+    low, high = audioop.minmax(_linear(frame), 2)
+    level = abs(audioop.avg(_linear(frame), 2))
+    return level > 1000 and high - low <= level * BEEP_SPREAD
 
 
 def is_silence(frame: bytes) -> bool:
-    return frame == SILENCE
+    return frame == SILENCE or audioop.max(_linear(frame), 2) <= SILENCE_PEAK
+
+
+def bytes_per_second(audio_format: str) -> int:
+    rate = PCM_RATES.get(audio_format)
+    return 2 * rate if rate is not None else audio_formats.TWILIO_RATE
+
+
+def can_speak(audio_format: str) -> bool:
+    return audio_format == ULAW_8000 or audio_format in PCM_RATES
+
+
+class Voice:
+    """The agent's voice: a sine at ``tone_hz``, 20 ms at a time, in ``audio_format``. The phase
+    runs on from frame to frame over the whole conversation, so the tone itself never jumps."""
+
+    def __init__(self, audio_format: str, tone_hz: float) -> None:
+        self.audio_format = audio_format
+        self._rate = PCM_RATES.get(audio_format, audio_formats.TWILIO_RATE)
+        self._step = 2 * math.pi * tone_hz / self._rate
+        self._per_frame = self._rate * FRAME_MS // 1000
+        self._sample = 0
+
+    def frame(self) -> bytes | None:
+        """The next 20 ms, or None for a format the sandbox cannot make (the agent is silent)."""
+        if not can_speak(self.audio_format):
+            return None
+        index = np.arange(self._sample, self._sample + self._per_frame)
+        self._sample += self._per_frame
+        samples = np.rint(TONE_AMPLITUDE * np.sin(self._step * index)).astype("<i2").tobytes()
+        if self.audio_format == ULAW_8000:
+            return audioop.lin2ulaw(samples, 2)
+        return samples
+
+
+class Ear:
+    """What the agent hears, in its input format, as μ-law 8000 frames for its conversation
+    logic (μ-law 8000 itself is handed on as it came)."""
+
+    def __init__(self, audio_format: str) -> None:
+        rate = PCM_RATES.get(audio_format)
+        self._convert = audio_formats.ToCaller(rate) if rate is not None else None
+        self._understood = audio_format == ULAW_8000 or rate is not None
+
+    def frames(self, chunk: bytes) -> list[bytes]:
+        if self._convert is not None:
+            encoded = base64.b64encode(chunk).decode()
+            return [base64.b64decode(f) for f in self._convert.convert(encoded)]
+        if self._understood:
+            return [chunk]
+        # Audio in a format it cannot decode: it counts as having heard something.
+        return [speech("undecodable", 0)]
 
 
 def callee_frame(kind: str, index: int) -> bytes:

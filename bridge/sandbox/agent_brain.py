@@ -61,6 +61,10 @@ class Channel(Protocol):
 
     async def say(self, frame: bytes) -> None: ...
 
+    async def speak(self) -> None:
+        """Say the agent's next 20 ms (its voice, in the channel's format)."""
+        ...
+
     async def hear(self) -> bytes | None:
         """The callee's next frame; None once the other side has gone."""
         ...
@@ -75,8 +79,8 @@ class Channel(Protocol):
 async def converse(record: ConversationRecord, channel: Channel) -> None:
     record.status = "in-progress"
     record.started_at = time.time()
-    for index in range(agent_audio.GREETING_FRAMES):
-        await channel.say(agent_audio.speech("agent-greeting", index))
+    for _ in range(agent_audio.GREETING_FRAMES):
+        await channel.speak()
         record.agent_frames += 1
     silent = 0
     spoke = False
@@ -103,8 +107,8 @@ async def converse(record: ConversationRecord, channel: Channel) -> None:
             spoke = True
             silent = 0
             continue
-        for index in range(REPLY_FRAMES):
-            await channel.say(agent_audio.speech("agent-reply", index))
+        for _ in range(REPLY_FRAMES):
+            await channel.speak()
             record.agent_frames += 1
         record.ended_by = "agent"
         break

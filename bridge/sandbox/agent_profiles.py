@@ -1,0 +1,74 @@
+"""What each sandbox agent is set to: its audio formats and the tone it speaks in.
+
+Defaults are keyed by the agent id, so a test picks an agent by naming it: an id that contains a
+format name (`agent_pcm_16000`, `agent_pcm_44100`, `agent_mp3_44100`) uses that format both ways,
+any other id `ulaw_8000`, as an agent set up for Twilio would; `tone_<hz>` in the id (e.g.
+`agent_pcm_24000_tone_1000`) sets the tone, else 440 Hz. The sandbox's agent API changes them per
+agent as ElevenLabs' does (PATCH /v1/convai/agents/{agent_id}, conversation_config.tts and .asr).
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, replace
+from typing import Any
+
+ULAW_8000 = "ulaw_8000"
+DEFAULT_TONE_HZ = 440.0
+# ElevenLabs' agent formats (the elevenlabs SDK's TtsOutputFormat and AsrInputFormat): what its
+# agent API accepts in a PATCH. Others can only come from an agent id, to rehearse an agent
+# whose audio callbridge cannot convert.
+AGENT_FORMATS = (
+    "pcm_8000",
+    "pcm_16000",
+    "pcm_22050",
+    "pcm_24000",
+    "pcm_44100",
+    "pcm_48000",
+    ULAW_8000,
+)
+_FORMAT_IN_ID = re.compile(r"(?:pcm|ulaw|alaw|mp3|opus)_\d+")
+_TONE_IN_ID = re.compile(r"tone_(\d+)")
+
+
+@dataclass(frozen=True)
+class AgentProfile:
+    output_format: str = ULAW_8000  # conversation_config.tts.agent_output_audio_format
+    input_format: str = ULAW_8000  # conversation_config.asr.user_input_audio_format
+    tone_hz: float = DEFAULT_TONE_HZ
+
+    def conversation_config(self) -> dict[str, Any]:
+        return {
+            "asr": {"user_input_audio_format": self.input_format},
+            "tts": {"agent_output_audio_format": self.output_format},
+        }
+
+    def patched(self, conversation_config: dict[str, Any]) -> AgentProfile:
+        """This profile with a PATCH's conversation_config applied. Raises ValueError."""
+        tts = conversation_config.get("tts") or {}
+        asr = conversation_config.get("asr") or {}
+        if not isinstance(tts, dict) or not isinstance(asr, dict):
+            raise ValueError("conversation_config.tts and .asr are objects")
+        changed = self
+        for key, value, field in (
+            ("tts.agent_output_audio_format", tts.get("agent_output_audio_format"), "output"),
+            ("asr.user_input_audio_format", asr.get("user_input_audio_format"), "input"),
+        ):
+            if value is None:
+                continue
+            if value not in AGENT_FORMATS:
+                raise ValueError(f"{key} must be one of {', '.join(AGENT_FORMATS)}")
+            changed = replace(changed, **{f"{field}_format": value})
+        return changed
+
+
+def profile_for(agent_id: str) -> AgentProfile:
+    """The settings an agent starts with, read from its id."""
+    found = _FORMAT_IN_ID.search(agent_id)
+    audio_format = found.group(0) if found else ULAW_8000
+    tone = _TONE_IN_ID.search(agent_id)
+    return AgentProfile(
+        output_format=audio_format,
+        input_format=audio_format,
+        tone_hz=float(tone.group(1)) if tone else DEFAULT_TONE_HZ,
+    )
