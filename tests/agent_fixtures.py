@@ -28,13 +28,14 @@ async def answered_attempt(
     conversation_id: str | None = None,
     status: str = AttemptStatus.IN_PROGRESS,
     max_attempts: int = 3,
+    agent_id: str = "agent_test",
 ) -> Attempt:
     """A running campaign's contact with a live attempt, as the dispatcher would leave it."""
     now = utcnow()
     campaign = Campaign(
         id=new_id("cmp"),
         name="agents",
-        agent_id="agent_test",
+        agent_id=agent_id,
         agent_connection=agent_connection,
         agent_phone_number_id="phnum_test",
         status=CampaignStatus.RUNNING,

@@ -149,8 +149,10 @@ async def twilio_stream(request: web.Request) -> web.StreamResponse:
         audio = audio_formats.audio_path(*conversation.audio_formats)
     except audio_formats.UnsupportedAudioFormat as problem:
         await conversation.close()
-        await ws.close()
+        # Recorded before Twilio's side is closed: once Twilio hangs up, aiohttp cancels this
+        # handler, and whatever it had left to do with it.
         await refuse_audio_format(app, context, start.call_sid, problem)
+        await ws.close()
         return ws
     ended_by = await relay(ws, start.stream_sid, conversation, audio)
     log.info("media stream of attempt %s ended by the %s", attempt_id, ended_by)

@@ -53,7 +53,7 @@ class _ConversationSocket:
         ws: web.WebSocketResponse,
         record: ConversationRecord,
         profile: AgentProfile,
-        capture: bytearray | None = None,
+        capture: list[bytes] | None = None,
         capture_bytes: int = 0,
     ) -> None:
         self._ws = ws
@@ -65,6 +65,7 @@ class _ConversationSocket:
         self._heard: list[bytes] = []
         self._capture = capture
         self._capture_bytes = capture_bytes
+        self._captured = 0
 
     def _next_id(self) -> int:
         self._event_id += 1
@@ -111,8 +112,9 @@ class _ConversationSocket:
             chunk = await self._next_chunk()
             if chunk is None:
                 return None
-            if self._capture is not None and len(self._capture) < self._capture_bytes:
-                self._capture += chunk
+            if self._capture is not None and self._captured < self._capture_bytes:
+                self._capture.append(chunk)
+                self._captured += len(chunk)
             self._heard.extend(self._ear.frames(chunk))
         return self._heard.pop(0)
 
@@ -208,9 +210,10 @@ class SandboxAgent:
         self._profiles: dict[str, AgentProfile] = {}
         self._created = int(time.time())
         # For tests that measure what an agent heard: the first capture_seconds of each
-        # conversation's caller audio, raw, in the agent's input format (none by default).
+        # conversation's caller audio, raw, chunk by chunk as it came, in the agent's input
+        # format (none by default).
         self.capture_seconds = 0.0
-        self.heard: dict[str, bytearray] = {}
+        self.heard: dict[str, list[bytes]] = {}
 
     def app(self) -> web.Application:
         app = web.Application()
@@ -437,7 +440,7 @@ class SandboxAgent:
         profile = self.profile(agent_id)
         capture = None
         if self.capture_seconds > 0:
-            capture = self.heard.setdefault(record.conversation_id, bytearray())
+            capture = self.heard.setdefault(record.conversation_id, [])
         per_second = agent_audio.bytes_per_second(profile.input_format)
         capture_bytes = int(self.capture_seconds * per_second)
         channel = _ConversationSocket(ws, record, profile, capture, capture_bytes)
