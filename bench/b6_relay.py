@@ -10,6 +10,13 @@ The echo baseline carries the same frames over the same number of sockets: each 
 echo connections (the Twilio leg and the agent leg), each sending a 20 ms frame every 20 ms and
 getting it back, as the relay gets each leg's frame and sends it on the other leg.
 
+Two agents are measured, each against its own echo run: one in `ulaw_8000` (passed through), one
+in `pcm_16000` (converted both ways: 640-byte PCM frames on the agent leg, each with its own echo
+baseline of the same sizes). Conversion changes the bytes, so a PCM frame cannot carry its stamp
+through: there the sender notes when it sent each frame, and the receiver knows which sent frame
+completed each frame it gets by running the relay's own converter over the same frame sizes
+(what a converter emits depends on how much it was given, not on what).
+
 CPU is the server process's user + system time (psutil) over the measured window, divided by
 the audio frames it moved in that window.
 """
@@ -46,9 +53,28 @@ FIRST = 0  # sequence number of a leg's first frame
 STAMP_CHARS = 24  # base64 characters that hold STAMP (16 bytes -> 24 chars)
 
 
-def payload(call: int, seq: int) -> str:
-    raw = STAMP.pack(call, seq, time.monotonic_ns()).ljust(FRAME_BYTES, b"\xff")
+AGENT_FRAME_BYTES = {"ulaw_8000": FRAME_BYTES, "pcm_16000": 640}  # 20 ms in each format
+
+
+def payload(call: int, seq: int, size: int = FRAME_BYTES) -> str:
+    raw = STAMP.pack(call, seq, time.monotonic_ns()).ljust(size, b"\xff")
     return base64.b64encode(raw).decode()
+
+
+def triggers(audio_format: str, to_twilio: bool, frames: int) -> list[int]:
+    """For each frame one leg receives, the index of the sent frame that completed it."""
+    from bridge.media.audio_formats import audio_path
+
+    path = audio_path(audio_format, audio_format)
+    size = AGENT_FRAME_BYTES[audio_format] if to_twilio else FRAME_BYTES
+    silence = base64.b64encode(bytes(size) if to_twilio else b"\xff" * size).decode()
+    out: list[int] = []
+    for index in range(frames):
+        if to_twilio:
+            out += [index] * len(path.to_caller(silence))
+        elif path.to_agent(silence) is not None:
+            out.append(index)
+    return out
 
 
 def read_stamp(encoded: str) -> tuple[int, int, int]:
@@ -71,6 +97,26 @@ class Tally:
     pongs: int = 0
     pings: int = 0
     errors: list[str] = field(default_factory=list)
+    # Converted audio: when each frame was sent, by (call, to_twilio), and the trigger maps.
+    sent_ns: dict[tuple[int, bool], list[int]] = field(default_factory=dict)
+    trigger: dict[bool, list[int]] = field(default_factory=dict)
+
+    def sent(self, call: int, to_twilio: bool) -> None:
+        self.sent_ns.setdefault((call, to_twilio), []).append(time.monotonic_ns())
+
+    def counted(self, call: int, to_twilio: bool, received: int) -> None:
+        """The ``received``-th converted frame of a leg has arrived."""
+        now = time.monotonic_ns()
+        sent = self.sent_ns[(call, to_twilio)][self.trigger[to_twilio][received]]
+        self.received += 1
+        if self.window is not None and self.window[0] <= sent < self.window[1]:
+            self.latencies_ns.append(now - sent)
+            if to_twilio:
+                self.to_twilio_ns.append(now - sent)
+        if self.window is not None and self.window[0] <= now < self.window[1]:
+            self.received_in_window += 1
+        if received == 0 and to_twilio:
+            self.first_audio_ns.append(now - sent)
 
     def arrived(self, encoded: str, *, at_twilio: bool = False) -> int:
         now = time.monotonic_ns()
@@ -104,10 +150,14 @@ async def paced(send: Any, stop: asyncio.Event) -> None:
 
 
 class FakeAgent:
-    def __init__(self, port: int, tally: Tally, stop: asyncio.Event) -> None:
+    def __init__(
+        self, port: int, tally: Tally, stop: asyncio.Event, audio_format: str = "ulaw_8000"
+    ) -> None:
         self.port = port
         self.tally = tally
         self.stop = stop
+        self.audio_format = audio_format
+        self.converted = audio_format != "ulaw_8000"
         self.calls = 0
         self.tasks: set[asyncio.Task[None]] = set()
 
@@ -127,11 +177,14 @@ class FakeAgent:
         self.calls += 1
         ws = web.WebSocketResponse(max_msg_size=0)
         await ws.prepare(request)
-        await ws.receive_json()  # conversation_initiation_client_data
+        initiation = await ws.receive_json()  # conversation_initiation_client_data
+        if self.converted:
+            # Which call this is (its frames carry no stamp): "Caller <n>", set by the load.
+            call = int(initiation["dynamic_variables"]["first_name"].split()[-1])
         metadata = {
             "conversation_id": f"conv_b6_{call}",
-            "agent_output_audio_format": "ulaw_8000",
-            "user_input_audio_format": "ulaw_8000",
+            "agent_output_audio_format": self.audio_format,
+            "user_input_audio_format": self.audio_format,
         }
         await ws.send_str(
             json.dumps(
@@ -148,7 +201,9 @@ class FakeAgent:
                 self.tally.pings += 1
                 ping = 1_000_000 + seq
                 await ws.send_str(f'{{"type":"ping","ping_event":{{"event_id":{ping}}}}}')
-            audio = payload(call, seq)
+            audio = payload(call, seq, AGENT_FRAME_BYTES[self.audio_format])
+            if self.converted:
+                self.tally.sent(call, True)
             await ws.send_str(
                 f'{{"type":"audio","audio_event":{{"audio_base_64":"{audio}",'
                 f'"event_id":{seq + 1}}}}}'
@@ -161,6 +216,7 @@ class FakeAgent:
             await paced(speak, self.stop)
 
         talking = asyncio.create_task(talk())
+        heard = 0
         try:
             async for message in ws:
                 if message.type != aiohttp.WSMsgType.TEXT:
@@ -168,7 +224,11 @@ class FakeAgent:
                 data = json.loads(message.data)
                 chunk = data.get("user_audio_chunk")
                 if chunk is not None:
-                    self.tally.arrived(chunk)
+                    if self.converted:
+                        self.tally.counted(call, False, heard)
+                        heard += 1
+                    else:
+                        self.tally.arrived(chunk)
                     listening.set()
                 elif data.get("type") == "pong":
                     self.tally.pongs += 1
@@ -195,6 +255,7 @@ async def twilio_call(
     auth_token: str,
     tally: Tally,
     stop: asyncio.Event,
+    converted: bool = False,
 ) -> None:
     attempt_id, call_sid = attempt
     twiml_url = f"{base}/webhooks/twilio/twiml?attempt_id={attempt_id}"
@@ -238,11 +299,16 @@ async def twilio_call(
     await ws.send_str(message("start", start=start))
 
     async def listen() -> None:
+        heard = 0
         async for received in ws:
             if received.type != aiohttp.WSMsgType.TEXT:
                 continue
             data = json.loads(received.data)
             if data.get("event") == "media":
+                if converted:
+                    tally.counted(call, True, heard)
+                    heard += 1
+                    continue
                 seen = tally.arrived(data["media"]["payload"], at_twilio=True)
                 if seen < 0:
                     tally.first_audio_ns.append(-seen - 1)
@@ -250,6 +316,8 @@ async def twilio_call(
     async def send(seq: int) -> None:
         nonlocal sequence
         sequence += 1
+        if converted:
+            tally.sent(call, False)
         await ws.send_str(
             f'{{"event":"media","sequenceNumber":"{sequence}","streamSid":"{stream_sid}",'
             f'"media":{{"track":"inbound","chunk":"{seq + 1}","timestamp":"{seq * 20}",'
@@ -271,7 +339,13 @@ async def twilio_call(
 
 
 async def echo_leg(
-    session: aiohttp.ClientSession, url: str, call: int, agent: bool, tally: Tally, stop: Any
+    session: aiohttp.ClientSession,
+    url: str,
+    call: int,
+    agent: bool,
+    tally: Tally,
+    stop: Any,
+    agent_bytes: int = FRAME_BYTES,
 ) -> None:
     ws = await session.ws_connect(url, max_msg_size=0)
     stream_sid = "MZ" + uuid.uuid4().hex
@@ -282,7 +356,8 @@ async def echo_leg(
         sequence += 1
         if agent:
             text = (
-                f'{{"type":"audio","audio_event":{{"audio_base_64":"{payload(call, seq)}",'
+                f'{{"type":"audio","audio_event":'
+                f'{{"audio_base_64":"{payload(call, seq, agent_bytes)}",'
                 f'"event_id":{seq + 1}}}}}'
             )
         else:
@@ -411,9 +486,14 @@ async def load(config: dict[str, Any]) -> dict[str, Any]:
     runner: web.AppRunner | None = None
     calls_started = 0
     try:
+        audio_format = config.get("audio_format", "ulaw_8000")
+        converted = audio_format != "ulaw_8000"
         if config["mode"] == "relay":
+            if converted:
+                frames = int((warmup + seconds + 5) / FRAME_SECONDS) + 1000
+                tally.trigger = {leg: triggers(audio_format, leg, frames) for leg in (False, True)}
             attempts = await insert_attempts(config["database_url"], calls)
-            agent = FakeAgent(config["agent_port"], tally, stop)
+            agent = FakeAgent(config["agent_port"], tally, stop, audio_format)
             runner = web.AppRunner(agent.app(), access_log=None)
             await runner.setup()
             await web.TCPSite(runner, "127.0.0.1", config["agent_port"]).start()
@@ -430,6 +510,7 @@ async def load(config: dict[str, Any]) -> dict[str, Any]:
                             config["auth_token"],
                             tally,
                             stop,
+                            converted,
                         )
                     )
                 )
@@ -442,7 +523,15 @@ async def load(config: dict[str, Any]) -> dict[str, Any]:
                 for agent_leg in (False, True):
                     legs.append(
                         asyncio.create_task(
-                            echo_leg(session, config["url"], call, agent_leg, tally, stop)
+                            echo_leg(
+                                session,
+                                config["url"],
+                                call,
+                                agent_leg,
+                                tally,
+                                stop,
+                                AGENT_FRAME_BYTES[audio_format],
+                            )
                         )
                     )
                 await asyncio.sleep(FRAME_SECONDS / 2)
@@ -471,6 +560,7 @@ async def load(config: dict[str, Any]) -> dict[str, Any]:
     to_twilio = tally.to_twilio_ns
     return {
         "mode": config["mode"],
+        "audio_format": audio_format,
         "calls": calls,
         "window_ns": tally.window,
         "calls_started_ns": calls_started,
@@ -531,7 +621,7 @@ def serve_echo(port: int) -> None:
 
 
 def _run_load(config: dict[str, Any], workdir: Path) -> dict[str, Any]:
-    path = workdir / f"b6-load-{config['mode']}.json"
+    path = workdir / f"b6-load-{config['mode']}-{config.get('audio_format')}.json"
     path.write_text(json.dumps(config))
     done = subprocess.run(
         [sys.executable, "-m", "bench.b6_relay", "load", str(path)],
@@ -544,7 +634,9 @@ def _run_load(config: dict[str, Any], workdir: Path) -> dict[str, Any]:
     return dict(json.loads(done.stdout.strip().splitlines()[-1]))
 
 
-def measure_echo(ctx: Context, calls: int, warmup: float, seconds: float) -> dict[str, Any]:
+def measure_echo(
+    ctx: Context, calls: int, warmup: float, seconds: float, audio_format: str = "ulaw_8000"
+) -> dict[str, Any]:
     from tests.service import free_port, wait_until
 
     port = free_port()
@@ -565,6 +657,7 @@ def measure_echo(ctx: Context, calls: int, warmup: float, seconds: float) -> dic
         return _run_load(
             {
                 "mode": "echo",
+                "audio_format": audio_format,
                 "url": f"ws://127.0.0.1:{port}/",
                 "server_pid": server.pid,
                 "calls": calls,
@@ -638,7 +731,12 @@ class WatchedService:
 
 
 def measure_relay(
-    ctx: Context, database_url: str, calls: int, warmup: float, seconds: float
+    ctx: Context,
+    database_url: str,
+    calls: int,
+    warmup: float,
+    seconds: float,
+    audio_format: str = "ulaw_8000",
 ) -> dict[str, Any]:
     from bridge.settings import SANDBOX_AUTH_TOKEN
     from tests.service import free_port
@@ -657,6 +755,7 @@ def measure_relay(
         result = _run_load(
             {
                 "mode": "relay",
+                "audio_format": audio_format,
                 "base": service.url,
                 "database_url": database_url,
                 "agent_port": agent_port,
@@ -712,12 +811,14 @@ def figures(relay: dict[str, Any], echo: dict[str, Any], database: str) -> list[
         + ": every stream waits that long"
     )
     lost = relay["expected_frames_in_window"] - relay["frames_in_window"]
+    audio_format = relay.get("audio_format", "ulaw_8000")
+    agent = "" if audio_format == "ulaw_8000" else f", {audio_format} agent (converted both ways)"
     out = []
     cpu_ratio = relay["cpu_us_per_frame"] / echo["cpu_us_per_frame"]
     out.append(
         Figure(
             bench="B6",
-            what=f"relay CPU per audio frame ({relay['calls']} calls, both ways)",
+            what=f"relay CPU per audio frame ({relay['calls']} calls, both ways{agent})",
             value=relay["cpu_us_per_frame"],
             unit="µs",
             baseline=echo["cpu_us_per_frame"],
@@ -745,7 +846,7 @@ def figures(relay: dict[str, Any], echo: dict[str, Any], database: str) -> list[
         out.append(
             Figure(
                 bench="B6",
-                what=f"frame transit through the relay, {label}",
+                what=f"frame transit through the relay, {label}{agent}",
                 value=value,
                 unit="ms",
                 baseline=base,
@@ -761,7 +862,7 @@ def figures(relay: dict[str, Any], echo: dict[str, Any], database: str) -> list[
     out.append(
         Figure(
             bench="B6",
-            what="first agent audio frame forwarded to Twilio, worst call",
+            what=f"first agent audio frame forwarded to Twilio, worst call{agent}",
             value=first["max"],
             unit="ms",
             baseline=echo["first_audio_ms"]["max"],
@@ -780,13 +881,16 @@ def run(ctx: Context) -> list[Figure]:
     warmup = float(ctx.scale(5, 3))
     seconds = float(ctx.scale(30, 5))
     database = ctx.databases[0] if ctx.databases else "sqlite"
-    echo = measure_echo(ctx, calls, warmup, seconds)
-    with ctx.database(database) as url:
-        relay = measure_relay(ctx, url, calls, warmup, seconds)
-    for result in (echo, relay):
-        if result["error_count"]:
-            raise RuntimeError(f"{result['mode']}: {result['errors']}")
-    return figures(relay, echo, database)
+    out: list[Figure] = []
+    for audio_format in AGENT_FRAME_BYTES:
+        echo = measure_echo(ctx, calls, warmup, seconds, audio_format)
+        with ctx.database(database) as url:
+            relay = measure_relay(ctx, url, calls, warmup, seconds, audio_format)
+        for result in (echo, relay):
+            if result["error_count"]:
+                raise RuntimeError(f"{result['mode']}: {result['errors']}")
+        out += figures(relay, echo, database)
+    return out
 
 
 def main() -> None:
