@@ -136,13 +136,19 @@ class _ConversationSocket:
 class _TwilioStream:
     """The agent's side of a Twilio Media Stream (register-call and native calls)."""
 
-    def __init__(self, ws: web.WebSocketResponse, record: ConversationRecord, stream_sid: str):
+    def __init__(
+        self,
+        ws: web.WebSocketResponse,
+        record: ConversationRecord,
+        stream_sid: str,
+        tone_hz: float,
+    ):
         self._ws = ws
         self._record = record
         self._stream_sid = stream_sid
         self._said = 0
         # A Media Stream carries μ-law 8000 whatever the agent's own formats are.
-        self._voice = agent_audio.Voice("ulaw_8000", profile_for(record.agent_id).tone_hz)
+        self._voice = agent_audio.Voice("ulaw_8000", tone_hz)
 
     async def say(self, frame: bytes) -> None:
         payload = base64.b64encode(frame).decode()
@@ -469,7 +475,8 @@ class SandboxAgent:
         if record is None:
             await ws.close(code=1008, message=b"unknown conversation")
             return ws
-        await agent_brain.converse(record, _TwilioStream(ws, record, stream_sid))
+        tone_hz = self.profile(record.agent_id).tone_hz
+        await agent_brain.converse(record, _TwilioStream(ws, record, stream_sid, tone_hz))
         self._spawn(self._send_webhook(record, agent_brain.transcription_webhook(record)))
         return ws
 
