@@ -888,7 +888,7 @@ def run(ctx: Context) -> list[Figure]:
             relay = measure_relay(ctx, url, calls, warmup, seconds, audio_format)
         for result in (echo, relay):
             if result["error_count"]:
-                raise RuntimeError(f"{result['mode']}: {result['errors']}")
+                raise RuntimeError(f"{result['mode']} {audio_format}: {result['errors']}")
         out += figures(relay, echo, database)
     return out
 
