@@ -35,7 +35,7 @@ import sys
 import time
 import uuid
 import xml.etree.ElementTree as ElementTree
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -886,10 +886,15 @@ def run(ctx: Context) -> list[Figure]:
         echo = measure_echo(ctx, calls, warmup, seconds, audio_format)
         with ctx.database(database) as url:
             relay = measure_relay(ctx, url, calls, warmup, seconds, audio_format)
-        for result in (echo, relay):
-            if result["error_count"]:
-                raise RuntimeError(f"{result['mode']} {audio_format}: {result['errors']}")
-        out += figures(relay, echo, database)
+        if echo["error_count"]:
+            raise RuntimeError(f"echo {audio_format}: {echo['errors']}")
+        made = figures(relay, echo, database)
+        if relay["error_count"]:
+            # Calls that did not end within 10 s of their `stop`: serve had fallen that far
+            # behind. What was measured in the window stands, but no target counts as met.
+            note = f"{relay['error_count']} calls failed to end: {relay['errors'][:2]}"
+            made = [replace(f, met=False, notes=f"{f.notes}; {note}") for f in made]
+        out += made
     return out
 
 
