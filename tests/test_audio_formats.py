@@ -24,6 +24,7 @@ from elevenlabs.client import AsyncElevenLabs
 
 from bridge.app import create_app
 from bridge.keys import SANDBOX_AGENT, SESSIONMAKER
+from bridge.media.audio_formats import audio_path
 from bridge.sandbox import agent_audio
 from bridge.sandbox.agent import SandboxAgent
 from bridge.sandbox.agent_brain import ConversationRecord
@@ -287,3 +288,27 @@ async def test_an_unconvertible_format_ends_the_call_and_names_the_setting(clien
     assert "conversation_config.tts.agent_output_audio_format" in item["remedy"]
     assert "ulaw_8000" in item["remedy"] and "pcm_16000" in item["remedy"]
     assert item["details"]["agent_id"] == agent_id
+
+
+def test_chunks_of_any_size_make_whole_frames_of_the_same_audio() -> None:
+    """An agent's chunks need not hold whole samples or 20 ms: odd-sized ones come out as the
+    same 160-byte frames of the same tone (the resampler rounds a little differently, within one
+    μ-law step)."""
+    rate = 24000
+    t = np.arange(rate) / rate
+    pcm = np.rint(8000 * np.sin(2 * np.pi * AGENT_TONE_HZ * t)).astype("<i2").tobytes()
+
+    def frames(size: int) -> list[bytes]:
+        path = audio_path("pcm_24000", "pcm_24000")
+        out: list[str] = []
+        for start in range(0, len(pcm), size):
+            out += path.to_caller(base64.b64encode(pcm[start : start + size]).decode())
+        return [base64.b64decode(f) for f in out]
+
+    whole, odd = frames(960), frames(333)
+    assert {len(f) for f in whole + odd} == {160}
+    assert abs(len(whole) - len(odd)) <= 1
+    count = min(len(whole), len(odd))
+    a = decode(b"".join(whole[:count]), "ulaw_8000")
+    b = decode(b"".join(odd[:count]), "ulaw_8000")
+    assert np.max(np.abs(a - b)) <= 256  # one μ-law step at this level
