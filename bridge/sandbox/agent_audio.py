@@ -58,8 +58,9 @@ def is_beep(frame: bytes) -> bool:
         return True
     if len(frame) != FRAME_BYTES:
         return False
-    low, high = audioop.minmax(_linear(frame), 2)
-    level = abs(audioop.avg(_linear(frame), 2))
+    linear = _linear(frame)
+    low, high = audioop.minmax(linear, 2)
+    level = abs(audioop.avg(linear, 2))
     return level > 1000 and high - low <= level * BEEP_SPREAD
 
 
