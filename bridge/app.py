@@ -47,6 +47,7 @@ from campaigns.events import EventBus
 from campaigns.leases import exclusive
 from campaigns.lifecycle import expire_ended, start_now
 from campaigns.scheduler import Scheduler
+from campaigns.staged_imports import settle_abandoned
 from campaigns.verdicts import refresh_missing_verdicts
 
 log = logging.getLogger(__name__)
@@ -197,6 +198,8 @@ async def _dispatching(app: web.Application) -> AsyncIterator[None]:
             older = None if time.monotonic() < sweep_all_until else stale_slack
             await dispatcher.refresh_live_calls(older_than=older)
             await refresh_missing_verdicts(sm, dialer, stale_slack)
+            # Imports whose process died: discarded, or finished if they had been decided.
+            await settle_abandoned(sm)
 
     async def start_campaign(campaign_id: str) -> None:
         await start_now(sm, campaign_id)
