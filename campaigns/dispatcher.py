@@ -15,7 +15,7 @@ import random
 import time
 from collections import deque
 from collections.abc import Callable
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 
 from sqlalchemy import func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
@@ -35,6 +35,7 @@ from campaigns.models import (
     Disposition,
 )
 from campaigns.outcomes import CallUpdate
+from campaigns.pacing import send_deadline, slot_index, slot_time
 from campaigns.phones import mask
 from campaigns.progress import (
     apply_to_attempt,
@@ -62,9 +63,6 @@ LEASE_SLACK = timedelta(seconds=5)
 # entry since the claim). Long enough for a busy database to answer, short enough that what
 # happens in the last moment before a dial is as rare as a request crossing it in flight.
 RECHECK_LEAD = timedelta(milliseconds=300)
-# Time kept, before the end of a slot's second, for a create to reach the provider and be
-# stamped by its clock (building the request, the network, a busy event loop at either end).
-SEND_MARGIN = timedelta(milliseconds=100)
 # How many fresh slots a dial takes before it goes out however late it is.
 MAX_RESLOTS = 5
 # A create must reach the provider while the calling window is still open in every zone of the
@@ -84,51 +82,6 @@ WINDOW_CLOSED = "window_closed"
 STARTUP_GRACE = timedelta(seconds=5)
 # A call whose creation time is this much earlier than its attempt cannot be that attempt's.
 RECONCILE_SKEW = timedelta(seconds=5)
-
-
-# Pacing. A carrier counts calls per wall-clock second, and the "cps" a campaign promises is
-# checked the same way. Slots therefore sit on a grid fixed to the wall clock: at c calls per
-# second, slot k belongs to the second holding (k + 1/2) / c seconds after the Unix epoch, so
-# every whole second holds exactly c slots and no rate below c is given away.
-#
-# Inside its second the grid is pressed towards the start, leaving the last quarter free
-# (FREE_TAIL): at c = 10 the slots are at .0375, .1125, ... .7125. A dial that leaves late, or
-# reaches a busy provider late, still lands in its own second, and a late dial can only ever be
-# late, never early, so the free time is all at the end. (A test over any sliding window
-# [t, t + 1 s) is another matter: dial i and dial i + c are 1 s apart, so any jitter puts c + 1
-# dials in some such window, which only pacing slower than c avoids.)
-#
-# The guard that makes the per-second count hold whatever the load: a dial leaves only within the
-# wall-clock second its slot is in, less the send margin. A dial woken later than that takes a
-# fresh slot instead of crowding into a second whose own slots are all handed out. Slots are
-# handed out under the campaign row's lock (next_dial_at), so this holds across nodes.
-#
-# Slot indexes are computed from the epoch, never by adding gaps (which would drift). The
-# tolerance maps an instant read back from the database (rounded to the microsecond) to its own
-# slot rather than the next one.
-FREE_TAIL = 0.25
-_SLOT_TOLERANCE = 1e-3
-
-
-def _slot_index(instant: datetime, cps: float) -> int:
-    """The first slot at or after ``instant``."""
-    stamp = instant.timestamp()
-    second = math.floor(stamp)
-    into = (stamp - second) / (1 - FREE_TAIL)
-    # Past the last slot of its second (into the free tail): the next second's first slot.
-    nominal = second + 1 if into >= 1 else second + into
-    return math.ceil(nominal * cps - 0.5 - _SLOT_TOLERANCE)
-
-
-def _slot_time(index: int, cps: float) -> datetime:
-    nominal = (index + 0.5) / cps
-    second = math.floor(nominal)
-    return datetime.fromtimestamp(second + (nominal - second) * (1 - FREE_TAIL), UTC)
-
-
-def _send_deadline(slot: datetime) -> datetime:
-    """The last instant a dial for ``slot`` may leave and still count in the slot's second."""
-    return slot.replace(microsecond=0) + timedelta(seconds=1) - SEND_MARGIN
 
 
 class Dispatcher:
@@ -266,8 +219,8 @@ class Dispatcher:
             first_slot = now
             if cps:
                 planned_until = max(now, campaign.next_dial_at or now)
-                next_index = _slot_index(planned_until, cps)
-                first_slot = _slot_time(next_index, cps)
+                next_index = slot_index(planned_until, cps)
+                first_slot = slot_time(next_index, cps)
                 if first_slot > now + REFILL_AT:
                     # Enough is planned ahead; claim again when it runs short, half a horizon at a
                     # time rather than one dial per pass.
@@ -297,8 +250,8 @@ class Dispatcher:
             for contact, allowed_at in ready:
                 if cps:
                     # The next free slot, or the first one after the contact's own instant.
-                    index = max(next_index, _slot_index(allowed_at, cps))
-                    at = _slot_time(index, cps)
+                    index = max(next_index, slot_index(allowed_at, cps))
+                    at = slot_time(index, cps)
                 else:
                     at = allowed_at
                 # A slot handed out ahead may lie past the window's close (or too near it for
@@ -330,7 +283,7 @@ class Dispatcher:
                 if cps:
                     self._paced[attempt.id] = cps
             if cps and claimed:
-                campaign.next_dial_at = _slot_time(next_index, cps)
+                campaign.next_dial_at = slot_time(next_index, cps)
             if not claimed and contacts:
                 # Contacts settled here (do-not-call, expired) may have been the last open ones.
                 await session.flush()
@@ -514,7 +467,7 @@ class Dispatcher:
         """
         for _ in range(MAX_RESLOTS):
             await _sleep_until(at)
-            if cps is None or utcnow() <= _send_deadline(at):
+            if cps is None or utcnow() <= send_deadline(at):
                 return True
             slot = await self._fresh_slot(request)
             if slot is None:
@@ -534,9 +487,9 @@ class Dispatcher:
             slot = now
             if campaign.cps:
                 # The first slot nobody holds: after every slot handed out, never in the past.
-                index = _slot_index(max(now, campaign.next_dial_at or now), campaign.cps)
-                slot = _slot_time(index, campaign.cps)
-                campaign.next_dial_at = _slot_time(index + 1, campaign.cps)
+                index = slot_index(max(now, campaign.next_dial_at or now), campaign.cps)
+                slot = slot_time(index, campaign.cps)
+                campaign.next_dial_at = slot_time(index + 1, campaign.cps)
             attempt.scheduled_at = slot
             # No other node may reconcile the attempt while it waits for its new slot.
             attempt.lease_expires_at = slot + self._provider_timeout + LEASE_SLACK
