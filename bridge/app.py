@@ -40,12 +40,13 @@ from bridge.sandbox.inspection import inspection_guard
 from bridge.settings import Settings
 from bridge.telephony.twilio import TwilioDialer
 from bridge.webhooks import twilio as twilio_webhooks
-from campaigns.clock import set_offset
+from campaigns.clock import set_offset, utcnow
 from campaigns.db import make_engine, make_sessionmaker
 from campaigns.dispatcher import Dispatcher
 from campaigns.events import EventBus
 from campaigns.leases import exclusive
 from campaigns.lifecycle import expire_ended, start_now
+from campaigns.reconciliation import Reconciler
 from campaigns.scheduler import Scheduler
 from campaigns.staged_imports import settle_abandoned
 from campaigns.verdicts import refresh_missing_verdicts
@@ -178,6 +179,13 @@ async def _dispatching(app: web.Application) -> AsyncIterator[None]:
         on_next_due=next_due,
         window_margin_seconds=settings.window_margin_seconds,
     )
+    reconciler = Reconciler(
+        sm,
+        dialer,
+        provider_timeout_seconds=settings.provider_timeout_seconds,
+        started_at=utcnow(),
+        on_call_ended=dispatcher.wake,
+    )
     # After a restart, callbacks sent while this node was down (or starting, not yet listening)
     # went nowhere: for a while every live call placed before the start (or just after it) is
     # asked about, not only the overdue ones.
@@ -192,11 +200,11 @@ async def _dispatching(app: web.Application) -> AsyncIterator[None]:
         async with exclusive(app[ENGINE], "housekeeping") as ours:
             if not ours:
                 return
-            await dispatcher.reconcile_expired_leases()
+            await reconciler.reconcile_expired_leases()
             if await expire_ended(sm):
                 dispatcher.wake()
             older = None if time.monotonic() < sweep_all_until else stale_slack
-            await dispatcher.refresh_live_calls(older_than=older)
+            await reconciler.refresh_live_calls(older_than=older)
             await refresh_missing_verdicts(sm, dialer, stale_slack)
             # Imports whose process died: discarded, or finished if they had been decided.
             await settle_abandoned(sm)

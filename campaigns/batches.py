@@ -21,7 +21,7 @@ from campaigns.models import (
     ContactState,
     Disposition,
 )
-from campaigns.progress import complete_if_finished
+from campaigns.transitions import complete_if_finished, reopen
 
 BATCH_STATUS = {
     CampaignStatus.DRAFT: "pending",
@@ -140,10 +140,7 @@ async def retry_batch(
             )
         )
         for contact in contacts:
-            contact.state = ContactState.PENDING
-            contact.disposition = None
-            contact.finished_at = None
-            contact.next_attempt_at = now
+            reopen(contact, now)
         batch = await session.get(BatchCall, campaign_id, with_for_update=True)
         if batch is None:
             batch = BatchCall(campaign_id=campaign_id, retry_count=0, updated_at=now)

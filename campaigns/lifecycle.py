@@ -22,7 +22,7 @@ from campaigns.models import (
     Disposition,
 )
 from campaigns.phones import CHOOSABLE_NUMBER_TYPES
-from campaigns.progress import complete_if_finished, finish_contact
+from campaigns.transitions import complete_if_finished, finish_contact
 
 
 class CampaignError(ValueError):

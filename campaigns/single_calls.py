@@ -17,7 +17,7 @@ from campaigns.clock import utcnow
 from campaigns.dnc import blocked_numbers
 from campaigns.ids import new_id
 from campaigns.lifecycle import CampaignError, get_campaign
-from campaigns.models import Campaign, CampaignStatus, Contact, ContactState
+from campaigns.models import Campaign, CampaignStatus, Contact
 from campaigns.phones import Phone, PhoneRejected, normalize, number_types_of
 from campaigns.reminders import BadCallAt, parse_call_at
 from campaigns.sqlutil import insert_ignoring_conflicts
@@ -212,7 +212,6 @@ async def _create(
         dedupe_scope=contact_id,
         time_zones=list(phone.time_zones),
         dynamic_variables={str(k): v for k, v in dynamic_variables.items()},
-        state=ContactState.PENDING,
         attempts_made=0,
         call_at=when,
         next_attempt_at=max(now, when) if when else now,

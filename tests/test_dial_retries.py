@@ -22,6 +22,7 @@ from campaigns.dispatcher import Dispatcher
 from campaigns.importer import import_contacts
 from campaigns.lifecycle import CampaignSpec, create_campaign, start_now
 from campaigns.models import Attempt, AttemptStatus, Contact
+from campaigns.reconciliation import Reconciler
 
 
 class BusyProvider:
@@ -89,7 +90,8 @@ async def test_a_refused_create_is_retried_only_while_the_lease_holds(
                 assert time.monotonic() < deadline, "the dial did not give up in time"
                 await asyncio.sleep(0.02)
             assert provider.creates == [provider.creates[0]]
-            assert await dispatcher.reconcile_expired_leases() == 1
+            reconciler = Reconciler(sm, provider, provider_timeout_seconds=0.1)
+            assert await reconciler.reconcile_expired_leases() == 1
             attempt = await the_attempt(sm, settled=True)
             assert attempt.status == AttemptStatus.NOT_PLACED
         else:

@@ -31,8 +31,8 @@ from bridge.media.relay import relay
 from bridge.media.twilio_wire import Start
 from bridge.telephony.elevenlabs import websocket_url
 from bridge.telephony.elevenlabs_outcomes import agent_failure
+from campaigns.call_events import record_event
 from campaigns.clock import utcnow
-from campaigns.progress import record_event
 
 log = logging.getLogger(__name__)
 

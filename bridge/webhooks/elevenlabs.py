@@ -20,9 +20,9 @@ from bridge.api.bodies import BadJson, loads, read_body
 from bridge.api.errors import error_response
 from bridge.keys import DISPATCHER, SESSIONMAKER, SETTINGS
 from bridge.telephony import elevenlabs_outcomes as outcomes
+from campaigns.call_events import record_event
 from campaigns.clock import utcnow
 from campaigns.models import Attempt, Campaign
-from campaigns.progress import record_event
 
 log = logging.getLogger(__name__)
 

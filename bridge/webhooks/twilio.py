@@ -29,8 +29,8 @@ from bridge.telephony.elevenlabs import AgentApiError, initiation_data
 from bridge.webhooks.applier import applier_for
 from bridge.webhooks.signatures import verified_form
 from campaigns import voicemail
+from campaigns.call_updates import CallUpdate
 from campaigns.clock import utcnow
-from campaigns.outcomes import CallUpdate
 
 log = logging.getLogger(__name__)
 routes = web.RouteTableDef()

@@ -1,4 +1,4 @@
-"""B8: other requests while a 200 MB contacts file is imported through the API.
+"""B9: other requests while a 200 MB contacts file is imported through the API.
 
 `callbridge serve` on a fresh database; a 200 MB CSV (4.8 million contacts) is uploaded to a
 campaign while another client reads and writes through the API (`GET /api/v1/campaigns`, `POST
@@ -18,7 +18,6 @@ import requests
 from bench.common import Context, Figure
 from tests.campaign_flow import create_campaign
 from tests.service import Service
-
 
 
 def write_contacts(path: Path, rows: int) -> int:
@@ -89,7 +88,7 @@ def measure(
     )
     return [
         Figure(
-            bench="B8",
+            bench="B9",
             what="slowest other request during a large import",
             value=slowest,
             unit="s",
@@ -106,7 +105,7 @@ def measure(
 
 def run(ctx: Context) -> list[Figure]:
     rows = ctx.scale(4_800_000, 480_000)
-    csv_path = ctx.workdir / "b8-contacts.csv"
+    csv_path = ctx.workdir / "b9-contacts.csv"
     size = write_contacts(csv_path, rows)
     figures: list[Figure] = []
     for database in ctx.databases:
