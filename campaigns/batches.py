@@ -126,7 +126,6 @@ async def retry_batch(
                 f"batch is {BATCH_STATUS.get(campaign.status, campaign.status)}: "
                 "only a finished batch can be retried",
                 code="conflict",
-                status=409,
             )
         contacts = list(
             await session.scalars(

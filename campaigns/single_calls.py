@@ -76,7 +76,6 @@ class IdempotencyKeyReused(CampaignError):
             "this Idempotency-Key was already used with another request; use a new key for a "
             "new request",
             code="idempotency_key_reused",
-            status=422,
         )
 
 
@@ -166,7 +165,6 @@ def _callable_number(to: str, campaign: Campaign) -> Phone:
         raise CampaignError(
             f"'to' is not a callable number ({exc.reason})",
             code="invalid_number",
-            status=422,
             details=exc.details(),
         ) from exc
 
@@ -186,13 +184,12 @@ async def _create(
             raise CampaignError(
                 f"campaign is {campaign.status}: it takes no more calls",
                 code="conflict",
-                status=409,
             )
     else:
         campaign = await _default_campaign(session, agent_id, from_number)
     phone = _callable_number(to, campaign)
     if await blocked_numbers(session, campaign.id, [phone.e164]):
-        raise CampaignError("the number is on a do-not-call list", code="dnc", status=422)
+        raise CampaignError("the number is on a do-not-call list", code="dnc")
     when: datetime | None
     try:
         when = (
@@ -201,7 +198,7 @@ async def _create(
             else call_at
         )
     except BadCallAt as exc:
-        raise CampaignError(str(exc), code="invalid_call_at", status=422) from exc
+        raise CampaignError(str(exc), code="invalid_call_at") from exc
     now = utcnow()
     contact_id = new_id("ct")
     contact = Contact(
