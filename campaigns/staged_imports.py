@@ -24,6 +24,7 @@ from datetime import datetime, timedelta
 from sqlalchemy import Delete, bindparam, delete, func, select, text, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from campaigns.base import UTCDateTime
 from campaigns.clock import utcnow
 from campaigns.ids import new_id
 from campaigns.models import (
@@ -31,7 +32,6 @@ from campaigns.models import (
     ImportRun,
     StagedContact,
     StagedDncEntry,
-    UTCDateTime,
 )
 
 CONTACTS = "contacts"
