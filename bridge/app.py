@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 from collections.abc import AsyncIterator
@@ -43,7 +44,7 @@ from bridge.webhooks import twilio as twilio_webhooks
 from campaigns.clock import set_offset, utcnow
 from campaigns.db import make_engine, make_sessionmaker
 from campaigns.dispatcher import Dispatcher
-from campaigns.events import EventBus
+from campaigns.events import AttemptEnded, ContactsDue, EventBus
 from campaigns.leases import exclusive
 from campaigns.lifecycle import expire_ended, start_now
 from campaigns.reconciliation import Reconciler
@@ -179,6 +180,15 @@ async def _dispatching(app: web.Application) -> AsyncIterator[None]:
         on_next_due=next_due,
         window_margin_seconds=settings.window_margin_seconds,
     )
+    loop = asyncio.get_running_loop()
+
+    def wake_on(events: list[object]) -> None:
+        # A freed slot or contacts due now: the dispatcher looks at once, not at its next timer.
+        # (A commit may happen off the loop's thread.)
+        if any(isinstance(event, AttemptEnded | ContactsDue) for event in events):
+            loop.call_soon_threadsafe(dispatcher.wake)
+
+    app[EVENTS].after_commit.append(wake_on)
     reconciler = Reconciler(
         sm,
         dialer,
@@ -211,7 +221,6 @@ async def _dispatching(app: web.Application) -> AsyncIterator[None]:
 
     async def start_campaign(campaign_id: str) -> None:
         await start_now(sm, campaign_id)
-        dispatcher.wake()
         if scheduler is not None:
             await scheduler.schedule_recurring(campaign_id)
 
@@ -227,5 +236,6 @@ async def _dispatching(app: web.Application) -> AsyncIterator[None]:
     await scheduler.start()
     dispatcher.start()
     yield
+    app[EVENTS].after_commit.remove(wake_on)
     await scheduler.drain()
     await dispatcher.stop(drain_seconds=settings.shutdown_grace_seconds)

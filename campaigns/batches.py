@@ -139,7 +139,7 @@ async def retry_batch(
             )
         )
         for contact in contacts:
-            reopen(contact, now)
+            reopen(session, contact, now)
         batch = await session.get(BatchCall, campaign_id, with_for_update=True)
         if batch is None:
             batch = BatchCall(campaign_id=campaign_id, retry_count=0, updated_at=now)

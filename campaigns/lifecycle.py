@@ -11,6 +11,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from campaigns import breaker, policy, recurring
 from campaigns.clock import utcnow
+from campaigns.events import ContactsDue, emit
 from campaigns.ids import new_id
 from campaigns.models import (
     Attempt,
@@ -194,6 +195,7 @@ async def start_now(sm: async_sessionmaker[AsyncSession], campaign_id: str) -> C
             return campaign
         campaign.status = CampaignStatus.RUNNING
         campaign.started_at = now
+        emit(session, ContactsDue(campaign_id))
         # Contacts imported before the start become due at the start, not at their import.
         await session.execute(
             update(Contact)
@@ -263,6 +265,7 @@ async def resume(sm: async_sessionmaker[AsyncSession], campaign_id: str) -> Camp
             raise _conflict(campaign, "resumed")
         campaign.status = CampaignStatus.RUNNING
         campaign.started_at = campaign.started_at or now
+        emit(session, ContactsDue(campaign_id))
         # Resuming says the cause of a pause is fixed: its attention items close.
         await session.run_sync(lambda sync: breaker.resolve(sync, campaign_id, now))
         await session.flush()

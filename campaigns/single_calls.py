@@ -15,6 +15,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from campaigns.clock import utcnow
 from campaigns.dnc import blocked_numbers
+from campaigns.events import ContactsDue, emit
 from campaigns.ids import new_id
 from campaigns.lifecycle import CampaignError, get_campaign
 from campaigns.models import Campaign, CampaignStatus, Contact
@@ -214,5 +215,6 @@ async def _create(
         next_attempt_at=max(now, when) if when else now,
     )
     session.add(contact)
+    emit(session, ContactsDue(campaign.id))
     await session.flush()
     return contact

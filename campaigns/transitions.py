@@ -21,7 +21,13 @@ from campaigns import policy
 from campaigns.call_updates import MACHINE_ANSWERS, CallUpdate, provider_call_update
 from campaigns.clock import utcnow
 from campaigns.dialing import ProviderCall
-from campaigns.events import AttemptEnded, CampaignCompleted, ContactFinished, emit
+from campaigns.events import (
+    AttemptEnded,
+    CampaignCompleted,
+    ContactFinished,
+    ContactsDue,
+    emit,
+)
 from campaigns.ids import new_id
 from campaigns.models import (
     Attempt,
@@ -362,8 +368,9 @@ def replan_after_close(
         contact.next_attempt_at = planned
 
 
-def reopen(contact: Contact, now: datetime) -> None:
+def reopen(session: AsyncSession, contact: Contact, now: datetime) -> None:
     """A finished contact is called again (a batch retried): pending, due now."""
+    emit(session, ContactsDue(contact.campaign_id))
     contact.state = ContactState.PENDING
     contact.disposition = None
     contact.finished_at = None

@@ -15,7 +15,7 @@ from bridge.api.bodies import spool_body
 from bridge.api.errors import ApiError
 from bridge.api.export import export_response
 from bridge.api.openapi import PAGE_HEADERS, PAGE_QUERY, Api, Response, body_of, query_of, ref
-from bridge.keys import DISPATCHER, SCHEDULER, SESSIONMAKER
+from bridge.keys import SCHEDULER, SESSIONMAKER
 from campaigns.clock import BadInstant, parse_instant, utcnow
 from campaigns.contact_list import ContactItem, add_contacts
 from campaigns.editing import delete_draft, update_campaign
@@ -613,8 +613,6 @@ async def upload_contacts(request: web.Request) -> web.Response:
         )
     else:
         report = await _import_csv(request, campaign)
-    if campaign.status == CampaignStatus.RUNNING:
-        request.app[DISPATCHER].wake()
     return web.json_response(report.to_dict())
 
 
@@ -697,7 +695,6 @@ async def start(request: web.Request) -> web.Response:
         assert campaign.start_at is not None
         request.app[SCHEDULER].schedule_campaign_start(campaign.id, campaign.start_at)
     else:
-        request.app[DISPATCHER].wake()
         await request.app[SCHEDULER].schedule_recurring(campaign.id)
     return web.json_response(campaign_json(campaign))
 

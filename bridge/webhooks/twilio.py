@@ -14,7 +14,6 @@ from bridge.background import spawn
 from bridge.keys import (
     AGENT_CONNECTOR,
     DIALER,
-    DISPATCHER,
     ELEVENLABS,
     MEDIA_TOKEN_SECRET,
     SESSIONMAKER,
@@ -63,9 +62,7 @@ def _call_sid(params: dict[str, str]) -> str:
 
 
 async def _apply(request: web.Request, update: CallUpdate) -> web.Response:
-    applied = await applier_for(request.app[SESSIONMAKER]).apply(update)
-    if applied.attempt_ended:
-        request.app[DISPATCHER].wake()
+    await applier_for(request.app[SESSIONMAKER]).apply(update)
     # Twilio waits at most 15 s and only needs a 2xx: answer at once, with nothing to parse.
     return web.Response(status=204)
 
