@@ -19,6 +19,9 @@ from bridge.media import twilio_wire
 log = logging.getLogger(__name__)
 
 MULAW_BYTES_PER_SECOND = 8000
+# Marks awaiting their echo, at most (30 s of 20 ms events): Twilio echoes them as it plays, so
+# more means it stopped echoing; the oldest are then taken as heard, to bound memory.
+MAX_PENDING_MARKS = 1500
 
 
 def _decoded_length(payload: str) -> int:
@@ -31,8 +34,11 @@ class Playback:
         self._twilio = twilio
         self._stream_sid = stream_sid
         self._marks = 0
-        # Marks sent and not echoed, oldest first, with the bytes of audio before each.
-        self._pending: deque[tuple[str, int]] = deque()
+        # Marks sent and not echoed, oldest first, and the bytes of audio before each. Two
+        # deques of str and int, not one of tuples: one entry per 20 ms frame, and nothing
+        # the garbage collector has to track.
+        self._names: deque[str] = deque()
+        self._sizes: deque[int] = deque()
         self._cleared: set[str] = set()
         self.heard_bytes = 0
         self.cleared_bytes = 0
@@ -40,14 +46,21 @@ class Playback:
 
     @property
     def unheard_bytes(self) -> int:
-        return sum(size for _, size in self._pending)
+        return sum(self._sizes)
+
+    def _heard_oldest(self) -> str:
+        self.heard_bytes += self._sizes.popleft()
+        return self._names.popleft()
 
     async def play(self, payload: str) -> None:
         """Send one agent audio event to Twilio, then its mark."""
         await self._twilio.send_str(twilio_wire.media(self._stream_sid, payload))
         self._marks += 1
         name = f"agent-audio-{self._marks}"
-        self._pending.append((name, _decoded_length(payload)))
+        if len(self._names) >= MAX_PENDING_MARKS:
+            self._heard_oldest()
+        self._names.append(name)
+        self._sizes.append(_decoded_length(payload))
         await self._twilio.send_str(twilio_wire.mark(self._stream_sid, name))
 
     def echoed(self, name: str) -> None:
@@ -55,22 +68,20 @@ class Playback:
         if name in self._cleared:
             self._cleared.discard(name)
             return
-        if not any(sent == name for sent, _ in self._pending):
-            return  # not one of ours
-        while self._pending:
-            sent, size = self._pending.popleft()
-            self.heard_bytes += size
-            if sent == name:
-                return
+        if name not in self._names:
+            return  # not one of ours, or already taken as heard
+        while self._heard_oldest() != name:
+            pass
 
     async def interrupt(self) -> None:
         """The callee cut the agent off: drop what Twilio still holds, if anything."""
-        if not self._pending:
+        if not self._names:
             return
         cleared = self.unheard_bytes
         await self._twilio.send_str(twilio_wire.clear(self._stream_sid))
-        self._cleared.update(name for name, _ in self._pending)
-        self._pending.clear()
+        self._cleared.update(self._names)
+        self._names.clear()
+        self._sizes.clear()
         self.cleared_bytes += cleared
         self.clears += 1
         log.info(
