@@ -170,7 +170,8 @@ class AgentConversation:
                 record.corrected(event.original, event.corrected, event.event_id)
             case AgentError():
                 self.error = event.describe()
-                log.warning("the agent ended its conversation on an error: %s", self.error)
+                attempt_id = record.attempt_id if record is not None else None
+                log.warning("attempt %s: the agent ended on an error: %s", attempt_id, self.error)
                 if record is not None:
                     record.failed(self.error)
                 # The agent closes after an error; not waiting for it ends the call at once.
