@@ -143,3 +143,11 @@ async def test_calls_through_the_sandbox_exercise_and_validate_every_message_typ
         assert record.ended_by == "error"
         assert attempt.agent_error == f"1002 llm_timeout: {agent_events.ERROR_MESSAGE}"
         assert attempt.status == "completed" and attempt.ended_at is not None
+
+    # The REST API shows the same to systems that read the calls.
+    response = await client.get(f"/api/v1/campaigns/{campaigns[2]}/calls", headers=HEADERS)
+    calls = {c["phone_number"]: c for c in await response.json()}
+    assert calls[HUMANS[0]]["agent_error"] == f"1002 llm_timeout: {agent_events.ERROR_MESSAGE}"
+    last = calls[HUMANS[0]]["live_transcript"][-1]
+    assert (last["role"], last["message"]) == ("user", "Yes, speaking.")
+    assert set(last) == {"role", "message", "time_in_call_secs"}

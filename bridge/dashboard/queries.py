@@ -279,10 +279,7 @@ def attempt_json(attempt: Attempt) -> dict[str, Any]:
         "conversation_id": attempt.conversation_id,
         "transcript_summary": attempt.transcript_summary,
         # Written turn by turn while the call is live (the post-call transcript comes later).
-        "live_transcript": [
-            {k: line.get(k) for k in ("role", "message", "time_in_call_secs", "interrupted")}
-            for line in attempt.live_transcript or []
-        ],
+        "live_transcript": attempt.live_transcript or [],
         "tool_calls": attempt.tool_calls or [],
         "agent_error": attempt.agent_error,
         "created_at": iso(attempt.created_at),

@@ -118,7 +118,11 @@ class LiveRecord:
 
     async def _store(self) -> None:
         values: dict[str, Any] = {
-            "live_transcript": [dict(t) for t in self.transcript] or None,
+            # The event ids only match corrections to their turn: they are not stored.
+            "live_transcript": [
+                {k: v for k, v in t.items() if k != "event_id"} for t in self.transcript
+            ]
+            or None,
             "tool_calls": [dict(c) for c in self.tool_calls] or None,
         }
         if self.agent_error is not None:
