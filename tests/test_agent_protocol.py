@@ -9,6 +9,7 @@ validated against ElevenLabs' AsyncAPI (tests/specs), and so is everything the s
 from __future__ import annotations
 
 import asyncio
+import base64
 import json
 import logging
 import re
@@ -161,11 +162,16 @@ async def test_an_unknown_client_tool_gets_an_error_result_within_a_second_and_t
     assert sent_to_agent.counts["client_tool_result"] == 1
 
 
+def long_frame(index: int) -> str:
+    """100 ms of agent audio (800 bytes): one event, one mark."""
+    return base64.b64encode(f"agent:{index:06d}:".encode().ljust(800, b"\xff")).decode()
+
+
 async def test_an_interruption_clears_only_the_audio_whose_mark_has_not_come_back(
     client: Any, agent: ScriptedAgent, caplog: pytest.LogCaptureFixture
 ) -> None:
     caplog.set_level(logging.INFO, logger="bridge.media.playback")
-    go: asyncio.Queue[list[dict[str, Any]]] = asyncio.Queue()
+    go: asyncio.Queue[list[dict[str, Any]] | None] = asyncio.Queue()
 
     async def script(ws: web.WebSocketResponse, me: ScriptedAgent) -> None:
         while (messages := await go.get()) is not None:
@@ -178,8 +184,9 @@ async def test_an_interruption_clears_only_the_audio_whose_mark_has_not_come_bac
     async with aiohttp.ClientSession() as session:
         twilio = await connect(client, session, attempt)
 
-        # 1. Ten 20 ms events; the callee has heard four (their marks came back) when cut off.
-        await go.put([audio(i, frame("agent", i)) for i in range(1, 11)])
+        # 1. Ten 100 ms events, each with its mark; the callee has heard four (their marks came
+        # back) when it cuts the agent off.
+        await go.put([audio(i, long_frame(i)) for i in range(1, 11)])
         await twilio.read_until(lambda: len(twilio.of("mark")) == 10)
         assert [m["event"] for m in twilio.got] == ["media", "mark"] * 10
         for mark in twilio.of("mark")[:4]:
@@ -191,39 +198,40 @@ async def test_an_interruption_clears_only_the_audio_whose_mark_has_not_come_bac
         for mark in twilio.of("mark")[4:]:
             await twilio.echo(mark)
 
-        # 2. Two more events, both heard; an interruption now has nothing to clear. The audio
-        # after it comes through with no clear before it.
+        # 2. Two short events (20 ms each): one mark follows them once no more audio comes.
+        # Both heard, an interruption has nothing to clear: the audio after it comes through
+        # with no clear before it.
         await go.put([audio(i, frame("agent", i)) for i in (11, 12)])
-        await twilio.read_until(lambda: len(twilio.of("mark")) == 12)
-        for mark in twilio.of("mark")[10:]:
-            await twilio.echo(mark)
+        await twilio.read_until(lambda: len(twilio.of("mark")) == 11)
+        await twilio.echo(twilio.of("mark")[-1])
         await go.put(
             [
                 {"type": "interruption", "interruption_event": {"event_id": 12}},
-                audio(13, frame("agent", 13)),
-                audio(14, frame("agent", 14)),
+                audio(13, long_frame(13)),
+                audio(14, long_frame(14)),
             ]
         )
-        await twilio.read_until(lambda: len(twilio.of("mark")) == 14)
+        await twilio.read_until(lambda: len(twilio.of("mark")) == 13)
 
         # 3. Cut off again with neither heard: only those two are cleared.
         await go.put([{"type": "interruption", "interruption_event": {"event_id": 14}}])
         await twilio.read_until(lambda: len(twilio.of("clear")) == 2)
         await twilio.send("stop")
-        await go.put(None)  # type: ignore[arg-type]
+        await go.put(None)
 
     events = [m["event"] for m in twilio.got]
-    assert events.count("clear") == 2
     first_clear = events.index("clear")
     assert events[:first_clear] == ["media", "mark"] * 10  # nothing else before it
     # The second interruption found everything heard: 13 and 14 came with no clear before them.
-    assert events[first_clear + 1 :] == ["media", "mark"] * 4 + ["clear"]
+    assert events[first_clear + 1 :] == ["media", "media", "mark"] + ["media", "mark"] * 2 + [
+        "clear"
+    ]
     cleared = [r.getMessage() for r in caplog.records if "cleared" in r.getMessage()]
     measured = [tuple(map(int, re.findall(r"(\d+) ms", line))) for line in cleared]
-    # (ms cleared, ms heard so far): six unechoed events of 20 ms, then two; the echoes of
-    # cleared audio never count as heard (4 + 2 heard = 120 ms, not 4 + 6 + 2).
+    # (ms cleared, ms heard so far): six unechoed events of 100 ms, then two; the echoes of
+    # cleared audio never count as heard (400 + 40 ms heard, not 400 + 600 + 40).
     assert unechoed == 6
-    assert measured == [(unechoed * 20, 4 * 20), (2 * 20, (4 + 2) * 20)]
+    assert measured == [(unechoed * 100, 4 * 100), (2 * 100, 4 * 100 + 2 * 20)]
     validated(agent)
 
 
