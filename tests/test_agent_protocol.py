@@ -78,14 +78,6 @@ async def stored(client: Any, attempt_id: str) -> Attempt:
     return attempt
 
 
-async def until(predicate: Callable[[], Any], within: float = 10.0) -> Any:
-    deadline = time.monotonic() + within
-    while not (result := predicate()):
-        assert time.monotonic() < deadline, "condition not met in time"
-        await asyncio.sleep(0.01)
-    return result
-
-
 class TwilioSide(TwilioStreamSide):
     """Twilio's end that also keeps what the relay sends, and echoes marks when told to."""
 
