@@ -6,7 +6,7 @@ answer, quickly: a registered tool's own result, or `is_error: true` with a text
 act on (no such tool here, it failed, it took too long). The conversation goes on either way.
 
 callbridge registers no client tools yet; one is an async function of the call's parameters
-and context returning the result text, added with `ClientToolRegistry({"name": tool})`.
+and context returning the result text, added to `callbridge_tools()` by name.
 """
 
 from __future__ import annotations
@@ -62,7 +62,18 @@ class ClientToolRegistry:
                 is_error=True,
             )
         except Exception as exc:
-            # Logged without the parameters: they may carry what the callee said.
-            log.warning("client tool %r failed for attempt %s: %r", name, context.attempt_id, exc)
+            # Logged without the parameters or the message: either may carry personal data.
+            log.warning(
+                "client tool %r failed for attempt %s: %s",
+                name,
+                context.attempt_id,
+                type(exc).__name__,
+            )
             return ToolResult(f"client tool {name!r} failed: {type(exc).__name__}.", True)
         return ToolResult(str(result), is_error=False)
+
+
+def callbridge_tools() -> ClientToolRegistry:
+    """The client tools callbridge carries out for every agent: none yet (the campaigns'
+    follow-up tools will be the first)."""
+    return ClientToolRegistry({})
