@@ -62,7 +62,10 @@ async def run_campaign(client: Any, agent_id: str) -> str:
     )
     assert response.status == 201, await response.text()
     campaign_id = str((await response.json())["id"])
-    rows = "phone_number,first_name\n" + "".join(f"{p},Ada\n" for p in [*HUMANS, VOICEMAIL])
+    # Override columns too, so the initiation data's conversation_config_override is checked.
+    rows = "phone_number,first_name,language,first_message,system_prompt,voice_id\n" + "".join(
+        f"{p},Ada,en,Hi {{{{first_name}}}},Be brief.,voice_1\n" for p in [*HUMANS, VOICEMAIL]
+    )
     response = await client.post(
         f"/api/v1/campaigns/{campaign_id}/contacts",
         headers={**HEADERS, "Content-Type": "text/csv"},
@@ -101,6 +104,15 @@ async def test_calls_through_the_sandbox_exercise_and_validate_every_message_typ
     )
     # The client tool agent calls it in every answered call, the voicemail one included.
     assert sent_by_client.counts["client_tool_result"] == len(HUMANS) + 1
+    initiation = next(iter(agent.conversations.values())).conversation_config_override
+    assert initiation == {
+        "agent": {
+            "first_message": "Hi {{first_name}}",
+            "language": "en",
+            "prompt": {"prompt": "Be brief."},
+        },
+        "tts": {"voice_id": "voice_1"},
+    }
 
     async with client.app[SESSIONMAKER]() as session:
         attempts = list(await session.scalars(select(Attempt)))
