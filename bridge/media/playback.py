@@ -114,13 +114,14 @@ class Playback:
         if self._tail is not None:
             self._tail.cancel()
             self._tail = None
-        await self._twilio.send_str(twilio_wire.clear(self._stream_sid))
+        # Accounted before sending: the echoes the clear causes may come back at once.
         self._cleared.update(self._names)
         self._names.clear()
         self._sizes.clear()
         self._unmarked = 0
         self.cleared_bytes += cleared
         self.clears += 1
+        await self._twilio.send_str(twilio_wire.clear(self._stream_sid))
         log.info(
             "interruption: cleared %d ms of agent audio not yet heard (%d ms heard so far)",
             cleared * 1000 // MULAW_BYTES_PER_SECOND,
