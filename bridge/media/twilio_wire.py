@@ -113,7 +113,7 @@ def media(stream_sid: str, payload: str) -> str:
 
 
 def mark(stream_sid: str, name: str) -> str:
-    # One follows each agent audio event: built like `media`, the same text as json.dumps.
+    # One follows every 100 ms of agent audio: built like `media`, the same text as json.dumps.
     return (
         '{"event": "mark", "streamSid": '
         + _string(stream_sid)
