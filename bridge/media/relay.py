@@ -1,9 +1,10 @@
 """The relay loop: one Twilio Media Stream and one agent conversation, audio passed untouched.
 
-Twilio -> agent: each `media` payload becomes a `user_audio_chunk`. Agent -> Twilio: each
-`audio` event becomes a `media` message followed by a `mark`; an `interruption` drops the agent
-audio older than it not sent yet, and a `clear` drops what Twilio holds unplayed (see
-playback.py). When either side ends, the other is closed at once.
+Twilio -> agent: each `media` payload becomes a `user_audio_chunk`, each `mark` echo tells
+what the callee has heard. Agent -> Twilio: each `audio` event becomes a `media` message, with
+`mark`s between; an `interruption` drops the agent audio older than it not sent yet, and a
+`clear` drops what Twilio holds unplayed (see playback.py). When either side ends, the other is
+closed at once.
 """
 
 from __future__ import annotations
