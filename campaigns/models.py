@@ -209,6 +209,12 @@ class Attempt(Base):
     # From the agent's post-call webhook: [{role, message, time_in_call_secs, ...}].
     transcript: Mapped[list[Any] | None] = mapped_column(JSON)
     call_successful: Mapped[str | None] = mapped_column(String(16))  # success|failure|unknown
+    # Written while the call is live, turn by turn: [{role, message, time_in_call_secs}].
+    live_transcript: Mapped[list[Any] | None] = mapped_column(JSON)
+    # Tools the agent asked the call's side to run: [{tool_name, tool_call_id, is_error}].
+    tool_calls: Mapped[list[Any] | None] = mapped_column(JSON)
+    # Why the agent ended the conversation on an error, in its own words.
+    agent_error: Mapped[str | None] = mapped_column(Text)
     data_collection: Mapped[dict[str, Any] | None] = mapped_column(JSON)
     conversation_seconds: Mapped[int | None] = mapped_column(Integer)
     created_at: Mapped[datetime]

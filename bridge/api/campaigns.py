@@ -140,6 +140,10 @@ def attempt_json(attempt: Attempt) -> dict[str, Any]:
         "conversation_seconds": attempt.conversation_seconds,
         "data_collection": attempt.data_collection,
         "transcript": attempt.transcript,
+        # Kept while the call was live: [{role, message, time_in_call_secs, interrupted?}].
+        "live_transcript": attempt.live_transcript,
+        "tool_calls": attempt.tool_calls,
+        "agent_error": attempt.agent_error,
         "created_at": iso(attempt.created_at),
         "dialed_at": iso(attempt.dialed_at),
         "answered_at": iso(attempt.answered_at),

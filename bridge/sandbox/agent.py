@@ -17,7 +17,7 @@ import json
 import logging
 import secrets
 import time
-from collections.abc import Coroutine
+from collections.abc import Callable, Coroutine
 from typing import Any
 from urllib.parse import urlencode
 
@@ -28,6 +28,7 @@ from twilio.twiml.voice_response import VoiceResponse
 from bridge.api.bodies import JSON_LIMIT_BYTES, BadJson, loads, read_body
 from bridge.sandbox import agent_brain
 from bridge.sandbox.agent_brain import ConversationRecord
+from bridge.sandbox.agent_events import Narrator, behaviour_for
 from bridge.sandbox.inspection import InspectionGuard, guarded
 
 log = logging.getLogger(__name__)
@@ -43,20 +44,33 @@ def _ws_base(http_base: str) -> str:
     return http_base.replace("https://", "wss://", 1).replace("http://", "ws://", 1)
 
 
+# Sees every conversation message both ways: ("server" | "client", message).
+WireTap = Callable[[str, dict[str, Any]], None]
+
+
 class _ConversationSocket:
     """The agent's side of the conversation WebSocket, as a brain channel."""
 
-    def __init__(self, ws: web.WebSocketResponse, record: ConversationRecord) -> None:
+    def __init__(
+        self, ws: web.WebSocketResponse, record: ConversationRecord, tap: WireTap | None = None
+    ) -> None:
         self._ws = ws
         self._record = record
         self._event_id = 0
+        self._tap = tap
+        self.narrator = Narrator(self._send, self._next_id, behaviour_for(record.agent_id))
 
     def _next_id(self) -> int:
         self._event_id += 1
         return self._event_id
 
+    async def _send(self, message: dict[str, Any]) -> None:
+        if self._tap is not None:
+            self._tap("server", message)
+        await self._ws.send_json(message)
+
     async def metadata(self) -> None:
-        await self._ws.send_json(
+        await self._send(
             {
                 "type": "conversation_initiation_metadata",
                 "conversation_initiation_metadata_event": {
@@ -66,12 +80,13 @@ class _ConversationSocket:
                 },
             }
         )
-        await self._ws.send_json(
+        await self._send(
             {"type": "ping", "ping_event": {"event_id": self._next_id(), "ping_ms": None}}
         )
+        await self.narrator.opened()
 
     async def say(self, frame: bytes) -> None:
-        await self._ws.send_json(
+        await self._send(
             {
                 "type": "audio",
                 "audio_event": {
@@ -82,7 +97,7 @@ class _ConversationSocket:
         )
 
     async def interrupt(self) -> None:
-        await self._ws.send_json(
+        await self._send(
             {"type": "interruption", "interruption_event": {"event_id": self._event_id}}
         )
 
@@ -91,18 +106,25 @@ class _ConversationSocket:
             if message.type != aiohttp.WSMsgType.TEXT:
                 continue
             data = json.loads(message.data)
+            if self._tap is not None:
+                self._tap("client", data)
             if "user_audio_chunk" in data:
                 return base64.b64decode(data["user_audio_chunk"])
             if data.get("type") == "pong":
                 self._record.pongs += 1
+            elif data.get("type") == "client_tool_result":
+                self.narrator.tool_result(data)
         return None
 
-    async def end(self) -> None:
-        await self._ws.close()
+    async def end(self, code: int = 1000) -> None:
+        await self._ws.close(code=code)
 
 
 class _TwilioStream:
     """The agent's side of a Twilio Media Stream (register-call and native calls)."""
+
+    # ElevenLabs' conversation messages have no place on a Twilio stream.
+    narrator: Narrator | None = None
 
     def __init__(self, ws: web.WebSocketResponse, record: ConversationRecord, stream_sid: str):
         self._ws = ws
@@ -138,7 +160,7 @@ class _TwilioStream:
                 return None
         return None
 
-    async def end(self) -> None:
+    async def end(self, code: int = 1000) -> None:
         await self._ws.close()
 
 
@@ -167,6 +189,8 @@ class SandboxAgent:
         self._signed: dict[str, str] = {}  # signature -> agent id, one use each
         self.conversations: dict[str, ConversationRecord] = {}
         self._tasks: set[asyncio.Task[Any]] = set()
+        # Tests set this to see every conversation WebSocket message, both ways.
+        self.wire_tap: WireTap | None = None
 
     def app(self) -> web.Application:
         app = web.Application()
@@ -352,8 +376,10 @@ class SandboxAgent:
         if data.get("type") != "conversation_initiation_client_data":
             await ws.close(code=1008, message=b"expected conversation_initiation_client_data")
             return ws
+        if self.wire_tap is not None:
+            self.wire_tap("client", data)
         record = self._record(agent_id, "websocket", data)
-        channel = _ConversationSocket(ws, record)
+        channel = _ConversationSocket(ws, record, self.wire_tap)
         await channel.metadata()
         await agent_brain.converse(record, channel)
         self._spawn(self._send_webhook(record, agent_brain.transcription_webhook(record)))
