@@ -98,7 +98,11 @@ def test_agent_gets_each_contacts_variables_and_reports_back(service: Service, m
         assert record["agent_id"] == "agent_sandbox"
         # Exactly the contact's columns, as strings, nothing added or lost.
         assert record["dynamic_variables"] == CONTACTS[phone]
-        assert record["webhooks"] == [{"type": "post_call_transcription", "status": 200}]
+        # The transcription, then the recording (which callbridge acknowledges and ignores).
+        assert record["webhooks"] == [
+            {"type": "post_call_transcription", "status": 200},
+            {"type": "post_call_audio", "status": 200},
+        ]
         assert record["user_frames"] > 0 and record["agent_frames"] > 0
         assert (
             attempt["transcript_summary"]

@@ -38,6 +38,8 @@ API_PREFIX = "/v1/convai"
 AGENT_NUMBER = "+15005550006"
 FIRST_MESSAGE_TIMEOUT_SECONDS = 10.0
 WEBHOOK_TIMEOUT_SECONDS = 15.0
+# telephony_call_config.twilio_machine_detection.mode -> Twilio's MachineDetection.
+MACHINE_DETECTION = {"enable": "Enable", "detect_message_end": "DetectMessageEnd"}
 # Webhooks sent, kept for inspection; audio webhooks carry a recording each, so fewer are kept.
 JOURNAL_LIMIT = 1000
 
@@ -289,6 +291,10 @@ class SandboxAgent:
             "StatusCallbackEvent": "completed",
             "Timeout": str(int(telephony.get("ringing_timeout_secs") or 60)),
         }
+        detection = (telephony.get("twilio_machine_detection") or {}).get("mode")
+        if detection in MACHINE_DETECTION:
+            # Synchronous: the verdict comes with the TwiML request, before the stream starts.
+            form["MachineDetection"] = MACHINE_DETECTION[detection]
         assert self._session is not None
         url = f"{self._carrier_url}/2010-04-01/Accounts/{self._account_sid}/Calls.json"
         async with self._session.post(
