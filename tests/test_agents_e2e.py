@@ -14,7 +14,7 @@ import pytest
 import requests
 
 from tests.campaign_flow import campaign, start, upload, wait_completed
-from tests.service import Service
+from tests.service import Service, wait_until
 
 CONTACTS = {
     "+12125550101": {"first_name": "Ada", "balance": "12.50", "plan": "gold"},
@@ -86,6 +86,16 @@ def test_agent_gets_each_contacts_variables_and_reports_back(service: Service, m
 
     attempts = service.api("GET", f"/api/v1/campaigns/{campaign_id}/calls").json()
     assert {a["phone_number"]: a["outcome"] for a in attempts} == EXPECTED_OUTCOME
+    # The recording's webhook follows the transcription's: wait until each conversation sent both.
+    wait_until(
+        lambda: all(
+            len(c["webhooks"]) == 2
+            for c in get_json(service, "/sandbox/elevenlabs/conversations")
+            if c["status"] == "done"
+        ),
+        timeout=30,
+        what="every conversation's webhooks",
+    )
     conversations = {
         c["conversation_id"]: c for c in get_json(service, "/sandbox/elevenlabs/conversations")
     }

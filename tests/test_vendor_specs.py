@@ -78,6 +78,23 @@ REQUIRED = {
 REQUIRED["register"] = REQUIRED["stream"]
 
 
+# Where each area code of the campaign is, written out: an oracle apart from the geocoder.
+AREA_STATES = {
+    "201": "NJ",
+    "202": "DC",
+    "212": "NY",
+    "305": "FL",
+    "312": "IL",
+    "415": "CA",
+    "503": "OR",
+    "617": "MA",
+    "646": "NY",
+    "702": "NV",
+    "808": "HI",
+    "907": "AK",
+}
+
+
 def phones() -> list[str]:
     """Every second suffix 00..98, so each row of the sandbox's outcome table comes up, spread
     over area codes from New York to Alaska (the places in the callbacks differ)."""
@@ -175,6 +192,20 @@ def _elevenlabs(entry: dict[str, Any]) -> tuple[dict[str, Any], list[str]]:
     return envelope, problems
 
 
+def _places(params: dict[str, Any]) -> list[str]:
+    """The callee's place in a Twilio request is where its area code is."""
+    if "ToState" not in params:
+        return []
+    area = str(params["To"])[2:5]
+    expected = {"ToState": AREA_STATES[area], "CalledState": AREA_STATES[area]}
+    expected |= {"ToCountry": "US", "CalledCountry": "US", "FromCountry": "US"}
+    return [
+        f"{key}={params.get(key)!r} for {params['To'][:5]}..., expected {value!r}"
+        for key, value in expected.items()
+        if params.get(key) != value
+    ]
+
+
 CHECKERS: dict[str, Callable[[dict[str, Any]], tuple[Any, list[str]]]] = {
     "twilio": _twilio,
     "elevenlabs": _elevenlabs,
@@ -192,7 +223,7 @@ def check(entries: list[dict[str, Any]]) -> tuple[Counter[str], list[str]]:
             problems.append(f"no spec for {source} {kind}")
             continue
         payload, found = CHECKERS[source](entry)
-        problems += found + openapi.errors(schema, payload)
+        problems += found + openapi.errors(schema, payload) + _places(payload)
         if kind == "twiml" and "AnsweredBy" in payload:
             counts["twilio.twiml+AnsweredBy"] += 1
         if entry["response_status"] is None or entry["response_status"] >= 300:
