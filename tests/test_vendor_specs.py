@@ -9,13 +9,16 @@ verified the vendor's way (twilio's RequestValidator, the elevenlabs SDK's const
 and the count per message type is printed (`pytest -s`) and must be non-zero for the types
 each mode produces.
 
-To validate the Media Stream and agent WebSocket messages too, add their journal entries to
-`sent()` and a schema per kind to `SCHEMAS` (or a checker like `_twilio` for the AsyncAPI's).
+To validate the Media Stream and agent WebSocket messages too: have the sandbox journal them
+(``source``, ``kind``, the message), return them from `sent()`, add a `CHECKERS` entry for their
+source (``lambda entry: (entry["message"], [])``) and a `SCHEMAS` entry such as
+``("agent-ws", "*"): partial(asyncapi.errors, ...)`` (``*`` stands for every kind of a source).
 """
 
 from __future__ import annotations
 
 import base64
+import functools
 import json
 import time
 from collections import Counter
@@ -40,16 +43,23 @@ from tests.specs import openapi
 
 CONTACTS = 50
 TERMINAL = {"completed", "busy", "failed", "no-answer", "canceled"}
-# (source, kind) of a journal entry -> the schema it must satisfy.
-SCHEMAS = {
-    ("twilio", "twiml"): "twilio-voice-webhooks.json#VoiceRequest",
-    ("twilio", "status"): "twilio-voice-webhooks.json#StatusCallback",
-    ("twilio", "amd"): "twilio-voice-webhooks.json#AsyncAmdCallback",
-    ("elevenlabs", "post_call_transcription"): (
+
+
+def spec(name: str) -> Callable[[Any], list[str]]:
+    """The check of a payload against the schema ``name`` of tests/specs/ (see openapi.py)."""
+    return functools.partial(openapi.errors, name)
+
+
+# (source, kind) of a journal entry -> the check its payload must pass; kind "*": any kind.
+SCHEMAS: dict[tuple[str, str], Callable[[Any], list[str]]] = {
+    ("twilio", "twiml"): spec("twilio-voice-webhooks.json#VoiceRequest"),
+    ("twilio", "status"): spec("twilio-voice-webhooks.json#StatusCallback"),
+    ("twilio", "amd"): spec("twilio-voice-webhooks.json#AsyncAmdCallback"),
+    ("elevenlabs", "post_call_transcription"): spec(
         "elevenlabs-post-call-webhooks.json#PostCallTranscription"
     ),
-    ("elevenlabs", "post_call_audio"): "elevenlabs-post-call-webhooks.json#PostCallAudio",
-    ("elevenlabs", "call_initiation_failure"): (
+    ("elevenlabs", "post_call_audio"): spec("elevenlabs-post-call-webhooks.json#PostCallAudio"),
+    ("elevenlabs", "call_initiation_failure"): spec(
         "elevenlabs-post-call-webhooks.json#CallInitiationFailure"
     ),
 }
@@ -218,12 +228,12 @@ def check(entries: list[dict[str, Any]]) -> tuple[Counter[str], list[str]]:
     for entry in entries:
         source, kind = entry["source"], entry["kind"]
         counts[f"{source}.{kind}"] += 1
-        schema = SCHEMAS.get((source, kind))
-        if schema is None:
+        schema = SCHEMAS.get((source, kind)) or SCHEMAS.get((source, "*"))
+        if schema is None or source not in CHECKERS:
             problems.append(f"no spec for {source} {kind}")
             continue
         payload, found = CHECKERS[source](entry)
-        problems += found + openapi.errors(schema, payload) + _places(payload)
+        problems += found + schema(payload) + _places(payload)
         if kind == "twiml" and "AnsweredBy" in payload:
             counts["twilio.twiml+AnsweredBy"] += 1
         if entry["response_status"] is None or entry["response_status"] >= 300:
