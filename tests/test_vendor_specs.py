@@ -162,6 +162,8 @@ def all_delivered(service: Service) -> bool:
     )
     for record in get_json(service, "/sandbox/elevenlabs/conversations"):
         conversation = record["conversation_id"]
+        if record["status"] == "in-progress":
+            return False  # its webhooks are still to come
         if record["status"] == "done":
             expected = ("post_call_transcription", "post_call_audio")
         elif record["status"] == "failed" and record["call_sid"]:
