@@ -15,7 +15,7 @@ import uuid
 from dataclasses import asdict, dataclass, field
 from typing import Any, Protocol
 
-from bridge.sandbox import agent_audio
+from bridge.sandbox import agent_audio, recording
 from bridge.sandbox.agent_events import ERROR_CLOSE_CODE, TOOL_WAIT_SECONDS, Narrator
 
 # The callee's turn is over after this much silence (0.1 s) following speech.
@@ -44,6 +44,9 @@ class ConversationRecord:
     to_number: str | None = None
     from_number: str | None = None
     call_sid: str | None = None
+    # The Media Stream the call's audio came over, and the agent's phone number (native calls).
+    stream_sid: str | None = None
+    phone_number_id: str | None = None
     status: str = "initiated"  # initiated | in-progress | done | failed
     user_frames: int = 0
     agent_frames: int = 0
@@ -180,9 +183,14 @@ def summary(record: ConversationRecord) -> str:
     return f"Spoke with the contact ({shown})."
 
 
-def transcription_webhook(record: ConversationRecord) -> dict[str, Any]:
+def _duration(record: ConversationRecord) -> tuple[float, int]:
     started = record.started_at or time.time()
-    duration = max(1, round((record.ended_at or started) - started))
+    return started, max(1, round((record.ended_at or started) - started))
+
+
+def transcription_webhook(record: ConversationRecord) -> dict[str, Any]:
+    """The `post_call_transcription` body: a GET Conversation response, as ElevenLabs sends it."""
+    started, duration = _duration(record)
     transcript: list[dict[str, Any]] = [
         {
             "role": "agent",
@@ -202,6 +210,7 @@ def transcription_webhook(record: ConversationRecord) -> dict[str, Any]:
                         "tool_name": "voicemail_detection",
                         "params_as_json": "{}",
                         "request_id": "voicemail_detection_1",
+                        "tool_has_been_called": True,
                     }
                 ],
                 "time_in_call_secs": duration,
@@ -240,9 +249,12 @@ def transcription_webhook(record: ConversationRecord) -> dict[str, Any]:
     if record.call_sid:
         metadata["phone_call"] = {
             "type": "twilio",
+            "direction": "outbound",
+            "phone_number_id": record.phone_number_id or "",
             "call_sid": record.call_sid,
-            "external_number": record.to_number,
-            "agent_number": record.from_number,
+            "stream_sid": record.stream_sid or "",
+            "external_number": record.to_number or "",
+            "agent_number": record.from_number or "",
         }
     heard = record.user_frames
     return {
@@ -252,6 +264,10 @@ def transcription_webhook(record: ConversationRecord) -> dict[str, Any]:
             "agent_id": record.agent_id,
             "conversation_id": record.conversation_id,
             "status": "done",
+            "has_audio": bool(record.user_frames or record.agent_frames),
+            "has_user_audio": record.user_frames > 0,
+            "has_response_audio": record.agent_frames > 0,
+            "has_auxiliary_audio": False,
             "transcript": transcript,
             "metadata": metadata,
             "analysis": {
@@ -267,8 +283,23 @@ def transcription_webhook(record: ConversationRecord) -> dict[str, Any]:
             },
             "conversation_initiation_client_data": {
                 "dynamic_variables": record.dynamic_variables,
-                "conversation_config_override": record.conversation_config_override,
+                # An object whatever the call sent: ElevenLabs reports the overrides it applied.
+                "conversation_config_override": record.conversation_config_override or {},
             },
+        },
+    }
+
+
+def audio_webhook(record: ConversationRecord) -> dict[str, Any]:
+    """The `post_call_audio` body: the conversation's recording, base64 MP3."""
+    _, duration = _duration(record)
+    return {
+        "type": "post_call_audio",
+        "event_timestamp": int(time.time()),
+        "data": {
+            "agent_id": record.agent_id,
+            "conversation_id": record.conversation_id,
+            "full_audio": recording.full_audio(duration),
         },
     }
 

@@ -178,6 +178,7 @@ class SandboxCarrier:
         app.router.add_get("/calls/{sid}/callbacks", inspect(self._inspect_callbacks))
         app.router.add_get("/calls/{sid}/media", inspect(self._inspect_media))
         app.router.add_get("/calls/{sid}/twiml", inspect(self._inspect_twiml))
+        app.router.add_get("/sent", inspect(self._inspect_sent))
         return app
 
     async def start(self, *, resume: bool = True) -> None:
@@ -423,6 +424,15 @@ class SandboxCarrier:
         """The TwiML documents a live call was updated with, oldest first (kept in memory)."""
         return web.json_response(self._twiml_updates.get(request.match_info["sid"], []))
 
+    async def _inspect_sent(self, request: web.Request) -> web.Response:
+        """Every TwiML request and callback sent, as sent (``?after=<seq>`` for the newer)."""
+        try:
+            after = int(request.query.get("after", "0"))
+        except ValueError as exc:
+            raise web.HTTPBadRequest(text='{"detail": "after must be an integer"}') from exc
+        entries = self._sender.journal.entries(after) if self._sender is not None else []
+        return web.json_response(entries)
+
     async def _inspect_media(self, request: web.Request) -> web.Response:
         stats = self._streams.stats.get(request.match_info["sid"]) if self._streams else None
         if stats is None:
@@ -651,8 +661,12 @@ class SandboxCarrier:
             return True
         # Synchronous AMD finishes before the TwiML request, which then carries the verdict.
         answered_by = None if call.async_amd else call.answered_by
+        detection_ms = planned_outcome(call.to_number, call.attempt_number).amd_duration_ms
         reply = await self._sender.request(
-            call.url, wire.request_method(call, "Method"), wire.twiml_params(call, answered_by)
+            call.url,
+            wire.request_method(call, "Method"),
+            wire.twiml_params(call, answered_by, detection_ms),
+            kind="twiml",
         )
         if not reply.ok:
             logger.warning(
