@@ -30,7 +30,7 @@ import aiohttp
 from aiohttp import hdrs, web
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from bridge.sandbox import wire
+from bridge.sandbox import account, wire
 from bridge.sandbox.delivery import Sender, loggable_url
 from bridge.sandbox.faults import CallbackFate, CreateFault, FaultInjector, Faults
 from bridge.sandbox.inspection import InspectionGuard, guarded
@@ -172,6 +172,7 @@ class SandboxCarrier:
         app.router.add_get(f"{calls}.json", self._list_calls)
         app.router.add_get(f"{calls}/{{sid}}.json", self._fetch_call)
         app.router.add_post(f"{calls}/{{sid}}.json", self._update_call)
+        account.add_routes(app, self._authenticate)
         # Inspection (full numbers, TwiML with dynamic variables): behind the guard, if any.
         inspect = guarded(self._inspection_guard)
         app.router.add_get("/calls", inspect(self._inspect_calls))
