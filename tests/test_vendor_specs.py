@@ -9,10 +9,9 @@ verified the vendor's way (twilio's RequestValidator, the elevenlabs SDK's const
 and the count per message type is printed (`pytest -s`) and must be non-zero for the types
 each mode produces.
 
-To validate the Media Stream and agent WebSocket messages too: have the sandbox journal them
-(``source``, ``kind``, the message), return them from `sent()`, add a `CHECKERS` entry for their
-source (``lambda entry: (entry["message"], [])``) and a `SCHEMAS` entry such as
-``("agent-ws", "*"): partial(asyncapi.errors, ...)`` (``*`` stands for every kind of a source).
+The sandbox agent also journals every conversation WebSocket message, both ways (the `stream`
+mode's relay talks to it): each is checked against ElevenLabs' agent AsyncAPI, server messages
+and client messages alike, and counted by type.
 """
 
 from __future__ import annotations
@@ -39,7 +38,7 @@ from bridge.settings import (
 )
 from tests.campaign_flow import AREA_CODES, start, upload, wait_completed
 from tests.service import Service, wait_until
-from tests.specs import openapi
+from tests.specs import asyncapi, openapi
 
 CONTACTS = 50
 TERMINAL = {"completed", "busy", "failed", "no-answer", "canceled"}
@@ -59,6 +58,8 @@ SCHEMAS: dict[tuple[str, str], Callable[[Any], list[str]]] = {
         "elevenlabs-post-call-webhooks.json#PostCallTranscription"
     ),
     ("elevenlabs", "post_call_audio"): spec("elevenlabs-post-call-webhooks.json#PostCallAudio"),
+    ("agent-ws", "server"): lambda message: asyncapi.spec().server_errors(message),
+    ("agent-ws", "client"): lambda message: asyncapi.spec().client_errors(message),
     ("elevenlabs", "call_initiation_failure"): spec(
         "elevenlabs-post-call-webhooks.json#CallInitiationFailure"
     ),
@@ -68,6 +69,12 @@ CALL_SCHEMA = "twilio-api-v2010-calls.json#api.v2010.account.call"
 # its own calls (native) asks for synchronous AMD, whose verdict rides on the TwiML request.
 REQUIRED = {
     "stream": {
+        "agent-ws.server.conversation_initiation_metadata",
+        "agent-ws.server.audio",
+        "agent-ws.server.agent_response",
+        "agent-ws.server.user_transcript",
+        "agent-ws.client.conversation_initiation_client_data",
+        "agent-ws.client.user_audio_chunk",
         "twilio.twiml",
         "twilio.status",
         "twilio.amd",
@@ -85,7 +92,7 @@ REQUIRED = {
         "twilio.Call",
     },
 }
-REQUIRED["register"] = REQUIRED["stream"]
+REQUIRED["register"] = {kind for kind in REQUIRED["stream"] if not kind.startswith("agent-ws")}
 
 
 # Where each area code of the campaign is, written out: an oracle apart from the geocoder.
@@ -132,8 +139,19 @@ def get_json(service: Service, path: str, **kw: Any) -> Any:
 
 
 def sent(service: Service) -> list[dict[str, Any]]:
-    """The sandbox's journals: the carrier's requests and the agent's webhooks."""
-    return [*get_json(service, "/sandbox/sent"), *get_json(service, "/sandbox/elevenlabs/sent")]
+    """The sandbox's journals: the carrier's requests, the agent's webhooks, and the agent's
+    conversation WebSocket messages both ways."""
+    messages = get_json(service, "/sandbox/elevenlabs/messages")
+    # The journal is bounded: a message lost to its limit would go unchecked.
+    assert not messages or messages[0]["seq"] == 1, "the message journal overflowed"
+    return [
+        *get_json(service, "/sandbox/sent"),
+        *get_json(service, "/sandbox/elevenlabs/sent"),
+        *(
+            {"source": "agent-ws", "kind": m["direction"], "message": m["message"]}
+            for m in messages
+        ),
+    ]
 
 
 def calls(service: Service) -> list[dict[str, Any]]:
@@ -221,6 +239,7 @@ def _places(params: dict[str, Any]) -> list[str]:
 CHECKERS: dict[str, Callable[[dict[str, Any]], tuple[Any, list[str]]]] = {
     "twilio": _twilio,
     "elevenlabs": _elevenlabs,
+    "agent-ws": lambda entry: (entry["message"], []),
 }
 
 
@@ -230,6 +249,8 @@ def check(entries: list[dict[str, Any]]) -> tuple[Counter[str], list[str]]:
     for entry in entries:
         source, kind = entry["source"], entry["kind"]
         counts[f"{source}.{kind}"] += 1
+        if source == "agent-ws":
+            counts[f"{source}.{kind}.{asyncapi.message_type(entry['message'])}"] += 1
         schema = SCHEMAS.get((source, kind)) or SCHEMAS.get((source, "*"))
         if schema is None or source not in CHECKERS:
             problems.append(f"no spec for {source} {kind}")
@@ -238,6 +259,8 @@ def check(entries: list[dict[str, Any]]) -> tuple[Counter[str], list[str]]:
         problems += found + schema(payload) + _places(payload)
         if kind == "twiml" and "AnsweredBy" in payload:
             counts["twilio.twiml+AnsweredBy"] += 1
+        if source == "agent-ws":
+            continue  # a message, not a request: nothing answers it
         if entry["response_status"] is None or entry["response_status"] >= 300:
             problems.append(f"{source} {kind} answered {entry['response_status']}")
     return counts, problems

@@ -43,6 +43,8 @@ WEBHOOK_TIMEOUT_SECONDS = 15.0
 MACHINE_DETECTION = {"enable": "Enable", "detect_message_end": "DetectMessageEnd"}
 # Webhooks sent, kept for inspection; audio webhooks carry a recording each, so fewer are kept.
 JOURNAL_LIMIT = 1000
+# Conversation WebSocket messages, both ways, kept for inspection: 50 calls of a few seconds each.
+MESSAGE_JOURNAL_LIMIT = 50_000
 
 
 def _ws_base(http_base: str) -> str:
@@ -195,7 +197,9 @@ class SandboxAgent:
         self.conversations: dict[str, ConversationRecord] = {}
         self.journal = Journal(JOURNAL_LIMIT)
         self._tasks: set[asyncio.Task[Any]] = set()
-        # Tests set this to see every conversation WebSocket message, both ways.
+        # Every conversation WebSocket message, both ways, as {direction, message}.
+        self.messages = Journal(MESSAGE_JOURNAL_LIMIT)
+        # Tests set this to see every conversation WebSocket message, both ways, as it happens.
         self.wire_tap: WireTap | None = None
 
     def app(self) -> web.Application:
@@ -209,6 +213,7 @@ class SandboxAgent:
         app.router.add_get("/twilio/media", self._twilio_media)
         app.router.add_get("/conversations", guarded(self._inspection_guard)(self._inspect))
         app.router.add_get("/sent", guarded(self._inspection_guard)(self._inspect_sent))
+        app.router.add_get("/messages", guarded(self._inspection_guard)(self._inspect_messages))
         return app
 
     async def start(self) -> None:
@@ -357,6 +362,19 @@ class SandboxAgent:
             raise web.HTTPBadRequest(text='{"detail": "after must be an integer"}') from exc
         return web.json_response(self.journal.entries(after))
 
+    async def _inspect_messages(self, request: web.Request) -> web.Response:
+        """Every conversation WebSocket message, both ways (``?after=<seq>`` for the newer)."""
+        try:
+            after = int(request.query.get("after", "0"))
+        except ValueError as exc:
+            raise web.HTTPBadRequest(text='{"detail": "after must be an integer"}') from exc
+        return web.json_response(self.messages.entries(after))
+
+    def _tap(self, direction: str, message: dict[str, Any]) -> None:
+        self.messages.record(direction=direction, message=message)
+        if self.wire_tap is not None:
+            self.wire_tap(direction, message)
+
     # ------------------------------------------------------------------ native calls' Twilio side
 
     async def _inbound_twiml(self, request: web.Request) -> web.Response:
@@ -399,10 +417,9 @@ class SandboxAgent:
         if data.get("type") != "conversation_initiation_client_data":
             await ws.close(code=1008, message=b"expected conversation_initiation_client_data")
             return ws
-        if self.wire_tap is not None:
-            self.wire_tap("client", data)
+        self._tap("client", data)
         record = self._record(agent_id, "websocket", data)
-        channel = _ConversationSocket(ws, record, self.wire_tap)
+        channel = _ConversationSocket(ws, record, self._tap)
         await channel.metadata()
         await agent_brain.converse(record, channel)
         self._spawn(self._report(record))
