@@ -8,11 +8,12 @@ from typing import Any
 from aiohttp import web
 
 from bridge.api.bodies import spool_body
-from bridge.api.campaigns import iso, page_of
+from bridge.api.campaigns import page_of
 from bridge.api.errors import ApiError
 from bridge.api.openapi import PAGE_HEADERS, PAGE_QUERY, Api, Response, body_of, query_of
 from bridge.keys import SESSIONMAKER
 from campaigns import dnc
+from campaigns.clock import iso_z
 from campaigns.lifecycle import get_campaign
 from campaigns.models import DncEntry
 from campaigns.phones import ANY_NUMBER_TYPE, PhoneRejected, normalize
@@ -74,7 +75,7 @@ def entry_json(entry: DncEntry) -> dict[str, Any]:
         "phone_number": entry.phone_number,
         "campaign_id": entry.campaign_id,
         "reason": entry.reason,
-        "created_at": iso(entry.created_at),
+        "created_at": iso_z(entry.created_at),
     }
 
 

@@ -19,7 +19,7 @@ from campaigns.api_tables import (
     WebhookSubscription,
 )
 from campaigns.apikeys import ADMIN
-from campaigns.clock import utcnow
+from campaigns.clock import iso_z, utcnow
 from campaigns.ids import new_id
 from campaigns.outbox import EVENT_TYPES, cancel_pending
 
@@ -31,10 +31,6 @@ api = Api(
     scope=ADMIN,
 )
 routes = api.routes
-
-
-def _iso(value: Any) -> str | None:
-    return value.isoformat().replace("+00:00", "Z") if value is not None else None
 
 
 EVENTS = {"type": "array", "minItems": 1, "uniqueItems": True, "items": {"enum": list(EVENT_TYPES)}}
@@ -128,7 +124,7 @@ def subscription_json(subscription: WebhookSubscription) -> dict[str, Any]:
         "events": list(subscription.events or []),
         "enabled": subscription.enabled,
         "disabled_reason": subscription.disabled_reason,
-        "created_at": _iso(subscription.created_at),
+        "created_at": iso_z(subscription.created_at),
     }
 
 
@@ -140,11 +136,13 @@ def delivery_json(delivery: WebhookDelivery) -> dict[str, Any]:
         "event_type": delivery.event_type,
         "status": delivery.status,
         "attempts": delivery.attempts,
-        "next_attempt_at": _iso(delivery.next_attempt_at) if delivery.status == "pending" else None,
+        "next_attempt_at": iso_z(delivery.next_attempt_at)
+        if delivery.status == "pending"
+        else None,
         "last_status_code": delivery.last_status_code,
         "last_error": delivery.last_error,
-        "created_at": _iso(delivery.created_at),
-        "delivered_at": _iso(delivery.delivered_at),
+        "created_at": iso_z(delivery.created_at),
+        "delivered_at": iso_z(delivery.delivered_at),
     }
 
 
@@ -306,7 +304,7 @@ async def read_delivery(request: web.Request) -> web.Response:
         body["payload"] = delivery.payload
         body["attempt_log"] = [
             {
-                "attempted_at": _iso(a.attempted_at),
+                "attempted_at": iso_z(a.attempted_at),
                 "status_code": a.status_code,
                 "error": a.error,
                 "duration_ms": a.duration_ms,

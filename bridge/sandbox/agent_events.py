@@ -21,6 +21,8 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
+from campaigns.clock import iso_z
+
 # How long the agent waits for a client tool's result before going on without it (ElevenLabs
 # lets a tool configure its own; a stalled client shows here as a long wait).
 TOOL_WAIT_SECONDS = 5.0
@@ -52,7 +54,7 @@ def behaviour_for(agent_id: str) -> AgentBehaviour:
 
 
 def _now() -> str:
-    return datetime.now(UTC).isoformat().replace("+00:00", "Z")
+    return iso_z(datetime.now(UTC))
 
 
 def user_transcript(text: str, event_id: int) -> dict[str, Any]:
