@@ -229,7 +229,8 @@ def demo(contacts: Path | None, as_json: bool) -> None:
 
 @cli.command()
 @click.argument("shell", type=click.Choice(["bash", "zsh"]))
-def completion(shell: str) -> None:
+@json_option()
+def completion(shell: str, as_json: bool) -> None:
     """Print the shell completion script for bash or zsh.
 
     \b
@@ -242,7 +243,8 @@ def completion(shell: str) -> None:
     completer = get_completion_class(shell)
     if completer is None:  # pragma: no cover - both are built into click
         raise UsageFailure(f"no completion for {shell}")
-    click.echo(completer(cli, {}, PROG, "_CALLBRIDGE_COMPLETE").source())
+    script = completer(cli, {}, PROG, "_CALLBRIDGE_COMPLETE").source()
+    click.echo(json.dumps({"shell": shell, "script": script}) if as_json else script)
 
 
 cli.add_command(keys)

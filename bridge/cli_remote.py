@@ -540,7 +540,7 @@ def webhooks_list(api: Api, as_json: bool) -> None:
 
 
 @webhooks.command("add")
-@click.argument("url")
+@click.argument("target_url", metavar="URL")
 @click.option(
     "--event",
     "events",
@@ -553,7 +553,7 @@ def webhooks_list(api: Api, as_json: bool) -> None:
 @json_option()
 @remote
 def webhooks_add(
-    api: Api, url: str, events: tuple[str, ...], secret: str | None, as_json: bool
+    api: Api, target_url: str, events: tuple[str, ...], secret: str | None, as_json: bool
 ) -> None:
     """Subscribe a URL to events; the answer holds the signing secret (shown once).
 
@@ -561,7 +561,7 @@ def webhooks_add(
     Example:
       callbridge webhooks add https://crm.example.com/callbridge --event contact.finished
     """
-    body: dict[str, Any] = {"url": url, "events": list(events)}
+    body: dict[str, Any] = {"url": target_url, "events": list(events)}
     if secret:
         body["secret"] = secret
     made = api.call("POST", "/api/v1/webhooks", body=body)

@@ -1,0 +1,343 @@
+"""The whole campaign job from the shell: `callbridge campaign`, `run`, `watch` against `serve`."""
+
+from __future__ import annotations
+
+import json
+import os
+import pty
+import re
+import secrets
+import select
+import subprocess
+import sys
+import time
+from collections import Counter
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from click.testing import CliRunner
+from sqlalchemy.engine import make_url
+
+from tests.campaign_flow import contacts_csv, export_rows, numbers, predicted
+from tests.conftest import TEST_DATABASE_URL_ENV
+from tests.databases import on_server
+from tests.service import API_KEY, Service, free_port
+
+
+@pytest.fixture(scope="module")
+def service(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Service]:
+    # One service for the module: starting `serve` is the slow part of these tests.
+    workdir = tmp_path_factory.mktemp("cli")
+    server = os.environ.get(TEST_DATABASE_URL_ENV)
+    if not server:
+        svc = Service(f"sqlite:///{workdir / 'cli.db'}", workdir).start()
+        yield svc
+        svc.stop()
+        return
+    name = f"cb_test_{secrets.token_hex(6)}"
+    on_server(server, f'CREATE DATABASE "{name}"')
+    try:
+        url = make_url(server).set(database=name).render_as_string(hide_password=False)
+        svc = Service(url, workdir).start()
+        yield svc
+        svc.stop()
+    finally:
+        on_server(server, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+def cli(
+    service: Service | None, *args: str, key: str = API_KEY, url: str | None = None, **kw: Any
+) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "CALLBRIDGE_API_KEY": key}
+    env["CALLBRIDGE_URL"] = url or (service.url if service else "http://127.0.0.1:9")
+    return subprocess.run(
+        [sys.executable, "-m", "bridge.cli", *args],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+        **kw,
+    )
+
+
+def cli_json(service: Service, *args: str) -> Any:
+    done = cli(service, *args, "--json")
+    assert done.returncode == 0, (args, done.returncode, done.stderr)
+    return json.loads(done.stdout)
+
+
+POLICY = """\
+# A policy file as a user writes it: the short names next to the API's own.
+agent: agent_cli
+from: "+15005550006"
+timezone: UTC
+windows: ["daily 00:00-24:00"]
+max_attempts: 3
+retry_delay: 1
+retries:
+  busy: {retry: true, delays: [1]}
+pace: {concurrency: 25}
+"""
+
+
+def test_a_whole_campaign_through_the_cli(service: Service, tmp_path: Path) -> None:
+    """Create from a CSV and a policy file, start, pause, resume, watch to the end, export:
+    every step through `callbridge`, every answer read as JSON, every disposition as the
+    sandbox's table predicts."""
+    phones = numbers(100)
+    csv_path = tmp_path / "contacts.csv"
+    csv_path.write_bytes(contacts_csv(phones))
+    policy = tmp_path / "policy.yaml"
+    policy.write_text(POLICY)
+
+    created = cli_json(service, "campaign", "create", str(csv_path), "--policy", str(policy))
+    campaign = created["campaign"]
+    cid = campaign["id"]
+    assert campaign["status"] == "draft" and campaign["concurrency"] == 25
+    assert campaign["calling_periods"] == [
+        {"weekdays": [0, 1, 2, 3, 4, 5, 6], "start": "00:00", "end": "24:00"}
+    ]
+    assert campaign["retry_rules"]["busy"] == {"retry": True, "delays": [1]}
+    assert created["intake"] == {"rows": 100, "accepted": 100, "rejected": 0, "errors": []}
+    assert cid in [c["id"] for c in cli_json(service, "campaign", "list")]
+
+    assert cli_json(service, "campaign", "start", cid)["status"] == "running"
+    assert cli_json(service, "campaign", "pause", cid)["status"] == "paused"
+    shown = cli_json(service, "campaign", "show", cid)
+    assert shown["status"] == "paused" and shown["counts"]["contacts"] == 100
+    assert cli_json(service, "campaign", "resume", cid)["status"] == "running"
+
+    watched = cli(service, "campaign", "watch", cid, "--interval", "0.2", "--json")
+    assert watched.returncode == 0, watched.stderr
+    summary = json.loads(watched.stdout)
+    assert summary["status"] == "completed" and summary["contacts"] == 100
+    expected = Counter(predicted(p)[0] for p in phones)
+    assert {k: v for k, v in summary["dispositions"].items() if v} == dict(expected)
+    assert summary["attempts"] == sum(predicted(p)[1] for p in phones)
+
+    rows = cli_json(service, "campaign", "export", cid)
+    assert {r["phone_number"]: (r["disposition"], int(r["attempts"])) for r in rows} == {
+        p: predicted(p) for p in phones
+    }
+    exported = subprocess.run(
+        [sys.executable, "-m", "bridge.cli", "campaign", "export", cid, "--url", service.url],
+        env={**os.environ, "CALLBRIDGE_API_KEY": API_KEY},
+        capture_output=True,
+        timeout=60,
+        check=True,
+    )
+    over_api = service.api("GET", f"/api/v1/campaigns/{cid}/export.csv")
+    assert exported.stdout == over_api.content
+
+
+def test_run_a_200_row_csv_with_yes(service: Service, tmp_path: Path) -> None:
+    """`callbridge run contacts.csv --yes --json`: one JSON summary at the end, and an export
+    file byte-identical to the API's."""
+    phones = numbers(200, first_area=2)
+    csv_path = tmp_path / "reminders.csv"
+    csv_path.write_bytes(contacts_csv(phones))
+    out = tmp_path / "results.csv"
+    done = cli(
+        service,
+        "run",
+        str(csv_path),
+        "--yes",
+        "--json",
+        "--agent",
+        "agent_run",
+        "--from",
+        "+15005550006",
+        "--max-attempts",
+        "3",
+        "--retry-delay",
+        "1",
+        "--concurrency",
+        "40",
+        "--window",
+        "mon-sun 00:00-24:00",
+        "--timezone",
+        "UTC",
+        "--interval",
+        "0.2",
+        "-o",
+        str(out),
+    )
+    assert done.returncode == 0, done.stderr
+    summary = json.loads(done.stdout)
+    assert "intake: 200 rows, 200 accepted, 0 rejected" in done.stderr
+    assert summary["contacts"] == 200 and summary["status"] == "completed"
+    assert summary["attempts"] == sum(predicted(p)[1] for p in phones)
+    assert summary["dispositions"] == {
+        "answered": 130,
+        "voicemail": 30,
+        "no_answer": 20,
+        "busy": 10,
+        "failed": 10,
+    }
+    assert summary["export"] == str(out)
+    over_api = service.api("GET", f"/api/v1/campaigns/{summary['campaign_id']}/export.csv")
+    assert out.read_bytes() == over_api.content
+    assert len(export_rows(service, summary["campaign_id"])) == 200
+
+
+def test_run_without_yes_and_without_a_terminal_creates_nothing(
+    service: Service, tmp_path: Path
+) -> None:
+    csv_path = tmp_path / "few.csv"
+    csv_path.write_bytes(contacts_csv(numbers(3, first_area=5)))
+    before = len(service.api("GET", "/api/v1/campaigns").json())
+    done = cli(service, "run", str(csv_path), "--agent", "a", stdin=subprocess.DEVNULL)
+    assert done.returncode == 2
+    assert done.stderr.strip().splitlines()[-1] == (
+        "callbridge: give --yes to run without a terminal to confirm on"
+    )
+    assert len(service.api("GET", "/api/v1/campaigns").json()) == before
+
+
+def test_watch_redraws_in_a_terminal_while_calls_happen(service: Service, tmp_path: Path) -> None:
+    """`campaign watch` on a terminal (a pty): the view is redrawn in place (cursor moved back
+    up) with the count of finished contacts rising, until the campaign ends (exit status 0)."""
+    csv_path = tmp_path / "slow.csv"
+    csv_path.write_bytes(contacts_csv(numbers(24, first_area=6)))  # all answered
+    created = cli_json(
+        service, "campaign", "create", str(csv_path), "--agent", "a", "--concurrency", "2"
+    )
+    cid = created["campaign"]["id"]
+    assert cli_json(service, "campaign", "start", cid)["status"] == "running"
+
+    primary, secondary = pty.openpty()
+    env = {
+        **os.environ,
+        "CALLBRIDGE_URL": service.url,
+        "CALLBRIDGE_API_KEY": API_KEY,
+        "TERM": "xterm-256color",
+        "COLUMNS": "100",
+        "LINES": "40",
+    }
+    env.pop("NO_COLOR", None)
+    process = subprocess.Popen(
+        [sys.executable, "-m", "bridge.cli", "campaign", "watch", cid, "--interval", "0.1"],
+        stdin=secondary,
+        stdout=secondary,
+        stderr=secondary,
+        env=env,
+    )
+    os.close(secondary)
+    captured = bytearray()
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        ready, _, _ = select.select([primary], [], [], 0.5)
+        if ready:
+            try:
+                chunk = os.read(primary, 65536)
+            except OSError:  # the other end closed: the process has exited
+                break
+            if not chunk:
+                break
+            captured += chunk
+        elif process.poll() is not None:
+            break
+    os.close(primary)
+    assert process.wait(timeout=10) == 0, captured.decode(errors="replace")[-2000:]
+    screen = captured.decode(errors="replace")
+    assert "\x1b[1A" in screen or "\x1b[2K" in screen, "no redraw in place"
+    seen = {int(n) for n in re.findall(r"(\d+)/24 done", screen)}
+    assert len(seen) >= 3 and 24 in seen and min(seen) < 24, sorted(seen)
+    assert "answered" in screen
+
+
+# ---- error paths: one line on stderr, and the exit code a script can test ---------------------
+
+
+def _one_line(done: subprocess.CompletedProcess[str]) -> str:
+    lines = done.stderr.strip().splitlines()
+    assert len(lines) == 1, done.stderr
+    assert done.stdout == ""
+    return lines[0]
+
+
+def test_service_down(tmp_path: Path) -> None:
+    down = f"http://127.0.0.1:{free_port()}"
+    done = cli(None, "campaign", "list", "--json", url=down)
+    assert done.returncode == 1
+    assert _one_line(done).startswith(f"callbridge: cannot reach the service at {down}")
+
+
+def test_wrong_key(service: Service) -> None:
+    done = cli(service, "campaign", "list", key="cb_not_a_key")
+    assert done.returncode == 1
+    assert _one_line(done) == (
+        "callbridge: unauthorized: invalid API key; check CALLBRIDGE_API_KEY (HTTP 401)"
+    )
+
+
+def test_unknown_campaign(service: Service) -> None:
+    for args in (("show", "cmp_nope"), ("start", "cmp_nope"), ("watch", "cmp_nope")):
+        done = cli(service, "campaign", *args, "--json")
+        assert done.returncode == 1, args
+        assert _one_line(done) == "callbridge: not_found: no campaign 'cmp_nope' (HTTP 404)"
+
+
+def test_bad_policy_file(service: Service, tmp_path: Path) -> None:
+    before = len(service.api("GET", "/api/v1/campaigns").json())
+    broken = tmp_path / "broken.yaml"
+    broken.write_text("windows: [mon-fri 09:00-17:00\nagent: x\n")
+    typo = tmp_path / "typo.json"
+    typo.write_text(json.dumps({"agent": "a", "max_attempt": 3}))
+    window = tmp_path / "window.yaml"
+    window.write_text("windows: ['weekdays 9-5']\n")
+    for path, message in (
+        (broken, f"callbridge: policy file {broken}: not valid YAML or JSON"),
+        (typo, f"callbridge: policy file {typo}: unknown setting 'max_attempt'"),
+        (window, f"callbridge: policy file {window}: window 'weekdays 9-5' is not like"),
+    ):
+        done = cli(service, "campaign", "create", "--policy", str(path), "--json")
+        assert done.returncode == 2, done.stderr
+        assert _one_line(done).startswith(message)
+    # Refused by the service (a value it cannot use): its code and message, exit status 1.
+    refused = tmp_path / "refused.yaml"
+    refused.write_text("name: r\nvoicemail: shout\n")
+    done = cli(service, "campaign", "create", "--policy", str(refused))
+    assert done.returncode == 1
+    assert re.fullmatch(r"callbridge: invalid_body: .*'shout'.* \(HTTP 422\)", _one_line(done))
+    assert len(service.api("GET", "/api/v1/campaigns").json()) == before
+
+
+def test_help_has_an_example_and_completion_works_for_bash_and_zsh() -> None:
+    """Every command's --help shows an example; `completion bash|zsh` prints a script, and the
+    completion it drives offers the subcommands."""
+    from bridge.cli import cli as root
+
+    def commands(group: Any, path: tuple[str, ...]) -> Iterator[tuple[str, ...]]:
+        for name, command in group.commands.items():
+            yield (*path, name)
+            if hasattr(command, "commands"):
+                yield from commands(command, (*path, name))
+
+    runner = CliRunner()
+    for path in commands(root, ()):
+        shown = runner.invoke(root, [*path, "--help"], prog_name="callbridge")
+        assert shown.exit_code == 0, path
+        assert "Example:" in shown.output and "callbridge" in shown.output, path
+        if not hasattr(root.commands[path[0]], "commands") or len(path) > 1:
+            assert "--json" in shown.output, path
+    for shell, marker in (("bash", "complete -o nosort -F"), ("zsh", "compdef")):
+        script = cli(None, "completion", shell)
+        assert script.returncode == 0 and marker in script.stdout, script.stdout
+    offered = subprocess.run(
+        [sys.executable, "-m", "bridge.cli"],
+        env={
+            **os.environ,
+            "_CALLBRIDGE_COMPLETE": "bash_complete",
+            "COMP_WORDS": "callbridge campaign pa",
+            "COMP_CWORD": "2",
+        },
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert "plain,pause" in offered.stdout.split(), offered.stdout
