@@ -499,7 +499,11 @@ def dnc_export(api: Api, campaign_id: str | None, as_json: bool) -> None:
     out = csv.writer(sys.stdout, lineterminator="\n")
     out.writerow(["phone_number", "reason", "created_at"])
     for entry in entries:
-        out.writerow([entry["phone_number"], entry.get("reason") or "", entry.get("created_at")])
+        reason = entry.get("reason") or ""
+        # A reason is free text: one starting like a formula opens as text in a spreadsheet.
+        if reason[:1] in ("=", "+", "-", "@"):
+            reason = "'" + reason
+        out.writerow([entry["phone_number"], reason, entry.get("created_at")])
 
 
 def _path(number: str) -> str:
