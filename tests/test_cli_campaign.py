@@ -341,3 +341,34 @@ def test_help_has_an_example_and_completion_works_for_bash_and_zsh() -> None:
         check=False,
     )
     assert "plain,pause" in offered.stdout.split(), offered.stdout
+
+
+def test_dnc_and_one_call_from_the_shell(service: Service, tmp_path: Path) -> None:
+    """`dnc add|check|import|export|remove` and `call --var --idempotency-key --at`, each read
+    back through the API it drives."""
+    number = "+13125550177"
+    assert cli_json(service, "dnc", "check", number)["listed"] is False
+    added = cli_json(service, "dnc", "add", "(312) 555-0177", "--reason", "asked")
+    assert added["phone_number"] == number
+    checked = cli_json(service, "dnc", "check", "3125550177")
+    assert checked["listed"] is True and checked["entries"][0]["reason"] == "asked"
+    listing = tmp_path / "dnc.csv"
+    listing.write_text("phone_number,reason\n+13125550178,x\nnot a number,y\n")
+    report = cli_json(service, "dnc", "import", str(listing))
+    assert (report["added"], report["rejected"]) == (1, 1)
+    exported = cli(service, "dnc", "export")
+    assert exported.returncode == 0
+    assert f"{number},asked," in exported.stdout and "+13125550178,x," in exported.stdout
+    cli_json(service, "dnc", "remove", number)
+    assert cli_json(service, "dnc", "check", number)["listed"] is False
+
+    args = ("call", "+13125550150", "--agent", "agent_one", "--at", "2099-01-05T09:30")
+    first = cli_json(service, *args, "--var", "first_name=Ada", "--idempotency-key", "k-1")
+    again = cli_json(service, *args, "--var", "first_name=Ada", "--idempotency-key", "k-1")
+    assert first["id"] == again["id"] and first["state"] == "pending"
+    assert first["call_at"].startswith("2099-01-05T")
+    contact = service.api("GET", f"/api/v1/contacts/{first['id']}").json()
+    assert contact["dynamic_variables"] == {"first_name": "Ada"}
+    bad = cli(service, "call", "+13125550150", "--var", "no_equals_sign")
+    assert bad.returncode == 2
+    assert _one_line(bad) == "callbridge: --var 'no_equals_sign' is not name=value"
