@@ -7,6 +7,7 @@ import io
 import json
 import os
 import sys
+import time
 from contextlib import suppress
 from pathlib import Path
 from typing import Any
@@ -517,7 +518,7 @@ def _path(number: str) -> str:
 
 @click.group()
 def webhooks() -> None:
-    """Outgoing webhook subscriptions and their deliveries (an admin key).
+    """Outgoing webhook subscriptions, their deliveries and a test event (an admin key).
 
     \b
     Example:
@@ -683,3 +684,45 @@ def run(
         print_summary(console, outcome)
         note(f"export written to {target}")
     sys.exit(outcome.exit_code)
+
+
+@webhooks.command("test")
+@click.argument("subscription_id")
+@click.option(
+    "--wait",
+    type=click.FloatRange(min=0),
+    default=15,
+    show_default=True,
+    help="seconds to wait for the first try's answer (0: queue it and return)",
+)
+@json_option()
+@remote
+def webhooks_test(api: Api, subscription_id: str, wait: float, as_json: bool) -> None:
+    """Send a subscription a signed test event (type webhook.test) and show how its receiver
+    answered. Exit status 0 if it took the event, 1 if not (yet).
+
+    \b
+    Example:
+      callbridge webhooks test wh_0123456789abcdef0123
+    """
+    delivery = api.call("POST", f"/api/v1/webhooks/{subscription_id}/test")
+    path = f"/api/v1/webhooks/{subscription_id}/deliveries/{delivery['id']}"
+    deadline = time.monotonic() + wait
+    while delivery["status"] == "pending" and not delivery["attempts"]:
+        if time.monotonic() >= deadline:
+            break
+        time.sleep(0.2)  # the first try is moments away: polled, with the deadline above
+        delivery = api.call("GET", path)
+    answer = delivery.get("last_status_code")
+
+    def human() -> None:
+        if delivery["status"] == "delivered":
+            click.echo(f"{delivery['id']} delivered (HTTP {answer})")
+        elif delivery["attempts"]:
+            click.echo(f"{delivery['id']} not taken: {delivery.get('last_error') or answer}")
+        else:
+            click.echo(f"{delivery['id']} queued, not tried yet")
+
+    emit(delivery, as_json=as_json, human=human)
+    if delivery["status"] != "delivered":
+        sys.exit(1)

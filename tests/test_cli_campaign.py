@@ -10,9 +10,11 @@ import secrets
 import select
 import subprocess
 import sys
+import threading
 import time
 from collections import Counter
 from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
@@ -25,6 +27,9 @@ from tests.conftest import TEST_DATABASE_URL_ENV
 from tests.databases import on_server
 from tests.service import API_KEY, Service, free_port
 
+# The webhook test's receiver listens on the loopback, which only this setting lets a target be.
+PRIVATE_HOOKS = {"CALLBRIDGE_WEBHOOK_ALLOW_PRIVATE_TARGETS": "true"}
+
 
 @pytest.fixture(scope="module")
 def service(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Service]:
@@ -32,7 +37,7 @@ def service(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Service]:
     workdir = tmp_path_factory.mktemp("cli")
     server = os.environ.get(TEST_DATABASE_URL_ENV)
     if not server:
-        svc = Service(f"sqlite:///{workdir / 'cli.db'}", workdir).start()
+        svc = Service(f"sqlite:///{workdir / 'cli.db'}", workdir, **PRIVATE_HOOKS).start()
         yield svc
         svc.stop()
         return
@@ -40,7 +45,7 @@ def service(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Service]:
     on_server(server, f'CREATE DATABASE "{name}"')
     try:
         url = make_url(server).set(database=name).render_as_string(hide_password=False)
-        svc = Service(url, workdir).start()
+        svc = Service(url, workdir, **PRIVATE_HOOKS).start()
         yield svc
         svc.stop()
     finally:
@@ -372,3 +377,41 @@ def test_dnc_and_one_call_from_the_shell(service: Service, tmp_path: Path) -> No
     bad = cli(service, "call", "+13125550150", "--var", "no_equals_sign")
     assert bad.returncode == 2
     assert _one_line(bad) == "callbridge: --var 'no_equals_sign' is not name=value"
+
+
+def test_webhooks_add_test_and_deliveries(service: Service) -> None:
+    """`webhooks add`, then `webhooks test`: the receiver gets one signed webhook.test event,
+    the command reports its answer, and `webhooks deliveries` lists it."""
+    received: list[tuple[dict[str, Any], str | None]] = []
+
+    class Receiver(BaseHTTPRequestHandler):
+        def do_POST(self) -> None:
+            body = self.rfile.read(int(self.headers["Content-Length"]))
+            received.append((json.loads(body), self.headers.get("Callbridge-Signature")))
+            self.send_response(204)
+            self.end_headers()
+
+        def log_message(self, *args: Any) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Receiver)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        target = f"http://127.0.0.1:{server.server_address[1]}/hooks"
+        made = cli_json(service, "webhooks", "add", target, "--event", "contact.finished")
+        assert made["url"] == target and made["secret"]
+        assert made["id"] in [w["id"] for w in cli_json(service, "webhooks", "list")]
+        tested = cli_json(service, "webhooks", "test", made["id"])
+        assert tested["status"] == "delivered" and tested["last_status_code"] == 204
+        assert len(received) == 1
+        event, signature = received[0]
+        assert event["type"] == "webhook.test" and signature and "v0=" in signature
+        deliveries = cli_json(service, "webhooks", "deliveries", made["id"])
+        assert [d["event_type"] for d in deliveries] == ["webhook.test"]
+        unknown = cli(service, "webhooks", "test", "wh_nope")
+        assert unknown.returncode == 1
+        assert _one_line(unknown).startswith("callbridge: not_found: ")
+    finally:
+        server.shutdown()
+        server.server_close()
