@@ -6,6 +6,7 @@ import asyncio
 import csv
 import io
 import json
+import os
 import sys
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
@@ -14,18 +15,32 @@ from typing import Any, TypeVar
 import click
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from bridge.cli_common import json_option
+from bridge.cli_common import Api, json_option
 from campaigns.apikeys import DEFAULT_SCOPE, SCOPES
 
 T = TypeVar("T")
+
+
+def _over_api(f: Any) -> Any:
+    # Explicit only (no CALLBRIDGE_URL): where a key is made must never be a surprise.
+    return click.option(
+        "--url",
+        default=None,
+        help="go through this service's API (admin key in CALLBRIDGE_API_KEY), not the database",
+    )(f)
+
+
+def _api(url: str) -> Api:
+    return Api(url, os.environ.get("CALLBRIDGE_API_KEY"))
 
 
 @click.group()
 def keys() -> None:
     """API keys, directly on the database (stored hashed; shown once when created).
 
-    Working on the database makes the first key possible; later keys can also be made over the
-    API (POST /api/v1/api-keys) with an admin key.
+    Working on the database makes the first key possible. With --url, the command goes through
+    that service's API instead (POST/GET/DELETE /api/v1/api-keys) with the admin key in
+    CALLBRIDGE_API_KEY; a key made so has at most that key's scope and rate limit.
 
     \b
     Example:
@@ -44,38 +59,55 @@ def keys() -> None:
     f"admin: also keys and webhook subscriptions (default: {DEFAULT_SCOPE})",
 )
 @json_option("print JSON")
-def keys_create(name: str, rate_limit: int | None, scope: str, as_json: bool) -> None:
+@_over_api
+def keys_create(
+    name: str, rate_limit: int | None, scope: str, as_json: bool, url: str | None
+) -> None:
     """Create a key and print it (only this once).
 
     \b
     Example:
       callbridge keys create --name reporting --scope read --rate-limit 60
     """
+    if url:
+        if rate_limit is not None and rate_limit < 1:
+            raise ValueError("--rate-limit must be at least 1")
+        body = {"name": name, "scope": scope, "rate_limit_per_minute": rate_limit}
+        made = _api(url).call("POST", "/api/v1/api-keys", body=body)
+        sys.exit(_print_created(made, made["key"], as_json))
     sys.exit(_keys_create(name, rate_limit, scope, as_json))
 
 
 @keys.command("list")
 @json_option("print JSON")
-def keys_list(as_json: bool) -> None:
+@_over_api
+def keys_list(as_json: bool, url: str | None) -> None:
     """List keys with their scopes (never the keys themselves).
 
     \b
     Example:
       callbridge keys list --json
     """
+    if url:
+        sys.exit(_print_keys(_api(url).call("GET", "/api/v1/api-keys"), as_json))
     sys.exit(_keys_list(as_json))
 
 
 @keys.command("revoke")
 @click.argument("key_id")
 @json_option()
-def keys_revoke(key_id: str, as_json: bool) -> None:
+@_over_api
+def keys_revoke(key_id: str, as_json: bool, url: str | None) -> None:
     """Revoke a key by id: it stops working at once.
 
     \b
     Example:
       callbridge keys revoke key_0123456789abcdef
     """
+    if url:
+        _api(url).call("DELETE", f"/api/v1/api-keys/{key_id}")
+        print(json.dumps({"id": key_id, "revoked": True}) if as_json else f"revoked {key_id}")
+        sys.exit(0)
     sys.exit(_keys_revoke(key_id, as_json))
 
 
@@ -126,18 +158,25 @@ def _keys_create(name: str, rate_limit: int | None, scope: str, as_json: bool) -
     if rate_limit is not None and rate_limit < 1:
         raise ValueError("--rate-limit must be at least 1")
     created = _run(lambda sm: create_key(sm, name, rate_limit_per_minute=rate_limit, scope=scope))
+    return _print_created(_key_row(created.key), created.secret, as_json)
+
+
+def _print_created(row: dict[str, Any], secret: str, as_json: bool) -> int:
     if as_json:
-        print(json.dumps({**_key_row(created.key), "key": created.secret}))
+        print(json.dumps({**row, "key": secret}))
     else:
-        print(created.secret)
-        print(f"id {created.key.id}: store the key now, it is not shown again", file=sys.stderr)
+        print(secret)
+        print(f"id {row['id']}: store the key now, it is not shown again", file=sys.stderr)
     return 0
 
 
 def _keys_list(as_json: bool) -> int:
     from campaigns.apikeys import list_keys
 
-    rows = [_key_row(k) for k in _run(list_keys)]
+    return _print_keys([_key_row(k) for k in _run(list_keys)], as_json)
+
+
+def _print_keys(rows: list[dict[str, Any]], as_json: bool) -> int:
     if as_json:
         print(json.dumps(rows))
         return 0

@@ -415,3 +415,21 @@ def test_webhooks_add_test_and_deliveries(service: Service) -> None:
     finally:
         server.shutdown()
         server.server_close()
+
+
+def test_keys_with_scopes_over_the_api(service: Service) -> None:
+    """`keys create --url --scope read` makes a key over the API that may read and not write;
+    `keys list --url` shows its scope; `keys revoke --url` stops it at once."""
+    made = cli_json(
+        service, "keys", "create", "--url", service.url, "--name", "ro", "--scope", "read"
+    )
+    assert made["scope"] == "read" and made["key"].startswith(made["prefix"])
+    assert cli(service, "campaign", "list", "--json", key=made["key"]).returncode == 0
+    refused = cli(service, "campaign", "create", "--name", "x", key=made["key"])
+    assert refused.returncode == 1
+    assert _one_line(refused).startswith("callbridge: ") and "(HTTP 403)" in refused.stderr
+    listing = cli(service, "keys", "list", "--url", service.url)
+    assert re.search(rf"{made['id']}\s+\S+\s+ro\s+read\s+active", listing.stdout), listing.stdout
+    assert cli_json(service, "keys", "revoke", made["id"], "--url", service.url)["revoked"]
+    gone = cli(service, "campaign", "list", key=made["key"])
+    assert gone.returncode == 1 and "(HTTP 401)" in _one_line(gone)
