@@ -161,7 +161,8 @@ def policy_options(f: Any) -> Any:
 
 
 def campaign_body(default_name: str | None, flags: dict[str, Any]) -> dict[str, Any]:
-    """The create body: the policy file's settings, then the flags given on top of them."""
+    """The create (or update) body: the policy file's settings, then the flags given on top of
+    them; ``default_name`` names a campaign that neither names (None: leave the name alone)."""
     body = load_policy(flags["policy"]) if flags.get("policy") else {}
     given = {
         "name": flags.get("name"),
@@ -182,5 +183,6 @@ def campaign_body(default_name: str | None, flags: dict[str, Any]) -> dict[str, 
             raise UsageFailure(str(exc)) from None
     if flags.get("us_tcpa"):
         body["rule_set"] = "us_tcpa"
-    body.setdefault("name", default_name or "campaign")
+    if default_name is not None:
+        body.setdefault("name", default_name)
     return body

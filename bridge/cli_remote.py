@@ -90,8 +90,8 @@ def _state_line(campaign: dict[str, Any]) -> str:
 
 @click.group()
 def campaign() -> None:
-    """Campaigns on a running service: create, list, show, start, pause, resume, cancel, watch,
-    export.
+    """Campaigns on a running service: create, update, list, show, start, pause, resume, cancel,
+    watch, export.
 
     \b
     Example:
@@ -133,7 +133,7 @@ def campaign_create(
     """
     if csv_file is None and not flags.get("policy") and not flags.get("name"):
         raise UsageFailure("give a contacts CSV, a --policy file or at least --name")
-    body = campaign_body(csv_file.stem if csv_file else None, flags)
+    body = campaign_body(csv_file.stem if csv_file else "campaign", flags)
     created, report = create_campaign(api, body, csv_file, phone_column)
     if report is not None and not as_json:
         _intake_lines(report)
@@ -142,6 +142,25 @@ def campaign_create(
         as_json=as_json,
         human=lambda: click.echo(f"created {created['id']} ({created['status']})"),
     )
+
+
+@campaign.command("update")
+@click.argument("campaign_id")
+@policy_options
+@json_option()
+@remote
+def campaign_update(api: Api, campaign_id: str, as_json: bool, **flags: Any) -> None:
+    """Change a draft or paused campaign's settings (a policy file and/or flags).
+
+    \b
+    Example:
+      callbridge campaign update cmp_0123456789abcdef0123 --from +14155550100 --concurrency 5
+    """
+    body = campaign_body(None, flags)
+    if not body:
+        raise UsageFailure("nothing to change: give --policy or a setting")
+    changed = api.call("PATCH", f"/api/v1/campaigns/{campaign_id}", body=body)
+    emit(changed, as_json=as_json, human=lambda: click.echo(_state_line(changed)))
 
 
 @campaign.command("list")

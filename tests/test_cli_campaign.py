@@ -25,7 +25,7 @@ from sqlalchemy.engine import make_url
 from tests.campaign_flow import contacts_csv, export_rows, numbers, predicted
 from tests.conftest import TEST_DATABASE_URL_ENV
 from tests.databases import on_server
-from tests.service import API_KEY, Service, free_port
+from tests.service import API_KEY, Service, free_port, wait_until
 
 # The webhook test's receiver listens on the loopback, which only this setting lets a target be.
 PRIVATE_HOOKS = {"CALLBRIDGE_WEBHOOK_ALLOW_PRIVATE_TARGETS": "true"}
@@ -433,3 +433,70 @@ def test_keys_with_scopes_over_the_api(service: Service) -> None:
     assert cli_json(service, "keys", "revoke", made["id"], "--url", service.url)["revoked"]
     gone = cli(service, "campaign", "list", key=made["key"])
     assert gone.returncode == 1 and "(HTTP 401)" in _one_line(gone)
+
+
+def test_watch_exits_3_when_the_campaign_ended_with_attention_items(
+    service: Service, tmp_path: Path
+) -> None:
+    """A caller id the account has not verified trips the circuit breaker: the campaign pauses
+    with an attention item. `campaign watch` keeps watching through the pause; once the caller
+    id is fixed (`campaign update`) and the campaign resumed, it ends, and watch exits with 3
+    and the item in its JSON."""
+    from bridge.sandbox.wire import UNVERIFIED_FROM
+
+    csv_path = tmp_path / "breaker.csv"
+    csv_path.write_bytes(contacts_csv(numbers(6, first_area=7)))  # all answered
+    created = cli_json(
+        service,
+        "campaign",
+        "create",
+        str(csv_path),
+        "--agent",
+        "a",
+        "--from",
+        UNVERIFIED_FROM,
+        "--concurrency",
+        "6",
+        "--retry-delay",
+        "1",
+    )
+    cid = created["campaign"]["id"]
+    env = {**os.environ, "CALLBRIDGE_URL": service.url, "CALLBRIDGE_API_KEY": API_KEY}
+    watcher = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "bridge.cli",
+            "campaign",
+            "watch",
+            cid,
+            "--interval",
+            "0.1",
+            "--json",
+        ],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        cli_json(service, "campaign", "start", cid)
+        wait_until(
+            lambda: service.api("GET", f"/api/v1/campaigns/{cid}").json()["status"] == "paused",
+            timeout=30,
+            what="the circuit breaker to pause the campaign",
+        )
+        assert watcher.poll() is None, "watch stopped at a pause"
+        fixed = cli_json(service, "campaign", "update", cid, "--from", "+15005550006")
+        assert fixed["from_number"] == "+15005550006"
+        assert cli_json(service, "campaign", "resume", cid)["status"] == "running"
+        out, err = watcher.communicate(timeout=60)
+    finally:
+        if watcher.poll() is None:
+            watcher.kill()
+            watcher.wait()
+    assert watcher.returncode == 3, err
+    summary = json.loads(out)
+    assert summary["status"] == "completed" and summary["exit_code"] == 3
+    assert [item["kind"] for item in summary["attention"]] == ["circuit_breaker"]
+    assert summary["dispositions"]["answered"] == 6
