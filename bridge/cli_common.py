@@ -5,7 +5,6 @@ from __future__ import annotations
 import functools
 import json
 import os
-import sys
 import urllib.error
 import urllib.parse
 import urllib.request
@@ -171,20 +170,3 @@ def remote(f: F) -> F:
         return f(*args, api=Api(url, os.environ.get("CALLBRIDGE_API_KEY")), **kwargs)
 
     return wrapper  # type: ignore[return-value]
-
-
-def fail_on_value_error(f: F) -> F:
-    """A ValueError from a command's own checks is a usage error: one line, exit status 2."""
-
-    @functools.wraps(f)
-    def wrapper(*args: Any, **kwargs: Any) -> Any:
-        try:
-            return f(*args, **kwargs)
-        except ValueError as exc:
-            raise UsageFailure(str(exc)) from None
-
-    return wrapper  # type: ignore[return-value]
-
-
-def stdout_binary() -> IO[bytes]:
-    return sys.stdout.buffer
