@@ -8,15 +8,16 @@ import json
 import logging
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
-from aiohttp import web
 
 from bridge.api_cli import export, keys
 from bridge.cli_common import EXIT_USAGE, UsageFailure, json_option
 from bridge.cli_remote import call, campaign, dnc, run, webhooks
-from bridge.settings import Settings
-from campaigns.db import make_engine
+
+if TYPE_CHECKING:
+    from bridge.settings import Settings
 
 PROG = "callbridge"
 CONTEXT = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
@@ -58,6 +59,7 @@ def main(argv: list[str] | None = None) -> int:
 
 def configure_logging(level: int = logging.INFO, settings: Settings | None = None) -> None:
     from bridge.ops import logs
+    from bridge.settings import Settings
 
     settings = settings or Settings()
     secrets = [settings.twilio_auth_token, *settings.api_keys]
@@ -81,6 +83,7 @@ def serve(host: str | None, port: int | None, as_json: bool) -> None:
       CALLBRIDGE_API_KEYS=secret-key callbridge serve --port 8080
     """
     from bridge.app import create_app
+    from bridge.settings import Settings
 
     settings = Settings.from_env()
     settings = settings.with_(
@@ -120,8 +123,11 @@ def sandbox(host: str, port: int, as_json: bool) -> None:
     Example:
       callbridge sandbox --port 8090
     """
+    from aiohttp import web
+
     from bridge.ops.logs import RedactingAccessLogger
     from bridge.sandbox.server import create_sandbox_app
+    from bridge.settings import Settings
 
     settings = Settings.from_env()
     if as_json:
@@ -157,6 +163,8 @@ def db_upgrade(as_json: bool) -> None:
       CALLBRIDGE_DATABASE_URL=postgresql://user:pass@host/db callbridge db upgrade
     """
     from bridge.migrate import upgrade_to_head
+    from bridge.settings import Settings
+    from campaigns.db import make_engine
 
     async def upgrade() -> None:
         engine = make_engine(Settings.from_env().database_url)
