@@ -20,7 +20,7 @@ BENCHMARKS = {
     "B5": "bench.b5_reminders",
     "B6": "bench.b6_relay",
     "B7": "bench.b7_memory",
-    "B8": "bench.b8_import_latency",
+    "B9": "bench.b9_import_latency",
 }
 
 

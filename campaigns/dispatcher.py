@@ -2,7 +2,9 @@
 
 The order of operations is what makes "at most one dial per attempt" hold across crashes:
 the Attempt row is committed before the provider is asked to dial, and an attempt whose create
-had no clear answer is reconciled against the provider's own call list, never re-dialled blindly.
+had no clear answer is reconciled against the provider's own call list, never re-dialled blindly
+(campaigns.reconciliation). Pacing slots come from campaigns.pacing; every change of state goes
+through campaigns.transitions.
 """
 
 from __future__ import annotations
@@ -16,15 +18,15 @@ import time
 from collections import deque
 from collections.abc import Callable
 from datetime import datetime, timedelta
+from typing import NamedTuple
 
 from sqlalchemy import func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from campaigns import policy
-from campaigns.clock import as_utc, utcnow
-from campaigns.dialing import DialAmbiguous, Dialer, DialRefused, DialRequest, ProviderCall
+from campaigns import policy, transitions
+from campaigns.clock import utcnow
+from campaigns.dialing import DialAmbiguous, Dialer, DialRefused, DialRequest
 from campaigns.dnc import blocked_numbers
-from campaigns.ids import new_id
 from campaigns.models import (
     Attempt,
     AttemptStatus,
@@ -34,15 +36,9 @@ from campaigns.models import (
     ContactState,
     Disposition,
 )
-from campaigns.outcomes import CallUpdate
 from campaigns.pacing import send_deadline, slot_index, slot_time
 from campaigns.phones import mask
-from campaigns.progress import (
-    apply_to_attempt,
-    complete_if_finished,
-    end_attempt,
-    finish_contact,
-)
+from campaigns.reconciliation import LEASE_SLACK
 
 log = logging.getLogger(__name__)
 
@@ -57,8 +53,6 @@ PACING_HORIZON = timedelta(seconds=2)
 REFILL_AT = PACING_HORIZON / 2
 # Busy-provider refusals (429) are retried within the attempt this many times.
 REFUSAL_RETRIES = 3
-# Slack added to the provider timeout before another pass may reconcile a dialing attempt.
-LEASE_SLACK = timedelta(seconds=5)
 # How long before its instant a claimed dial is checked again (a pause, a cancel, a do-not-call
 # entry since the claim). Long enough for a busy database to answer, short enough that what
 # happens in the last moment before a dial is as rare as a request crossing it in flight.
@@ -78,10 +72,14 @@ CREATES_MEASURED = 50
 MAX_MEASURED_CREATE = timedelta(seconds=10)
 # error_code of an attempt stopped before its create because the window would close first.
 WINDOW_CLOSED = "window_closed"
-# Calls placed this soon after the node started may have called back before it listened.
-STARTUP_GRACE = timedelta(seconds=5)
-# A call whose creation time is this much earlier than its attempt cannot be that attempt's.
-RECONCILE_SKEW = timedelta(seconds=5)
+
+
+class _Claimed(NamedTuple):
+    """A dial handed out by a claim: what to send, its instant, and its campaign's pacing."""
+
+    request: DialRequest
+    at: datetime
+    cps: float | None  # None: not paced
 
 
 class Dispatcher:
@@ -107,16 +105,12 @@ class Dispatcher:
         self._on_next_due = on_next_due
         self._wakeup = asyncio.Event()
         self._tasks: set[asyncio.Task[None]] = set()
-        # The calls-per-second limit of each claimed dial of a paced campaign.
-        self._paced: dict[str, float] = {}
         self._loop_task: asyncio.Task[None] | None = None
         self._claiming = False
-        self._started_at: datetime | None = None
 
     # -- lifecycle ---------------------------------------------------------------------------
 
     def start(self) -> None:
-        self._started_at = utcnow()
         self._claiming = True
         self._loop_task = asyncio.create_task(self._run(), name="dispatcher")
         self.wake()
@@ -181,8 +175,8 @@ class Dispatcher:
             if not self._claiming:
                 break
             dials, again = await self._claim(campaign_id, now)
-            for request, at in dials:
-                self._spawn(self._dial(request, at))
+            for dial in dials:
+                self._spawn(self._dial(dial))
                 claimed += 1
             if again is not None and (next_pass is None or again < next_pass):
                 next_pass = again
@@ -192,7 +186,7 @@ class Dispatcher:
 
     async def _claim(
         self, campaign_id: str, now: datetime
-    ) -> tuple[list[tuple[DialRequest, datetime]], datetime | None]:
+    ) -> tuple[list[_Claimed], datetime | None]:
         """The dials claimed, each with its instant, and when to claim from the campaign again."""
         async with self._sm.begin() as session:
             # Locking the campaign row serialises claims of one campaign across every node, so the
@@ -245,7 +239,7 @@ class Dispatcher:
                 )
             )
             ready = await _callable(session, campaign, contacts, first_slot, room)
-            claimed: list[tuple[DialRequest, datetime]] = []
+            claimed: list[_Claimed] = []
             margin = self.arrival_margin
             for contact, allowed_at in ready:
                 if cps:
@@ -260,34 +254,25 @@ class Dispatcher:
                 # instant (_dial).
                 closed = policy.calling_hours(campaign, contact).closed_at(at, at + margin)
                 if closed is not None:
-                    _replan_after_close(session, campaign, contact, closed, now)
+                    transitions.replan_after_close(session, campaign, contact, closed, now)
                     continue
                 if cps:
                     next_index = index + 1
-                contact.state = ContactState.IN_PROGRESS
-                contact.attempts_made += 1
-                contact.next_attempt_at = None
-                attempt = Attempt(
-                    id=new_id("att"),
-                    campaign_id=campaign_id,
-                    contact_id=contact.id,
-                    number=contact.attempts_made,
-                    phone_number=contact.current_number,
-                    status=AttemptStatus.DIALING,
-                    created_at=now,
-                    scheduled_at=at,
+                attempt = transitions.claim(
+                    session,
+                    campaign,
+                    contact,
+                    at=at,
+                    now=now,
                     lease_expires_at=at + self._provider_timeout + LEASE_SLACK,
                 )
-                session.add(attempt)
-                claimed.append((_request(campaign, contact, attempt), at))
-                if cps:
-                    self._paced[attempt.id] = cps
+                claimed.append(_Claimed(_request(campaign, contact, attempt), at, cps or None))
             if cps and claimed:
                 campaign.next_dial_at = slot_time(next_index, cps)
             if not claimed and contacts:
                 # Contacts settled here (do-not-call, expired) may have been the last open ones.
                 await session.flush()
-                await complete_if_finished(session, campaign, now)
+                await transitions.complete_if_finished(session, campaign, now)
             if len(claimed) >= free:
                 return claimed, None
             await session.flush()
@@ -310,8 +295,8 @@ class Dispatcher:
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
-    async def _dial(self, request: DialRequest, at: datetime) -> None:
-        cps = self._paced.pop(request.attempt_id, None)
+    async def _dial(self, dial: _Claimed) -> None:
+        request, at, cps = dial
         # The re-check runs a moment before the dial's instant, so that its round trip (and any
         # wait for a database connection) does not make the dial late.
         await _sleep_until(at - RECHECK_LEAD)
@@ -413,16 +398,15 @@ class Dispatcher:
                 contact = await session.get(Contact, request.contact_id)
                 if contact is not None:
                     return policy.calling_hours(campaign, contact)
-            await _mark_not_placed(session, attempt, now)
-            contact = await session.get(Contact, request.contact_id)
+            contact = await transitions.not_placed(session, attempt, now)
             if contact is not None and contact.state == ContactState.PENDING:
                 if blocked:
-                    finish_contact(session, contact, Disposition.DNC, now)
+                    transitions.finish_contact(session, contact, Disposition.DNC, now)
                 elif campaign is not None and campaign.status == CampaignStatus.CANCELLED:
-                    finish_contact(session, contact, Disposition.CANCELLED, now)
+                    transitions.finish_contact(session, contact, Disposition.CANCELLED, now)
                 if contact.state == ContactState.DONE and campaign is not None:
                     await session.flush()
-                    await complete_if_finished(session, campaign, now)
+                    await transitions.complete_if_finished(session, campaign, now)
             return None
 
     async def _stop_at_close(self, request: DialRequest, closed: datetime) -> None:
@@ -440,22 +424,24 @@ class Dispatcher:
             attempt = await session.get(Attempt, request.attempt_id, with_for_update=True)
             if attempt is None or attempt.status != AttemptStatus.DIALING:
                 return
-            attempt.error_code = WINDOW_CLOSED
-            attempt.error_message = (
-                "not dialled: the calling window closes before the call would reach the provider"
+            contact = await transitions.not_placed(
+                session,
+                attempt,
+                closed,
+                error_code=WINDOW_CLOSED,
+                error_message="not dialled: the calling window closes before the call would "
+                "reach the provider",
             )
-            await _mark_not_placed(session, attempt, closed)
-            contact = await session.get(Contact, request.contact_id)
             campaign = await session.get(Campaign, request.campaign_id)
             if (
                 contact is not None
                 and campaign is not None
                 and contact.state == ContactState.PENDING
             ):
-                _replan_after_close(session, campaign, contact, closed, now)
+                transitions.replan_after_close(session, campaign, contact, closed, now)
                 if contact.state == ContactState.DONE:
                     await session.flush()
-                    await complete_if_finished(session, campaign, now)
+                    await transitions.complete_if_finished(session, campaign, now)
 
     async def _wait_for_slot(self, request: DialRequest, at: datetime, cps: float | None) -> bool:
         """Sleep until the dial's pacing slot; False if the attempt was settled meanwhile.
@@ -509,14 +495,8 @@ class Dispatcher:
     async def _record_dialed(self, attempt_id: str, call_id: str, sent_at: datetime) -> None:
         async with self._sm.begin() as session:
             attempt = await session.get(Attempt, attempt_id, with_for_update=True)
-            if attempt is None:
-                return
-            if attempt.provider_call_id is None:
-                attempt.provider_call_id = call_id
-            if attempt.status == AttemptStatus.DIALING:
-                attempt.status = AttemptStatus.QUEUED
-            attempt.dialed_at = attempt.dialed_at or sent_at
-            attempt.lease_expires_at = None
+            if attempt is not None:
+                transitions.placed(attempt, call_id, sent_at)
 
     async def _record_refusal(self, request: DialRequest, refusal: DialRefused) -> None:
         log.warning(
@@ -533,187 +513,9 @@ class Dispatcher:
                 return
             if refusal.retryable:
                 # Nothing was created and the provider asked us to slow down: not an attempt.
-                await _mark_not_placed(session, attempt, now + timedelta(seconds=30))
+                await transitions.not_placed(session, attempt, now + timedelta(seconds=30))
                 return
-            attempt.error_code = refusal.code
-            attempt.error_message = str(refusal)[:500]
-            attempt.lease_expires_at = None
-            await end_attempt(session, attempt, AttemptStatus.FAILED, now)
-
-    # -- reconciliation ----------------------------------------------------------------------
-
-    async def reconcile(self, attempt_id: str) -> str:
-        """Settle an attempt whose create had no clear answer: adopted, not_placed or skipped."""
-        async with self._sm() as session:
-            attempt = await session.get(Attempt, attempt_id)
-            if attempt is None or attempt.status != AttemptStatus.DIALING:
-                return "skipped"
-            to, since = attempt.phone_number, attempt.created_at
-        try:
-            calls = await self._dialer.find_calls(to, since - RECONCILE_SKEW)
-        except Exception:
-            log.exception("could not list calls to reconcile attempt %s; will retry", attempt_id)
-            return "skipped"
-        now = utcnow()
-        async with self._sm.begin() as session:
-            attempt = await session.get(Attempt, attempt_id, with_for_update=True)
-            if attempt is None or attempt.status != AttemptStatus.DIALING:
-                return "skipped"
-            if attempt.provider_call_id is not None:
-                found: ProviderCall | None = next(
-                    (c for c in calls if c.call_id == attempt.provider_call_id), None
-                )
-            else:
-                found = await _unclaimed_call(session, calls)
-            if found is None:
-                log.info("attempt %s: provider has no call, not placed", attempt_id)
-                await _mark_not_placed(session, attempt, now)
-                return "not_placed"
-            log.info("attempt %s: adopting provider call %s", attempt_id, found.call_id)
-            attempt.provider_call_id = found.call_id
-            attempt.dialed_at = attempt.dialed_at or found.created_at or now
-            attempt.lease_expires_at = None
-            attempt.status = AttemptStatus.QUEUED
-            await apply_to_attempt(session, attempt, provider_call_update(found, now), now)
-            return "adopted"
-
-    async def reconcile_expired_leases(self) -> int:
-        """Attempts whose dial was never confirmed in time (a crash, a hung request)."""
-        now = utcnow()
-        async with self._sm.begin() as session:
-            attempts = list(
-                await session.scalars(
-                    select(Attempt)
-                    .where(
-                        Attempt.status == AttemptStatus.DIALING,
-                        Attempt.lease_expires_at < now,
-                    )
-                    .limit(500)
-                    .with_for_update(skip_locked=True)
-                )
-            )
-            for attempt in attempts:
-                # Extend the lease so that no other node reconciles it at the same time.
-                attempt.lease_expires_at = now + self._provider_timeout + LEASE_SLACK
-            ids = [a.id for a in attempts]
-        for attempt_id in ids:
-            await self.reconcile(attempt_id)
-        return len(ids)
-
-    async def refresh_live_calls(self, older_than: timedelta | None = None) -> int:
-        """Ask the provider about live calls whose callbacks may have been lost.
-
-        With ``older_than``, only calls that should have ended by now: a call cannot outlive its
-        ring timeout plus its time limit, so silence after that (plus ``older_than``) means a
-        lost callback. The slot stays taken until the provider says the call is over.
-
-        Without it (the sweep after a restart), every live call placed before this node started
-        (give or take its start-up): their callbacks may have gone nowhere while it was down.
-        Calls placed since report to a node that listens; asking about them too would cost a
-        request per live call on every sweep, a load that delays the dials of a busy node.
-        """
-        now = utcnow()
-        # A callback can move an attempt on before its dial was recorded (dialed_at unset).
-        started = func.coalesce(Attempt.dialed_at, Attempt.scheduled_at)
-        async with self._sm() as session:
-            query = (
-                select(
-                    Attempt.id,
-                    Attempt.provider_call_id,
-                    started,
-                    Campaign.ring_timeout_seconds,
-                    Campaign.time_limit_seconds,
-                )
-                .join(Campaign, Campaign.id == Attempt.campaign_id)
-                .where(
-                    Attempt.status.in_(AttemptStatus.LIVE - {AttemptStatus.DIALING}),
-                    Attempt.provider_call_id.is_not(None),
-                )
-            )
-            if older_than is not None:
-                query = query.where(started < now - older_than).order_by(started)
-            elif self._started_at is not None:
-                query = query.where(started < self._started_at + STARTUP_GRACE)
-            rows = list((await session.execute(query.limit(1000))).all())
-        if older_than is not None:
-            rows = [
-                row
-                for row in rows
-                if as_utc(row[2]) + timedelta(seconds=row[3] + row[4]) + older_than < now
-            ]
-        ended = 0
-        for attempt_id, call_id, *_ in rows:
-            try:
-                call = await self._dialer.fetch_call(call_id)
-            except Exception:
-                log.exception("could not fetch call %s", call_id)
-                continue
-            if call is None or call.status not in AttemptStatus.TERMINAL:
-                continue
-            async with self._sm.begin() as session:
-                attempt = await session.get(Attempt, attempt_id, with_for_update=True)
-                if attempt is not None and await apply_to_attempt(
-                    session, attempt, provider_call_update(call, utcnow()), utcnow()
-                ):
-                    ended += 1
-        if ended:
-            self.wake()
-        return ended
-
-
-def provider_call_update(call: ProviderCall, now: datetime) -> CallUpdate:
-    return CallUpdate(
-        provider="reconcile",
-        provider_call_id=call.call_id,
-        kind="status",
-        received_at=now,
-        status=call.status,
-        answered_by=call.answered_by,
-        duration_seconds=call.duration_seconds,
-    )
-
-
-async def _unclaimed_call(session: AsyncSession, calls: list[ProviderCall]) -> ProviderCall | None:
-    if not calls:
-        return None
-    taken = set(
-        await session.scalars(
-            select(Attempt.provider_call_id).where(
-                Attempt.provider_call_id.in_([c.call_id for c in calls])
-            )
-        )
-    )
-    free = [c for c in calls if c.call_id not in taken]
-    # The oldest unclaimed call is the one this attempt's lost create produced.
-    free.sort(key=lambda c: c.created_at or utcnow())
-    return free[0] if free else None
-
-
-async def _mark_not_placed(session: AsyncSession, attempt: Attempt, retry_at: datetime) -> None:
-    attempt.status = AttemptStatus.NOT_PLACED
-    attempt.ended_at = utcnow()
-    attempt.lease_expires_at = None
-    contact = await session.get(Contact, attempt.contact_id, with_for_update=True)
-    if contact is not None and contact.state == ContactState.IN_PROGRESS:
-        contact.attempts_made -= 1
-        contact.state = ContactState.PENDING
-        contact.next_attempt_at = retry_at
-
-
-def _replan_after_close(
-    session: AsyncSession, campaign: Campaign, contact: Contact, closed: datetime, now: datetime
-) -> None:
-    """Plan a contact whose dial could not be made before its window closed: the next opening
-    from ``closed`` on, or ``expired`` when there is none (the campaign's end comes first).
-
-    Caps need no second look: they held at the instant planned before, and a later instant
-    only leaves past dials further behind.
-    """
-    planned = policy.plan(campaign, contact, closed)
-    if planned is None:
-        finish_contact(session, contact, Disposition.EXPIRED, now)
-    else:
-        contact.next_attempt_at = planned
+            await transitions.refused(session, attempt, refusal.code, str(refusal), now)
 
 
 async def _callable(
@@ -729,13 +531,13 @@ async def _callable(
     ready: list[tuple[Contact, datetime]] = []
     for contact in contacts:
         if contact.current_number in blocked:
-            finish_contact(session, contact, Disposition.DNC, at)
+            transitions.finish_contact(session, contact, Disposition.DNC, at)
             continue
         # Claimed ahead of time (within the horizon): never before the contact's own instant.
         due = contact.next_attempt_at
         planned = policy.plan(campaign, contact, max(at, due) if due is not None else at)
         if planned is None:
-            finish_contact(session, contact, Disposition.EXPIRED, at)
+            transitions.finish_contact(session, contact, Disposition.EXPIRED, at)
         elif planned > at + PACING_HORIZON:
             contact.next_attempt_at = planned
         elif len(ready) < room:

@@ -41,6 +41,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession, async_sessionm
 from campaigns import staged_imports
 from campaigns.clock import utcnow
 from campaigns.dnc import blocked_numbers
+from campaigns.events import ContactsDue, emit
 from campaigns.ids import new_id
 from campaigns.models import Campaign, Contact, ContactState
 from campaigns.phones import (
@@ -306,6 +307,8 @@ async def import_contacts(
                 inserted = await store.insert_new(connection, parsed.contacts, parsed.reminders)
                 already_there = {contact.e164 for contact in parsed.contacts} - inserted
                 report.add(_reject(parsed.batch, already_there, "duplicate"))
+        if report.accepted:
+            emit(session, ContactsDue(campaign_id))
     return report
 
 

@@ -7,7 +7,6 @@ from typing import Any
 
 from sqlalchemy import (
     JSON,
-    DateTime,
     ForeignKey,
     Index,
     Integer,
@@ -15,29 +14,10 @@ from sqlalchemy import (
     Text,
     UniqueConstraint,
 )
-from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
-from sqlalchemy.types import TypeDecorator
+from sqlalchemy.orm import Mapped, mapped_column, relationship
 
-from campaigns.clock import as_utc, utcnow
-
-
-class UTCDateTime(TypeDecorator[datetime]):
-    """Stores UTC, always returns timezone-aware UTC (SQLite would hand back naive values)."""
-
-    impl = DateTime(timezone=True)
-    cache_ok = True
-
-    def process_bind_param(self, value: datetime | None, dialect: Any) -> datetime | None:
-        if value is not None and value.tzinfo is None:
-            raise ValueError("naive datetime given to a UTC column")
-        return as_utc(value)
-
-    def process_result_value(self, value: datetime | None, dialect: Any) -> datetime | None:
-        return as_utc(value)
-
-
-class Base(DeclarativeBase):
-    type_annotation_map = {datetime: UTCDateTime, dict[str, Any]: JSON, list[Any]: JSON}
+from campaigns.base import Base
+from campaigns.clock import utcnow
 
 
 class CampaignStatus:
@@ -229,6 +209,12 @@ class Attempt(Base):
     # From the agent's post-call webhook: [{role, message, time_in_call_secs, ...}].
     transcript: Mapped[list[Any] | None] = mapped_column(JSON)
     call_successful: Mapped[str | None] = mapped_column(String(16))  # success|failure|unknown
+    # Written while the call is live, turn by turn: [{role, message, time_in_call_secs}].
+    live_transcript: Mapped[list[Any] | None] = mapped_column(JSON)
+    # Tools the agent asked the call's side to run: [{tool_name, tool_call_id, is_error}].
+    tool_calls: Mapped[list[Any] | None] = mapped_column(JSON)
+    # Why the agent ended the conversation on an error, in its own words.
+    agent_error: Mapped[str | None] = mapped_column(Text)
     data_collection: Mapped[dict[str, Any] | None] = mapped_column(JSON)
     conversation_seconds: Mapped[int | None] = mapped_column(Integer)
     created_at: Mapped[datetime]
@@ -288,13 +274,6 @@ class AttentionItem(Base):
     details: Mapped[dict[str, Any]] = mapped_column(default=dict)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     resolved_at: Mapped[datetime | None]
-
-
-# The integration tables (API keys, batch calls, webhooks) share this metadata.
-from campaigns import api_tables as _api_tables  # noqa: E402, F401
-
-# So do the secrets generated once per installation.
-from campaigns import installation as _installation  # noqa: E402, F401
 
 
 class ContactListEntry(Base):

@@ -24,14 +24,15 @@ from datetime import datetime, timedelta
 from sqlalchemy import Delete, bindparam, delete, func, select, text, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from campaigns.base import UTCDateTime
 from campaigns.clock import utcnow
+from campaigns.events import ContactsDue, emit
 from campaigns.ids import new_id
 from campaigns.models import (
     ContactState,
     ImportRun,
     StagedContact,
     StagedDncEntry,
-    UTCDateTime,
 )
 
 CONTACTS = "contacts"
@@ -142,6 +143,8 @@ async def publish(sessionmaker: async_sessionmaker[AsyncSession], run_id: str) -
             low = high
     async with sessionmaker.begin() as session:
         await session.execute(delete(ImportRun).where(ImportRun.id == run_id))
+        if kind == CONTACTS and campaign_id is not None and published.added:
+            emit(session, ContactsDue(campaign_id))
     return published
 
 

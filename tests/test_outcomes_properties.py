@@ -9,8 +9,9 @@ from datetime import UTC, datetime, timedelta
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from campaigns.call_updates import CallUpdate
 from campaigns.models import Attempt, AttemptStatus
-from campaigns.outcomes import CallUpdate, apply_update, outcome_of
+from campaigns.transitions import apply_update, outcome_of
 
 DIALED_AT = datetime(2026, 5, 4, 15, 0, tzinfo=UTC)
 CALL_ID = "CA" + "0" * 32

@@ -11,7 +11,7 @@ from bridge.api.auth import caller_of
 from bridge.api.campaigns import ATTEMPT, attempt_json, contact_json, iso
 from bridge.api.errors import ApiError
 from bridge.api.openapi import Api, body_of
-from bridge.keys import DISPATCHER, SESSIONMAKER
+from bridge.keys import SESSIONMAKER
 from campaigns.models import Attempt, Contact
 from campaigns.single_calls import Idempotency, place_single_call
 
@@ -97,8 +97,6 @@ async def create(request: web.Request) -> web.Response:
         campaign_id=body.get("campaign_id"),
         idempotency=idempotency,
     )
-    if created:
-        request.app[DISPATCHER].wake()
     return web.json_response(call_json(contact, []), status=201 if created else 200)
 
 

@@ -15,7 +15,7 @@ from bridge.api.bodies import spool_body
 from bridge.api.errors import ApiError
 from bridge.api.export import export_response
 from bridge.api.openapi import PAGE_HEADERS, PAGE_QUERY, Api, Response, body_of, query_of, ref
-from bridge.keys import DISPATCHER, SCHEDULER, SESSIONMAKER
+from bridge.keys import SCHEDULER, SESSIONMAKER
 from campaigns.clock import BadInstant, parse_instant, utcnow
 from campaigns.contact_list import ContactItem, add_contacts
 from campaigns.editing import delete_draft, update_campaign
@@ -140,6 +140,10 @@ def attempt_json(attempt: Attempt) -> dict[str, Any]:
         "conversation_seconds": attempt.conversation_seconds,
         "data_collection": attempt.data_collection,
         "transcript": attempt.transcript,
+        # Kept while the call was live: [{role, message, time_in_call_secs, interrupted?}].
+        "live_transcript": attempt.live_transcript,
+        "tool_calls": attempt.tool_calls,
+        "agent_error": attempt.agent_error,
         "created_at": iso(attempt.created_at),
         "dialed_at": iso(attempt.dialed_at),
         "answered_at": iso(attempt.answered_at),
@@ -613,8 +617,6 @@ async def upload_contacts(request: web.Request) -> web.Response:
         )
     else:
         report = await _import_csv(request, campaign)
-    if campaign.status == CampaignStatus.RUNNING:
-        request.app[DISPATCHER].wake()
     return web.json_response(report.to_dict())
 
 
@@ -697,7 +699,6 @@ async def start(request: web.Request) -> web.Response:
         assert campaign.start_at is not None
         request.app[SCHEDULER].schedule_campaign_start(campaign.id, campaign.start_at)
     else:
-        request.app[DISPATCHER].wake()
         await request.app[SCHEDULER].schedule_recurring(campaign.id)
     return web.json_response(campaign_json(campaign))
 

@@ -278,6 +278,10 @@ def attempt_json(attempt: Attempt) -> dict[str, Any]:
         "error_message": attempt.error_message,
         "conversation_id": attempt.conversation_id,
         "transcript_summary": attempt.transcript_summary,
+        # Written turn by turn while the call is live (the post-call transcript comes later).
+        "live_transcript": attempt.live_transcript or [],
+        "tool_calls": attempt.tool_calls or [],
+        "agent_error": attempt.agent_error,
         "created_at": iso(attempt.created_at),
         "dialed_at": iso(attempt.dialed_at),
         "answered_at": iso(attempt.answered_at),

@@ -1,8 +1,10 @@
 """The relay loop: one Twilio Media Stream and one agent conversation, audio passed untouched.
 
-Twilio -> agent: each `media` payload becomes a `user_audio_chunk`. Agent -> Twilio: each
-`audio` event becomes a `media` message, an `interruption` a single `clear` (agent audio older
-than it is dropped). When either side ends, the other is closed at once.
+Twilio -> agent: each `media` payload becomes a `user_audio_chunk`, each `mark` echo tells
+what the callee has heard. Agent -> Twilio: each `audio` event becomes a `media` message, with
+`mark`s between; an `interruption` drops the agent audio older than it not sent yet, and a
+`clear` drops what Twilio holds unplayed (see playback.py). When either side ends, the other is
+closed at once.
 """
 
 from __future__ import annotations
@@ -17,12 +19,15 @@ from aiohttp import web
 from bridge.media import twilio_wire
 from bridge.media.agent_wire import Audio, Interruption
 from bridge.media.conversation import AgentConversation
-from bridge.media.twilio_wire import Media, Stop
+from bridge.media.playback import Playback
+from bridge.media.twilio_wire import Mark, Media, Stop
 
 log = logging.getLogger(__name__)
 
 
-async def _caller_to_agent(twilio: web.WebSocketResponse, agent: AgentConversation) -> str:
+async def _caller_to_agent(
+    twilio: web.WebSocketResponse, agent: AgentConversation, playback: Playback
+) -> str:
     async for message in twilio:
         if message.type != aiohttp.WSMsgType.TEXT:
             continue
@@ -33,13 +38,15 @@ async def _caller_to_agent(twilio: web.WebSocketResponse, agent: AgentConversati
             continue
         if isinstance(event, Media):
             await agent.send_audio(event.payload)
+        elif isinstance(event, Mark):
+            playback.echoed(event.name)
         elif isinstance(event, Stop):
             return "caller"
     return "caller"
 
 
 async def _agent_to_caller(
-    twilio: web.WebSocketResponse, stream_sid: str, agent: AgentConversation
+    twilio: web.WebSocketResponse, playback: Playback, agent: AgentConversation
 ) -> str:
     while True:
         item = await agent.outbox.get()
@@ -48,15 +55,16 @@ async def _agent_to_caller(
         if twilio.closed:
             return "caller"
         if isinstance(item, Interruption):
-            await twilio.send_str(twilio_wire.clear(stream_sid))
+            await playback.interrupt()
         elif isinstance(item, Audio) and not agent.is_stale(item):
-            await twilio.send_str(twilio_wire.media(stream_sid, item.payload))
+            await playback.play(item.payload)
 
 
 async def relay(twilio: web.WebSocketResponse, stream_sid: str, agent: AgentConversation) -> str:
     """Run until one side ends; returns which one did ("caller" or "agent")."""
-    inbound = asyncio.create_task(_caller_to_agent(twilio, agent), name="relay-in")
-    outbound = asyncio.create_task(_agent_to_caller(twilio, stream_sid, agent), name="relay-out")
+    playback = Playback(twilio, stream_sid)
+    inbound = asyncio.create_task(_caller_to_agent(twilio, agent, playback), name="relay-in")
+    outbound = asyncio.create_task(_agent_to_caller(twilio, playback, agent), name="relay-out")
     ended_by = "caller"
     try:
         done, _ = await asyncio.wait({inbound, outbound}, return_when=asyncio.FIRST_COMPLETED)

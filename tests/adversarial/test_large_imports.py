@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import requests
@@ -56,11 +57,11 @@ class Upload(threading.Thread):
         )
 
 
-def probe_while(upload: Upload, service: Service) -> list[tuple[str, float]]:
-    """Read and write through the API for as long as the upload runs; each request's latency."""
+def probe(service: Service, running: Callable[[], bool]) -> list[tuple[str, float]]:
+    """Read and write through the API for as long as ``running()``; each request's latency."""
     seen: list[tuple[str, float]] = []
     number = 0
-    while upload.is_alive():
+    while running():
         number += 1
         listed = {"phone_number": f"+1212555{number % 10_000:04d}"}
         for method, path, body in (
@@ -71,6 +72,11 @@ def probe_while(upload: Upload, service: Service) -> list[tuple[str, float]]:
             response = service.api(method, path, json=body)
             seen.append((f"{method} {path}", time.monotonic() - began))
             assert response.status_code < 300, (method, path, response.status_code, response.text)
+    return seen
+
+
+def probe_while(upload: Upload, service: Service) -> list[tuple[str, float]]:
+    seen = probe(service, upload.is_alive)
     upload.join()
     return seen
 
