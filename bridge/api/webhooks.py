@@ -11,9 +11,10 @@ from sqlalchemy import delete, select
 from bridge.api.campaigns import page_of
 from bridge.api.errors import ApiError
 from bridge.api.openapi import PAGE_HEADERS, PAGE_QUERY, Api, Response, body_of, query_of, ref
-from bridge.keys import OUTGOING, SESSIONMAKER
+from bridge.keys import OUTGOING, SESSIONMAKER, WEBHOOK_DELIVERER
 from bridge.outgoing import TargetRefused
 from campaigns.api_tables import (
+    DeliveryStatus,
     WebhookDelivery,
     WebhookDeliveryAttempt,
     WebhookSubscription,
@@ -312,3 +313,45 @@ async def read_delivery(request: web.Request) -> web.Response:
             for a in attempts
         ]
     return web.json_response(body)
+
+
+TEST_EVENT = "webhook.test"
+
+
+@api.post(
+    "/api/v1/webhooks/{subscription_id}/test",
+    summary="Send the subscription a test event (type webhook.test), signed as every event is",
+    description="The delivery is queued and sent at once, then retried like any other; follow "
+    "it with GET /api/v1/webhooks/{subscription_id}/deliveries/{delivery_id}.",
+    responses={202: DELIVERY},
+)
+async def send_test(request: web.Request) -> web.Response:
+    now = utcnow()
+    async with request.app[SESSIONMAKER].begin() as session:
+        subscription = await _subscription(request, session)
+        if not subscription.enabled:
+            raise ApiError(409, "conflict", "the subscription is disabled; re-enable it first")
+        event_id = new_id("evt")
+        envelope = {
+            "id": event_id,
+            "type": TEST_EVENT,
+            "created_at": _iso(now),
+            "data": {"subscription_id": subscription.id, "message": "a test event"},
+        }
+        delivery = WebhookDelivery(
+            id=new_id("whd"),
+            subscription_id=subscription.id,
+            event_id=event_id,
+            event_type=TEST_EVENT,
+            payload=envelope,
+            status=DeliveryStatus.PENDING,
+            attempts=0,
+            next_attempt_at=now,
+            created_at=now,
+        )
+        session.add(delivery)
+    # No domain event woke the sender: wake it here rather than wait for its next poll.
+    deliverer = request.app.get(WEBHOOK_DELIVERER)
+    if deliverer is not None:
+        deliverer.wake()
+    return web.json_response({**delivery_json(delivery), "payload": envelope}, status=202)
