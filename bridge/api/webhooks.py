@@ -335,7 +335,7 @@ async def send_test(request: web.Request) -> web.Response:
         envelope = {
             "id": event_id,
             "type": TEST_EVENT,
-            "created_at": _iso(now),
+            "created_at": iso_z(now),
             "data": {"subscription_id": subscription.id, "message": "a test event"},
         }
         delivery = WebhookDelivery(
