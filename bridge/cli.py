@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING
 import click
 
 from bridge.api_cli import export, keys
-from bridge.cli_common import EXIT_USAGE, UsageFailure, json_option
+from bridge.cli_common import EXIT_FAILURE, EXIT_OK, EXIT_USAGE, UsageFailure, emit, json_option
 from bridge.cli_remote import call, campaign, dnc, run, webhooks
 
 if TYPE_CHECKING:
@@ -233,6 +233,43 @@ def demo(contacts: Path | None, as_json: bool) -> None:
     from bridge.demo import run_demo
 
     sys.exit(asyncio.run(run_demo(contacts=contacts, as_json=as_json)))
+
+
+@cli.command()
+@click.option(
+    "--agent",
+    "agents",
+    multiple=True,
+    help="an agent id to check (repeatable; default: the agents of open campaigns)",
+)
+@click.option("--from", "from_number", help="the caller id (default: CALLBRIDGE_FROM_NUMBER)")
+@json_option()
+def check(agents: tuple[str, ...], from_number: str | None, as_json: bool) -> None:
+    """Check the set-up before a first real campaign, against the providers themselves.
+
+    The Twilio account answers to its credentials, the caller id belongs to it, each agent
+    exists and speaks audio callbridge can relay, the post-call webhook secret is set, and the
+    public URL answers. One line per check; exit status 0 when nothing stops a campaign
+    (warnings included), 1 otherwise.
+
+    \b
+    Example:
+      callbridge check --agent agent_8301k1x2ab --from +14155550100
+    """
+    from bridge.preflight import campaign_agents, run_checks
+    from bridge.settings import Settings
+
+    settings = Settings.from_env()
+    chosen = list(agents) or asyncio.run(campaign_agents(settings))
+    findings = asyncio.run(run_checks(settings, agent_ids=chosen, from_number=from_number))
+
+    def human() -> None:
+        for finding in findings:
+            label = "ok" if finding.ok and not finding.warning else "warn" if finding.ok else "FAIL"
+            click.echo(f"{label:4} {finding.message}")
+
+    emit([finding.to_dict() for finding in findings], as_json=as_json, human=human)
+    sys.exit(EXIT_OK if all(finding.ok for finding in findings) else EXIT_FAILURE)
 
 
 @cli.command()

@@ -18,7 +18,7 @@ from twilio.base.exceptions import TwilioRestException
 from twilio.http.async_http_client import AsyncTwilioHttpClient
 from twilio.rest import Client
 
-from bridge.media.audio_formats import CONVERTIBLE_FORMATS, PASS_THROUGH_FORMAT
+from bridge.media.audio_formats import INPUT_SETTING, OUTPUT_SETTING, SUPPORTED, ULAW_8000
 from bridge.settings import Settings
 
 TIMEOUT_SECONDS = 10.0
@@ -40,11 +40,41 @@ class Finding:
         }
 
 
+async def campaign_agents(settings: Settings) -> list[str]:
+    """The agents of the campaigns not yet over, when no agent is named."""
+    from sqlalchemy import select
+
+    from campaigns.db import make_engine
+    from campaigns.models import Campaign, CampaignStatus
+
+    engine = make_engine(settings.database_url)
+    try:
+        async with engine.connect() as connection:
+            rows = await connection.execute(
+                select(Campaign.agent_id)
+                .where(
+                    Campaign.status.not_in([CampaignStatus.COMPLETED, CampaignStatus.CANCELLED]),
+                    Campaign.agent_id.is_not(None),
+                )
+                .distinct()
+            )
+            return sorted(str(agent) for (agent,) in rows)
+    except Exception:  # no database yet, or not reachable: the agents must then be named
+        return []
+    finally:
+        await engine.dispose()
+
+
 async def run_checks(
     settings: Settings, *, agent_ids: Iterable[str], from_number: str | None
 ) -> list[Finding]:
     findings = await _twilio(settings, from_number or settings.from_number)
-    for agent_id in dict.fromkeys(agent_ids):
+    chosen = list(dict.fromkeys(agent_ids))
+    if not chosen:
+        findings.append(
+            Finding("agent", False, "No agent to check: name one with --agent <agent_id>.")
+        )
+    for agent_id in chosen:
         findings.append(await _agent(settings, agent_id))
     findings.append(_webhook_secret(settings))
     findings.append(await _public_url(settings))
@@ -145,11 +175,12 @@ async def _agent(settings: Settings, agent_id: str) -> Finding:
     output = (config.tts.agent_output_audio_format if config.tts else None) or "pcm_16000"
     heard = (config.asr.user_input_audio_format if config.asr else None) or "pcm_16000"
     formats = {"output": output, "input": heard}
+    # Where the agent's settings page has them, and their names in its API.
     settings_of = {
-        "output": "Voice > TTS output format",
-        "input": "Advanced > User input audio format",
+        "output": f"the TTS output format ({OUTPUT_SETTING})",
+        "input": f"the user input audio format ({INPUT_SETTING})",
     }
-    unusable = [side for side, name in formats.items() if name not in CONVERTIBLE_FORMATS]
+    unusable = [side for side, name in formats.items() if name not in SUPPORTED]
     if unusable:
         return Finding(
             "agent",
@@ -158,19 +189,19 @@ async def _agent(settings: Settings, agent_id: str) -> Finding:
             + ", ".join(f"{side} {formats[side]}" for side in unusable)
             + "): set "
             + " and ".join(settings_of[side] for side in unusable)
-            + f" to {PASS_THROUGH_FORMAT} in the agent's settings.",
+            + f" to {ULAW_8000} in the agent's settings.",
         )
-    converted = [side for side, name in formats.items() if name != PASS_THROUGH_FORMAT]
+    converted = [side for side, name in formats.items() if name != ULAW_8000]
     if converted:
         return Finding(
             "agent",
             True,
             f"Agent {agent_id} speaks {output} and listens in {heard}: callbridge converts it "
             f"on every call; set {' and '.join(settings_of[side] for side in converted)} to "
-            f"{PASS_THROUGH_FORMAT} in the agent's settings to relay it untouched.",
+            f"{ULAW_8000} in the agent's settings to relay it untouched.",
             warning=True,
         )
-    return Finding("agent", True, f"Agent {agent_id} speaks and listens in {PASS_THROUGH_FORMAT}.")
+    return Finding("agent", True, f"Agent {agent_id} speaks and listens in {ULAW_8000}.")
 
 
 def _webhook_secret(settings: Settings) -> Finding:
