@@ -20,6 +20,7 @@ BENCHMARKS = {
     "B5": "bench.b5_reminders",
     "B6": "bench.b6_relay",
     "B7": "bench.b7_memory",
+    "B9": "bench.b9_import_latency",
 }
 
 

@@ -19,6 +19,7 @@ from bridge.keys import (
     SETTINGS,
 )
 from bridge.media import routes as media_routes
+from bridge.media.client_tools import callbridge_tools
 from bridge.media.connector import AgentConnector
 from bridge.media.tokens import derive_secret
 from bridge.sandbox.agent import SandboxAgent
@@ -77,7 +78,11 @@ async def _agents(app: web.Application) -> AsyncIterator[None]:
         client, timeout_seconds=settings.provider_timeout_seconds, on_conversation=remember
     )
     connector = AgentConnector(
-        client, session, sm, timeout_seconds=settings.provider_timeout_seconds
+        client,
+        session,
+        sm,
+        timeout_seconds=settings.provider_timeout_seconds,
+        tools=callbridge_tools(),
     )
     app[ELEVENLABS] = client
     app[AGENT_CONNECTOR] = connector

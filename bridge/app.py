@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 from collections.abc import AsyncIterator
@@ -40,13 +41,15 @@ from bridge.sandbox.inspection import inspection_guard
 from bridge.settings import Settings
 from bridge.telephony.twilio import TwilioDialer
 from bridge.webhooks import twilio as twilio_webhooks
-from campaigns.clock import set_offset
+from campaigns.clock import set_offset, utcnow
 from campaigns.db import make_engine, make_sessionmaker
 from campaigns.dispatcher import Dispatcher
-from campaigns.events import EventBus
+from campaigns.events import AttemptEnded, ContactsDue, EventBus
 from campaigns.leases import exclusive
 from campaigns.lifecycle import expire_ended, start_now
+from campaigns.reconciliation import Reconciler
 from campaigns.scheduler import Scheduler
+from campaigns.staged_imports import settle_abandoned
 from campaigns.verdicts import refresh_missing_verdicts
 
 log = logging.getLogger(__name__)
@@ -177,6 +180,22 @@ async def _dispatching(app: web.Application) -> AsyncIterator[None]:
         on_next_due=next_due,
         window_margin_seconds=settings.window_margin_seconds,
     )
+    loop = asyncio.get_running_loop()
+
+    def wake_on(events: list[object]) -> None:
+        # A freed slot or contacts due now: the dispatcher looks at once, not at its next timer.
+        # (A commit may happen off the loop's thread.)
+        if any(isinstance(event, AttemptEnded | ContactsDue) for event in events):
+            loop.call_soon_threadsafe(dispatcher.wake)
+
+    app[EVENTS].after_commit.append(wake_on)
+    reconciler = Reconciler(
+        sm,
+        dialer,
+        provider_timeout_seconds=settings.provider_timeout_seconds,
+        started_at=utcnow(),
+        on_call_ended=dispatcher.wake,
+    )
     # After a restart, callbacks sent while this node was down (or starting, not yet listening)
     # went nowhere: for a while every live call placed before the start (or just after it) is
     # asked about, not only the overdue ones.
@@ -191,16 +210,17 @@ async def _dispatching(app: web.Application) -> AsyncIterator[None]:
         async with exclusive(app[ENGINE], "housekeeping") as ours:
             if not ours:
                 return
-            await dispatcher.reconcile_expired_leases()
+            await reconciler.reconcile_expired_leases()
             if await expire_ended(sm):
                 dispatcher.wake()
             older = None if time.monotonic() < sweep_all_until else stale_slack
-            await dispatcher.refresh_live_calls(older_than=older)
+            await reconciler.refresh_live_calls(older_than=older)
             await refresh_missing_verdicts(sm, dialer, stale_slack)
+            # Imports whose process died: discarded, or finished if they had been decided.
+            await settle_abandoned(sm)
 
     async def start_campaign(campaign_id: str) -> None:
         await start_now(sm, campaign_id)
-        dispatcher.wake()
         if scheduler is not None:
             await scheduler.schedule_recurring(campaign_id)
 
@@ -216,5 +236,6 @@ async def _dispatching(app: web.Application) -> AsyncIterator[None]:
     await scheduler.start()
     dispatcher.start()
     yield
+    app[EVENTS].after_commit.remove(wake_on)
     await scheduler.drain()
     await dispatcher.stop(drain_seconds=settings.shutdown_grace_seconds)

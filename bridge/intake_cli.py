@@ -2,51 +2,59 @@
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import json
 import sys
+from pathlib import Path
 from typing import Any
 
 from bridge.settings import Settings
 from campaigns.db import make_engine, make_sessionmaker
-from campaigns.importer import ImportRefused, ImportReport, dry_run, import_contacts
+from campaigns.importer import ImportRefused, ImportReport, import_contacts
+from campaigns.importer import dry_run as validate
 from campaigns.lifecycle import get_campaign
 from campaigns.phones import number_types_of
 
 
-def run_import(args: argparse.Namespace) -> int:
-    if args.dry_run == bool(args.campaign):
+def run_import(
+    file: Path,
+    *,
+    campaign: str | None,
+    dry_run: bool,
+    as_json: bool,
+    default_region: str,
+    phone_column: str,
+) -> int:
+    if dry_run == bool(campaign):
         raise ValueError("give either --dry-run or --campaign ID")
     try:
-        with args.file.open("rb") as source:
-            if args.dry_run:
-                report = dry_run(
-                    source, default_region=args.default_region, phone_column=args.phone_column
-                )
+        with file.open("rb") as source:
+            if dry_run:
+                report = validate(source, default_region=default_region, phone_column=phone_column)
             else:
-                report = asyncio.run(_store(args, source))
+                assert campaign is not None
+                report = asyncio.run(_store(campaign, phone_column, source))
     except FileNotFoundError as exc:
-        raise ValueError(f"no such file: {args.file}") from exc
+        raise ValueError(f"no such file: {file}") from exc
     except ImportRefused as exc:
         print(f"callbridge: file refused, nothing imported: {exc}", file=sys.stderr)
         return 1
-    _print(report, as_json=args.json)
+    _print(report, as_json=as_json)
     return 0
 
 
-async def _store(args: argparse.Namespace, source: Any) -> ImportReport:
+async def _store(campaign_id: str, phone_column: str, source: Any) -> ImportReport:
     engine = make_engine(Settings.from_env().database_url)
     sm = make_sessionmaker(engine)
     try:
         async with sm() as session:
-            campaign = await get_campaign(session, args.campaign)
+            campaign = await get_campaign(session, campaign_id)
         return await import_contacts(
             sm,
             campaign.id,
             source,
             default_region=campaign.default_region,
-            phone_column=args.phone_column,
+            phone_column=phone_column,
             number_types=number_types_of(campaign.allowed_number_types),
         )
     finally:

@@ -1,6 +1,6 @@
 """Tables of the integration surface: API keys, batch calls, outgoing webhooks and their outbox.
 
-Registered on ``campaigns.models.Base`` (models.py imports this module at its end).
+Registered on ``campaigns.base.Base``, with the others (campaigns.tables).
 """
 
 from __future__ import annotations
@@ -11,8 +11,8 @@ from typing import Any
 from sqlalchemy import ForeignKey, Index, Integer, String, Text, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column
 
+from campaigns.base import Base
 from campaigns.clock import utcnow
-from campaigns.models import Base
 
 
 class ApiKey(Base):

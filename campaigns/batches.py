@@ -21,7 +21,7 @@ from campaigns.models import (
     ContactState,
     Disposition,
 )
-from campaigns.progress import complete_if_finished
+from campaigns.transitions import complete_if_finished, reopen
 
 BATCH_STATUS = {
     CampaignStatus.DRAFT: "pending",
@@ -126,7 +126,6 @@ async def retry_batch(
                 f"batch is {BATCH_STATUS.get(campaign.status, campaign.status)}: "
                 "only a finished batch can be retried",
                 code="conflict",
-                status=409,
             )
         contacts = list(
             await session.scalars(
@@ -140,10 +139,7 @@ async def retry_batch(
             )
         )
         for contact in contacts:
-            contact.state = ContactState.PENDING
-            contact.disposition = None
-            contact.finished_at = None
-            contact.next_attempt_at = now
+            reopen(session, contact, now)
         batch = await session.get(BatchCall, campaign_id, with_for_update=True)
         if batch is None:
             batch = BatchCall(campaign_id=campaign_id, retry_count=0, updated_at=now)

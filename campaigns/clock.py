@@ -37,6 +37,11 @@ def utcnow() -> datetime:
     return datetime.now(UTC) + _offset
 
 
+def iso_z(value: datetime | None) -> str | None:
+    """An instant as shown to users and other systems: ISO 8601 in UTC, with a Z."""
+    return value.isoformat().replace("+00:00", "Z") if value is not None else None
+
+
 def as_utc(value: datetime | None) -> datetime | None:
     """SQLite hands naive datetimes back; they were stored as UTC."""
     if value is None:

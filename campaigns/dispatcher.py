@@ -2,7 +2,9 @@
 
 The order of operations is what makes "at most one dial per attempt" hold across crashes:
 the Attempt row is committed before the provider is asked to dial, and an attempt whose create
-had no clear answer is reconciled against the provider's own call list, never re-dialled blindly.
+had no clear answer is reconciled against the provider's own call list, never re-dialled blindly
+(campaigns.reconciliation). Pacing slots come from campaigns.pacing; every change of state goes
+through campaigns.transitions.
 """
 
 from __future__ import annotations
@@ -15,16 +17,16 @@ import random
 import time
 from collections import deque
 from collections.abc import Callable
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
+from typing import NamedTuple
 
 from sqlalchemy import func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from campaigns import policy
-from campaigns.clock import as_utc, utcnow
-from campaigns.dialing import DialAmbiguous, Dialer, DialRefused, DialRequest, ProviderCall
+from campaigns import policy, transitions
+from campaigns.clock import utcnow
+from campaigns.dialing import DialAmbiguous, Dialer, DialRefused, DialRequest
 from campaigns.dnc import blocked_numbers
-from campaigns.ids import new_id
 from campaigns.models import (
     Attempt,
     AttemptStatus,
@@ -34,14 +36,9 @@ from campaigns.models import (
     ContactState,
     Disposition,
 )
-from campaigns.outcomes import CallUpdate
+from campaigns.pacing import send_deadline, slot_index, slot_time
 from campaigns.phones import mask
-from campaigns.progress import (
-    apply_to_attempt,
-    complete_if_finished,
-    end_attempt,
-    finish_contact,
-)
+from campaigns.reconciliation import LEASE_SLACK
 
 log = logging.getLogger(__name__)
 
@@ -56,15 +53,10 @@ PACING_HORIZON = timedelta(seconds=2)
 REFILL_AT = PACING_HORIZON / 2
 # Busy-provider refusals (429) are retried within the attempt this many times.
 REFUSAL_RETRIES = 3
-# Slack added to the provider timeout before another pass may reconcile a dialing attempt.
-LEASE_SLACK = timedelta(seconds=5)
 # How long before its instant a claimed dial is checked again (a pause, a cancel, a do-not-call
 # entry since the claim). Long enough for a busy database to answer, short enough that what
 # happens in the last moment before a dial is as rare as a request crossing it in flight.
 RECHECK_LEAD = timedelta(milliseconds=300)
-# Time kept, before the end of a slot's second, for a create to reach the provider and be
-# stamped by its clock (building the request, the network, a busy event loop at either end).
-SEND_MARGIN = timedelta(milliseconds=100)
 # How many fresh slots a dial takes before it goes out however late it is.
 MAX_RESLOTS = 5
 # A create must reach the provider while the calling window is still open in every zone of the
@@ -80,55 +72,14 @@ CREATES_MEASURED = 50
 MAX_MEASURED_CREATE = timedelta(seconds=10)
 # error_code of an attempt stopped before its create because the window would close first.
 WINDOW_CLOSED = "window_closed"
-# Calls placed this soon after the node started may have called back before it listened.
-STARTUP_GRACE = timedelta(seconds=5)
-# A call whose creation time is this much earlier than its attempt cannot be that attempt's.
-RECONCILE_SKEW = timedelta(seconds=5)
 
 
-# Pacing. A carrier counts calls per wall-clock second, and the "cps" a campaign promises is
-# checked the same way. Slots therefore sit on a grid fixed to the wall clock: at c calls per
-# second, slot k belongs to the second holding (k + 1/2) / c seconds after the Unix epoch, so
-# every whole second holds exactly c slots and no rate below c is given away.
-#
-# Inside its second the grid is pressed towards the start, leaving the last quarter free
-# (FREE_TAIL): at c = 10 the slots are at .0375, .1125, ... .7125. A dial that leaves late, or
-# reaches a busy provider late, still lands in its own second, and a late dial can only ever be
-# late, never early, so the free time is all at the end. (A test over any sliding window
-# [t, t + 1 s) is another matter: dial i and dial i + c are 1 s apart, so any jitter puts c + 1
-# dials in some such window, which only pacing slower than c avoids.)
-#
-# The guard that makes the per-second count hold whatever the load: a dial leaves only within the
-# wall-clock second its slot is in, less the send margin. A dial woken later than that takes a
-# fresh slot instead of crowding into a second whose own slots are all handed out. Slots are
-# handed out under the campaign row's lock (next_dial_at), so this holds across nodes.
-#
-# Slot indexes are computed from the epoch, never by adding gaps (which would drift). The
-# tolerance maps an instant read back from the database (rounded to the microsecond) to its own
-# slot rather than the next one.
-FREE_TAIL = 0.25
-_SLOT_TOLERANCE = 1e-3
+class _Claimed(NamedTuple):
+    """A dial handed out by a claim: what to send, its instant, and its campaign's pacing."""
 
-
-def _slot_index(instant: datetime, cps: float) -> int:
-    """The first slot at or after ``instant``."""
-    stamp = instant.timestamp()
-    second = math.floor(stamp)
-    into = (stamp - second) / (1 - FREE_TAIL)
-    # Past the last slot of its second (into the free tail): the next second's first slot.
-    nominal = second + 1 if into >= 1 else second + into
-    return math.ceil(nominal * cps - 0.5 - _SLOT_TOLERANCE)
-
-
-def _slot_time(index: int, cps: float) -> datetime:
-    nominal = (index + 0.5) / cps
-    second = math.floor(nominal)
-    return datetime.fromtimestamp(second + (nominal - second) * (1 - FREE_TAIL), UTC)
-
-
-def _send_deadline(slot: datetime) -> datetime:
-    """The last instant a dial for ``slot`` may leave and still count in the slot's second."""
-    return slot.replace(microsecond=0) + timedelta(seconds=1) - SEND_MARGIN
+    request: DialRequest
+    at: datetime
+    cps: float | None  # None: not paced
 
 
 class Dispatcher:
@@ -154,16 +105,12 @@ class Dispatcher:
         self._on_next_due = on_next_due
         self._wakeup = asyncio.Event()
         self._tasks: set[asyncio.Task[None]] = set()
-        # The calls-per-second limit of each claimed dial of a paced campaign.
-        self._paced: dict[str, float] = {}
         self._loop_task: asyncio.Task[None] | None = None
         self._claiming = False
-        self._started_at: datetime | None = None
 
     # -- lifecycle ---------------------------------------------------------------------------
 
     def start(self) -> None:
-        self._started_at = utcnow()
         self._claiming = True
         self._loop_task = asyncio.create_task(self._run(), name="dispatcher")
         self.wake()
@@ -228,8 +175,8 @@ class Dispatcher:
             if not self._claiming:
                 break
             dials, again = await self._claim(campaign_id, now)
-            for request, at in dials:
-                self._spawn(self._dial(request, at))
+            for dial in dials:
+                self._spawn(self._dial(dial))
                 claimed += 1
             if again is not None and (next_pass is None or again < next_pass):
                 next_pass = again
@@ -239,7 +186,7 @@ class Dispatcher:
 
     async def _claim(
         self, campaign_id: str, now: datetime
-    ) -> tuple[list[tuple[DialRequest, datetime]], datetime | None]:
+    ) -> tuple[list[_Claimed], datetime | None]:
         """The dials claimed, each with its instant, and when to claim from the campaign again."""
         async with self._sm.begin() as session:
             # Locking the campaign row serialises claims of one campaign across every node, so the
@@ -266,8 +213,8 @@ class Dispatcher:
             first_slot = now
             if cps:
                 planned_until = max(now, campaign.next_dial_at or now)
-                next_index = _slot_index(planned_until, cps)
-                first_slot = _slot_time(next_index, cps)
+                next_index = slot_index(planned_until, cps)
+                first_slot = slot_time(next_index, cps)
                 if first_slot > now + REFILL_AT:
                     # Enough is planned ahead; claim again when it runs short, half a horizon at a
                     # time rather than one dial per pass.
@@ -292,13 +239,13 @@ class Dispatcher:
                 )
             )
             ready = await _callable(session, campaign, contacts, first_slot, room)
-            claimed: list[tuple[DialRequest, datetime]] = []
+            claimed: list[_Claimed] = []
             margin = self.arrival_margin
             for contact, allowed_at in ready:
                 if cps:
                     # The next free slot, or the first one after the contact's own instant.
-                    index = max(next_index, _slot_index(allowed_at, cps))
-                    at = _slot_time(index, cps)
+                    index = max(next_index, slot_index(allowed_at, cps))
+                    at = slot_time(index, cps)
                 else:
                     at = allowed_at
                 # A slot handed out ahead may lie past the window's close (or too near it for
@@ -307,34 +254,25 @@ class Dispatcher:
                 # instant (_dial).
                 closed = policy.calling_hours(campaign, contact).closed_at(at, at + margin)
                 if closed is not None:
-                    _replan_after_close(session, campaign, contact, closed, now)
+                    transitions.replan_after_close(session, campaign, contact, closed, now)
                     continue
                 if cps:
                     next_index = index + 1
-                contact.state = ContactState.IN_PROGRESS
-                contact.attempts_made += 1
-                contact.next_attempt_at = None
-                attempt = Attempt(
-                    id=new_id("att"),
-                    campaign_id=campaign_id,
-                    contact_id=contact.id,
-                    number=contact.attempts_made,
-                    phone_number=contact.current_number,
-                    status=AttemptStatus.DIALING,
-                    created_at=now,
-                    scheduled_at=at,
+                attempt = transitions.claim(
+                    session,
+                    campaign,
+                    contact,
+                    at=at,
+                    now=now,
                     lease_expires_at=at + self._provider_timeout + LEASE_SLACK,
                 )
-                session.add(attempt)
-                claimed.append((_request(campaign, contact, attempt), at))
-                if cps:
-                    self._paced[attempt.id] = cps
+                claimed.append(_Claimed(_request(campaign, contact, attempt), at, cps or None))
             if cps and claimed:
-                campaign.next_dial_at = _slot_time(next_index, cps)
+                campaign.next_dial_at = slot_time(next_index, cps)
             if not claimed and contacts:
                 # Contacts settled here (do-not-call, expired) may have been the last open ones.
                 await session.flush()
-                await complete_if_finished(session, campaign, now)
+                await transitions.complete_if_finished(session, campaign, now)
             if len(claimed) >= free:
                 return claimed, None
             await session.flush()
@@ -357,8 +295,8 @@ class Dispatcher:
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
-    async def _dial(self, request: DialRequest, at: datetime) -> None:
-        cps = self._paced.pop(request.attempt_id, None)
+    async def _dial(self, dial: _Claimed) -> None:
+        request, at, cps = dial
         # The re-check runs a moment before the dial's instant, so that its round trip (and any
         # wait for a database connection) does not make the dial late.
         await _sleep_until(at - RECHECK_LEAD)
@@ -460,16 +398,15 @@ class Dispatcher:
                 contact = await session.get(Contact, request.contact_id)
                 if contact is not None:
                     return policy.calling_hours(campaign, contact)
-            await _mark_not_placed(session, attempt, now)
-            contact = await session.get(Contact, request.contact_id)
+            contact = await transitions.not_placed(session, attempt, now)
             if contact is not None and contact.state == ContactState.PENDING:
                 if blocked:
-                    finish_contact(session, contact, Disposition.DNC, now)
+                    transitions.finish_contact(session, contact, Disposition.DNC, now)
                 elif campaign is not None and campaign.status == CampaignStatus.CANCELLED:
-                    finish_contact(session, contact, Disposition.CANCELLED, now)
+                    transitions.finish_contact(session, contact, Disposition.CANCELLED, now)
                 if contact.state == ContactState.DONE and campaign is not None:
                     await session.flush()
-                    await complete_if_finished(session, campaign, now)
+                    await transitions.complete_if_finished(session, campaign, now)
             return None
 
     async def _stop_at_close(self, request: DialRequest, closed: datetime) -> None:
@@ -487,22 +424,24 @@ class Dispatcher:
             attempt = await session.get(Attempt, request.attempt_id, with_for_update=True)
             if attempt is None or attempt.status != AttemptStatus.DIALING:
                 return
-            attempt.error_code = WINDOW_CLOSED
-            attempt.error_message = (
-                "not dialled: the calling window closes before the call would reach the provider"
+            contact = await transitions.not_placed(
+                session,
+                attempt,
+                closed,
+                error_code=WINDOW_CLOSED,
+                error_message="not dialled: the calling window closes before the call would "
+                "reach the provider",
             )
-            await _mark_not_placed(session, attempt, closed)
-            contact = await session.get(Contact, request.contact_id)
             campaign = await session.get(Campaign, request.campaign_id)
             if (
                 contact is not None
                 and campaign is not None
                 and contact.state == ContactState.PENDING
             ):
-                _replan_after_close(session, campaign, contact, closed, now)
+                transitions.replan_after_close(session, campaign, contact, closed, now)
                 if contact.state == ContactState.DONE:
                     await session.flush()
-                    await complete_if_finished(session, campaign, now)
+                    await transitions.complete_if_finished(session, campaign, now)
 
     async def _wait_for_slot(self, request: DialRequest, at: datetime, cps: float | None) -> bool:
         """Sleep until the dial's pacing slot; False if the attempt was settled meanwhile.
@@ -514,7 +453,7 @@ class Dispatcher:
         """
         for _ in range(MAX_RESLOTS):
             await _sleep_until(at)
-            if cps is None or utcnow() <= _send_deadline(at):
+            if cps is None or utcnow() <= send_deadline(at):
                 return True
             slot = await self._fresh_slot(request)
             if slot is None:
@@ -534,9 +473,9 @@ class Dispatcher:
             slot = now
             if campaign.cps:
                 # The first slot nobody holds: after every slot handed out, never in the past.
-                index = _slot_index(max(now, campaign.next_dial_at or now), campaign.cps)
-                slot = _slot_time(index, campaign.cps)
-                campaign.next_dial_at = _slot_time(index + 1, campaign.cps)
+                index = slot_index(max(now, campaign.next_dial_at or now), campaign.cps)
+                slot = slot_time(index, campaign.cps)
+                campaign.next_dial_at = slot_time(index + 1, campaign.cps)
             attempt.scheduled_at = slot
             # No other node may reconcile the attempt while it waits for its new slot.
             attempt.lease_expires_at = slot + self._provider_timeout + LEASE_SLACK
@@ -556,14 +495,8 @@ class Dispatcher:
     async def _record_dialed(self, attempt_id: str, call_id: str, sent_at: datetime) -> None:
         async with self._sm.begin() as session:
             attempt = await session.get(Attempt, attempt_id, with_for_update=True)
-            if attempt is None:
-                return
-            if attempt.provider_call_id is None:
-                attempt.provider_call_id = call_id
-            if attempt.status == AttemptStatus.DIALING:
-                attempt.status = AttemptStatus.QUEUED
-            attempt.dialed_at = attempt.dialed_at or sent_at
-            attempt.lease_expires_at = None
+            if attempt is not None:
+                transitions.placed(attempt, call_id, sent_at)
 
     async def _record_refusal(self, request: DialRequest, refusal: DialRefused) -> None:
         log.warning(
@@ -580,187 +513,9 @@ class Dispatcher:
                 return
             if refusal.retryable:
                 # Nothing was created and the provider asked us to slow down: not an attempt.
-                await _mark_not_placed(session, attempt, now + timedelta(seconds=30))
+                await transitions.not_placed(session, attempt, now + timedelta(seconds=30))
                 return
-            attempt.error_code = refusal.code
-            attempt.error_message = str(refusal)[:500]
-            attempt.lease_expires_at = None
-            await end_attempt(session, attempt, AttemptStatus.FAILED, now)
-
-    # -- reconciliation ----------------------------------------------------------------------
-
-    async def reconcile(self, attempt_id: str) -> str:
-        """Settle an attempt whose create had no clear answer: adopted, not_placed or skipped."""
-        async with self._sm() as session:
-            attempt = await session.get(Attempt, attempt_id)
-            if attempt is None or attempt.status != AttemptStatus.DIALING:
-                return "skipped"
-            to, since = attempt.phone_number, attempt.created_at
-        try:
-            calls = await self._dialer.find_calls(to, since - RECONCILE_SKEW)
-        except Exception:
-            log.exception("could not list calls to reconcile attempt %s; will retry", attempt_id)
-            return "skipped"
-        now = utcnow()
-        async with self._sm.begin() as session:
-            attempt = await session.get(Attempt, attempt_id, with_for_update=True)
-            if attempt is None or attempt.status != AttemptStatus.DIALING:
-                return "skipped"
-            if attempt.provider_call_id is not None:
-                found: ProviderCall | None = next(
-                    (c for c in calls if c.call_id == attempt.provider_call_id), None
-                )
-            else:
-                found = await _unclaimed_call(session, calls)
-            if found is None:
-                log.info("attempt %s: provider has no call, not placed", attempt_id)
-                await _mark_not_placed(session, attempt, now)
-                return "not_placed"
-            log.info("attempt %s: adopting provider call %s", attempt_id, found.call_id)
-            attempt.provider_call_id = found.call_id
-            attempt.dialed_at = attempt.dialed_at or found.created_at or now
-            attempt.lease_expires_at = None
-            attempt.status = AttemptStatus.QUEUED
-            await apply_to_attempt(session, attempt, provider_call_update(found, now), now)
-            return "adopted"
-
-    async def reconcile_expired_leases(self) -> int:
-        """Attempts whose dial was never confirmed in time (a crash, a hung request)."""
-        now = utcnow()
-        async with self._sm.begin() as session:
-            attempts = list(
-                await session.scalars(
-                    select(Attempt)
-                    .where(
-                        Attempt.status == AttemptStatus.DIALING,
-                        Attempt.lease_expires_at < now,
-                    )
-                    .limit(500)
-                    .with_for_update(skip_locked=True)
-                )
-            )
-            for attempt in attempts:
-                # Extend the lease so that no other node reconciles it at the same time.
-                attempt.lease_expires_at = now + self._provider_timeout + LEASE_SLACK
-            ids = [a.id for a in attempts]
-        for attempt_id in ids:
-            await self.reconcile(attempt_id)
-        return len(ids)
-
-    async def refresh_live_calls(self, older_than: timedelta | None = None) -> int:
-        """Ask the provider about live calls whose callbacks may have been lost.
-
-        With ``older_than``, only calls that should have ended by now: a call cannot outlive its
-        ring timeout plus its time limit, so silence after that (plus ``older_than``) means a
-        lost callback. The slot stays taken until the provider says the call is over.
-
-        Without it (the sweep after a restart), every live call placed before this node started
-        (give or take its start-up): their callbacks may have gone nowhere while it was down.
-        Calls placed since report to a node that listens; asking about them too would cost a
-        request per live call on every sweep, a load that delays the dials of a busy node.
-        """
-        now = utcnow()
-        # A callback can move an attempt on before its dial was recorded (dialed_at unset).
-        started = func.coalesce(Attempt.dialed_at, Attempt.scheduled_at)
-        async with self._sm() as session:
-            query = (
-                select(
-                    Attempt.id,
-                    Attempt.provider_call_id,
-                    started,
-                    Campaign.ring_timeout_seconds,
-                    Campaign.time_limit_seconds,
-                )
-                .join(Campaign, Campaign.id == Attempt.campaign_id)
-                .where(
-                    Attempt.status.in_(AttemptStatus.LIVE - {AttemptStatus.DIALING}),
-                    Attempt.provider_call_id.is_not(None),
-                )
-            )
-            if older_than is not None:
-                query = query.where(started < now - older_than).order_by(started)
-            elif self._started_at is not None:
-                query = query.where(started < self._started_at + STARTUP_GRACE)
-            rows = list((await session.execute(query.limit(1000))).all())
-        if older_than is not None:
-            rows = [
-                row
-                for row in rows
-                if as_utc(row[2]) + timedelta(seconds=row[3] + row[4]) + older_than < now
-            ]
-        ended = 0
-        for attempt_id, call_id, *_ in rows:
-            try:
-                call = await self._dialer.fetch_call(call_id)
-            except Exception:
-                log.exception("could not fetch call %s", call_id)
-                continue
-            if call is None or call.status not in AttemptStatus.TERMINAL:
-                continue
-            async with self._sm.begin() as session:
-                attempt = await session.get(Attempt, attempt_id, with_for_update=True)
-                if attempt is not None and await apply_to_attempt(
-                    session, attempt, provider_call_update(call, utcnow()), utcnow()
-                ):
-                    ended += 1
-        if ended:
-            self.wake()
-        return ended
-
-
-def provider_call_update(call: ProviderCall, now: datetime) -> CallUpdate:
-    return CallUpdate(
-        provider="reconcile",
-        provider_call_id=call.call_id,
-        kind="status",
-        received_at=now,
-        status=call.status,
-        answered_by=call.answered_by,
-        duration_seconds=call.duration_seconds,
-    )
-
-
-async def _unclaimed_call(session: AsyncSession, calls: list[ProviderCall]) -> ProviderCall | None:
-    if not calls:
-        return None
-    taken = set(
-        await session.scalars(
-            select(Attempt.provider_call_id).where(
-                Attempt.provider_call_id.in_([c.call_id for c in calls])
-            )
-        )
-    )
-    free = [c for c in calls if c.call_id not in taken]
-    # The oldest unclaimed call is the one this attempt's lost create produced.
-    free.sort(key=lambda c: c.created_at or utcnow())
-    return free[0] if free else None
-
-
-async def _mark_not_placed(session: AsyncSession, attempt: Attempt, retry_at: datetime) -> None:
-    attempt.status = AttemptStatus.NOT_PLACED
-    attempt.ended_at = utcnow()
-    attempt.lease_expires_at = None
-    contact = await session.get(Contact, attempt.contact_id, with_for_update=True)
-    if contact is not None and contact.state == ContactState.IN_PROGRESS:
-        contact.attempts_made -= 1
-        contact.state = ContactState.PENDING
-        contact.next_attempt_at = retry_at
-
-
-def _replan_after_close(
-    session: AsyncSession, campaign: Campaign, contact: Contact, closed: datetime, now: datetime
-) -> None:
-    """Plan a contact whose dial could not be made before its window closed: the next opening
-    from ``closed`` on, or ``expired`` when there is none (the campaign's end comes first).
-
-    Caps need no second look: they held at the instant planned before, and a later instant
-    only leaves past dials further behind.
-    """
-    planned = policy.plan(campaign, contact, closed)
-    if planned is None:
-        finish_contact(session, contact, Disposition.EXPIRED, now)
-    else:
-        contact.next_attempt_at = planned
+            await transitions.refused(session, attempt, refusal.code, str(refusal), now)
 
 
 async def _callable(
@@ -776,13 +531,13 @@ async def _callable(
     ready: list[tuple[Contact, datetime]] = []
     for contact in contacts:
         if contact.current_number in blocked:
-            finish_contact(session, contact, Disposition.DNC, at)
+            transitions.finish_contact(session, contact, Disposition.DNC, at)
             continue
         # Claimed ahead of time (within the horizon): never before the contact's own instant.
         due = contact.next_attempt_at
         planned = policy.plan(campaign, contact, max(at, due) if due is not None else at)
         if planned is None:
-            finish_contact(session, contact, Disposition.EXPIRED, at)
+            transitions.finish_contact(session, contact, Disposition.EXPIRED, at)
         elif planned > at + PACING_HORIZON:
             contact.next_attempt_at = planned
         elif len(ready) < room:

@@ -1,8 +1,9 @@
 """Do-not-call lists: one global (campaign_id NULL) and one per campaign.
 
-A CSV of numbers is imported in one transaction: every row of the file is stored, or none (a file
-refused half-way, or a failure while storing, leaves the lists as they were). The file is parsed in
-a thread, batch by batch, so a large one never holds up the event loop.
+A CSV of numbers is imported all or nothing: every row of the file is stored, or none (a file
+refused half-way, or a failure while storing, leaves the lists as they were). One transaction on
+PostgreSQL; on SQLite, short ones through a staging table (campaigns.staged_imports). The file is
+parsed in a thread, batch by batch, so a large one never holds up the event loop.
 """
 
 from __future__ import annotations
@@ -16,12 +17,18 @@ from dataclasses import dataclass, field
 from typing import Any, BinaryIO
 
 from sqlalchemy import delete, or_, select
+from sqlalchemy.dialects import sqlite
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from campaigns import staged_imports
 from campaigns.clock import utcnow
-from campaigns.models import DncEntry
+from campaigns.models import DncEntry, StagedDncEntry
 from campaigns.phones import ANY_NUMBER_TYPE, PhoneRejected, normalize
-from campaigns.sqlutil import insert_ignoring_conflicts, insert_many_ignoring_conflicts
+from campaigns.sqlutil import (
+    dialect_name,
+    insert_ignoring_conflicts,
+    insert_many_ignoring_conflicts,
+)
 
 PHONE_COLUMN = "phone_number"
 REASON_COLUMN = "reason"
@@ -94,6 +101,13 @@ class DncImportReport:
     # The first rejected rows only (the counts stay exact): {row, value, reason}.
     errors: list[dict[str, Any]] = field(default_factory=list)
 
+    def count(self, batch: _Batch) -> None:
+        """A batch's rows and rejections (the numbers it adds are counted once stored)."""
+        self.rows += batch.rows
+        self.rejected += len(batch.errors)
+        room = MAX_REPORTED_ERRORS - len(self.errors)
+        self.errors.extend(batch.errors[: max(room, 0)])
+
     def to_dict(self) -> dict[str, Any]:
         return {
             "rows": self.rows,
@@ -120,18 +134,19 @@ async def import_file(
 ) -> DncImportReport:
     """Add every number of a CSV (column ``phone_number``, optional ``reason``) to one list.
 
-    One transaction: all the file's valid numbers, or nothing. Raises DncFileRefused (nothing
+    All the file's valid numbers, or nothing. Raises DncFileRefused (nothing
     stored) for a file that is not a UTF-8 CSV with a phone_number column.
     """
     report = DncImportReport()
     batches = _parsed_batches(source, default_region)
     try:
+        async with sessionmaker() as session:
+            staged = dialect_name(session) == "sqlite"
+        if staged:
+            return await _import_staged(sessionmaker, batches, campaign_id, report)
         async with sessionmaker.begin() as session:
             while (batch := await asyncio.to_thread(next, batches, None)) is not None:
-                report.rows += batch.rows
-                report.rejected += len(batch.errors)
-                room = MAX_REPORTED_ERRORS - len(report.errors)
-                report.errors.extend(batch.errors[: max(room, 0)])
+                report.count(batch)
                 added = await _add_many(session, batch.numbers, campaign_id)
                 report.added += added
                 report.already_listed += len(batch.numbers) - added
@@ -140,6 +155,43 @@ async def import_file(
         if not batches.gi_running:
             batches.close()
     return report
+
+
+async def _import_staged(
+    sessionmaker: async_sessionmaker[AsyncSession],
+    batches: Generator[_Batch, None, None],
+    campaign_id: str | None,
+    report: DncImportReport,
+) -> DncImportReport:
+    """SQLite: each batch staged in a transaction of its own, then published (staged_imports)."""
+    async with sessionmaker.begin() as session:
+        run_id = await staged_imports.open_run(session, staged_imports.DNC, campaign_id)
+    valid = 0
+    try:
+        while (batch := await asyncio.to_thread(next, batches, None)) is not None:
+            report.count(batch)
+            valid += len(batch.numbers)
+            async with sessionmaker.begin() as session:
+                await staged_imports.touch(session, run_id)
+                await _stage(session, run_id, batch.numbers)
+        await staged_imports.decide(sessionmaker, run_id)
+    except BaseException:
+        with suppress(Exception):
+            await staged_imports.discard(sessionmaker, run_id)
+        raise
+    report.added = (await staged_imports.publish(sessionmaker, run_id)).added
+    report.already_listed = valid - report.added
+    return report
+
+
+async def _stage(session: AsyncSession, run_id: str, numbers: list[tuple[str, str | None]]) -> None:
+    # A number repeated in the file keeps its first reason (the staged number is unique per run).
+    if numbers:
+        rows = [
+            {"import_id": run_id, "phone_number": e164, "reason": reason}
+            for e164, reason in numbers
+        ]
+        await session.execute(sqlite.insert(StagedDncEntry).values(rows).on_conflict_do_nothing())
 
 
 async def _add_many(

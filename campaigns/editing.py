@@ -33,7 +33,6 @@ async def update_campaign(
             raise CampaignError(
                 f"campaign is {campaign.status}; only a draft or a paused campaign can be changed",
                 code="conflict",
-                status=409,
             )
         spec = dataclasses.replace(spec_of(campaign), **changes)
         spec.validate()
@@ -54,7 +53,6 @@ async def delete_draft(sm: async_sessionmaker[AsyncSession], campaign_id: str) -
             raise CampaignError(
                 f"campaign is {campaign.status}; only a draft can be deleted",
                 code="conflict",
-                status=409,
             )
         # The database cascades to contacts, attempts and batch metadata.
         await session.execute(delete(Campaign).where(Campaign.id == campaign.id))

@@ -38,7 +38,15 @@ class CampaignCompleted:
     campaign_id: str
 
 
-DomainEvent = AttemptEnded | ContactFinished | CampaignCompleted
+@dataclass(frozen=True)
+class ContactsDue:
+    """Contacts may be dialled now: a campaign started or resumed, or contacts were added or
+    reopened in it. (An attempt that ended frees a slot: AttemptEnded says so.)"""
+
+    campaign_id: str
+
+
+DomainEvent = AttemptEnded | ContactFinished | CampaignCompleted | ContactsDue
 Listener = Callable[[Session, list[Any]], None]
 
 

@@ -35,10 +35,13 @@ from typing import Any, BinaryIO
 
 from sqlalchemy import func, select
 from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.engine import Dialect
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession, async_sessionmaker
 
+from campaigns import staged_imports
 from campaigns.clock import utcnow
 from campaigns.dnc import blocked_numbers
+from campaigns.events import ContactsDue, emit
 from campaigns.ids import new_id
 from campaigns.models import Campaign, Contact, ContactState
 from campaigns.phones import (
@@ -50,6 +53,7 @@ from campaigns.phones import (
     rejection_of,
 )
 from campaigns.reminders import BadCallAt, parse_call_at
+from campaigns.sqlutil import dialect_name
 
 DEFAULT_BATCH_SIZE = 1_000
 # The report keeps the first errors only, so a file of a million bad rows gives a bounded report;
@@ -125,6 +129,14 @@ class ImportReport:
             "rejected": self.rejected,
             "errors": [error.to_dict() for error in self.errors],
         }
+
+    def add_late_duplicates(self, rows: list[tuple[int, str]]) -> None:
+        """Contacts counted as accepted whose number another request stored first."""
+        self.accepted -= len(rows)
+        self.rejected += len(rows)
+        room = self.max_errors - len(self.errors)
+        late = [RowError(row, _clip(raw), "duplicate") for row, raw in sorted(rows)]
+        self.errors.extend(late[: max(room, 0)])
 
     def add(self, batch: ParsedBatch) -> None:
         self.rows += batch.rows
@@ -252,7 +264,10 @@ async def import_contacts(
     processes: int | None = None,
     number_types: Collection[str] = DEFAULT_NUMBER_TYPES,
 ) -> ImportReport:
-    """Add the file's contacts to a campaign in one transaction: all valid rows, or nothing.
+    """Add the file's contacts to a campaign: all valid rows, or nothing.
+
+    One transaction on PostgreSQL; on SQLite, short ones through a staging table, so that other
+    requests and the dispatcher get the database while a large file is stored (staged_imports).
 
     Numbers are parsed in ``processes`` worker processes while earlier batches are stored; by
     default one per CPU for a file of POOL_MIN_BYTES or more whose size is known (a seekable
@@ -268,23 +283,106 @@ async def import_contacts(
     due = next_attempt_at or utcnow()
     if processes is None:
         processes = _automatic_processes(source)
+    parsing = functools.partial(
+        _parsed_batches,
+        source,
+        default_region,
+        phone_column,
+        batch_size,
+        processes,
+        frozenset(number_types),
+    )
+    async with sessionmaker() as session:
+        dialect = dialect_name(session)
+    if dialect == "sqlite":
+        return await _import_staged(sessionmaker, campaign_id, due, default_timezone, parsing)
     report = ImportReport()
     async with sessionmaker.begin() as session:
         await _prepare_campaign(session, campaign_id)
-        store = _ContactStore(await session.connection(), campaign_id, due)
-        async with _parsed_batches(
-            source, default_region, phone_column, batch_size, processes, frozenset(number_types)
-        ) as next_batch:
+        connection = await session.connection()
+        store = _ContactStore(connection.dialect, campaign_id, due)
+        async with parsing() as next_batch:
             while (parsed := await next_batch()) is not None:
-                numbers = [contact.e164 for contact in parsed.contacts]
-                blocked = await blocked_numbers(session, campaign_id, numbers)
-                parsed = _reject(parsed, blocked, "dnc")
-                reminders, late = _reminder_times(parsed.contacts, default_timezone)
-                parsed = _reject(parsed, late, "invalid_call_at")
-                inserted = await store.insert_new(parsed.contacts, reminders)
+                parsed = await _checked(session, campaign_id, parsed, default_timezone)
+                inserted = await store.insert_new(connection, parsed.contacts, parsed.reminders)
                 already_there = {contact.e164 for contact in parsed.contacts} - inserted
-                report.add(_reject(parsed, already_there, "duplicate"))
+                report.add(_reject(parsed.batch, already_there, "duplicate"))
+        if report.accepted:
+            emit(session, ContactsDue(campaign_id))
     return report
+
+
+@dataclass(frozen=True, slots=True)
+class _Checked:
+    batch: ParsedBatch
+    reminders: dict[str, datetime]
+
+    @property
+    def contacts(self) -> list[ParsedContact]:
+        return self.batch.contacts
+
+
+async def _checked(
+    session: AsyncSession, campaign_id: str, parsed: ParsedBatch, default_timezone: str
+) -> _Checked:
+    """A batch without the numbers on a do-not-call list and the reminders already past."""
+    numbers = [contact.e164 for contact in parsed.contacts]
+    parsed = _reject(parsed, await blocked_numbers(session, campaign_id, numbers), "dnc")
+    reminders, late = _reminder_times(parsed.contacts, default_timezone)
+    return _Checked(_reject(parsed, late, "invalid_call_at"), reminders)
+
+
+async def _import_staged(
+    sessionmaker: async_sessionmaker[AsyncSession],
+    campaign_id: str,
+    due: datetime,
+    default_timezone: str,
+    parsing: Callable[[], Any],
+) -> ImportReport:
+    """SQLite: each batch staged in a transaction of its own, then published (staged_imports)."""
+    async with sessionmaker.begin() as session:
+        await _prepare_campaign(session, campaign_id)
+        run_id = await staged_imports.open_run(session, staged_imports.CONTACTS, campaign_id)
+        dialect = (await session.connection()).dialect
+    report = ImportReport()
+    store = _ContactStore(dialect, campaign_id, due)
+    try:
+        async with parsing() as next_batch:
+            while (parsed := await next_batch()) is not None:
+                async with sessionmaker.begin() as session:
+                    await staged_imports.touch(session, run_id)
+                    checked = await _checked(session, campaign_id, parsed, default_timezone)
+                    numbers = [contact.e164 for contact in checked.contacts]
+                    there = await _numbers_in_campaign(session, campaign_id, numbers)
+                    batch = _reject(checked.batch, there, "duplicate")
+                    staged = await store.stage(
+                        await session.connection(), run_id, batch.contacts, checked.reminders
+                    )
+                    repeated = {contact.e164 for contact in batch.contacts} - staged
+                    report.add(_reject(batch, repeated, "duplicate"))
+        await staged_imports.decide(sessionmaker, run_id)
+    except BaseException:
+        with suppress(Exception):
+            await staged_imports.discard(sessionmaker, run_id)
+        raise
+    published = await staged_imports.publish(sessionmaker, run_id)
+    report.add_late_duplicates(published.raced)
+    return report
+
+
+async def _numbers_in_campaign(
+    session: AsyncSession, campaign_id: str, numbers: list[str]
+) -> set[str]:
+    if not numbers:
+        return set()
+    found = await session.scalars(
+        select(Contact.phone_number).where(
+            Contact.campaign_id == campaign_id,
+            Contact.dedupe_scope == "",
+            Contact.phone_number.in_(numbers),
+        )
+    )
+    return set(found)
 
 
 def _automatic_processes(source: BinaryIO) -> int:
@@ -737,6 +835,25 @@ _STORED_COLUMNS = (
     "call_at",
     "created_at",
 )
+# A staged contact (models.StagedContact) holds the file's own columns of a contact, plus its run
+# and the phone cell as written; publishing fills in the rest (staged_imports).
+_FILLED_ON_PUBLISH = (
+    "campaign_id",
+    "dedupe_scope",
+    "number_index",
+    "failures_on_number",
+    "state",
+    "attempts_made",
+    "created_at",
+)
+_STAGED_FROM_STORED = tuple(
+    index for index, name in enumerate(_STORED_COLUMNS) if name not in _FILLED_ON_PUBLISH
+)
+_STAGED_COLUMNS = (
+    "import_id",
+    "raw",
+    *(_STORED_COLUMNS[index] for index in _STAGED_FROM_STORED),
+)
 
 
 class _ContactStore:
@@ -747,11 +864,10 @@ class _ContactStore:
     without its per-row bookkeeping, which cost more than parsing the numbers.
     """
 
-    def __init__(self, connection: AsyncConnection, campaign_id: str, due: datetime) -> None:
-        self._connection = connection
+    def __init__(self, dialect: Dialect, campaign_id: str, due: datetime) -> None:
         self._campaign_id = campaign_id
         self._due = due
-        self._dialect = connection.dialect
+        self._dialect = dialect
         columns = Contact.__table__.c
         self._bind = {
             name: columns[name].type.dialect_impl(self._dialect).bind_processor(self._dialect)
@@ -766,7 +882,7 @@ class _ContactStore:
             lambda numbers: self._bind["alternate_numbers"](list(numbers))
         )
         self._staging_ready = False
-        self._sqlite_inserts: dict[int, str] = {}
+        self._sqlite_inserts: dict[tuple[str, int], str] = {}
         listed = ", ".join(_STORED_COLUMNS)
         self._move_sql = (
             f"WITH batch AS (DELETE FROM {_STAGING_TABLE} RETURNING {listed}) "
@@ -776,7 +892,10 @@ class _ContactStore:
         )
 
     async def insert_new(
-        self, contacts: list[ParsedContact], reminders: dict[str, datetime]
+        self,
+        connection: AsyncConnection,
+        contacts: list[ParsedContact],
+        reminders: dict[str, datetime],
     ) -> set[str]:
         """Insert the contacts whose number the campaign does not have yet; return their numbers.
 
@@ -786,8 +905,24 @@ class _ContactStore:
             return set()
         rows = self._rows(contacts, reminders)
         if self._dialect.name == "postgresql":
-            return await self._copy_new(rows)
-        return await self._insert_absent(rows)
+            return await self._copy_new(connection, rows)
+        return await self._insert_absent(connection, "contacts", _STORED_COLUMNS, rows)
+
+    async def stage(
+        self,
+        connection: AsyncConnection,
+        run_id: str,
+        contacts: list[ParsedContact],
+        reminders: dict[str, datetime],
+    ) -> set[str]:
+        """Stage contacts for a run (SQLite); the numbers staged, without the file's repeats."""
+        if not contacts:
+            return set()
+        rows = [
+            (run_id, contact.raw, *(row[index] for index in _STAGED_FROM_STORED))
+            for contact, row in zip(contacts, self._rows(contacts, reminders), strict=True)
+        ]
+        return await self._insert_absent(connection, "staged_contacts", _STAGED_COLUMNS, rows)
 
     def _rows(
         self, contacts: list[ParsedContact], reminders: dict[str, datetime]
@@ -822,7 +957,13 @@ class _ContactStore:
             )
         return rows
 
-    async def _insert_absent(self, rows: list[tuple[Any, ...]]) -> set[str]:
+    async def _insert_absent(
+        self,
+        connection: AsyncConnection,
+        table: str,
+        columns: tuple[str, ...],
+        rows: list[tuple[Any, ...]],
+    ) -> set[str]:
         # SQLite: multi-row INSERT ... ON CONFLICT DO NOTHING RETURNING (sqlite3's executemany
         # cannot return rows). Chunks of power-of-two sizes keep the distinct statements, which
         # sqlite3 caches prepared (a big one each), to a handful.
@@ -832,31 +973,33 @@ class _ContactStore:
             while size > len(rows) - start:
                 size //= 2
             chunk = rows[start : start + size]
-            result = await self._connection.exec_driver_sql(
-                self._sqlite_insert(size), tuple(itertools.chain.from_iterable(chunk))
+            result = await connection.exec_driver_sql(
+                self._sqlite_insert(table, columns, size),
+                tuple(itertools.chain.from_iterable(chunk)),
             )
             inserted.update(result.scalars())
             start += size
         return inserted
 
-    def _sqlite_insert(self, rows: int) -> str:
-        if rows not in self._sqlite_inserts:
-            row = "(" + ", ".join("?" * len(_STORED_COLUMNS)) + ")"  # sqlite3's paramstyle
-            self._sqlite_inserts[rows] = (
-                f"INSERT INTO contacts ({', '.join(_STORED_COLUMNS)}) VALUES "
+    def _sqlite_insert(self, table: str, columns: tuple[str, ...], rows: int) -> str:
+        key = (table, rows)
+        if key not in self._sqlite_inserts:
+            row = "(" + ", ".join("?" * len(columns)) + ")"  # sqlite3's paramstyle
+            # Conflicts on the table's unique number: in the campaign, or in the staged file.
+            self._sqlite_inserts[key] = (
+                f"INSERT INTO {table} ({', '.join(columns)}) VALUES "
                 + ", ".join([row] * rows)
-                + " ON CONFLICT (campaign_id, phone_number, dedupe_scope) DO NOTHING"
-                " RETURNING phone_number"
+                + " ON CONFLICT DO NOTHING RETURNING phone_number"
             )
-        return self._sqlite_inserts[rows]
+        return self._sqlite_inserts[key]
 
-    async def _copy_new(self, rows: list[tuple[Any, ...]]) -> set[str]:
+    async def _copy_new(self, connection: AsyncConnection, rows: list[tuple[Any, ...]]) -> set[str]:
         # PostgreSQL: COPY the batch into a staging table, then move it over in one statement.
         # The unique index answers "is this number already in the campaign?" row by row (ON
         # CONFLICT): selecting the batch's numbers first would depend on the planner, and without
         # fresh statistics (a new or fast-growing table) PostgreSQL scans the whole campaign for
         # every batch. Numbers others insert meanwhile (single calls, API lists) conflict too.
-        driver = (await self._connection.get_raw_connection()).driver_connection
+        driver = (await connection.get_raw_connection()).driver_connection
         assert driver is not None
         if not self._staging_ready:
             await driver.execute(

@@ -15,8 +15,8 @@ from sqlalchemy.exc import DBAPIError, IntegrityError
 from sqlalchemy.ext.asyncio import AsyncEngine
 from sqlalchemy.orm import Mapped, mapped_column
 
+from campaigns.base import Base
 from campaigns.clock import utcnow
-from campaigns.models import Base
 
 
 class InstallationSecret(Base):

@@ -11,6 +11,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from campaigns import breaker, policy, recurring
 from campaigns.clock import utcnow
+from campaigns.events import ContactsDue, emit
 from campaigns.ids import new_id
 from campaigns.models import (
     Attempt,
@@ -22,18 +23,21 @@ from campaigns.models import (
     Disposition,
 )
 from campaigns.phones import CHOOSABLE_NUMBER_TYPES
-from campaigns.progress import complete_if_finished, finish_contact
+from campaigns.transitions import complete_if_finished, finish_contact
 
 
 class CampaignError(ValueError):
-    """A request that the campaign's state or settings make impossible."""
+    """A request that the campaign's state or settings make impossible.
 
-    def __init__(
-        self, message: str, *, code: str = "invalid", status: int = 400, details: Any = None
-    ):
+    ``code`` says which kind: ``invalid`` (the request itself), ``not_found``, ``conflict`` (the
+    campaign's state forbids it now), or what was wrong with the input (``invalid_policy``,
+    ``invalid_number``, ``invalid_call_at``, ``dnc``, ``idempotency_key_reused``). Each edge
+    answers in its own terms (the API maps codes to HTTP statuses).
+    """
+
+    def __init__(self, message: str, *, code: str = "invalid", details: Any = None):
         super().__init__(message)
         self.code = code
-        self.status = status
         self.details = details
 
 
@@ -155,7 +159,7 @@ async def create_campaign(sm: async_sessionmaker[AsyncSession], spec: CampaignSp
                 raise recurring.ScheduleError("schedule_cron and schedule_list go together")
             recurring.cron_trigger(campaign.schedule_cron, campaign.timezone)
     except (policy.PolicyError, recurring.ScheduleError) as exc:
-        raise CampaignError(str(exc), code="invalid_policy", status=422) from exc
+        raise CampaignError(str(exc), code="invalid_policy") from exc
     async with sm.begin() as session:
         session.add(campaign)
     return campaign
@@ -164,7 +168,7 @@ async def create_campaign(sm: async_sessionmaker[AsyncSession], spec: CampaignSp
 async def get_campaign(session: AsyncSession, campaign_id: str) -> Campaign:
     campaign = await session.get(Campaign, campaign_id)
     if campaign is None:
-        raise CampaignError(f"no campaign {campaign_id!r}", code="not_found", status=404)
+        raise CampaignError(f"no campaign {campaign_id!r}", code="not_found")
     return campaign
 
 
@@ -176,7 +180,6 @@ async def request_start(sm: async_sessionmaker[AsyncSession], campaign_id: str) 
             raise CampaignError(
                 f"campaign is {campaign.status}; only a draft can be started",
                 code="conflict",
-                status=409,
             )
         if campaign.start_at is not None and campaign.start_at > utcnow():
             campaign.status = CampaignStatus.SCHEDULED
@@ -192,6 +195,7 @@ async def start_now(sm: async_sessionmaker[AsyncSession], campaign_id: str) -> C
             return campaign
         campaign.status = CampaignStatus.RUNNING
         campaign.started_at = now
+        emit(session, ContactsDue(campaign_id))
         # Contacts imported before the start become due at the start, not at their import.
         await session.execute(
             update(Contact)
@@ -236,9 +240,7 @@ async def campaign_counts(session: AsyncSession, campaign_id: str) -> dict[str, 
 
 
 def _conflict(campaign: Campaign, action: str) -> CampaignError:
-    return CampaignError(
-        f"campaign is {campaign.status}: it cannot be {action}", code="conflict", status=409
-    )
+    return CampaignError(f"campaign is {campaign.status}: it cannot be {action}", code="conflict")
 
 
 async def pause(sm: async_sessionmaker[AsyncSession], campaign_id: str) -> Campaign:
@@ -263,6 +265,7 @@ async def resume(sm: async_sessionmaker[AsyncSession], campaign_id: str) -> Camp
             raise _conflict(campaign, "resumed")
         campaign.status = CampaignStatus.RUNNING
         campaign.started_at = campaign.started_at or now
+        emit(session, ContactsDue(campaign_id))
         # Resuming says the cause of a pause is fixed: its attention items close.
         await session.run_sync(lambda sync: breaker.resolve(sync, campaign_id, now))
         await session.flush()
@@ -315,8 +318,7 @@ async def remove_contact(
             .with_for_update()
         )
         if contact is None:
-            raise CampaignError(f"no contact {contact_id!r} in this campaign", code="not_found",
-                                status=404)  # fmt: skip
+            raise CampaignError(f"no contact {contact_id!r} in this campaign", code="not_found")
         if contact.state != ContactState.DONE:
             finish_contact(session, contact, Disposition.REMOVED, now)
             await session.flush()
@@ -360,7 +362,7 @@ async def _locked(session: AsyncSession, campaign_id: str) -> Campaign:
         select(Campaign).where(Campaign.id == campaign_id).with_for_update()
     )
     if campaign is None:
-        raise CampaignError(f"no campaign {campaign_id!r}", code="not_found", status=404)
+        raise CampaignError(f"no campaign {campaign_id!r}", code="not_found")
     return campaign
 
 

@@ -7,7 +7,6 @@ from typing import Any
 
 from sqlalchemy import (
     JSON,
-    DateTime,
     ForeignKey,
     Index,
     Integer,
@@ -15,29 +14,10 @@ from sqlalchemy import (
     Text,
     UniqueConstraint,
 )
-from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
-from sqlalchemy.types import TypeDecorator
+from sqlalchemy.orm import Mapped, mapped_column, relationship
 
-from campaigns.clock import as_utc, utcnow
-
-
-class UTCDateTime(TypeDecorator[datetime]):
-    """Stores UTC, always returns timezone-aware UTC (SQLite would hand back naive values)."""
-
-    impl = DateTime(timezone=True)
-    cache_ok = True
-
-    def process_bind_param(self, value: datetime | None, dialect: Any) -> datetime | None:
-        if value is not None and value.tzinfo is None:
-            raise ValueError("naive datetime given to a UTC column")
-        return as_utc(value)
-
-    def process_result_value(self, value: datetime | None, dialect: Any) -> datetime | None:
-        return as_utc(value)
-
-
-class Base(DeclarativeBase):
-    type_annotation_map = {datetime: UTCDateTime, dict[str, Any]: JSON, list[Any]: JSON}
+from campaigns.base import Base
+from campaigns.clock import utcnow
 
 
 class CampaignStatus:
@@ -229,6 +209,12 @@ class Attempt(Base):
     # From the agent's post-call webhook: [{role, message, time_in_call_secs, ...}].
     transcript: Mapped[list[Any] | None] = mapped_column(JSON)
     call_successful: Mapped[str | None] = mapped_column(String(16))  # success|failure|unknown
+    # Written while the call is live, turn by turn: [{role, message, time_in_call_secs}].
+    live_transcript: Mapped[list[Any] | None] = mapped_column(JSON)
+    # Tools the agent asked the call's side to run: [{tool_name, tool_call_id, is_error}].
+    tool_calls: Mapped[list[Any] | None] = mapped_column(JSON)
+    # Why the agent ended the conversation on an error, in its own words.
+    agent_error: Mapped[str | None] = mapped_column(Text)
     data_collection: Mapped[dict[str, Any] | None] = mapped_column(JSON)
     conversation_seconds: Mapped[int | None] = mapped_column(Integer)
     created_at: Mapped[datetime]
@@ -290,13 +276,6 @@ class AttentionItem(Base):
     resolved_at: Mapped[datetime | None]
 
 
-# The integration tables (API keys, batch calls, webhooks) share this metadata.
-from campaigns import api_tables as _api_tables  # noqa: E402, F401
-
-# So do the secrets generated once per installation.
-from campaigns import installation as _installation  # noqa: E402, F401
-
-
 class ContactListEntry(Base):
     """A named list another system keeps up to date (today's appointments, say)."""
 
@@ -325,3 +304,58 @@ class ScheduleFiring(Base):
     fire_at: Mapped[datetime] = mapped_column(primary_key=True)
     contacts: Mapped[int] = mapped_column(Integer, default=0)
     released_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class ImportRun(Base):
+    """A file being imported on SQLite, whose rows wait in a staging table until it is decided.
+
+    SQLite has one writer: a large import stored in one transaction would hold every other
+    request for its whole length. It is staged and published in short transactions instead
+    (campaigns.staged_imports); this row says how far it got, for housekeeping after a crash.
+    """
+
+    __tablename__ = "import_runs"
+
+    id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    kind: Mapped[str] = mapped_column(String(16))  # contacts | dnc
+    # The campaign imported into (contacts) or whose list it is (dnc); NULL: the global list.
+    campaign_id: Mapped[str | None] = mapped_column(ForeignKey("campaigns.id", ondelete="CASCADE"))
+    # staging: nothing of it is visible yet, and a failure discards it.
+    # publishing: the whole file was read and checked; it is moved over in short transactions.
+    state: Mapped[str] = mapped_column(String(16))
+    # Touched at every batch: a run not touched for a while has lost its process.
+    heartbeat_at: Mapped[datetime]
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class StagedContact(Base):
+    """A contact of an ImportRun not yet published; stored as contacts stores it."""
+
+    __tablename__ = "staged_contacts"
+    # A number appears once per file: a repeat is the file's own duplicate.
+    __table_args__ = (UniqueConstraint("import_id", "phone_number", name="uq_staged_contacts"),)
+
+    seq: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    import_id: Mapped[str] = mapped_column(ForeignKey("import_runs.id", ondelete="CASCADE"))
+    id: Mapped[str] = mapped_column(String(32))
+    external_id: Mapped[str | None] = mapped_column(String(200))
+    phone_number: Mapped[str] = mapped_column(String(32))
+    raw: Mapped[str] = mapped_column(Text)  # the phone cell as written, for the report
+    alternate_numbers: Mapped[list[Any]] = mapped_column(JSON)
+    time_zones: Mapped[list[Any]]
+    dynamic_variables: Mapped[dict[str, Any]]
+    row_number: Mapped[int] = mapped_column(Integer)
+    next_attempt_at: Mapped[datetime]
+    call_at: Mapped[datetime | None]
+
+
+class StagedDncEntry(Base):
+    """A number of a do-not-call ImportRun not yet published."""
+
+    __tablename__ = "staged_dnc_entries"
+    __table_args__ = (UniqueConstraint("import_id", "phone_number", name="uq_staged_dnc_entries"),)
+
+    seq: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    import_id: Mapped[str] = mapped_column(ForeignKey("import_runs.id", ondelete="CASCADE"))
+    phone_number: Mapped[str] = mapped_column(String(32))
+    reason: Mapped[str | None] = mapped_column(String(200))

@@ -25,7 +25,7 @@ from campaigns.api_tables import (
     WebhookDeliveryAttempt,
     WebhookSubscription,
 )
-from campaigns.clock import utcnow
+from campaigns.clock import iso_z, utcnow
 from campaigns.events import AttemptEnded, CampaignCompleted, ContactFinished
 from campaigns.ids import new_id
 from campaigns.models import Attempt, Campaign, Contact
@@ -34,10 +34,6 @@ CALL_COMPLETED = "call.completed"
 CONTACT_FINISHED = "contact.finished"
 CAMPAIGN_COMPLETED = "campaign.completed"
 EVENT_TYPES = (CALL_COMPLETED, CONTACT_FINISHED, CAMPAIGN_COMPLETED)
-
-
-def _iso(value: datetime | None) -> str | None:
-    return value.isoformat().replace("+00:00", "Z") if value is not None else None
 
 
 def _envelope(session: Session, event: Any, now: datetime) -> tuple[str, dict[str, Any]] | None:
@@ -60,9 +56,9 @@ def _envelope(session: Session, event: Any, now: datetime) -> tuple[str, dict[st
             "ring_seconds": attempt.ring_seconds,
             "talk_seconds": attempt.talk_seconds,
             "error_code": attempt.error_code,
-            "dialed_at": _iso(attempt.dialed_at),
-            "answered_at": _iso(attempt.answered_at),
-            "ended_at": _iso(attempt.ended_at),
+            "dialed_at": iso_z(attempt.dialed_at),
+            "answered_at": iso_z(attempt.answered_at),
+            "ended_at": iso_z(attempt.ended_at),
         }
     elif isinstance(event, ContactFinished):
         contact = session.get(Contact, event.contact_id)
@@ -77,7 +73,7 @@ def _envelope(session: Session, event: Any, now: datetime) -> tuple[str, dict[st
             "disposition": event.disposition,
             "attempts": contact.attempts_made,
             "dynamic_variables": dict(contact.dynamic_variables or {}),
-            "finished_at": _iso(contact.finished_at),
+            "finished_at": iso_z(contact.finished_at),
         }
     elif isinstance(event, CampaignCompleted):
         campaign = session.get(Campaign, event.campaign_id)
@@ -88,11 +84,11 @@ def _envelope(session: Session, event: Any, now: datetime) -> tuple[str, dict[st
             "campaign_id": campaign.id,
             "name": campaign.name,
             "status": campaign.status,
-            "completed_at": _iso(campaign.completed_at),
+            "completed_at": iso_z(campaign.completed_at),
         }
     else:
         return None
-    return kind, {"id": new_id("evt"), "type": kind, "created_at": _iso(now), "data": data}
+    return kind, {"id": new_id("evt"), "type": kind, "created_at": iso_z(now), "data": data}
 
 
 def enqueue(session: Session, events: Sequence[Any]) -> None:

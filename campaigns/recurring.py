@@ -21,7 +21,6 @@ from campaigns.models import (
     CampaignStatus,
     Contact,
     ContactListEntry,
-    ContactState,
     ScheduleFiring,
 )
 from campaigns.phones import CHOOSABLE_NUMBER_TYPES, number_type_name, number_types_of
@@ -135,7 +134,6 @@ async def release(sm: async_sessionmaker[AsyncSession], campaign_id: str, fire_a
                     time_zones=list(entry.time_zones or []),
                     dynamic_variables=dict(entry.dynamic_variables or {}),
                     row_number=entry.row_number,
-                    state=ContactState.PENDING,
                     attempts_made=0,
                     next_attempt_at=now,
                 )

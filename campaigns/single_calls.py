@@ -15,9 +15,10 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from campaigns.clock import utcnow
 from campaigns.dnc import blocked_numbers
+from campaigns.events import ContactsDue, emit
 from campaigns.ids import new_id
 from campaigns.lifecycle import CampaignError, get_campaign
-from campaigns.models import Campaign, CampaignStatus, Contact, ContactState
+from campaigns.models import Campaign, CampaignStatus, Contact
 from campaigns.phones import Phone, PhoneRejected, normalize, number_types_of
 from campaigns.reminders import BadCallAt, parse_call_at
 from campaigns.sqlutil import insert_ignoring_conflicts
@@ -76,7 +77,6 @@ class IdempotencyKeyReused(CampaignError):
             "this Idempotency-Key was already used with another request; use a new key for a "
             "new request",
             code="idempotency_key_reused",
-            status=422,
         )
 
 
@@ -166,7 +166,6 @@ def _callable_number(to: str, campaign: Campaign) -> Phone:
         raise CampaignError(
             f"'to' is not a callable number ({exc.reason})",
             code="invalid_number",
-            status=422,
             details=exc.details(),
         ) from exc
 
@@ -186,13 +185,12 @@ async def _create(
             raise CampaignError(
                 f"campaign is {campaign.status}: it takes no more calls",
                 code="conflict",
-                status=409,
             )
     else:
         campaign = await _default_campaign(session, agent_id, from_number)
     phone = _callable_number(to, campaign)
     if await blocked_numbers(session, campaign.id, [phone.e164]):
-        raise CampaignError("the number is on a do-not-call list", code="dnc", status=422)
+        raise CampaignError("the number is on a do-not-call list", code="dnc")
     when: datetime | None
     try:
         when = (
@@ -201,7 +199,7 @@ async def _create(
             else call_at
         )
     except BadCallAt as exc:
-        raise CampaignError(str(exc), code="invalid_call_at", status=422) from exc
+        raise CampaignError(str(exc), code="invalid_call_at") from exc
     now = utcnow()
     contact_id = new_id("ct")
     contact = Contact(
@@ -212,11 +210,11 @@ async def _create(
         dedupe_scope=contact_id,
         time_zones=list(phone.time_zones),
         dynamic_variables={str(k): v for k, v in dynamic_variables.items()},
-        state=ContactState.PENDING,
         attempts_made=0,
         call_at=when,
         next_attempt_at=max(now, when) if when else now,
     )
     session.add(contact)
+    emit(session, ContactsDue(campaign.id))
     await session.flush()
     return contact

@@ -14,11 +14,11 @@ from datetime import timedelta
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from campaigns.call_updates import provider_call_update
 from campaigns.clock import utcnow
 from campaigns.dialing import Dialer
-from campaigns.dispatcher import provider_call_update
 from campaigns.models import Attempt, AttemptStatus, Campaign
-from campaigns.progress import apply_to_attempt
+from campaigns.transitions import apply_event
 
 log = logging.getLogger(__name__)
 
@@ -65,6 +65,6 @@ async def refresh_missing_verdicts(
             if call is None or not call.answered_by:
                 attempt.answered_by = "unknown"
                 continue
-            await apply_to_attempt(session, attempt, provider_call_update(call, now), now)
+            await apply_event(session, attempt, provider_call_update(call, now), now)
             relabelled += 1
     return relabelled

@@ -8,8 +8,8 @@ from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from campaigns.call_updates import MACHINE_ANSWERS
 from campaigns.models import Attempt, AttemptStatus, Campaign, Contact
-from campaigns.outcomes import MACHINE_ANSWERS
 
 # Only once the greeting has ended (DetectMessageEnd) can a message be heard after the beep.
 MESSAGE_END_ANSWERS = frozenset({"machine_end_beep", "machine_end_silence", "machine_end_other"})

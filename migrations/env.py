@@ -4,7 +4,7 @@ from typing import Any
 
 from alembic import context
 
-from campaigns.models import Base, UTCDateTime
+from campaigns.tables import UTCDateTime, metadata
 
 connection = context.config.attributes.get("connection")
 if connection is None:
@@ -20,12 +20,12 @@ def render_item(kind: str, obj: Any, autogen_context: Any) -> str | bool:
 
 def include_name(name: str | None, type_: str, parent_names: Any) -> bool:
     # Only our own tables: the sandbox carrier keeps its call log beside them.
-    return type_ != "table" or name in Base.metadata.tables
+    return type_ != "table" or name in metadata.tables
 
 
 context.configure(
     connection=connection,
-    target_metadata=Base.metadata,
+    target_metadata=metadata,
     render_as_batch=connection.dialect.name == "sqlite",
     render_item=render_item,
     include_name=include_name,

@@ -5,12 +5,15 @@ from __future__ import annotations
 
 import os
 import secrets
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import pytest
 from sqlalchemy.engine import make_url
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from bridge.migrate import upgrade_to_head
+from campaigns.db import make_engine, make_sessionmaker
 from tests.databases import on_server
 
 TEST_DATABASE_URL_ENV = "CALLBRIDGE_TEST_DATABASE_URL"
@@ -52,6 +55,17 @@ def database_url(tmp_path: Path) -> Iterator[str]:
         yield make_url(server).set(database=name).render_as_string(hide_password=False)
     finally:
         on_server(server, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+@pytest.fixture
+async def sm(database_url: str) -> AsyncIterator[async_sessionmaker[AsyncSession]]:
+    """A sessionmaker on the test's database, migrated to the head revision."""
+    engine = make_engine(database_url)
+    try:
+        await upgrade_to_head(engine)
+        yield make_sessionmaker(engine)
+    finally:
+        await engine.dispose()
 
 
 @pytest.fixture

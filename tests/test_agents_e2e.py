@@ -14,7 +14,7 @@ import pytest
 import requests
 
 from tests.campaign_flow import campaign, start, upload, wait_completed
-from tests.service import Service
+from tests.service import Service, wait_until
 
 CONTACTS = {
     "+12125550101": {"first_name": "Ada", "balance": "12.50", "plan": "gold"},
@@ -86,6 +86,16 @@ def test_agent_gets_each_contacts_variables_and_reports_back(service: Service, m
 
     attempts = service.api("GET", f"/api/v1/campaigns/{campaign_id}/calls").json()
     assert {a["phone_number"]: a["outcome"] for a in attempts} == EXPECTED_OUTCOME
+    # The recording's webhook follows the transcription's: wait until each conversation sent both.
+    wait_until(
+        lambda: all(
+            len(c["webhooks"]) == 2
+            for c in get_json(service, "/sandbox/elevenlabs/conversations")
+            if c["status"] == "done"
+        ),
+        timeout=30,
+        what="every conversation's webhooks",
+    )
     conversations = {
         c["conversation_id"]: c for c in get_json(service, "/sandbox/elevenlabs/conversations")
     }
@@ -98,7 +108,11 @@ def test_agent_gets_each_contacts_variables_and_reports_back(service: Service, m
         assert record["agent_id"] == "agent_sandbox"
         # Exactly the contact's columns, as strings, nothing added or lost.
         assert record["dynamic_variables"] == CONTACTS[phone]
-        assert record["webhooks"] == [{"type": "post_call_transcription", "status": 200}]
+        # The transcription, then the recording (which callbridge acknowledges and ignores).
+        assert record["webhooks"] == [
+            {"type": "post_call_transcription", "status": 200},
+            {"type": "post_call_audio", "status": 200},
+        ]
         assert record["user_frames"] > 0 and record["agent_frames"] > 0
         assert (
             attempt["transcript_summary"]

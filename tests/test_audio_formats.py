@@ -25,7 +25,7 @@ from elevenlabs.client import AsyncElevenLabs
 from bridge.app import create_app
 from bridge.keys import SANDBOX_AGENT, SESSIONMAKER
 from bridge.media.audio_formats import audio_path
-from bridge.sandbox import agent_audio
+from bridge.sandbox import agent_audio, agent_brain
 from bridge.sandbox.agent import SandboxAgent
 from bridge.sandbox.agent_brain import ConversationRecord
 from bridge.settings import SANDBOX_ELEVENLABS_API_KEY, Settings
@@ -151,9 +151,10 @@ async def test_tones_cross_the_relay_both_ways_in_the_agents_format(
     media = [base64.b64decode(m["media"]["payload"]) for m in received if m["event"] == "media"]
     assert media and {len(f) for f in media} == {160}
     assert record.ended_by == "agent" and record.interruptions == 1
-    # Of the 10 frames the agent said, the resampler's delay (under 30 ms) and a frame not yet
+    # Of the frames the agent said, the resampler's delay (under 30 ms) and a frame not yet
     # complete hold back at most two.
-    assert len(media) >= 2 * agent_audio.GREETING_FRAMES - (2 if audio_format != "ulaw_8000" else 0)
+    said = agent_audio.GREETING_FRAMES + agent_brain.REPLY_FRAMES
+    assert len(media) >= said - (2 if audio_format != "ulaw_8000" else 0)
     heard_by_callee = [decode(f, "ulaw_8000") for f in media]
     signal = np.concatenate(heard_by_callee)
     assert dominant_hz(signal, 8000) == pytest.approx(AGENT_TONE_HZ, rel=0.02)

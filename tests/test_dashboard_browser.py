@@ -234,6 +234,10 @@ def test_create_check_start_pause_resume_and_watch_a_campaign_to_the_end(
     expect(attempts.nth(1).locator(".badge")).to_have_text("Answered")
     # The agent's conversation summary of the answered call (the sandbox agent writes one).
     expect(attempts.nth(1).locator(".summary")).to_be_visible()
+    # And the transcript the relay kept while the call was live, the callee's turn included.
+    transcript = attempts.nth(1).locator("ol.transcript > li")
+    expect(transcript).to_have_count(3)
+    expect(transcript.nth(1)).to_have_text("Callee: Yes, speaking.")
     expect(dialog.locator("dl.facts").first).to_contain_text("Attempts2")
     screenshot(page, "contact-laptop.png")
     page.keyboard.press("Escape")

@@ -7,46 +7,20 @@ from __future__ import annotations
 import asyncio
 import io
 import time
-from datetime import datetime, timedelta
+from datetime import timedelta
 from typing import Any
 
 import pytest
 from sqlalchemy import select
 
-from bridge.migrate import upgrade_to_head
 from campaigns import dispatcher as dispatcher_module
 from campaigns import dnc
-from campaigns.db import make_engine, make_sessionmaker
-from campaigns.dialing import DialRefused, DialRequest, ProviderCall
 from campaigns.dispatcher import Dispatcher
 from campaigns.importer import import_contacts
 from campaigns.lifecycle import CampaignSpec, create_campaign, start_now
 from campaigns.models import Attempt, AttemptStatus, Contact
-
-
-class BusyProvider:
-    """Answers the first creates with 429, each after ``answer_after`` seconds; then places."""
-
-    def __init__(self, refusals: int, answer_after: float) -> None:
-        self.refusals = refusals
-        self.answer_after = answer_after
-        self.creates: list[str] = []
-
-    async def place_call(self, request: DialRequest) -> str:
-        self.creates.append(request.attempt_id)
-        await asyncio.sleep(self.answer_after)  # a slow provider, not a wait for a condition
-        if len(self.creates) <= self.refusals:
-            raise DialRefused("Too Many Requests", code="20429", retryable=True)
-        return f"CA{len(self.creates):032d}"
-
-    async def find_calls(self, to: str, since: datetime) -> list[ProviderCall]:
-        return []  # a 429 creates nothing
-
-    async def fetch_call(self, call_id: str) -> ProviderCall | None:
-        return None
-
-    async def hang_up(self, call_id: str) -> None:
-        return None
+from campaigns.reconciliation import Reconciler
+from tests.dialer_fakes import Provider
 
 
 async def the_attempt(sm: Any, *, settled: bool) -> Attempt:
@@ -60,26 +34,27 @@ async def the_attempt(sm: Any, *, settled: bool) -> Attempt:
         await asyncio.sleep(0.02)
 
 
+async def one_contact_running(sm: Any) -> None:
+    """A running campaign of one contact, +1 212 555 0100, that may be called once."""
+    campaign = await create_campaign(sm, CampaignSpec(name="retries", max_attempts=1))
+    await import_contacts(
+        sm, campaign.id, io.BytesIO(b"phone_number\n+12125550100\n"), default_region="US"
+    )
+    await start_now(sm, campaign.id)
+
+
 @pytest.mark.parametrize("lease_runs_out", [False, True])
 async def test_a_refused_create_is_retried_only_while_the_lease_holds(
-    database_url: str, monkeypatch: pytest.MonkeyPatch, lease_runs_out: bool
+    sm: Any, monkeypatch: pytest.MonkeyPatch, lease_runs_out: bool
 ) -> None:
     # A lease of provider timeout + slack: a slow 429 outlives a lease with no slack.
     if lease_runs_out:
         monkeypatch.setattr(dispatcher_module, "LEASE_SLACK", timedelta(0))
-    engine = make_engine(database_url)
+    await one_contact_running(sm)
+    provider = Provider(refusals=1, answer_after=0.3)
+    dispatcher = Dispatcher(sm, provider, provider_timeout_seconds=0.1)
+    dispatcher.start()
     try:
-        await upgrade_to_head(engine)
-        sm = make_sessionmaker(engine)
-        campaign = await create_campaign(sm, CampaignSpec(name="retries", max_attempts=1))
-        await import_contacts(
-            sm, campaign.id, io.BytesIO(b"phone_number\n+12125550100\n"), default_region="US"
-        )
-        await start_now(sm, campaign.id)
-        provider = BusyProvider(refusals=1, answer_after=0.3)
-        dispatcher = Dispatcher(sm, provider, provider_timeout_seconds=0.1)
-        dispatcher.start()
-
         if lease_runs_out:
             # The refusal came after the lease expired: no second create, the attempt waits
             # for housekeeping, which finds no call and records it as not placed.
@@ -89,7 +64,8 @@ async def test_a_refused_create_is_retried_only_while_the_lease_holds(
                 assert time.monotonic() < deadline, "the dial did not give up in time"
                 await asyncio.sleep(0.02)
             assert provider.creates == [provider.creates[0]]
-            assert await dispatcher.reconcile_expired_leases() == 1
+            reconciler = Reconciler(sm, provider, provider_timeout_seconds=0.1)
+            assert await reconciler.reconcile_expired_leases() == 1
             attempt = await the_attempt(sm, settled=True)
             assert attempt.status == AttemptStatus.NOT_PLACED
         else:
@@ -98,26 +74,18 @@ async def test_a_refused_create_is_retried_only_while_the_lease_holds(
             assert attempt.status == AttemptStatus.QUEUED
             assert attempt.provider_call_id == f"CA{2:032d}"
         assert len(set(provider.creates)) == 1  # one attempt throughout
-        await dispatcher.stop(drain_seconds=0)
     finally:
-        await engine.dispose()
+        await dispatcher.stop(drain_seconds=0)
 
 
-async def test_a_number_listed_during_the_back_off_is_not_tried_again(database_url: str) -> None:
+async def test_a_number_listed_during_the_back_off_is_not_tried_again(sm: Any) -> None:
     """A do-not-call entry committed while a refused create waits for its retry stops the retry:
     the number is never dialled after its entry is committed."""
-    engine = make_engine(database_url)
+    await one_contact_running(sm)
+    provider = Provider(refusals=1, answer_after=0.5)
+    dispatcher = Dispatcher(sm, provider, provider_timeout_seconds=5)
+    dispatcher.start()
     try:
-        await upgrade_to_head(engine)
-        sm = make_sessionmaker(engine)
-        campaign = await create_campaign(sm, CampaignSpec(name="retries", max_attempts=1))
-        await import_contacts(
-            sm, campaign.id, io.BytesIO(b"phone_number\n+12125550100\n"), default_region="US"
-        )
-        await start_now(sm, campaign.id)
-        provider = BusyProvider(refusals=1, answer_after=0.5)
-        dispatcher = Dispatcher(sm, provider, provider_timeout_seconds=5)
-        dispatcher.start()
         deadline = time.monotonic() + 15
         while not provider.creates:
             assert time.monotonic() < deadline, "no create"
@@ -125,11 +93,10 @@ async def test_a_number_listed_during_the_back_off_is_not_tried_again(database_u
         async with sm.begin() as session:
             await dnc.add(session, "+12125550100", None, "asked during the call set-up")
         attempt = await the_attempt(sm, settled=True)
-        await dispatcher.stop(drain_seconds=5)
-        async with sm() as session:
-            contact = (await session.scalars(select(Contact))).one()
-        assert provider.creates == [attempt.id]
-        assert attempt.status == AttemptStatus.NOT_PLACED
-        assert contact.disposition == "dnc"
     finally:
-        await engine.dispose()
+        await dispatcher.stop(drain_seconds=5)
+    async with sm() as session:
+        contact = (await session.scalars(select(Contact))).one()
+    assert provider.creates == [attempt.id]
+    assert attempt.status == AttemptStatus.NOT_PLACED
+    assert contact.disposition == "dnc"

@@ -7,23 +7,19 @@ from __future__ import annotations
 import asyncio
 import io
 import time
-from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
 from sqlalchemy import select
 
-from bridge.migrate import upgrade_to_head
 from bridge.settings import Settings
 from campaigns import clock
-from campaigns.clock import utcnow
-from campaigns.db import make_engine, make_sessionmaker
-from campaigns.dialing import DialRefused, DialRequest, ProviderCall
 from campaigns.dispatcher import Dispatcher
 from campaigns.importer import import_contacts
 from campaigns.lifecycle import CampaignSpec, create_campaign, start_now
 from campaigns.models import Attempt, AttemptStatus, Contact, ContactState
+from tests.dialer_fakes import Provider
 
 EVERY_DAY = [0, 1, 2, 3, 4, 5, 6]
 # 09:00-17:00 in New York, where +1 212 numbers are: on Wednesday 13 January 2027 it closes at
@@ -34,46 +30,6 @@ REOPENS = datetime(2027, 1, 14, 14, 0, tzinfo=UTC)
 # Each test starts its shifted clock this many seconds before the close: time to create the
 # campaign and import its contacts (slow on a busy machine) before the first dial is due.
 SET_UP = 6
-
-
-class Provider:
-    """Notes when each create reaches it (``one_way`` after it leaves) and answers the first
-    ``refusals`` of them with 429 ``answer_after`` seconds after they left."""
-
-    def __init__(self, *, one_way: float = 0.0, refusals: int = 0, answer_after: float = 0.0):
-        self.one_way = one_way
-        self.refusals = refusals
-        self.answer_after = answer_after
-        self.arrivals: list[datetime] = []
-        self.numbers: list[str] = []
-
-    async def place_call(self, request: DialRequest) -> str:
-        await asyncio.sleep(self.one_way)  # the network, not a wait for a condition
-        self.arrivals.append(utcnow())
-        self.numbers.append(request.to)
-        await asyncio.sleep(max(0.0, self.answer_after - self.one_way))
-        if len(self.arrivals) <= self.refusals:
-            raise DialRefused("Too Many Requests", code="20429", retryable=True)
-        return f"CA{len(self.arrivals):032d}"
-
-    async def find_calls(self, to: str, since: datetime) -> list[ProviderCall]:
-        return []
-
-    async def fetch_call(self, call_id: str) -> ProviderCall | None:
-        return None
-
-    async def hang_up(self, call_id: str) -> None:
-        return None
-
-
-@pytest.fixture
-async def sm(database_url: str) -> AsyncIterator[Any]:
-    engine = make_engine(database_url)
-    try:
-        await upgrade_to_head(engine)
-        yield make_sessionmaker(engine)
-    finally:
-        await engine.dispose()
 
 
 @pytest.fixture

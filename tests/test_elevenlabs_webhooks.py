@@ -13,6 +13,7 @@ from sqlalchemy import func, select
 
 from bridge.app import create_app
 from bridge.keys import SESSIONMAKER
+from bridge.sandbox.agent_brain import ConversationRecord, audio_webhook
 from bridge.settings import Settings
 from campaigns.models import Attempt, AttemptStatus, CallEvent, Contact, ContactState
 from tests.agent_fixtures import answered_attempt, housekeeping_finished
@@ -216,3 +217,15 @@ async def test_a_report_before_the_creates_answer_does_not_name_the_call(client:
     fresh, _ = await reload(client, attempt)
     assert fresh.provider_call_id is None
     assert fresh.transcript_summary == "Ada confirmed her appointment."
+
+
+async def test_a_post_call_audio_is_acknowledged_once_signed_and_nothing_is_stored(
+    client: Any,
+) -> None:
+    record = ConversationRecord(conversation_id="conv_audio", agent_id="agent_test", mode="native")
+    envelope = audio_webhook(record)
+    assert (await post(client, envelope, header=None)).status == 401
+    response = await post(client, envelope)
+    assert response.status == 200
+    assert await response.json() == {"result": "ignored", "type": "post_call_audio"}
+    assert await stored_events(client) == []

@@ -18,7 +18,7 @@ import pytest
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
-from campaigns import importer
+from campaigns import importer, staged_imports
 from campaigns.clock import utcnow
 from campaigns.db import make_engine, make_sessionmaker
 from campaigns.ids import new_id
@@ -30,7 +30,14 @@ from campaigns.importer import (
     import_contacts,
     parse_batches,
 )
-from campaigns.models import Base, Campaign, Contact
+from campaigns.models import (
+    Base,
+    Campaign,
+    Contact,
+    ImportRun,
+    StagedContact,
+    StagedDncEntry,
+)
 from campaigns.phones import Phone
 
 Sessionmaker = async_sessionmaker[AsyncSession]
@@ -81,6 +88,16 @@ async def contacts_of(sm: Sessionmaker, campaign_id: str) -> list[Contact]:
 async def count_contacts(sm: Sessionmaker) -> int:
     async with sm() as session:
         return int(await session.scalar(select(func.count()).select_from(Contact)) or 0)
+
+
+async def staged_leftovers(sm: Sessionmaker) -> int:
+    """Rows an import left in its staging tables (SQLite stages large imports)."""
+    async with sm() as session:
+        counts = [
+            await session.scalar(select(func.count()).select_from(table))
+            for table in (ImportRun, StagedContact, StagedDncEntry)
+        ]
+    return sum(int(count or 0) for count in counts)
 
 
 def csv_file(text: str, *, bom: bool = False) -> io.BytesIO:
@@ -432,6 +449,7 @@ async def test_invalid_utf8_late_in_the_file_rolls_everything_back(
     assert source.tell() > len(source.getvalue()) // 2
     assert "line 2502" in str(refused.value)
     assert await count_contacts(sm) == 0
+    assert await staged_leftovers(sm) == 0
 
 
 async def test_invalid_utf8_in_the_last_byte_is_refused(sm: Sessionmaker, campaign_id: str):
@@ -700,3 +718,107 @@ async def test_bundled_example_report_shows_rejections(sm: Sessionmaker, campaig
     reasons = {error["reason"] for error in report["errors"]}
     assert {"invalid", "duplicate"} <= reasons
     assert (report["rows"], report["accepted"], report["rejected"]) == (30, 27, 3)
+
+
+# --- other work goes on during an import; the file is still all or nothing --------------------
+
+
+class GatedCsv(io.RawIOBase):
+    """Serves a file, and stops half-way until ``go`` is set (``halfway`` tells it got there)."""
+
+    def __init__(self, data: bytes) -> None:
+        self._data, self._pos = data, 0
+        self.halfway, self.go = threading.Event(), threading.Event()
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer: Any) -> int:
+        if self._pos >= len(self._data) // 2:
+            self.halfway.set()
+            if not self.go.wait(30):
+                raise TimeoutError("the test never let the file go on")
+        chunk = self._data[self._pos : self._pos + min(len(buffer), 4096)]
+        buffer[: len(chunk)] = chunk
+        self._pos += len(chunk)
+        return len(chunk)
+
+
+async def test_the_database_answers_while_an_import_is_half_way(sm: Sessionmaker, campaign_id: str):
+    """Half-way through a file, other sessions use the database at once (on SQLite too, which
+    has one writer), and see none of the file's contacts until it is whole."""
+    rows = [f"+1 212 555 {i:04d},Person {i}\n".encode() for i in range(4_000)]
+    source = GatedCsv(b"phone_number,name\n" + b"".join(rows))
+    importing = asyncio.create_task(run_import(sm, campaign_id, source, batch_size=250))
+    try:
+        assert await asyncio.to_thread(source.halfway.wait, 30)
+        # An import holding the database in one transaction would keep these waiting.
+        async with asyncio.timeout(5):
+            assert await count_contacts(sm) == 0
+            async with sm.begin() as session:
+                session.add(Campaign(id=new_id("cmp"), name="meanwhile", default_region="US"))
+    finally:
+        source.go.set()
+    report = await importing
+    assert report["accepted"] == 4_000
+    assert await count_contacts(sm) == 4_000
+    assert await staged_leftovers(sm) == 0
+
+
+async def abandoned_run(sm: Sessionmaker, campaign_id: str, state: str) -> str:
+    """What a process killed mid-import leaves: a run, unheard of for minutes, and its rows."""
+    run_id = new_id("imp")
+    long_ago = utcnow() - 2 * staged_imports.STALE_AFTER
+    async with sm.begin() as session:
+        session.add(
+            ImportRun(
+                id=run_id,
+                kind=staged_imports.CONTACTS,
+                campaign_id=campaign_id,
+                state=state,
+                heartbeat_at=long_ago,
+            )
+        )
+        await session.flush()
+        session.add_all(
+            StagedContact(
+                import_id=run_id,
+                id=new_id("ct"),
+                phone_number=f"+1212555{i:04d}",
+                raw=f"212 555 {i:04d}",
+                alternate_numbers=[],
+                time_zones=["America/New_York"],
+                dynamic_variables={"name": f"P{i}"},
+                row_number=i + 2,
+                next_attempt_at=long_ago,
+            )
+            for i in range(5_000)
+        )
+    return run_id
+
+
+async def test_housekeeping_discards_a_run_that_died_while_staging(
+    sm: Sessionmaker, campaign_id: str
+):
+    await abandoned_run(sm, campaign_id, staged_imports.STAGING)
+    # A run still alive is left alone.
+    assert (
+        await staged_imports.settle_abandoned(sm, utcnow() - 1.5 * staged_imports.STALE_AFTER) == 0
+    )
+    assert await staged_leftovers(sm) > 0
+    assert await staged_imports.settle_abandoned(sm) == 1
+    assert await staged_leftovers(sm) == 0
+    assert await count_contacts(sm) == 0
+
+
+async def test_housekeeping_finishes_a_run_that_died_while_publishing(
+    sm: Sessionmaker, campaign_id: str
+):
+    await abandoned_run(sm, campaign_id, staged_imports.PUBLISHING)
+    assert await staged_imports.settle_abandoned(sm) == 1
+    assert await staged_leftovers(sm) == 0
+    contacts = await contacts_of(sm, campaign_id)
+    assert len(contacts) == 5_000
+    first = contacts[0]
+    assert (first.phone_number, first.state, first.row_number) == ("+12125550000", "pending", 2)
+    assert (first.dynamic_variables, first.time_zones) == ({"name": "P0"}, ["America/New_York"])

@@ -9,7 +9,7 @@ from alembic.migration import MigrationContext
 
 from bridge.migrate import upgrade_to_head
 from campaigns.db import make_engine
-from campaigns.models import Base
+from campaigns.tables import metadata
 
 
 def _diff(sync_conn: Any) -> list[Any]:
@@ -18,11 +18,11 @@ def _diff(sync_conn: Any) -> list[Any]:
         opts={
             "compare_type": True,
             "include_name": lambda name, type_, parents: (
-                type_ != "table" or name in Base.metadata.tables
+                type_ != "table" or name in metadata.tables
             ),
         },
     )
-    return list(compare_metadata(context, Base.metadata))
+    return list(compare_metadata(context, metadata))
 
 
 async def test_migrations_match_the_models(database_url: str) -> None:

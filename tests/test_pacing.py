@@ -7,14 +7,14 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from campaigns.dispatcher import _send_deadline, _slot_index, _slot_time
+from campaigns.pacing import send_deadline, slot_index, slot_time
 
 
 @pytest.mark.parametrize("cps", [1, 3, 7, 10, 20, 30])
 def test_every_wall_clock_second_holds_exactly_cps_slots(cps: int) -> None:
     start = datetime(2031, 5, 17, 23, 59, 58, 123456, tzinfo=UTC)
-    first = _slot_index(start, cps)
-    slots = [_slot_time(first + i, cps) for i in range(cps * 120)]
+    first = slot_index(start, cps)
+    slots = [slot_time(first + i, cps) for i in range(cps * 120)]
     assert slots[0] >= start
     per_second = Counter(slot.replace(microsecond=0) for slot in slots)
     whole_seconds = sorted(per_second)[1:-1]  # the first and last are partly outside the range
@@ -23,31 +23,31 @@ def test_every_wall_clock_second_holds_exactly_cps_slots(cps: int) -> None:
 
 def test_slots_leave_the_last_quarter_of_every_second_free() -> None:
     start = datetime(2030, 1, 1, 12, 0, 0, tzinfo=UTC)
-    index = _slot_index(start, 10)
-    offsets = [_slot_time(index + i, 10).microsecond for i in range(10)]
+    index = slot_index(start, 10)
+    offsets = [slot_time(index + i, 10).microsecond for i in range(10)]
     assert offsets == [37_500 + 75_000 * i for i in range(10)]
 
 
 @pytest.mark.parametrize("cps", [0.5, 3, 10, 20])
 def test_a_slot_read_back_from_the_database_is_the_same_slot(cps: float) -> None:
-    index = _slot_index(datetime(2029, 3, 30, 1, 2, 3, tzinfo=UTC), cps)
+    index = slot_index(datetime(2029, 3, 30, 1, 2, 3, tzinfo=UTC), cps)
     for k in range(index, index + 50):
-        stored = _slot_time(k, cps)  # whole microseconds, as the database keeps it
-        assert _slot_index(stored, cps) == k
+        stored = slot_time(k, cps)  # whole microseconds, as the database keeps it
+        assert slot_index(stored, cps) == k
         # An instant just after a slot maps to the next one: a slot is never handed out twice.
-        assert _slot_index(stored + timedelta(seconds=0.01 / cps), cps) == k + 1
+        assert slot_index(stored + timedelta(seconds=0.01 / cps), cps) == k + 1
 
 
 def test_a_late_dial_may_leave_only_within_its_slots_second() -> None:
     last = datetime(2030, 1, 1, 12, 0, 0, 712_500, tzinfo=UTC)
-    deadline = _send_deadline(last)
+    deadline = send_deadline(last)
     # The last slot may leave nearly 200 ms late, and the create still has 100 ms to arrive.
     assert deadline == datetime(2030, 1, 1, 12, 0, 0, 900_000, tzinfo=UTC)
     first = datetime(2030, 1, 1, 12, 0, 0, 37_500, tzinfo=UTC)
-    assert _send_deadline(first) == deadline
+    assert send_deadline(first) == deadline
 
 
 def test_an_instant_in_the_free_tail_waits_for_the_next_seconds_first_slot() -> None:
     tail = datetime(2030, 1, 1, 12, 0, 0, 800_000, tzinfo=UTC)
-    slot = _slot_time(_slot_index(tail, 10), 10)
+    slot = slot_time(slot_index(tail, 10), 10)
     assert slot == datetime(2030, 1, 1, 12, 0, 1, 37_500, tzinfo=UTC)

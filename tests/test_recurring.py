@@ -11,9 +11,7 @@ from pathlib import Path
 import pytest
 from sqlalchemy import func, select
 
-from bridge.migrate import upgrade_to_head
 from campaigns import recurring
-from campaigns.db import make_engine, make_sessionmaker
 from campaigns.lifecycle import CampaignSpec, create_campaign, start_now
 from campaigns.models import Contact, ScheduleFiring
 from tests.campaign_flow import campaign, contacts_csv, start
@@ -21,14 +19,6 @@ from tests.campaign_flow import create_campaign as create_via_api
 from tests.service import Service, wait_until
 
 LIST = contacts_csv(["+12125550101", "+12125550102", "+12125550103"])
-
-
-@pytest.fixture
-async def sm(database_url: str):
-    engine = make_engine(database_url)
-    await upgrade_to_head(engine)
-    yield make_sessionmaker(engine)
-    await engine.dispose()
 
 
 async def test_one_firing_is_released_once_however_often_it_is_asked(sm) -> None:  # type: ignore[no-untyped-def]

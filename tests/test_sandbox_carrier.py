@@ -313,6 +313,8 @@ async def test_synchronous_amd_puts_answered_by_on_the_twiml_request(harness: Ha
     await harness.ended(created.sid)
     (twiml,) = harness.receiver.of("twiml", created.sid)
     assert twiml["AnsweredBy"] == "machine_start"
+    # With how long detection took, in milliseconds, as with the asynchronous callback.
+    assert twiml["MachineDetectionDuration"] == "4120"
     assert harness.receiver.of("amd", created.sid) == []
 
 

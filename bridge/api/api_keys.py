@@ -24,6 +24,7 @@ from campaigns.apikeys import (
     list_keys,
     revoke_key,
 )
+from campaigns.clock import iso_z
 
 api = Api(
     "api-keys",
@@ -77,10 +78,6 @@ KEY_CREATE = api.schema(
 )
 
 
-def _iso(value: Any) -> str | None:
-    return value.isoformat().replace("+00:00", "Z") if value is not None else None
-
-
 def key_json(key: ApiKey) -> dict[str, Any]:
     return {
         "id": key.id,
@@ -88,9 +85,9 @@ def key_json(key: ApiKey) -> dict[str, Any]:
         "prefix": key.prefix,
         "rate_limit_per_minute": key.rate_limit_per_minute,
         "scope": key.scope,
-        "created_at": _iso(key.created_at),
-        "last_used_at": _iso(key.last_used_at),
-        "revoked_at": _iso(key.revoked_at),
+        "created_at": iso_z(key.created_at),
+        "last_used_at": iso_z(key.last_used_at),
+        "revoked_at": iso_z(key.revoked_at),
     }
 
 

@@ -23,7 +23,7 @@ from sqlalchemy import delete as sa_delete
 from bridge.api.errors import ApiError
 from bridge.api.export import export_response
 from bridge.api.openapi import Api, Response, body_of, query_of
-from bridge.keys import DISPATCHER, SCHEDULER, SESSIONMAKER
+from bridge.keys import SCHEDULER, SESSIONMAKER
 from campaigns.api_tables import BatchCall
 from campaigns.batches import BATCH_STATUS, batch_counts, recipients, retry_batch, touch
 from campaigns.clock import BadInstant, from_unix, utcnow
@@ -396,8 +396,6 @@ async def submit(request: web.Request) -> web.Response:
     if campaign.status == CampaignStatus.SCHEDULED:
         assert campaign.start_at is not None
         request.app[SCHEDULER].schedule_campaign_start(campaign.id, campaign.start_at)
-    else:
-        request.app[DISPATCHER].wake()
     async with sm() as session:
         return web.json_response(await batch_json(session, campaign))
 
@@ -523,9 +521,7 @@ async def retry(request: web.Request) -> web.Response:
     sm = request.app[SESSIONMAKER]
     async with sm() as session:
         await _campaign(session, request)
-    campaign, queued = await retry_batch(sm, request.match_info["batch_id"])
-    if queued:
-        request.app[DISPATCHER].wake()
+    campaign, _reopened = await retry_batch(sm, request.match_info["batch_id"])
     async with sm() as session:
         return web.json_response(await batch_json(session, campaign))
 
@@ -563,7 +559,6 @@ async def outbound_call(request: web.Request) -> web.Response:
         from_number=_e164_or_none(body.get("agent_phone_number_id")),
         dynamic_variables=_variables(body.get("conversation_initiation_client_data")),
     )
-    request.app[DISPATCHER].wake()
     attempt = await _first_dial(sm, contact.id)
     return web.json_response(
         {

@@ -8,10 +8,11 @@ from aiohttp import web
 from sqlalchemy import select
 
 from bridge.api.auth import caller_of
-from bridge.api.campaigns import ATTEMPT, attempt_json, contact_json, iso
+from bridge.api.campaigns import ATTEMPT, attempt_json, contact_json
 from bridge.api.errors import ApiError
 from bridge.api.openapi import Api, body_of
-from bridge.keys import DISPATCHER, SESSIONMAKER
+from bridge.keys import SESSIONMAKER
+from campaigns.clock import iso_z
 from campaigns.models import Attempt, Contact
 from campaigns.single_calls import Idempotency, place_single_call
 
@@ -63,7 +64,7 @@ def call_json(contact: Contact, attempts: list[Attempt]) -> dict[str, Any]:
     return {
         **contact_json(contact),
         "campaign_id": contact.campaign_id,
-        "call_at": iso(contact.call_at),
+        "call_at": iso_z(contact.call_at),
         "attempts": [attempt_json(a) for a in attempts],
     }
 
@@ -97,8 +98,6 @@ async def create(request: web.Request) -> web.Response:
         campaign_id=body.get("campaign_id"),
         idempotency=idempotency,
     )
-    if created:
-        request.app[DISPATCHER].wake()
     return web.json_response(call_json(contact, []), status=201 if created else 200)
 
 

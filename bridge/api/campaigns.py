@@ -15,8 +15,8 @@ from bridge.api.bodies import spool_body
 from bridge.api.errors import ApiError
 from bridge.api.export import export_response
 from bridge.api.openapi import PAGE_HEADERS, PAGE_QUERY, Api, Response, body_of, query_of, ref
-from bridge.keys import DISPATCHER, SCHEDULER, SESSIONMAKER
-from campaigns.clock import BadInstant, parse_instant, utcnow
+from bridge.keys import SCHEDULER, SESSIONMAKER
+from campaigns.clock import BadInstant, iso_z, parse_instant, utcnow
 from campaigns.contact_list import ContactItem, add_contacts
 from campaigns.editing import delete_draft, update_campaign
 from campaigns.importer import ImportReport, import_contacts
@@ -71,10 +71,6 @@ _SPEC_FIELDS: dict[str, tuple[type | tuple[type, ...], bool]] = {
 }
 
 
-def iso(value: datetime | None) -> str | None:
-    return value.isoformat().replace("+00:00", "Z") if value is not None else None
-
-
 def campaign_json(campaign: Campaign, counts: dict[str, Any] | None = None) -> dict[str, Any]:
     body: dict[str, Any] = {
         "id": campaign.id,
@@ -90,10 +86,10 @@ def campaign_json(campaign: Campaign, counts: dict[str, Any] | None = None) -> d
         "machine_detection": campaign.machine_detection,
         "ring_timeout_seconds": campaign.ring_timeout_seconds,
         "time_limit_seconds": campaign.time_limit_seconds,
-        "start_at": iso(campaign.start_at),
+        "start_at": iso_z(campaign.start_at),
         "agent_connection": campaign.agent_connection,
         "agent_phone_number_id": campaign.agent_phone_number_id,
-        "end_at": iso(campaign.end_at),
+        "end_at": iso_z(campaign.end_at),
         "timezone": campaign.timezone,
         "calling_periods": campaign.calling_periods,
         "rule_set": campaign.rule_set,
@@ -107,9 +103,9 @@ def campaign_json(campaign: Campaign, counts: dict[str, Any] | None = None) -> d
         "schedule_cron": campaign.schedule_cron,
         "schedule_list": campaign.schedule_list,
         "allowed_number_types": sorted(number_types_of(campaign.allowed_number_types)),
-        "created_at": iso(campaign.created_at),
-        "started_at": iso(campaign.started_at),
-        "completed_at": iso(campaign.completed_at),
+        "created_at": iso_z(campaign.created_at),
+        "started_at": iso_z(campaign.started_at),
+        "completed_at": iso_z(campaign.completed_at),
     }
     if counts is not None:
         body["counts"] = counts
@@ -140,10 +136,14 @@ def attempt_json(attempt: Attempt) -> dict[str, Any]:
         "conversation_seconds": attempt.conversation_seconds,
         "data_collection": attempt.data_collection,
         "transcript": attempt.transcript,
-        "created_at": iso(attempt.created_at),
-        "dialed_at": iso(attempt.dialed_at),
-        "answered_at": iso(attempt.answered_at),
-        "ended_at": iso(attempt.ended_at),
+        # Kept while the call was live: [{role, message, time_in_call_secs, interrupted?}].
+        "live_transcript": attempt.live_transcript,
+        "tool_calls": attempt.tool_calls,
+        "agent_error": attempt.agent_error,
+        "created_at": iso_z(attempt.created_at),
+        "dialed_at": iso_z(attempt.dialed_at),
+        "answered_at": iso_z(attempt.answered_at),
+        "ended_at": iso_z(attempt.ended_at),
     }
 
 
@@ -436,11 +436,11 @@ def contact_json(contact: Contact) -> dict[str, Any]:
         "state": contact.state,
         "disposition": contact.disposition,
         "attempts_made": contact.attempts_made,
-        "next_attempt_at": iso(contact.next_attempt_at),
+        "next_attempt_at": iso_z(contact.next_attempt_at),
         "dynamic_variables": contact.dynamic_variables or {},
         "time_zones": list(contact.time_zones or []),
-        "created_at": iso(contact.created_at),
-        "finished_at": iso(contact.finished_at),
+        "created_at": iso_z(contact.created_at),
+        "finished_at": iso_z(contact.finished_at),
     }
 
 
@@ -548,7 +548,7 @@ async def read(request: web.Request) -> web.Response:
         campaign = await get_campaign(session, request.match_info["campaign_id"])
         counts = await campaign_counts(session, campaign.id)
         upcoming = await next_call_at(session, campaign.id)
-    return web.json_response({**campaign_json(campaign, counts), "next_call_at": iso(upcoming)})
+    return web.json_response({**campaign_json(campaign, counts), "next_call_at": iso_z(upcoming)})
 
 
 @api.patch(
@@ -613,8 +613,6 @@ async def upload_contacts(request: web.Request) -> web.Response:
         )
     else:
         report = await _import_csv(request, campaign)
-    if campaign.status == CampaignStatus.RUNNING:
-        request.app[DISPATCHER].wake()
     return web.json_response(report.to_dict())
 
 
@@ -697,7 +695,6 @@ async def start(request: web.Request) -> web.Response:
         assert campaign.start_at is not None
         request.app[SCHEDULER].schedule_campaign_start(campaign.id, campaign.start_at)
     else:
-        request.app[DISPATCHER].wake()
         await request.app[SCHEDULER].schedule_recurring(campaign.id)
     return web.json_response(campaign_json(campaign))
 

@@ -6,13 +6,15 @@ import tempfile
 from typing import Any
 
 from aiohttp import web
+from sqlalchemy import or_, select
 
 from bridge.api.bodies import spool_body
-from bridge.api.campaigns import iso, page_of
+from bridge.api.campaigns import page_of
 from bridge.api.errors import ApiError
 from bridge.api.openapi import PAGE_HEADERS, PAGE_QUERY, Api, Response, body_of, query_of
 from bridge.keys import SESSIONMAKER
 from campaigns import dnc
+from campaigns.clock import iso_z
 from campaigns.lifecycle import get_campaign
 from campaigns.models import DncEntry
 from campaigns.phones import ANY_NUMBER_TYPE, PhoneRejected, normalize
@@ -74,7 +76,7 @@ def entry_json(entry: DncEntry) -> dict[str, Any]:
         "phone_number": entry.phone_number,
         "campaign_id": entry.campaign_id,
         "reason": entry.reason,
-        "created_at": iso(entry.created_at),
+        "created_at": iso_z(entry.created_at),
     }
 
 
@@ -171,3 +173,42 @@ async def remove(request: web.Request) -> web.Response:
     if not removed:
         raise ApiError(404, "not_found", "that number is not on this list")
     return web.Response(status=204)
+
+
+DNC_CHECK = api.schema(
+    "DncCheck",
+    {
+        "type": "object",
+        "required": ["phone_number", "listed", "entries"],
+        "properties": {
+            "phone_number": {"type": "string", "description": "the number in E.164"},
+            "listed": {"type": "boolean"},
+            "entries": {"type": "array", "items": DNC_ENTRY},
+        },
+    },
+)
+
+
+@api.get(
+    "/api/v1/dnc/{phone_number}",
+    summary="Is a number listed? The global list, or what blocks one campaign (?campaign_id=)",
+    description="With `campaign_id`, both the global list and the campaign's own count, as they "
+    "do when the campaign dials.",
+    query=SCOPE_QUERY,
+    responses={200: DNC_CHECK},
+)
+async def check(request: web.Request) -> web.Response:
+    query = query_of(request)
+    e164 = _e164(request.match_info["phone_number"], query["default_region"])
+    campaign_id = query.get("campaign_id")
+    await _check_campaign(request, campaign_id)
+    scope = DncEntry.campaign_id.is_(None)
+    if campaign_id is not None:
+        scope = or_(scope, DncEntry.campaign_id == campaign_id)
+    async with request.app[SESSIONMAKER]() as session:
+        rows = await session.scalars(
+            select(DncEntry).where(DncEntry.phone_number == e164, scope).order_by(DncEntry.id)
+        )
+        entries = [entry_json(entry) for entry in rows]
+    body = {"phone_number": e164, "listed": bool(entries), "entries": entries}
+    return web.json_response(body)

@@ -26,6 +26,16 @@ class ApiError(Exception):
         self.status, self.code, self.message, self.details = status, code, message, details
 
 
+# The domain's error kinds as HTTP statuses; input-specific codes (invalid_policy, ...) are 422.
+_CAMPAIGN_ERROR_STATUS = {
+    "invalid": 400,
+    "not_found": 404,
+    "conflict": 409,
+    "dnc": 422,
+    "idempotency_key_reused": 422,
+}
+
+
 @web.middleware
 async def error_middleware(request: web.Request, handler: Any) -> web.StreamResponse:
     try:
@@ -33,7 +43,10 @@ async def error_middleware(request: web.Request, handler: Any) -> web.StreamResp
     except ApiError as exc:
         return error_response(exc.status, exc.code, exc.message, exc.details)
     except CampaignError as exc:
-        return error_response(exc.status, exc.code, str(exc), exc.details)
+        status = _CAMPAIGN_ERROR_STATUS.get(
+            exc.code, 422 if exc.code.startswith("invalid_") else 400
+        )
+        return error_response(status, exc.code, str(exc), exc.details)
     except ImportRefused as exc:
         return error_response(422, "csv_refused", str(exc))
     except web.HTTPException as exc:

@@ -8,7 +8,7 @@ from aiohttp import web
 
 from bridge.api.campaigns import CAMPAIGN, CONTACT, campaign_json, contact_json
 from bridge.api.openapi import Api, query_of
-from bridge.keys import DIALER, DISPATCHER, SESSIONMAKER
+from bridge.keys import DIALER, SESSIONMAKER
 from campaigns import lifecycle
 
 log = logging.getLogger(__name__)
@@ -33,7 +33,6 @@ async def pause(request: web.Request) -> web.Response:
 )
 async def resume(request: web.Request) -> web.Response:
     campaign = await lifecycle.resume(request.app[SESSIONMAKER], request.match_info["campaign_id"])
-    request.app[DISPATCHER].wake()
     return web.json_response(campaign_json(campaign))
 
 

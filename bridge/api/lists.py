@@ -9,11 +9,11 @@ from aiohttp import web
 from sqlalchemy import select
 
 from bridge.api.bodies import spool_body
-from bridge.api.campaigns import iso
 from bridge.api.errors import ApiError
 from bridge.api.openapi import Api, query_of
 from bridge.keys import SESSIONMAKER
 from campaigns import recurring
+from campaigns.clock import iso_z
 from campaigns.lifecycle import get_campaign
 from campaigns.models import ScheduleFiring
 
@@ -126,7 +126,11 @@ async def firings(request: web.Request) -> web.Response:
             .limit(1000)
         )
         body = [
-            {"fire_at": iso(f.fire_at), "contacts": f.contacts, "released_at": iso(f.released_at)}
+            {
+                "fire_at": iso_z(f.fire_at),
+                "contacts": f.contacts,
+                "released_at": iso_z(f.released_at),
+            }
             for f in rows
         ]
     return web.json_response(body)

@@ -11,15 +11,16 @@ from sqlalchemy import delete, select
 from bridge.api.campaigns import page_of
 from bridge.api.errors import ApiError
 from bridge.api.openapi import PAGE_HEADERS, PAGE_QUERY, Api, Response, body_of, query_of, ref
-from bridge.keys import OUTGOING, SESSIONMAKER
+from bridge.keys import OUTGOING, SESSIONMAKER, WEBHOOK_DELIVERER
 from bridge.outgoing import TargetRefused
 from campaigns.api_tables import (
+    DeliveryStatus,
     WebhookDelivery,
     WebhookDeliveryAttempt,
     WebhookSubscription,
 )
 from campaigns.apikeys import ADMIN
-from campaigns.clock import utcnow
+from campaigns.clock import iso_z, utcnow
 from campaigns.ids import new_id
 from campaigns.outbox import EVENT_TYPES, cancel_pending
 
@@ -31,10 +32,6 @@ api = Api(
     scope=ADMIN,
 )
 routes = api.routes
-
-
-def _iso(value: Any) -> str | None:
-    return value.isoformat().replace("+00:00", "Z") if value is not None else None
 
 
 EVENTS = {"type": "array", "minItems": 1, "uniqueItems": True, "items": {"enum": list(EVENT_TYPES)}}
@@ -128,7 +125,7 @@ def subscription_json(subscription: WebhookSubscription) -> dict[str, Any]:
         "events": list(subscription.events or []),
         "enabled": subscription.enabled,
         "disabled_reason": subscription.disabled_reason,
-        "created_at": _iso(subscription.created_at),
+        "created_at": iso_z(subscription.created_at),
     }
 
 
@@ -140,11 +137,13 @@ def delivery_json(delivery: WebhookDelivery) -> dict[str, Any]:
         "event_type": delivery.event_type,
         "status": delivery.status,
         "attempts": delivery.attempts,
-        "next_attempt_at": _iso(delivery.next_attempt_at) if delivery.status == "pending" else None,
+        "next_attempt_at": iso_z(delivery.next_attempt_at)
+        if delivery.status == "pending"
+        else None,
         "last_status_code": delivery.last_status_code,
         "last_error": delivery.last_error,
-        "created_at": _iso(delivery.created_at),
-        "delivered_at": _iso(delivery.delivered_at),
+        "created_at": iso_z(delivery.created_at),
+        "delivered_at": iso_z(delivery.delivered_at),
     }
 
 
@@ -306,7 +305,7 @@ async def read_delivery(request: web.Request) -> web.Response:
         body["payload"] = delivery.payload
         body["attempt_log"] = [
             {
-                "attempted_at": _iso(a.attempted_at),
+                "attempted_at": iso_z(a.attempted_at),
                 "status_code": a.status_code,
                 "error": a.error,
                 "duration_ms": a.duration_ms,
@@ -314,3 +313,45 @@ async def read_delivery(request: web.Request) -> web.Response:
             for a in attempts
         ]
     return web.json_response(body)
+
+
+TEST_EVENT = "webhook.test"
+
+
+@api.post(
+    "/api/v1/webhooks/{subscription_id}/test",
+    summary="Send the subscription a test event (type webhook.test), signed as every event is",
+    description="The delivery is queued and sent at once, then retried like any other; follow "
+    "it with GET /api/v1/webhooks/{subscription_id}/deliveries/{delivery_id}.",
+    responses={202: DELIVERY},
+)
+async def send_test(request: web.Request) -> web.Response:
+    now = utcnow()
+    async with request.app[SESSIONMAKER].begin() as session:
+        subscription = await _subscription(request, session)
+        if not subscription.enabled:
+            raise ApiError(409, "conflict", "the subscription is disabled; re-enable it first")
+        event_id = new_id("evt")
+        envelope = {
+            "id": event_id,
+            "type": TEST_EVENT,
+            "created_at": iso_z(now),
+            "data": {"subscription_id": subscription.id, "message": "a test event"},
+        }
+        delivery = WebhookDelivery(
+            id=new_id("whd"),
+            subscription_id=subscription.id,
+            event_id=event_id,
+            event_type=TEST_EVENT,
+            payload=envelope,
+            status=DeliveryStatus.PENDING,
+            attempts=0,
+            next_attempt_at=now,
+            created_at=now,
+        )
+        session.add(delivery)
+    # No domain event woke the sender: wake it here rather than wait for its next poll.
+    deliverer = request.app.get(WEBHOOK_DELIVERER)
+    if deliverer is not None:
+        deliverer.wake()
+    return web.json_response({**delivery_json(delivery), "payload": envelope}, status=202)

@@ -24,6 +24,7 @@ from bridge.dashboard import queries
 from bridge.dashboard.session import COOKIE, STREAM_PATH, TICKET_SECONDS
 from bridge.keys import DASHBOARD_HUB, SESSIONMAKER
 from campaigns.apikeys import READ, SCOPES, WRITE
+from campaigns.clock import iso_z
 from campaigns.importer import dry_run
 from campaigns.lifecycle import get_campaign
 from campaigns.models import Contact
@@ -133,7 +134,7 @@ async def open_session(request: web.Request) -> web.Response:
     ticket, expires = request.app[DASHBOARD_HUB].tickets.issue()
     response = web.json_response(
         {
-            "expires_at": datetime.fromtimestamp(expires, UTC).isoformat().replace("+00:00", "Z"),
+            "expires_at": iso_z(datetime.fromtimestamp(expires, UTC)),
             "ttl_seconds": TICKET_SECONDS,
             "stream": STREAM_PATH,
             "scope": caller_of(request).scope,

@@ -7,13 +7,13 @@ same whatever the campaign's size (apart from the contact search, which pages).
 from __future__ import annotations
 
 import re
-from datetime import datetime, timedelta
+from datetime import timedelta
 from typing import Any
 
 from sqlalchemy import ColumnElement, func, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from campaigns.clock import as_utc, utcnow
+from campaigns.clock import as_utc, iso_z, utcnow
 from campaigns.models import (
     Attempt,
     AttemptStatus,
@@ -30,11 +30,6 @@ CHART_MINUTES = 30
 # What a number looks like when people type it: digits, spaces, brackets, dots, dashes, a plus.
 _PHONE_LIKE = re.compile(r"[\d\s()+.\-]+")
 ACTIVE = (CampaignStatus.SCHEDULED, CampaignStatus.RUNNING, CampaignStatus.PAUSED)
-
-
-def iso(value: datetime | None) -> str | None:
-    value = as_utc(value)
-    return value.isoformat().replace("+00:00", "Z") if value is not None else None
 
 
 def _empty_counts() -> dict[str, Any]:
@@ -104,11 +99,11 @@ def _summary(campaign: Campaign, counts: dict[str, Any]) -> dict[str, Any]:
         "concurrency": campaign.concurrency,
         "cps": campaign.cps,
         "max_attempts": campaign.max_attempts,
-        "created_at": iso(campaign.created_at),
-        "started_at": iso(campaign.started_at),
-        "completed_at": iso(campaign.completed_at),
-        "start_at": iso(campaign.start_at),
-        "next_call_at": iso(next_call) if campaign.status != CampaignStatus.PAUSED else None,
+        "created_at": iso_z(campaign.created_at),
+        "started_at": iso_z(campaign.started_at),
+        "completed_at": iso_z(campaign.completed_at),
+        "start_at": iso_z(campaign.start_at),
+        "next_call_at": iso_z(next_call) if campaign.status != CampaignStatus.PAUSED else None,
         "counts": counts,
     }
 
@@ -147,7 +142,7 @@ async def live_calls(session: AsyncSession, campaign_id: str) -> list[dict[str, 
             "number": a.number,
             "status": a.status,
             "answered_by": a.answered_by,
-            "since": iso(a.answered_at or a.dialed_at or a.created_at),
+            "since": iso_z(a.answered_at or a.dialed_at or a.created_at),
         }
         for a in attempts
     ]
@@ -183,7 +178,7 @@ async def calls_per_minute(
     series = []
     for i in range(minutes):
         at = start + timedelta(minutes=i)
-        series.append({"minute": iso(at), "calls": found.get(at.strftime("%Y-%m-%dT%H:%M"), 0)})
+        series.append({"minute": iso_z(at), "calls": found.get(at.strftime("%Y-%m-%dT%H:%M"), 0)})
     return {"minutes": series}
 
 
@@ -255,10 +250,10 @@ def contact_json(contact: Contact, last: Attempt | None = None) -> dict[str, Any
         "state": contact.state,
         "disposition": contact.disposition,
         "attempts": contact.attempts_made,
-        "next_attempt_at": iso(contact.next_attempt_at) if contact.state == "pending" else None,
+        "next_attempt_at": iso_z(contact.next_attempt_at) if contact.state == "pending" else None,
         "last_status": last.status if last else None,
         "answered_by": last.answered_by if last else None,
-        "finished_at": iso(contact.finished_at),
+        "finished_at": iso_z(contact.finished_at),
         "dynamic_variables": contact.dynamic_variables or {},
     }
 
@@ -278,10 +273,14 @@ def attempt_json(attempt: Attempt) -> dict[str, Any]:
         "error_message": attempt.error_message,
         "conversation_id": attempt.conversation_id,
         "transcript_summary": attempt.transcript_summary,
-        "created_at": iso(attempt.created_at),
-        "dialed_at": iso(attempt.dialed_at),
-        "answered_at": iso(attempt.answered_at),
-        "ended_at": iso(attempt.ended_at),
+        # Written turn by turn while the call is live (the post-call transcript comes later).
+        "live_transcript": attempt.live_transcript or [],
+        "tool_calls": attempt.tool_calls or [],
+        "agent_error": attempt.agent_error,
+        "created_at": iso_z(attempt.created_at),
+        "dialed_at": iso_z(attempt.dialed_at),
+        "answered_at": iso_z(attempt.answered_at),
+        "ended_at": iso_z(attempt.ended_at),
     }
 
 

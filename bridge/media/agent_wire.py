@@ -1,5 +1,8 @@
 """ElevenLabs conversation WebSocket wire format (client side): server events parsed, client
-messages built. Audio stays base64 μ-law 8000 both ways, as a Twilio call needs it."""
+messages built. Audio stays base64 μ-law 8000 both ways, as a Twilio call needs it.
+
+Every server message type parses: the ones the relay acts on into their own event, the rest
+(vad_score, internal_*, types added after this was written) into `Other`, never an error."""
 
 from __future__ import annotations
 
@@ -35,11 +38,66 @@ class Ping:
 
 
 @dataclass(frozen=True, slots=True)
+class UserTranscript:
+    text: str
+    event_id: int
+
+
+@dataclass(frozen=True, slots=True)
+class AgentResponse:
+    text: str
+    event_id: int
+
+
+@dataclass(frozen=True, slots=True)
+class AgentResponseCorrection:
+    """What the agent meant to say, and what was said before the callee cut in."""
+
+    original: str
+    corrected: str
+    event_id: int
+
+
+@dataclass(frozen=True, slots=True)
+class ClientToolCall:
+    tool_name: str
+    tool_call_id: str
+    parameters: dict[str, Any]
+    event_id: int
+
+
+@dataclass(frozen=True, slots=True)
+class AgentError:
+    """The agent's last word before it closes the conversation on an error."""
+
+    code: int
+    message: str
+    error_type: str | None = None
+
+    def describe(self) -> str:
+        kind = f" {self.error_type}" if self.error_type else ""
+        return f"{self.code}{kind}: {self.message}" if self.message else f"{self.code}{kind}"
+
+
+@dataclass(frozen=True, slots=True)
 class Other:
+    """Anything the relay has no use for: vad_score, internal_*, text-only parts, new types."""
+
     type: str
 
 
-AgentEvent = Metadata | Audio | Interruption | Ping | Other
+AgentEvent = (
+    Metadata
+    | Audio
+    | Interruption
+    | Ping
+    | UserTranscript
+    | AgentResponse
+    | AgentResponseCorrection
+    | ClientToolCall
+    | AgentError
+    | Other
+)
 
 
 def _int(value: object, default: int = 0) -> int:
@@ -47,6 +105,15 @@ def _int(value: object, default: int = 0) -> int:
         return int(str(value))
     except (TypeError, ValueError):
         return default
+
+
+def _event(message: dict[str, Any], key: str) -> dict[str, Any]:
+    event = message.get(key)
+    return event if isinstance(event, dict) else {}
+
+
+def _text(value: object) -> str:
+    return value.strip() if isinstance(value, str) else ""
 
 
 def parse(text: str) -> AgentEvent:
@@ -71,6 +138,41 @@ def parse(text: str) -> AgentEvent:
             event.get("agent_output_audio_format"),
             event.get("user_input_audio_format"),
         )
+    return _parse_turns(kind, message)
+
+
+def _parse_turns(kind: str, message: dict[str, Any]) -> AgentEvent:
+    """The conversation's text and tool messages (less frequent than audio, parsed after it)."""
+    if kind == "user_transcript":
+        event = _event(message, "user_transcription_event")
+        return UserTranscript(_text(event.get("user_transcript")), _int(event.get("event_id")))
+    if kind == "agent_response":
+        event = _event(message, "agent_response_event")
+        return AgentResponse(_text(event.get("agent_response")), _int(event.get("event_id")))
+    if kind == "agent_response_correction":
+        event = _event(message, "agent_response_correction_event")
+        return AgentResponseCorrection(
+            _text(event.get("original_agent_response")),
+            _text(event.get("corrected_agent_response")),
+            _int(event.get("event_id")),
+        )
+    if kind == "client_tool_call":
+        event = _event(message, "client_tool_call")
+        parameters = event.get("parameters")
+        return ClientToolCall(
+            str(event.get("tool_name", "")),
+            str(event.get("tool_call_id", "")),
+            parameters if isinstance(parameters, dict) else {},
+            _int(event.get("event_id")),
+        )
+    if kind == "error":
+        event = _event(message, "error_event")
+        error_type = event.get("error_type")
+        return AgentError(
+            _int(event.get("code")),
+            _text(event.get("message") or event.get("reason")),
+            str(error_type) if error_type else None,
+        )
     return Other(kind)
 
 
@@ -87,3 +189,14 @@ def user_audio(payload: str) -> str:
 
 def pong(event_id: int) -> str:
     return json.dumps({"type": "pong", "event_id": event_id})
+
+
+def client_tool_result(tool_call_id: str, result: str, *, is_error: bool) -> str:
+    return json.dumps(
+        {
+            "type": "client_tool_result",
+            "tool_call_id": tool_call_id,
+            "result": result,
+            "is_error": is_error,
+        }
+    )

@@ -18,7 +18,9 @@ import aiohttp
 from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from bridge.media.client_tools import ClientToolRegistry
 from bridge.media.conversation import AgentConversation, open_conversation
+from bridge.media.live_record import LiveRecord
 from bridge.telephony.elevenlabs import AgentApiError, ElevenLabsClient, initiation_data
 from campaigns.models import Attempt, AttemptStatus, Campaign, Contact
 
@@ -80,8 +82,10 @@ class AgentConnector:
         sm: async_sessionmaker[AsyncSession],
         *,
         timeout_seconds: float,
+        tools: ClientToolRegistry | None = None,
     ) -> None:
         self._client = client
+        self._tools = tools or ClientToolRegistry()
         self._session = session
         self._sm = sm
         self._timeout = timeout_seconds
@@ -147,6 +151,8 @@ class AgentConnector:
             client_data=initiation_data(context.dynamic_variables),
             timeout_seconds=self._timeout,
             on_conversation_id=remember,
+            record=LiveRecord(self._sm, context.attempt_id),
+            tools=self._tools,
         )
         self.opened += 1
         return conversation

@@ -1,9 +1,11 @@
 """The agent's side of one call: an ElevenLabs conversation WebSocket, read by its own task.
 
 It is opened while Twilio waits for TwiML, before the Media Stream exists, so everything the
-agent says in the meantime is queued; pings are answered at once, whoever is listening. It counts
-as open once the agent's metadata has come (or the agent has gone): the metadata names the audio
-formats the relay must convert.
+agent says in the meantime is queued; pings and client tool calls are answered at once, whoever
+is listening. Transcript turns, tool calls and an `error` go to the call's LiveRecord; an
+`error` also ends the conversation, and with it the call. It counts as open once the agent's
+metadata has come (or the agent has gone): the metadata names the audio formats the relay must
+convert.
 """
 
 from __future__ import annotations
@@ -17,7 +19,19 @@ from typing import Any
 import aiohttp
 
 from bridge.media import agent_wire
-from bridge.media.agent_wire import Audio, Interruption, Metadata, Ping
+from bridge.media.agent_wire import (
+    AgentError,
+    AgentResponse,
+    AgentResponseCorrection,
+    Audio,
+    ClientToolCall,
+    Interruption,
+    Metadata,
+    Ping,
+    UserTranscript,
+)
+from bridge.media.client_tools import ClientToolRegistry, ToolContext
+from bridge.media.live_record import LiveRecord
 from bridge.telephony.elevenlabs import ElevenLabsClient
 
 log = logging.getLogger(__name__)
@@ -32,9 +46,16 @@ class AgentConversation:
         self,
         ws: aiohttp.ClientWebSocketResponse,
         on_conversation_id: ConversationIdListener | None = None,
+        *,
+        record: LiveRecord | None = None,
+        tools: ClientToolRegistry | None = None,
     ) -> None:
         self._ws = ws
         self._on_conversation_id = on_conversation_id
+        self.record = record
+        self._tools = tools or ClientToolRegistry()
+        # The agent's error, when it ended the conversation on one.
+        self.error: str | None = None
         self.conversation_id: str | None = None
         self.outbox: asyncio.Queue[Outgoing] = asyncio.Queue()
         # Agent audio with an event id up to this one was interrupted: it must not be played.
@@ -47,7 +68,7 @@ class AgentConversation:
         # the same call, never claimed, must not record its id on the attempt.
         self._claimed = False
         self._reader: asyncio.Task[None] | None = None
-        self._listeners: set[asyncio.Task[None]] = set()
+        self._listeners: set[asyncio.Future[None]] = set()
 
     def start(self) -> None:
         self._reader = asyncio.create_task(self._read(), name="agent-conversation")
@@ -59,13 +80,17 @@ class AgentConversation:
     def claim(self) -> None:
         """The call's Media Stream takes this conversation: its id now belongs to the attempt."""
         self._claimed = True
+        if self.record is not None:
+            self.record.claim()
         if self.conversation_id:
             self._announce(self.conversation_id)
 
     def _announce(self, conversation_id: str) -> None:
-        if self._on_conversation_id is None:
-            return
-        task = asyncio.create_task(self._on_conversation_id(conversation_id))
+        if self._on_conversation_id is not None:
+            self._spawn(self._on_conversation_id(conversation_id))
+
+    def _spawn(self, work: Awaitable[None]) -> None:
+        task = asyncio.ensure_future(work)
         self._listeners.add(task)
         task.add_done_callback(self._listeners.discard)
 
@@ -84,6 +109,8 @@ class AgentConversation:
                 await self._reader
         if self._listeners:
             await asyncio.gather(*self._listeners, return_exceptions=True)
+        if self.record is not None:
+            await self.record.close()
 
     async def _read(self) -> None:
         try:
@@ -122,6 +149,44 @@ class AgentConversation:
                 self.ready.set()
                 if self._claimed and event.conversation_id:
                     self._announce(event.conversation_id)
+            case ClientToolCall():
+                # Its own task: a registered tool may take a moment, the audio may not wait.
+                self._spawn(self._answer_tool(event))
+            case UserTranscript() | AgentResponse() | AgentResponseCorrection() | AgentError():
+                await self._note(event)
+
+    async def _answer_tool(self, call: ClientToolCall) -> None:
+        context = ToolContext(self.record.attempt_id if self.record else None, self.conversation_id)
+        outcome = await self._tools.run(call.tool_name, call.parameters, context)
+        if not self._ws.closed:
+            with contextlib.suppress(ConnectionError, aiohttp.ClientError):
+                await self._ws.send_str(
+                    agent_wire.client_tool_result(
+                        call.tool_call_id, outcome.result, is_error=outcome.is_error
+                    )
+                )
+        if self.record is not None:
+            self.record.tool_called(call.tool_name, call.tool_call_id, is_error=outcome.is_error)
+
+    async def _note(
+        self, event: UserTranscript | AgentResponse | AgentResponseCorrection | AgentError
+    ) -> None:
+        record = self.record
+        match event:
+            case UserTranscript() if record is not None:
+                record.said("user", event.text, event.event_id)
+            case AgentResponse() if record is not None:
+                record.said("agent", event.text, event.event_id)
+            case AgentResponseCorrection() if record is not None:
+                record.corrected(event.original, event.corrected, event.event_id)
+            case AgentError():
+                self.error = event.describe()
+                attempt_id = record.attempt_id if record is not None else None
+                log.warning("attempt %s: the agent ended on an error: %s", attempt_id, self.error)
+                if record is not None:
+                    record.failed(self.error)
+                # The agent closes after an error; not waiting for it ends the call at once.
+                await self._ws.close()
 
 
 async def open_conversation(
@@ -132,6 +197,8 @@ async def open_conversation(
     client_data: dict[str, Any],
     timeout_seconds: float,
     on_conversation_id: ConversationIdListener | None = None,
+    record: LiveRecord | None = None,
+    tools: ClientToolRegistry | None = None,
 ) -> AgentConversation:
     """Connect to the agent, send the contact's initiation data and wait for the agent's
     metadata (ElevenLabs sends it first). Raises on failure."""
@@ -144,7 +211,7 @@ async def open_conversation(
         except BaseException:
             await ws.close()
             raise
-        conversation = AgentConversation(ws, on_conversation_id)
+        conversation = AgentConversation(ws, on_conversation_id, record=record, tools=tools)
         conversation.start()
         try:
             await conversation.ready.wait()

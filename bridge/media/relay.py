@@ -1,9 +1,11 @@
 """The relay loop: one Twilio Media Stream and one agent conversation.
 
-Twilio -> agent: each `media` payload becomes a `user_audio_chunk`. Agent -> Twilio: each
-`audio` event becomes `media` messages (the call's AudioPath converts the agent's format, or
-passes μ-law 8000 untouched), an `interruption` a single `clear` (agent audio older
-than it is dropped). When either side ends, the other is closed at once.
+Twilio -> agent: each `media` payload becomes a `user_audio_chunk`, each `mark` echo tells
+what the callee has heard. Agent -> Twilio: each `audio` event becomes `media` messages (the
+call's AudioPath converts the agent's format, or passes μ-law 8000 untouched), with
+`mark`s between; an `interruption` drops the agent audio older than it not sent yet, and a
+`clear` drops what Twilio holds unplayed (see playback.py). When either side ends, the other is
+closed at once.
 """
 
 from __future__ import annotations
@@ -19,13 +21,14 @@ from bridge.media import twilio_wire
 from bridge.media.agent_wire import Audio, Interruption
 from bridge.media.audio_formats import PASSTHROUGH, AudioPath
 from bridge.media.conversation import AgentConversation
-from bridge.media.twilio_wire import Media, Stop
+from bridge.media.playback import Playback
+from bridge.media.twilio_wire import Mark, Media, Stop
 
 log = logging.getLogger(__name__)
 
 
 async def _caller_to_agent(
-    twilio: web.WebSocketResponse, agent: AgentConversation, audio: AudioPath
+    twilio: web.WebSocketResponse, agent: AgentConversation, playback: Playback, audio: AudioPath
 ) -> str:
     async for message in twilio:
         if message.type != aiohttp.WSMsgType.TEXT:
@@ -39,13 +42,15 @@ async def _caller_to_agent(
             chunk = audio.to_agent(event.payload)
             if chunk is not None:
                 await agent.send_audio(chunk)
+        elif isinstance(event, Mark):
+            playback.echoed(event.name)
         elif isinstance(event, Stop):
             return "caller"
     return "caller"
 
 
 async def _agent_to_caller(
-    twilio: web.WebSocketResponse, stream_sid: str, agent: AgentConversation, audio: AudioPath
+    twilio: web.WebSocketResponse, playback: Playback, agent: AgentConversation, audio: AudioPath
 ) -> str:
     while True:
         item = await agent.outbox.get()
@@ -54,10 +59,10 @@ async def _agent_to_caller(
         if twilio.closed:
             return "caller"
         if isinstance(item, Interruption):
-            await twilio.send_str(twilio_wire.clear(stream_sid))
+            await playback.interrupt()
         elif isinstance(item, Audio) and not agent.is_stale(item):
             for payload in audio.to_caller(item.payload):
-                await twilio.send_str(twilio_wire.media(stream_sid, payload))
+                await playback.play(payload)
 
 
 async def relay(
@@ -68,9 +73,10 @@ async def relay(
 ) -> str:
     """Run until one side ends; returns which one did ("caller" or "agent")."""
     audio = audio or AudioPath(PASSTHROUGH)
-    inbound = asyncio.create_task(_caller_to_agent(twilio, agent, audio), name="relay-in")
+    playback = Playback(twilio, stream_sid)
+    inbound = asyncio.create_task(_caller_to_agent(twilio, agent, playback, audio), name="relay-in")
     outbound = asyncio.create_task(
-        _agent_to_caller(twilio, stream_sid, agent, audio), name="relay-out"
+        _agent_to_caller(twilio, playback, agent, audio), name="relay-out"
     )
     ended_by = "caller"
     try:

@@ -18,7 +18,6 @@ from aiohttp import web
 
 from bridge.keys import (
     AGENT_CONNECTOR,
-    DISPATCHER,
     MEDIA_TOKEN_SECRET,
     SESSIONMAKER,
     SETTINGS,
@@ -32,8 +31,8 @@ from bridge.media.twilio_wire import Start
 from bridge.telephony.elevenlabs import websocket_url
 from bridge.telephony.elevenlabs_outcomes import agent_failure
 from campaigns.attention import pause_for
+from campaigns.call_events import record_event
 from campaigns.clock import utcnow
-from campaigns.progress import record_event
 
 log = logging.getLogger(__name__)
 
@@ -76,9 +75,7 @@ async def record_agent_failure(
     update = agent_failure(
         call_sid=call_sid, attempt_id=attempt_id, reason=reason, received_at=utcnow()
     )
-    applied = await record_event(app[SESSIONMAKER], update)
-    if applied.attempt_ended:
-        app[DISPATCHER].wake()
+    await record_event(app[SESSIONMAKER], update)
 
 
 async def refuse_audio_format(

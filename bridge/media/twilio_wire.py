@@ -113,7 +113,14 @@ def media(stream_sid: str, payload: str) -> str:
 
 
 def mark(stream_sid: str, name: str) -> str:
-    return json.dumps({"event": "mark", "streamSid": stream_sid, "mark": {"name": name}})
+    # One follows every 100 ms of agent audio: built like `media`, the same text as json.dumps.
+    return (
+        '{"event": "mark", "streamSid": '
+        + _string(stream_sid)
+        + ', "mark": {"name": '
+        + _string(name)
+        + "}}"
+    )
 
 
 def clear(stream_sid: str) -> str:

@@ -15,10 +15,11 @@ from typing import Any
 from aiohttp import web
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 from prometheus_client.exposition import CONTENT_TYPE_LATEST, generate_latest
-from sqlalchemy import column, func, select, table
+from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from bridge.keys import METRICS, SESSIONMAKER
+from campaigns.api_tables import DeliveryStatus, WebhookDelivery
 from campaigns.clock import utcnow
 from campaigns.dialing import DialAmbiguous, Dialer, DialRefused, DialRequest, ProviderCall
 from campaigns.events import AttemptEnded
@@ -26,7 +27,6 @@ from campaigns.models import (
     Attempt,
     AttemptStatus,
     AttentionItem,
-    Base,
     Campaign,
     CampaignStatus,
     Contact,
@@ -35,7 +35,6 @@ from campaigns.models import (
 
 routes = web.RouteTableDef()
 
-OUTBOX_TABLE = "webhook_deliveries"
 WEBHOOK_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 15.0)
 
 
@@ -114,18 +113,16 @@ class Metrics:
                     Campaign.status == CampaignStatus.PAUSED,
                 )
             )
-            backlog = None
-            if OUTBOX_TABLE in Base.metadata.tables:
-                outbox = table(OUTBOX_TABLE, column("status"))
-                backlog = await session.scalar(
-                    select(func.count()).select_from(outbox).where(outbox.c.status == "pending")
-                )
+            backlog = await session.scalar(
+                select(func.count())
+                .select_from(WebhookDelivery)
+                .where(WebhookDelivery.status == DeliveryStatus.PENDING)
+            )
         self.live_calls.set(live or 0)
         lag = (now - oldest_due).total_seconds() if oldest_due is not None else 0.0
         self.dispatch_lag.set(max(0.0, lag))
         self.attention_open.set(attention or 0)
-        if backlog is not None:
-            self.outbox_backlog.set(backlog)
+        self.outbox_backlog.set(backlog or 0)
 
 
 class MeteredDialer:

@@ -17,7 +17,7 @@ import json
 import logging
 import secrets
 import time
-from collections.abc import Coroutine
+from collections.abc import Callable, Coroutine
 from typing import Any
 from urllib.parse import urlencode
 
@@ -28,7 +28,9 @@ from twilio.twiml.voice_response import VoiceResponse
 from bridge.api.bodies import JSON_LIMIT_BYTES, BadJson, loads, read_body
 from bridge.sandbox import agent_audio, agent_brain
 from bridge.sandbox.agent_brain import ConversationRecord
+from bridge.sandbox.agent_events import Narrator, behaviour_for
 from bridge.sandbox.agent_profiles import AgentProfile, profile_for
+from bridge.sandbox.delivery import Journal
 from bridge.sandbox.inspection import InspectionGuard, guarded
 
 log = logging.getLogger(__name__)
@@ -38,10 +40,20 @@ API_PREFIX = "/v1/convai"
 AGENT_NUMBER = "+15005550006"
 FIRST_MESSAGE_TIMEOUT_SECONDS = 10.0
 WEBHOOK_TIMEOUT_SECONDS = 15.0
+# telephony_call_config.twilio_machine_detection.mode -> Twilio's MachineDetection.
+MACHINE_DETECTION = {"enable": "Enable", "detect_message_end": "DetectMessageEnd"}
+# Webhooks sent, kept for inspection; audio webhooks carry a recording each, so fewer are kept.
+JOURNAL_LIMIT = 1000
+# Conversation WebSocket messages, both ways, kept for inspection: 50 calls of a few seconds each.
+MESSAGE_JOURNAL_LIMIT = 50_000
 
 
 def _ws_base(http_base: str) -> str:
     return http_base.replace("https://", "wss://", 1).replace("http://", "ws://", 1)
+
+
+# Sees every conversation message both ways: ("server" | "client", message).
+WireTap = Callable[[str, dict[str, Any]], None]
 
 
 class _ConversationSocket:
@@ -53,12 +65,15 @@ class _ConversationSocket:
         ws: web.WebSocketResponse,
         record: ConversationRecord,
         profile: AgentProfile,
+        tap: WireTap | None = None,
         capture: list[bytes] | None = None,
         capture_bytes: int = 0,
     ) -> None:
         self._ws = ws
         self._record = record
         self._event_id = 0
+        self._tap = tap
+        self.narrator = Narrator(self._send, self._next_id, behaviour_for(record.agent_id))
         self._profile = profile
         self._voice = agent_audio.Voice(profile.output_format, profile.tone_hz)
         self._ear = agent_audio.Ear(profile.input_format)
@@ -71,8 +86,13 @@ class _ConversationSocket:
         self._event_id += 1
         return self._event_id
 
+    async def _send(self, message: dict[str, Any]) -> None:
+        if self._tap is not None:
+            self._tap("server", message)
+        await self._ws.send_json(message)
+
     async def metadata(self) -> None:
-        await self._ws.send_json(
+        await self._send(
             {
                 "type": "conversation_initiation_metadata",
                 "conversation_initiation_metadata_event": {
@@ -82,12 +102,13 @@ class _ConversationSocket:
                 },
             }
         )
-        await self._ws.send_json(
+        await self._send(
             {"type": "ping", "ping_event": {"event_id": self._next_id(), "ping_ms": None}}
         )
+        await self.narrator.opened()
 
     async def say(self, frame: bytes) -> None:
-        await self._ws.send_json(
+        await self._send(
             {
                 "type": "audio",
                 "audio_event": {
@@ -103,7 +124,7 @@ class _ConversationSocket:
             await self.say(frame)
 
     async def interrupt(self) -> None:
-        await self._ws.send_json(
+        await self._send(
             {"type": "interruption", "interruption_event": {"event_id": self._event_id}}
         )
 
@@ -123,18 +144,25 @@ class _ConversationSocket:
             if message.type != aiohttp.WSMsgType.TEXT:
                 continue
             data = json.loads(message.data)
+            if self._tap is not None:
+                self._tap("client", data)
             if "user_audio_chunk" in data:
                 return base64.b64decode(data["user_audio_chunk"])
             if data.get("type") == "pong":
                 self._record.pongs += 1
+            elif data.get("type") == "client_tool_result":
+                self.narrator.tool_result(data)
         return None
 
-    async def end(self) -> None:
-        await self._ws.close()
+    async def end(self, code: int = 1000) -> None:
+        await self._ws.close(code=code)
 
 
 class _TwilioStream:
     """The agent's side of a Twilio Media Stream (register-call and native calls)."""
+
+    # ElevenLabs' conversation messages have no place on a Twilio stream.
+    narrator: Narrator | None = None
 
     def __init__(
         self,
@@ -183,7 +211,7 @@ class _TwilioStream:
                 return None
         return None
 
-    async def end(self) -> None:
+    async def end(self, code: int = 1000) -> None:
         await self._ws.close()
 
 
@@ -211,7 +239,12 @@ class SandboxAgent:
         self._session: aiohttp.ClientSession | None = None
         self._signed: dict[str, str] = {}  # signature -> agent id, one use each
         self.conversations: dict[str, ConversationRecord] = {}
+        self.journal = Journal(JOURNAL_LIMIT)
         self._tasks: set[asyncio.Task[Any]] = set()
+        # Every conversation WebSocket message, both ways, as {direction, message}.
+        self.messages = Journal(MESSAGE_JOURNAL_LIMIT)
+        # Tests set this to see every conversation WebSocket message, both ways, as it happens.
+        self.wire_tap: WireTap | None = None
         # Agents whose settings were changed through the agent API; the others use their ids'.
         self._profiles: dict[str, AgentProfile] = {}
         self._created = int(time.time())
@@ -233,6 +266,8 @@ class SandboxAgent:
         app.router.add_post("/twilio/status", self._call_status)
         app.router.add_get("/twilio/media", self._twilio_media)
         app.router.add_get("/conversations", guarded(self._inspection_guard)(self._inspect))
+        app.router.add_get("/sent", guarded(self._inspection_guard)(self._inspect_sent))
+        app.router.add_get("/messages", guarded(self._inspection_guard)(self._inspect_messages))
         return app
 
     async def start(self) -> None:
@@ -345,6 +380,9 @@ class SandboxAgent:
         )
         record.to_number = str(body["to_number"])
         record.from_number = str(body.get("from_number") or "")
+        # A number on the caller's own Twilio account has no id here: a stable stand-in.
+        digest = hashlib.sha256(record.from_number.encode()).hexdigest()[:20]
+        record.phone_number_id = f"phnum_{digest}"
         return self._stream_twiml(record)
 
     async def _outbound_call(self, request: web.Request) -> web.Response:
@@ -360,6 +398,7 @@ class SandboxAgent:
         )
         record.to_number = str(body["to_number"])
         record.from_number = AGENT_NUMBER
+        record.phone_number_id = str(body["agent_phone_number_id"])
         telephony = body.get("telephony_call_config") or {}
         query = urlencode({"conversation_id": record.conversation_id})
         form = {
@@ -370,6 +409,10 @@ class SandboxAgent:
             "StatusCallbackEvent": "completed",
             "Timeout": str(int(telephony.get("ringing_timeout_secs") or 60)),
         }
+        detection = (telephony.get("twilio_machine_detection") or {}).get("mode")
+        if detection in MACHINE_DETECTION:
+            # Synchronous: the verdict comes with the TwiML request, before the stream starts.
+            form["MachineDetection"] = MACHINE_DETECTION[detection]
         assert self._session is not None
         url = f"{self._carrier_url}/2010-04-01/Accounts/{self._account_sid}/Calls.json"
         async with self._session.post(
@@ -399,6 +442,27 @@ class SandboxAgent:
 
     async def _inspect(self, request: web.Request) -> web.Response:
         return web.json_response([r.to_json() for r in self.conversations.values()])
+
+    async def _inspect_sent(self, request: web.Request) -> web.Response:
+        """Every webhook sent, body and signature as sent (``?after=<seq>`` for the newer)."""
+        try:
+            after = int(request.query.get("after", "0"))
+        except ValueError as exc:
+            raise web.HTTPBadRequest(text='{"detail": "after must be an integer"}') from exc
+        return web.json_response(self.journal.entries(after))
+
+    async def _inspect_messages(self, request: web.Request) -> web.Response:
+        """Every conversation WebSocket message, both ways (``?after=<seq>`` for the newer)."""
+        try:
+            after = int(request.query.get("after", "0"))
+        except ValueError as exc:
+            raise web.HTTPBadRequest(text='{"detail": "after must be an integer"}') from exc
+        return web.json_response(self.messages.entries(after))
+
+    def _tap(self, direction: str, message: dict[str, Any]) -> None:
+        self.messages.record(direction=direction, message=message)
+        if self.wire_tap is not None:
+            self.wire_tap(direction, message)
 
     # ------------------------------------------------------------------ native calls' Twilio side
 
@@ -442,6 +506,7 @@ class SandboxAgent:
         if data.get("type") != "conversation_initiation_client_data":
             await ws.close(code=1008, message=b"expected conversation_initiation_client_data")
             return ws
+        self._tap("client", data)
         record = self._record(agent_id, "websocket", data)
         profile = self.profile(agent_id)
         capture = None
@@ -449,10 +514,10 @@ class SandboxAgent:
             capture = self.heard.setdefault(record.conversation_id, [])
         per_second = agent_audio.bytes_per_second(profile.input_format)
         capture_bytes = int(self.capture_seconds * per_second)
-        channel = _ConversationSocket(ws, record, profile, capture, capture_bytes)
+        channel = _ConversationSocket(ws, record, profile, self._tap, capture, capture_bytes)
         await channel.metadata()
         await agent_brain.converse(record, channel)
-        self._spawn(self._send_webhook(record, agent_brain.transcription_webhook(record)))
+        self._spawn(self._report(record))
         return ws
 
     async def _twilio_media(self, request: web.Request) -> web.StreamResponse:
@@ -471,16 +536,22 @@ class SandboxAgent:
                 stream_sid = str(data.get("streamSid") or start.get("streamSid") or "")
                 if record is not None:
                     record.call_sid = record.call_sid or str(start.get("callSid") or "")
+                    record.stream_sid = stream_sid
                 break
         if record is None:
             await ws.close(code=1008, message=b"unknown conversation")
             return ws
         tone_hz = self.profile(record.agent_id).tone_hz
         await agent_brain.converse(record, _TwilioStream(ws, record, stream_sid, tone_hz))
-        self._spawn(self._send_webhook(record, agent_brain.transcription_webhook(record)))
+        self._spawn(self._report(record))
         return ws
 
     # ------------------------------------------------------------------ webhooks
+
+    async def _report(self, record: ConversationRecord) -> None:
+        """After a conversation: its transcription, then its recording, as two webhooks."""
+        await self._send_webhook(record, agent_brain.transcription_webhook(record))
+        await self._send_webhook(record, agent_brain.audio_webhook(record))
 
     async def _send_webhook(self, record: ConversationRecord, envelope: dict[str, Any]) -> None:
         body = json.dumps(envelope).encode()
@@ -503,5 +574,14 @@ class SandboxAgent:
                 status = response.status
         except (aiohttp.ClientError, TimeoutError) as exc:
             log.info("sandbox agent webhook failed: %r", exc)
+        self.journal.record(
+            source="elevenlabs",
+            kind=envelope["type"],
+            method="POST",
+            url=self._webhook_url,
+            body=body.decode(),
+            signature=headers.get("ElevenLabs-Signature"),
+            response_status=status,
+        )
         # Like ElevenLabs: one delivery, only a 200 counts.
         record.webhooks.append({"type": envelope["type"], "status": status})

@@ -21,8 +21,9 @@ from bridge.media.audio_formats import PCM_RATES, ULAW_8000, audioop
 
 FRAME_BYTES = 160
 FRAME_MS = 20
-# The agent's own greeting.
-GREETING_FRAMES = 5
+# The agent's own greeting (0.5 s): long enough to be still playing when the callee talks over
+# it, however loaded the machine, so the relay has unheard audio to clear.
+GREETING_FRAMES = 25
 # A person says "Hello?" (0.2 s) and waits; a voicemail box talks for 2 s before its beep, long
 # enough for answering-machine detection to act first when the campaign uses it.
 HELLO_FRAMES = 10

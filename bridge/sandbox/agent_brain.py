@@ -3,6 +3,8 @@
 The agent greets, listens, and either hears a voicemail beep (it then calls its
 voicemail_detection tool, leaves a short message and ends the call) or a person (it answers
 after a few frames and ends the call). The report is an ElevenLabs post-call webhook body.
+On the conversation WebSocket a narrator (agent_events.py) also sends the turns as text and
+the other server messages; some agents (by id) call a client tool or fail mid-call.
 """
 
 from __future__ import annotations
@@ -13,7 +15,8 @@ import uuid
 from dataclasses import asdict, dataclass, field
 from typing import Any, Protocol
 
-from bridge.sandbox import agent_audio
+from bridge.sandbox import agent_audio, recording
+from bridge.sandbox.agent_events import ERROR_CLOSE_CODE, TOOL_WAIT_SECONDS, Narrator
 
 # The callee's turn is over after this much silence (0.1 s) following speech.
 END_OF_TURN_FRAMES = 5
@@ -21,6 +24,8 @@ REPLY_FRAMES = 5
 # A callee that stays silent this long is treated as gone.
 SILENCE_TIMEOUT_SECONDS = 10.0
 VOICEMAIL_TERMINATION = "voicemail_detection tool was called."
+CALLEE_WORDS = "Yes, speaking."
+REPLY = "Thank you, goodbye."
 
 
 def new_conversation_id() -> str:
@@ -39,6 +44,9 @@ class ConversationRecord:
     to_number: str | None = None
     from_number: str | None = None
     call_sid: str | None = None
+    # The Media Stream the call's audio came over, and the agent's phone number (native calls).
+    stream_sid: str | None = None
+    phone_number_id: str | None = None
     status: str = "initiated"  # initiated | in-progress | done | failed
     user_frames: int = 0
     agent_frames: int = 0
@@ -46,7 +54,9 @@ class ConversationRecord:
     interruptions: int = 0
     marks: list[str] = field(default_factory=list)
     voicemail: bool = False
-    ended_by: str | None = None
+    ended_by: str | None = None  # agent | callee | error
+    # Client tools the agent called: {tool_name, tool_call_id, result, is_error, answered_after_ms}.
+    client_tool_calls: list[dict[str, Any]] = field(default_factory=list)
     failure_reason: str | None = None
     started_at: float | None = None
     ended_at: float | None = None
@@ -58,6 +68,9 @@ class ConversationRecord:
 
 class Channel(Protocol):
     """One conversation's audio path (the conversation WebSocket or a Twilio Media Stream)."""
+
+    # Sends the conversation's other messages; None where the path carries audio only.
+    narrator: Narrator | None
 
     async def say(self, frame: bytes) -> None: ...
 
@@ -73,15 +86,20 @@ class Channel(Protocol):
         """Stop the agent's audio still being played (the callee talks over it)."""
         ...
 
-    async def end(self) -> None: ...
+    async def end(self, code: int = 1000) -> None: ...
 
 
 async def converse(record: ConversationRecord, channel: Channel) -> None:
     record.status = "in-progress"
     record.started_at = time.time()
+    narrator = channel.narrator
+    if narrator is not None:
+        await narrator.agent_turn(_greeting(record.dynamic_variables))
     for _ in range(agent_audio.GREETING_FRAMES):
         await channel.speak()
         record.agent_frames += 1
+    if narrator is not None:
+        await narrator.agent_turn_done()
     silent = 0
     spoke = False
     while True:
@@ -93,6 +111,9 @@ async def converse(record: ConversationRecord, channel: Channel) -> None:
             record.ended_by = "callee"
             break
         record.user_frames += 1
+        if narrator is not None:
+            speech = not (agent_audio.is_silence(frame) or agent_audio.is_beep(frame))
+            await narrator.heard(record.user_frames, speech)
         if agent_audio.is_beep(frame):
             record.voicemail = True
         elif agent_audio.is_silence(frame):
@@ -104,17 +125,54 @@ async def converse(record: ConversationRecord, channel: Channel) -> None:
                 # The callee talks over the greeting: barge-in.
                 await channel.interrupt()
                 record.interruptions += 1
+                if narrator is not None:
+                    await narrator.cut_off()
             spoke = True
             silent = 0
             continue
+        if narrator is not None and await _between_turns(record, channel, narrator):
+            break
+        if narrator is not None:
+            await narrator.agent_turn(REPLY)
         for _ in range(REPLY_FRAMES):
             await channel.speak()
             record.agent_frames += 1
+        if narrator is not None:
+            await narrator.agent_turn_done()
         record.ended_by = "agent"
         break
     record.status = "done"
     record.ended_at = time.time()
-    await channel.end()
+    await channel.end(ERROR_CLOSE_CODE if record.ended_by == "error" else 1000)
+
+
+async def _between_turns(record: ConversationRecord, channel: Channel, narrator: Narrator) -> bool:
+    """The callee's turn is over: transcribe it, then call the client tool or fail, as the agent
+    does. True when the conversation ends here (on an error, or the callee hanging up)."""
+    if not record.voicemail:
+        await narrator.callee_turn(CALLEE_WORDS)
+    behaviour = narrator.behaviour
+    if behaviour.error_mid_call:
+        await narrator.fail()
+        record.ended_by = "error"
+        return True
+    if behaviour.client_tool:
+        await narrator.call_client_tool(behaviour.client_tool, {"account": "sandbox"})
+        deadline = time.monotonic() + TOOL_WAIT_SECONDS
+        # The callee's audio keeps coming while the agent waits: the result is read with it.
+        while not narrator.tool_answered.is_set() and time.monotonic() < deadline:
+            try:
+                frame = await asyncio.wait_for(channel.hear(), deadline - time.monotonic())
+            except TimeoutError:
+                break
+            if frame is None:
+                record.ended_by = "callee"
+                break
+            record.user_frames += 1
+        record.client_tool_calls = [
+            {k: v for k, v in call.items() if k != "sent_at"} for call in narrator.tool_calls
+        ]
+    return record.ended_by is not None
 
 
 def _greeting(variables: dict[str, Any]) -> str:
@@ -129,9 +187,14 @@ def summary(record: ConversationRecord) -> str:
     return f"Spoke with the contact ({shown})."
 
 
-def transcription_webhook(record: ConversationRecord) -> dict[str, Any]:
+def _duration(record: ConversationRecord) -> tuple[float, int]:
     started = record.started_at or time.time()
-    duration = max(1, round((record.ended_at or started) - started))
+    return started, max(1, round((record.ended_at or started) - started))
+
+
+def transcription_webhook(record: ConversationRecord) -> dict[str, Any]:
+    """The `post_call_transcription` body: a GET Conversation response, as ElevenLabs sends it."""
+    started, duration = _duration(record)
     transcript: list[dict[str, Any]] = [
         {
             "role": "agent",
@@ -151,6 +214,7 @@ def transcription_webhook(record: ConversationRecord) -> dict[str, Any]:
                         "tool_name": "voicemail_detection",
                         "params_as_json": "{}",
                         "request_id": "voicemail_detection_1",
+                        "tool_has_been_called": True,
                     }
                 ],
                 "time_in_call_secs": duration,
@@ -189,9 +253,12 @@ def transcription_webhook(record: ConversationRecord) -> dict[str, Any]:
     if record.call_sid:
         metadata["phone_call"] = {
             "type": "twilio",
+            "direction": "outbound",
+            "phone_number_id": record.phone_number_id or "",
             "call_sid": record.call_sid,
-            "external_number": record.to_number,
-            "agent_number": record.from_number,
+            "stream_sid": record.stream_sid or "",
+            "external_number": record.to_number or "",
+            "agent_number": record.from_number or "",
         }
     heard = record.user_frames
     return {
@@ -201,6 +268,10 @@ def transcription_webhook(record: ConversationRecord) -> dict[str, Any]:
             "agent_id": record.agent_id,
             "conversation_id": record.conversation_id,
             "status": "done",
+            "has_audio": bool(record.user_frames or record.agent_frames),
+            "has_user_audio": record.user_frames > 0,
+            "has_response_audio": record.agent_frames > 0,
+            "has_auxiliary_audio": False,
             "transcript": transcript,
             "metadata": metadata,
             "analysis": {
@@ -216,8 +287,23 @@ def transcription_webhook(record: ConversationRecord) -> dict[str, Any]:
             },
             "conversation_initiation_client_data": {
                 "dynamic_variables": record.dynamic_variables,
-                "conversation_config_override": record.conversation_config_override,
+                # An object whatever the call sent: ElevenLabs reports the overrides it applied.
+                "conversation_config_override": record.conversation_config_override or {},
             },
+        },
+    }
+
+
+def audio_webhook(record: ConversationRecord) -> dict[str, Any]:
+    """The `post_call_audio` body: the conversation's recording, base64 MP3."""
+    _, duration = _duration(record)
+    return {
+        "type": "post_call_audio",
+        "event_timestamp": int(time.time()),
+        "data": {
+            "agent_id": record.agent_id,
+            "conversation_id": record.conversation_id,
+            "full_audio": recording.full_audio(duration),
         },
     }
 

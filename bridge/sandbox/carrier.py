@@ -30,7 +30,7 @@ import aiohttp
 from aiohttp import hdrs, web
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from bridge.sandbox import wire
+from bridge.sandbox import account, wire
 from bridge.sandbox.delivery import Sender, loggable_url
 from bridge.sandbox.faults import CallbackFate, CreateFault, FaultInjector, Faults
 from bridge.sandbox.inspection import InspectionGuard, guarded
@@ -172,12 +172,14 @@ class SandboxCarrier:
         app.router.add_get(f"{calls}.json", self._list_calls)
         app.router.add_get(f"{calls}/{{sid}}.json", self._fetch_call)
         app.router.add_post(f"{calls}/{{sid}}.json", self._update_call)
+        account.add_routes(app, self._authenticate)
         # Inspection (full numbers, TwiML with dynamic variables): behind the guard, if any.
         inspect = guarded(self._inspection_guard)
         app.router.add_get("/calls", inspect(self._inspect_calls))
         app.router.add_get("/calls/{sid}/callbacks", inspect(self._inspect_callbacks))
         app.router.add_get("/calls/{sid}/media", inspect(self._inspect_media))
         app.router.add_get("/calls/{sid}/twiml", inspect(self._inspect_twiml))
+        app.router.add_get("/sent", inspect(self._inspect_sent))
         return app
 
     async def start(self, *, resume: bool = True) -> None:
@@ -423,6 +425,15 @@ class SandboxCarrier:
         """The TwiML documents a live call was updated with, oldest first (kept in memory)."""
         return web.json_response(self._twiml_updates.get(request.match_info["sid"], []))
 
+    async def _inspect_sent(self, request: web.Request) -> web.Response:
+        """Every TwiML request and callback sent, as sent (``?after=<seq>`` for the newer)."""
+        try:
+            after = int(request.query.get("after", "0"))
+        except ValueError as exc:
+            raise web.HTTPBadRequest(text='{"detail": "after must be an integer"}') from exc
+        entries = self._sender.journal.entries(after) if self._sender is not None else []
+        return web.json_response(entries)
+
     async def _inspect_media(self, request: web.Request) -> web.Response:
         stats = self._streams.stats.get(request.match_info["sid"]) if self._streams else None
         if stats is None:
@@ -651,8 +662,12 @@ class SandboxCarrier:
             return True
         # Synchronous AMD finishes before the TwiML request, which then carries the verdict.
         answered_by = None if call.async_amd else call.answered_by
+        detection_ms = planned_outcome(call.to_number, call.attempt_number).amd_duration_ms
         reply = await self._sender.request(
-            call.url, wire.request_method(call, "Method"), wire.twiml_params(call, answered_by)
+            call.url,
+            wire.request_method(call, "Method"),
+            wire.twiml_params(call, answered_by, detection_ms),
+            kind="twiml",
         )
         if not reply.ok:
             logger.warning(

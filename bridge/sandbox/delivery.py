@@ -1,10 +1,14 @@
-"""Signed HTTP requests from the sandbox carrier to the application, the way Twilio sends them."""
+"""Signed HTTP requests from the sandbox carrier to the application, the way Twilio sends them,
+and the journal in which the sandbox keeps what it sent."""
 
 from __future__ import annotations
 
 import asyncio
+import itertools
 import logging
+from collections import deque
 from dataclasses import dataclass
+from typing import Any
 from urllib.parse import urlencode
 
 import aiohttp
@@ -34,6 +38,29 @@ class Reply:
         return self.status is None or self.status >= 500
 
 
+class Journal:
+    """Every request the sandbox sent, oldest first, as it went over the wire.
+
+    Kept so that what the sandbox plays can be checked against the vendors' published specs
+    (a test reads it through the inspection routes). Bounded: a long demo keeps the newest.
+    Each entry has a ``seq`` that only grows, so a reader can ask for what came after it.
+    """
+
+    def __init__(self, limit: int) -> None:
+        self._entries: deque[dict[str, Any]] = deque(maxlen=limit)
+        self._seq = itertools.count(1)
+
+    def record(self, **entry: Any) -> None:
+        self._entries.append({"seq": next(self._seq), **entry})
+
+    def entries(self, after: int = 0) -> list[dict[str, Any]]:
+        return [entry for entry in self._entries if entry["seq"] > after]
+
+
+# Twilio requests are a few hundred bytes each: enough for a few hundred calls' worth.
+JOURNAL_LIMIT = 5000
+
+
 def loggable_url(url: str) -> str:
     """The URL without credentials or query string, which may carry tokens."""
     try:
@@ -57,6 +84,7 @@ class Sender:
         self._validator = RequestValidator(auth_token)
         self._retry_delay = retry_delay
         self._timeout = aiohttp.ClientTimeout(total=timeout)
+        self.journal = Journal(JOURNAL_LIMIT)
 
     def sign_with(self, auth_token: str) -> None:
         """Sign from now on with another auth token (the installation's, once it is known)."""
@@ -68,8 +96,11 @@ class Sender:
         method: str,
         params: dict[str, str],
         headers: dict[str, str] | None = None,
+        *,
+        kind: str,
     ) -> Reply:
-        """One signed request; never raises for network trouble."""
+        """One signed request; never raises for network trouble. ``kind`` (twiml, status, amd)
+        is what the journal files it under."""
         if method == "GET":
             # A GET carries the parameters in the URL, so the signature covers them there.
             target = f"{url}{'&' if '?' in url else '?'}{urlencode(params)}" if params else url
@@ -86,6 +117,7 @@ class Sender:
         }
         if body is not None:
             all_headers["Content-Type"] = "application/x-www-form-urlencoded"
+        reply = Reply(None)
         try:
             # encoded=True: send the URL exactly as signed, with no re-quoting of its query.
             async with self._session.request(
@@ -96,10 +128,19 @@ class Sender:
                 timeout=self._timeout,
                 allow_redirects=False,
             ) as response:
-                return Reply(response.status, await response.text())
+                reply = Reply(response.status, await response.text())
         except (aiohttp.ClientError, TimeoutError, ValueError) as exc:
             logger.info("webhook %s %s failed: %r", method, loggable_url(url), exc)
-            return Reply(None)
+        self.journal.record(
+            source="twilio",
+            kind=kind,
+            method=method,
+            url=target,
+            params=params,
+            signature=signature,
+            response_status=reply.status,
+        )
+        return reply
 
     async def deliver(self, callback: Callback) -> tuple[str, int, int | None]:
         """Send one queued callback: (final state, attempts made, last HTTP status)."""
@@ -108,7 +149,10 @@ class Sender:
         reply = Reply(None)
         for attempt in (1, 2):
             attempts = attempt
-            reply = await self.request(callback.url, callback.method, callback.params, headers)
+            kind = "amd" if callback.event == "amd" else "status"
+            reply = await self.request(
+                callback.url, callback.method, callback.params, headers, kind=kind
+            )
             if not reply.retryable:
                 break
             if attempt == 1:

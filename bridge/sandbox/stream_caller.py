@@ -2,9 +2,14 @@
 
 When the TwiML of an answered call says `<Connect><Stream>`, the carrier opens that WebSocket
 (signed with X-Twilio-Signature over its URL, like Twilio), sends `connected` and `start` with
-the `<Parameter>`s, then the callee's audio as 20 ms `media` frames; it echoes every `mark` it is
-sent, counts `media` and `clear`, and ends with `stop` when the callee hangs up. If the
-application closes the stream first, the call ends, as with `<Connect>` on Twilio.
+the `<Parameter>`s, then the callee's audio as 20 ms `media` frames (and a `dtmf` message when
+the callee presses a key), and ends with `stop` when the callee hangs up. If the application
+closes the stream first, the call ends, as with `<Connect>` on Twilio.
+
+The audio the application sends plays in the callee's earpiece at real-time pace (20 ms per
+160-byte frame), from a buffer: a `mark` is echoed once the audio sent before it has played,
+and a `clear` drops the audio not played yet and echoes the marks still pending at once, as
+Twilio documents.
 """
 
 from __future__ import annotations
@@ -16,7 +21,8 @@ import json
 import logging
 import uuid
 import xml.etree.ElementTree as ElementTree
-from collections.abc import Callable
+from collections import deque
+from collections.abc import Awaitable, Callable
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -28,6 +34,10 @@ from bridge.sandbox import agent_audio
 logger = logging.getLogger(__name__)
 
 STOP_WAIT_SECONDS = 2.0
+MULAW_BYTES_PER_SECOND = 8000
+# The keys each kind of callee presses: {frame index: digit}. A person presses 1 once it has
+# said hello, as if answering "press 1 to confirm".
+CALLEE_KEYS: dict[str, dict[int, str]] = {"human": {agent_audio.HELLO_FRAMES + 5: "1"}}
 
 
 @dataclass(frozen=True)
@@ -69,7 +79,12 @@ class StreamStats:
     frames_sent: int = 0
     frames_received: int = 0
     marks_echoed: list[str] = field(default_factory=list)
+    # Of those, the marks echoed because a `clear` dropped the audio before them.
+    marks_cleared: list[str] = field(default_factory=list)
     clears: int = 0
+    audio_ms_received: int = 0
+    audio_ms_cleared: int = 0  # dropped unplayed by a `clear`
+    digits_sent: list[str] = field(default_factory=list)
     ended_by: str | None = None  # callee | application | error
     close_code: int | None = None
     error: str | None = None
@@ -178,6 +193,11 @@ class StreamPlayer:
                     }
                     await ws.send_str(message("media", media=media))
                     stats.frames_sent += 1
+                    digit = CALLEE_KEYS.get(callee, {}).get(index)
+                    if digit is not None:
+                        dtmf = {"track": "inbound_track", "digit": digit}
+                        await ws.send_str(message("dtmf", dtmf=dtmf))
+                        stats.digits_sent.append(digit)
                     index += 1
                     # Real time: one 20 ms frame per 20 ms, until the callee hangs up.
                     with contextlib.suppress(TimeoutError):
@@ -204,17 +224,80 @@ class StreamPlayer:
     async def _listen(
         ws: aiohttp.ClientWebSocketResponse, stats: StreamStats, message: Callable[..., str]
     ) -> None:
-        async for received in ws:
-            if received.type != aiohttp.WSMsgType.TEXT:
-                continue
-            data = json.loads(received.data)
-            event = data.get("event")
-            if event == "media":
-                stats.frames_received += 1
-            elif event == "clear":
-                stats.clears += 1
-            elif event == "mark":
-                name = str((data.get("mark") or {}).get("name", ""))
-                # Twilio echoes a mark once the audio before it has been played.
-                stats.marks_echoed.append(name)
+        async def echo(name: str) -> None:
+            if not ws.closed:
                 await ws.send_str(message("mark", mark={"name": name}))
+
+        earpiece = Earpiece(echo, stats)
+        player = asyncio.create_task(earpiece.play())
+        try:
+            async for received in ws:
+                if received.type != aiohttp.WSMsgType.TEXT:
+                    continue
+                data = json.loads(received.data)
+                event = data.get("event")
+                if event == "media":
+                    stats.frames_received += 1
+                    payload = str((data.get("media") or {}).get("payload", ""))
+                    # Its length in bytes, without decoding it.
+                    earpiece.audio(len(payload) * 3 // 4 - payload[-2:].count("="))
+                elif event == "clear":
+                    stats.clears += 1
+                    await earpiece.clear()
+                elif event == "mark":
+                    earpiece.mark(str((data.get("mark") or {}).get("name", "")))
+        finally:
+            player.cancel()
+            await asyncio.gather(player, return_exceptions=True)
+
+
+class Earpiece:
+    """The callee's ear: the application's audio plays from a buffer at real-time pace, and a
+    mark is echoed when the audio sent before it has played (or been cleared)."""
+
+    def __init__(self, echo: Callable[[str], Awaitable[None]], stats: StreamStats) -> None:
+        self._echo = echo
+        self._stats = stats
+        self._loop = asyncio.get_running_loop()
+        self._ends_at = 0.0  # when the audio buffered so far will have played (loop time)
+        self._marks: deque[tuple[float, str]] = deque()  # (due, name), in order
+        self._woken = asyncio.Event()
+
+    def audio(self, size: int) -> None:
+        seconds = size / MULAW_BYTES_PER_SECOND
+        self._ends_at = max(self._loop.time(), self._ends_at) + seconds
+        self._stats.audio_ms_received += round(seconds * 1000)
+
+    def mark(self, name: str) -> None:
+        self._marks.append((max(self._loop.time(), self._ends_at), name))
+        self._woken.set()
+
+    async def clear(self) -> None:
+        now = self._loop.time()
+        self._stats.audio_ms_cleared += round(max(0.0, self._ends_at - now) * 1000)
+        self._ends_at = now
+        pending = [name for _, name in self._marks]
+        self._marks.clear()
+        for name in pending:
+            self._stats.marks_echoed.append(name)
+            self._stats.marks_cleared.append(name)
+            await self._echo(name)
+
+    async def play(self) -> None:
+        """Echo each mark when its audio has played: one timer, not one sleep per frame."""
+        while True:
+            if not self._marks:
+                self._woken.clear()
+                await self._woken.wait()
+                continue
+            due, name = self._marks[0]
+            delay = due - self._loop.time()
+            if delay > 0:
+                self._woken.clear()
+                # Woken early by a clear (or a new mark): look again.
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._woken.wait(), delay)
+                continue
+            self._marks.popleft()
+            self._stats.marks_echoed.append(name)
+            await self._echo(name)

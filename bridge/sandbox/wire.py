@@ -20,6 +20,7 @@ import phonenumbers
 from aiohttp import web
 from multidict import MultiMapping
 
+from bridge.sandbox.geography import location_params
 from bridge.sandbox.store import CallFilter, SandboxCall
 from campaigns.clock import parse_instant, within_range
 
@@ -340,18 +341,41 @@ def request_method(call: SandboxCall, key: str) -> str:
 # ---------------------------------------------------------------------------- callbacks
 
 
+def call_params(call: SandboxCall, call_status: str) -> dict[str, str]:
+    """What Twilio sends about a call in every request for it (TwiML and status callbacks).
+
+    ``Called``/``Caller`` repeat ``To``/``From`` (Twilio keeps both sets), and each party comes
+    with the place Twilio found for its number. No ``ForwardedFrom``, ``CallerName`` or
+    ``ParentCallSid``: Twilio sends those only for forwarded, caller-name and child calls, and a
+    call placed through the API is none of them.
+    """
+    params = {
+        "CallSid": call.sid,
+        "AccountSid": call.account_sid,
+        "From": call.from_number,
+        "To": call.to_number,
+        "Caller": call.from_number,
+        "Called": call.to_number,
+        "CallStatus": call_status,
+        "Direction": DIRECTION,
+        "ApiVersion": API_VERSION,
+    }
+    for prefix, number in (
+        ("From", call.from_number),
+        ("Caller", call.from_number),
+        ("To", call.to_number),
+        ("Called", call.to_number),
+    ):
+        params.update(location_params(prefix, number))
+    return params
+
+
 def progress_params(
     call: SandboxCall, call_status: str, sequence_number: int, at: datetime
 ) -> dict[str, str]:
     """A call-progress-events status callback, as Twilio posts it to StatusCallback."""
     return {
-        "CallSid": call.sid,
-        "AccountSid": call.account_sid,
-        "From": call.from_number,
-        "To": call.to_number,
-        "CallStatus": call_status,
-        "Direction": DIRECTION,
-        "ApiVersion": API_VERSION,
+        **call_params(call, call_status),
         "Timestamp": rfc2822(at) or "",
         "CallbackSource": CALLBACK_SOURCE,
         "SequenceNumber": str(sequence_number),
@@ -370,19 +394,15 @@ def terminal_params(
     return params
 
 
-def twiml_params(call: SandboxCall, answered_by: str | None) -> dict[str, str]:
-    """The request for the call's TwiML; synchronous AMD adds AnsweredBy to it."""
-    params = {
-        "CallSid": call.sid,
-        "AccountSid": call.account_sid,
-        "From": call.from_number,
-        "To": call.to_number,
-        "CallStatus": "in-progress",
-        "Direction": DIRECTION,
-        "ApiVersion": API_VERSION,
-    }
+def twiml_params(
+    call: SandboxCall, answered_by: str | None, detection_ms: int | None = None
+) -> dict[str, str]:
+    """The request for the call's TwiML; synchronous AMD adds its verdict and how long it took."""
+    params = call_params(call, "in-progress")
     if answered_by:
         params["AnsweredBy"] = answered_by
+        if detection_ms is not None:
+            params["MachineDetectionDuration"] = str(detection_ms)
     return params
 
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from campaigns.outcomes import AGENT_VOICEMAIL, CallUpdate
+from campaigns.call_updates import AGENT_VOICEMAIL, CallUpdate
 
 PROVIDER = "elevenlabs"
 AGENT_UNAVAILABLE = "agent_unavailable"

@@ -15,8 +15,8 @@ from dataclasses import dataclass
 
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from campaigns.outcomes import CallUpdate
-from campaigns.progress import Applied, record_event, record_events
+from campaigns.call_events import Applied, record_event, record_events
+from campaigns.call_updates import CallUpdate
 
 log = logging.getLogger(__name__)
 

@@ -18,11 +18,11 @@ from sqlalchemy import or_, select
 
 from bridge.api.bodies import BadJson, loads, read_body
 from bridge.api.errors import error_response
-from bridge.keys import DISPATCHER, SESSIONMAKER, SETTINGS
+from bridge.keys import SESSIONMAKER, SETTINGS
 from bridge.telephony import elevenlabs_outcomes as outcomes
+from campaigns.call_events import record_event
 from campaigns.clock import utcnow
 from campaigns.models import Attempt, Campaign
-from campaigns.progress import record_event
 
 log = logging.getLogger(__name__)
 
@@ -144,8 +144,6 @@ async def post_call(request: web.Request) -> web.Response:
         log.warning(
             "ElevenLabs %s for unknown conversation %s stored, not applied", kind, conversation_id
         )
-    if applied.attempt_ended:
-        request.app[DISPATCHER].wake()
     return web.json_response(
         {"result": applied.result, "attempt_id": applied.attempt_id, "type": kind}
     )

@@ -14,7 +14,6 @@ from bridge.background import spawn
 from bridge.keys import (
     AGENT_CONNECTOR,
     DIALER,
-    DISPATCHER,
     ELEVENLABS,
     MEDIA_TOKEN_SECRET,
     SESSIONMAKER,
@@ -29,8 +28,8 @@ from bridge.telephony.elevenlabs import AgentApiError, initiation_data
 from bridge.webhooks.applier import applier_for
 from bridge.webhooks.signatures import verified_form
 from campaigns import voicemail
+from campaigns.call_updates import CallUpdate
 from campaigns.clock import utcnow
-from campaigns.outcomes import CallUpdate
 
 log = logging.getLogger(__name__)
 routes = web.RouteTableDef()
@@ -63,9 +62,7 @@ def _call_sid(params: dict[str, str]) -> str:
 
 
 async def _apply(request: web.Request, update: CallUpdate) -> web.Response:
-    applied = await applier_for(request.app[SESSIONMAKER]).apply(update)
-    if applied.attempt_ended:
-        request.app[DISPATCHER].wake()
+    await applier_for(request.app[SESSIONMAKER]).apply(update)
     # Twilio waits at most 15 s and only needs a 2xx: answer at once, with nothing to parse.
     return web.Response(status=204)
 

@@ -14,7 +14,6 @@ from typing import Any
 
 import aiohttp
 import pytest
-from aiohttp import web
 from sqlalchemy import update
 from twilio.request_validator import RequestValidator
 
@@ -23,6 +22,7 @@ from bridge.keys import SESSIONMAKER
 from bridge.settings import SANDBOX_AUTH_TOKEN, Settings
 from campaigns.models import Attempt, AttemptStatus
 from tests.agent_fixtures import TwilioStreamSide, answered_attempt, housekeeping_finished
+from tests.scripted_agent import ScriptedAgent, greet_once
 from tests.service import free_port
 
 # Both nodes answer at one public address, as behind a load balancer: Twilio signs that URL.
@@ -30,57 +30,16 @@ PUBLIC_URL = "http://callbridge.test"
 POLICY_VIOLATION = 1008
 
 
-class Agent:
-    """An ElevenLabs conversation endpoint that greets every caller with one audio chunk."""
-
-    def __init__(self) -> None:
-        self.port = free_port()
-        self.connections = 0
-
-    def app(self) -> web.Application:
-        app = web.Application()
-        app.router.add_get("/v1/convai/conversation/get-signed-url", self._signed_url)
-        app.router.add_get("/v1/convai/conversation", self._conversation)
-        return app
-
-    async def _signed_url(self, request: web.Request) -> web.Response:
-        agent_id = request.query["agent_id"]
-        url = f"ws://127.0.0.1:{self.port}/v1/convai/conversation?agent_id={agent_id}&sig=x"
-        return web.json_response({"signed_url": url})
-
-    async def _conversation(self, request: web.Request) -> web.WebSocketResponse:
-        self.connections += 1
-        ws = web.WebSocketResponse()
-        await ws.prepare(request)
-        await ws.receive_json()  # conversation_initiation_client_data
-        await ws.send_json(
-            {
-                "type": "conversation_initiation_metadata",
-                "conversation_initiation_metadata_event": {
-                    "conversation_id": f"conv_{uuid.uuid4().hex[:8]}",
-                    "agent_output_audio_format": "ulaw_8000",
-                    "user_input_audio_format": "ulaw_8000",
-                },
-            }
-        )
-        await ws.send_json(
-            {"type": "audio", "audio_event": {"audio_base_64": "//////////8=", "event_id": 1}}
-        )
-        async for _ in ws:
-            pass
-        return ws
-
-
 @pytest.fixture
-async def agent(aiohttp_server: Any) -> Agent:
-    server = Agent()
+async def agent(aiohttp_server: Any) -> ScriptedAgent:
+    server = ScriptedAgent(greet_once)
     await aiohttp_server(server.app(), port=server.port)
     return server
 
 
 @pytest.fixture
 async def nodes(
-    database_url: str, aiohttp_server: Any, aiohttp_client: Any, agent: Agent
+    database_url: str, aiohttp_server: Any, aiohttp_client: Any, agent: ScriptedAgent
 ) -> AsyncIterator[list[Any]]:
     """Two service nodes on one database, behind one public URL (the database is asked for
     first, so that it outlives the nodes)."""
@@ -173,7 +132,7 @@ async def waiting_attempt(node: Any, phone: str) -> Attempt:
 
 
 async def test_a_signed_twiml_request_for_another_call_gets_no_media_token(
-    nodes: list[Any], agent: Agent
+    nodes: list[Any], agent: ScriptedAgent
 ) -> None:
     """Attack: replay attempt A's signed TwiML URL with call B's CallSid (or an invented one).
     Promise: 403 and no Stream, no token, no agent; an attempt still waiting for its create's
@@ -227,7 +186,7 @@ async def test_a_media_token_opens_one_stream_on_whichever_node(nodes: list[Any]
 
 
 async def test_a_token_for_one_call_is_refused_on_a_stream_of_another(
-    nodes: list[Any], agent: Agent
+    nodes: list[Any], agent: ScriptedAgent
 ) -> None:
     """Attack: present call A's genuine token in a stream whose `start` names call B.
     Promise: closed with 1008 before any agent connection; the token stays good for call A."""

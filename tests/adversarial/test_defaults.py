@@ -39,7 +39,12 @@ from tests.cluster import SandboxProcess
 from tests.service import API_KEY, Service
 
 PUBLIC_SECRETS = {SANDBOX_AUTH_TOKEN, SANDBOX_ELEVENLABS_API_KEY, SANDBOX_ELEVENLABS_WEBHOOK_SECRET}
-INSPECTION_ROUTES = ["/sandbox/calls", "/sandbox/elevenlabs/conversations"]
+INSPECTION_ROUTES = [
+    "/sandbox/calls",
+    "/sandbox/sent",
+    "/sandbox/elevenlabs/conversations",
+    "/sandbox/elevenlabs/sent",
+]
 
 
 def installation_secrets(database_url: str) -> dict[str, str]:

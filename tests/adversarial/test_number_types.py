@@ -10,7 +10,7 @@ hold for every way a number comes in: CSV and JSON contacts, single calls, batch
 from __future__ import annotations
 
 import io
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -19,9 +19,7 @@ import pytest
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from bridge.migrate import upgrade_to_head
 from campaigns import recurring
-from campaigns.db import make_engine, make_sessionmaker
 from campaigns.importer import parse_batches
 from campaigns.lifecycle import CampaignSpec, create_campaign, start_now
 from campaigns.models import Contact
@@ -334,14 +332,6 @@ def test_an_alternate_number_follows_the_campaigns_number_types() -> None:
     assert [(c.e164, c.alternates) for c in batch.contacts] == [
         ("+14155550100", ("+491371234567",))
     ]
-
-
-@pytest.fixture
-async def sm(database_url: str) -> AsyncIterator[async_sessionmaker[AsyncSession]]:
-    engine = make_engine(database_url)
-    await upgrade_to_head(engine)
-    yield make_sessionmaker(engine)
-    await engine.dispose()
 
 
 async def test_a_recurring_campaign_releases_only_the_number_types_it_calls(

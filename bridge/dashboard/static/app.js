@@ -741,9 +741,36 @@ async function openContact(contactId) {
           ...(a.error_code ? fact("Error", `${a.error_code} ${a.error_message || ""}`) : [])),
         a.transcript_summary
           ? h("blockquote", { class: "summary" }, h("p", { text: a.transcript_summary }))
-          : h("p", { class: "hint", text: "No agent conversation summary." }))))
+          : h("p", { class: "hint", text: "No agent conversation summary." }),
+        ...conversation(a))))
       : h("p", { class: "hint", text: "Not called yet." }));
   if (!dialog.open) dialog.showModal();
+  // While a call is live its transcript grows: read the contact again until the call is over.
+  clearTimeout(openContact.timer);
+  if (contact.calls.some((a) => LIVE_STATUSES.has(a.status))) {
+    openContact.timer = setTimeout(() => {
+      if (dialog.open && dialog.dataset.contact === contactId) openContact(contactId);
+    }, 2000);
+  }
+  dialog.dataset.contact = contactId;
+}
+
+const LIVE_STATUSES = new Set(["dialing", "queued", "initiated", "ringing", "in-progress"]);
+
+// The live transcript, the client tools the agent called and its error, when there are any.
+function conversation(a) {
+  const nodes = [];
+  if (a.live_transcript && a.live_transcript.length) {
+    nodes.push(h("ol", { class: "transcript", "aria-label": `Transcript of attempt ${a.number}` },
+      a.live_transcript.map((line) => h("li", { dataset: { role: line.role } },
+        h("strong", { text: line.role === "agent" ? "Agent: " : "Callee: " }),
+        h("span", { text: line.message + (line.interrupted ? " (cut off)" : "") })))));
+  }
+  if (a.tool_calls && a.tool_calls.length) {
+    nodes.push(h("p", { class: "hint", text: `Client tools: ${a.tool_calls.map((c) => `${c.tool_name}${c.is_error ? " (error)" : ""}`).join(", ")}` }));
+  }
+  if (a.agent_error) nodes.push(h("p", { class: "error", text: `Agent error: ${a.agent_error}` }));
+  return nodes;
 }
 
 async function downloadExport(campaignId, button) {

@@ -1,0 +1,53 @@
+"""Pacing: the wall-clock grid of dial slots that keeps a campaign to its calls per second."""
+
+from __future__ import annotations
+
+import math
+from datetime import UTC, datetime, timedelta
+
+# Pacing. A carrier counts calls per wall-clock second, and the "cps" a campaign promises is
+# checked the same way. Slots therefore sit on a grid fixed to the wall clock: at c calls per
+# second, slot k belongs to the second holding (k + 1/2) / c seconds after the Unix epoch, so
+# every whole second holds exactly c slots and no rate below c is given away.
+#
+# Inside its second the grid is pressed towards the start, leaving the last quarter free
+# (FREE_TAIL): at c = 10 the slots are at .0375, .1125, ... .7125. A dial that leaves late, or
+# reaches a busy provider late, still lands in its own second, and a late dial can only ever be
+# late, never early, so the free time is all at the end. (A test over any sliding window
+# [t, t + 1 s) is another matter: dial i and dial i + c are 1 s apart, so any jitter puts c + 1
+# dials in some such window, which only pacing slower than c avoids.)
+#
+# The guard that makes the per-second count hold whatever the load: a dial leaves only within the
+# wall-clock second its slot is in, less the send margin. A dial woken later than that takes a
+# fresh slot instead of crowding into a second whose own slots are all handed out. Slots are
+# handed out under the campaign row's lock (next_dial_at), so this holds across nodes.
+#
+# Slot indexes are computed from the epoch, never by adding gaps (which would drift). The
+# tolerance maps an instant read back from the database (rounded to the microsecond) to its own
+# slot rather than the next one.
+FREE_TAIL = 0.25
+_SLOT_TOLERANCE = 1e-3
+# Time kept, before the end of a slot's second, for a create to reach the provider and be
+# stamped by its clock (building the request, the network, a busy event loop at either end).
+SEND_MARGIN = timedelta(milliseconds=100)
+
+
+def slot_index(instant: datetime, cps: float) -> int:
+    """The first slot at or after ``instant``."""
+    stamp = instant.timestamp()
+    second = math.floor(stamp)
+    into = (stamp - second) / (1 - FREE_TAIL)
+    # Past the last slot of its second (into the free tail): the next second's first slot.
+    nominal = second + 1 if into >= 1 else second + into
+    return math.ceil(nominal * cps - 0.5 - _SLOT_TOLERANCE)
+
+
+def slot_time(index: int, cps: float) -> datetime:
+    nominal = (index + 0.5) / cps
+    second = math.floor(nominal)
+    return datetime.fromtimestamp(second + (nominal - second) * (1 - FREE_TAIL), UTC)
+
+
+def send_deadline(slot: datetime) -> datetime:
+    """The last instant a dial for ``slot`` may leave and still count in the slot's second."""
+    return slot.replace(microsecond=0) + timedelta(seconds=1) - SEND_MARGIN

@@ -1,0 +1,377 @@
+"""Every change of a contact's state and of an attempt's status, in one place.
+
+A contact is pending (waiting for its next_attempt_at), in_progress (an attempt is live) or done
+(it has its final disposition). An attempt is dialing from its claim until the provider answers
+the create, then follows the provider's statuses to a terminal one; an attempt the provider
+never created ends not_placed, which does not count as an attempt.
+
+Provider events arrive out of order and twice. Folding them in is idempotent and monotonic: a
+status only ever moves forward, and a terminal attempt never leaves its terminal state.
+"""
+
+from __future__ import annotations
+
+import logging
+from datetime import datetime
+
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from campaigns import policy
+from campaigns.call_updates import MACHINE_ANSWERS, CallUpdate, provider_call_update
+from campaigns.clock import utcnow
+from campaigns.dialing import ProviderCall
+from campaigns.events import (
+    AttemptEnded,
+    CampaignCompleted,
+    ContactFinished,
+    ContactsDue,
+    emit,
+)
+from campaigns.ids import new_id
+from campaigns.models import (
+    Attempt,
+    AttemptStatus,
+    Campaign,
+    CampaignStatus,
+    Contact,
+    ContactState,
+    Disposition,
+)
+from campaigns.sqlutil import dialect_name
+
+log = logging.getLogger(__name__)
+
+_RANK = {
+    AttemptStatus.DIALING: 0,
+    AttemptStatus.QUEUED: 1,
+    AttemptStatus.INITIATED: 2,
+    AttemptStatus.RINGING: 3,
+    AttemptStatus.IN_PROGRESS: 4,
+}
+_TERMINAL_RANK = 5
+
+
+def rank(status: str) -> int:
+    return _TERMINAL_RANK if status in AttemptStatus.TERMINAL else _RANK.get(status, 0)
+
+
+def outcome_of(attempt: Attempt) -> str | None:
+    """The attempt's result in campaign terms, or None while the call is live."""
+    status = attempt.status
+    if status == AttemptStatus.COMPLETED:
+        if attempt.answered_by in MACHINE_ANSWERS:
+            return Disposition.VOICEMAIL
+        return Disposition.ANSWERED
+    if status == AttemptStatus.BUSY:
+        return Disposition.BUSY
+    if status == AttemptStatus.NO_ANSWER:
+        return Disposition.NO_ANSWER
+    if status in (AttemptStatus.FAILED, AttemptStatus.CANCELED):
+        return Disposition.FAILED
+    return None
+
+
+def apply_update(attempt: Attempt, update: CallUpdate) -> bool:
+    """Fold one event into the attempt. Returns True when the attempt's outcome changed."""
+    before = outcome_of(attempt)
+    if attempt.provider_call_id is None and not update.stand_in_call_id:
+        # The callback can beat the create response (or the create response was lost in a crash).
+        attempt.provider_call_id = update.provider_call_id
+    if update.answered_by:
+        attempt.answered_by = update.answered_by
+    # Status callbacks carry a status; so do agent reports when the agent placed the call itself.
+    if update.status:
+        _apply_status(attempt, update)
+    _apply_conversation(attempt, update)
+    return outcome_of(attempt) != before
+
+
+def _apply_conversation(attempt: Attempt, update: CallUpdate) -> None:
+    if update.conversation_id and attempt.conversation_id is None:
+        attempt.conversation_id = update.conversation_id
+    if update.transcript is not None:
+        attempt.transcript = update.transcript
+    if update.transcript_summary is not None:
+        attempt.transcript_summary = update.transcript_summary
+    if update.call_successful is not None:
+        attempt.call_successful = update.call_successful
+    if update.data_collection is not None:
+        attempt.data_collection = update.data_collection
+    if update.conversation_seconds is not None:
+        attempt.conversation_seconds = update.conversation_seconds
+
+
+def _apply_status(attempt: Attempt, update: CallUpdate) -> None:
+    assert update.status is not None
+    if update.sequence is not None and update.sequence > attempt.last_sequence:
+        attempt.last_sequence = update.sequence
+    new_rank = rank(update.status)
+    if attempt.status in AttemptStatus.TERMINAL or new_rank <= rank(attempt.status):
+        _fill_terminal_details(attempt, update)
+        return
+    if update.status == AttemptStatus.IN_PROGRESS:
+        attempt.answered_at = update.received_at
+    attempt.status = update.status
+    if new_rank == _TERMINAL_RANK:
+        attempt.ended_at = update.received_at
+        _fill_terminal_details(attempt, update)
+
+
+def _fill_terminal_details(attempt: Attempt, update: CallUpdate) -> None:
+    """Durations and codes only travel on terminal events; a late duplicate may still carry them."""
+    if update.status not in AttemptStatus.TERMINAL:
+        return
+    if update.duration_seconds is not None and attempt.talk_seconds is None:
+        attempt.talk_seconds = update.duration_seconds
+    if update.sip_response_code is not None and attempt.sip_response_code is None:
+        attempt.sip_response_code = update.sip_response_code
+    if update.error_code and attempt.error_code is None:
+        attempt.error_code = update.error_code
+        attempt.error_message = update.error_message
+    if attempt.ring_seconds is None and attempt.dialed_at is not None:
+        ring_end = attempt.answered_at or attempt.ended_at
+        if ring_end is not None:
+            attempt.ring_seconds = max(0, round((ring_end - attempt.dialed_at).total_seconds()))
+
+
+async def apply_event(
+    session: AsyncSession, attempt: Attempt, update_: CallUpdate, now: datetime
+) -> bool:
+    """Apply an update to a locked attempt; settle the contact when the outcome changed.
+
+    Returns True when the attempt has just ended (a concurrency slot is free).
+    """
+    was_live = attempt.status not in AttemptStatus.TERMINAL
+    if not apply_update(attempt, update_):
+        return False
+    outcome = outcome_of(attempt)
+    attempt.outcome = outcome
+    ended = was_live and attempt.status in AttemptStatus.TERMINAL
+    if ended:
+        _emit_attempt_ended(session, attempt)
+    if outcome is not None:
+        await settle_contact(session, attempt, outcome, now, first_time=was_live)
+    return ended
+
+
+def _emit_attempt_ended(session: AsyncSession, attempt: Attempt) -> None:
+    emit(
+        session,
+        AttemptEnded(
+            attempt.id, attempt.campaign_id, attempt.contact_id, attempt.status, attempt.outcome
+        ),
+    )
+
+
+async def end_attempt(session: AsyncSession, attempt: Attempt, status: str, now: datetime) -> None:
+    """End an attempt that no provider event will end (the provider refused to create it)."""
+    attempt.status = status
+    attempt.ended_at = now
+    attempt.outcome = outcome_of(attempt)
+    _emit_attempt_ended(session, attempt)
+    if attempt.outcome is not None:
+        await settle_contact(session, attempt, attempt.outcome, now, first_time=True)
+
+
+async def settle_contact(
+    session: AsyncSession, attempt: Attempt, outcome: str, now: datetime, *, first_time: bool
+) -> None:
+    contact = await session.scalar(
+        select(Contact).where(Contact.id == attempt.contact_id).with_for_update()
+    )
+    if contact is None:
+        return
+    if outcome == Disposition.VOICEMAIL and attempt.voicemail_action == "message_left":
+        outcome = Disposition.VOICEMAIL_LEFT
+    if not first_time:
+        # A late AMD result re-labels an ended call (answered -> voicemail); both are final.
+        if contact.state == ContactState.DONE and contact.disposition != outcome:
+            contact.disposition = outcome
+        return
+    if contact.state != ContactState.IN_PROGRESS:
+        return
+    campaign = await session.get(Campaign, attempt.campaign_id)
+    assert campaign is not None
+    dials = await _dial_times(session, campaign, contact)
+    retry_as = Disposition.VOICEMAIL if outcome == Disposition.VOICEMAIL_LEFT else outcome
+    policy.next_number_after_failure(campaign, contact, retry_as)
+    step = policy.after_attempt(campaign, contact, retry_as, now, attempt.error_code, dials)
+    if isinstance(step, policy.Retry) and campaign.status == CampaignStatus.CANCELLED:
+        # A call that was live when the campaign was cancelled ends it for this contact.
+        step = policy.Final(retry_as)
+    if isinstance(step, policy.Retry):
+        contact.state = ContactState.PENDING
+        contact.next_attempt_at = step.at
+        return
+    disposition = outcome if step.disposition == retry_as else step.disposition
+    finish_contact(session, contact, disposition, now)
+    await session.flush()
+    await complete_if_finished(session, campaign, now)
+
+
+async def _dial_times(
+    session: AsyncSession, campaign: Campaign, contact: Contact
+) -> list[datetime]:
+    """When the contact was dialled: only the caps per day / per 24 h need it."""
+    if not (campaign.max_attempts_per_day or campaign.rule_set):
+        return []
+    rows = await session.scalars(
+        select(Attempt.scheduled_at).where(
+            Attempt.contact_id == contact.id, Attempt.status != AttemptStatus.NOT_PLACED
+        )
+    )
+    return list(rows)
+
+
+def finish_contact(
+    session: AsyncSession, contact: Contact, disposition: str, now: datetime
+) -> None:
+    """Give a contact its final disposition (the caller checks campaign completion)."""
+    contact.state = ContactState.DONE
+    contact.disposition = disposition
+    contact.finished_at = now
+    contact.next_attempt_at = None
+    emit(session, ContactFinished(contact.id, contact.campaign_id, disposition))
+
+
+async def complete_if_finished(session: AsyncSession, campaign: Campaign, now: datetime) -> bool:
+    if campaign.schedule_cron:
+        # A recurring campaign waits for its next firing: it is never done by itself.
+        return False
+    if campaign.status != CampaignStatus.RUNNING:
+        return False
+    # Two transactions settling a campaign's last contacts at once would each count the other's
+    # contact as open (READ COMMITTED) and neither would complete it: they take turns on the
+    # campaign row, so the later one counts after the earlier one committed. (SQLite writers
+    # already take turns: every write transaction begins IMMEDIATE.)
+    if dialect_name(session) != "sqlite":
+        await session.execute(
+            select(Campaign.id).where(Campaign.id == campaign.id).with_for_update()
+        )
+    # Is any contact still open? Named states (not "!= done") let the (campaign_id, state, …)
+    # index answer with a seek; a count would walk every finished contact, once per contact.
+    open_contact = await session.scalar(
+        select(Contact.id)
+        .where(
+            Contact.campaign_id == campaign.id,
+            Contact.state.in_((ContactState.PENDING, ContactState.IN_PROGRESS)),
+        )
+        .limit(1)
+    )
+    if open_contact is not None:
+        return False
+    campaign.status = CampaignStatus.COMPLETED
+    campaign.completed_at = now
+    emit(session, CampaignCompleted(campaign.id))
+    log.info("campaign %s completed", campaign.id)
+    return True
+
+
+# --- the dial: claim, create, and what becomes of an attempt before any provider event ---------
+
+
+def claim(
+    session: AsyncSession,
+    campaign: Campaign,
+    contact: Contact,
+    *,
+    at: datetime,
+    now: datetime,
+    lease_expires_at: datetime,
+) -> Attempt:
+    """A pending contact gets an attempt, dialing, committed before the provider is asked."""
+    contact.state = ContactState.IN_PROGRESS
+    contact.attempts_made += 1
+    contact.next_attempt_at = None
+    attempt = Attempt(
+        id=new_id("att"),
+        campaign_id=campaign.id,
+        contact_id=contact.id,
+        number=contact.attempts_made,
+        phone_number=contact.current_number,
+        status=AttemptStatus.DIALING,
+        created_at=now,
+        scheduled_at=at,
+        lease_expires_at=lease_expires_at,
+    )
+    session.add(attempt)
+    return attempt
+
+
+def placed(attempt: Attempt, call_id: str, sent_at: datetime) -> None:
+    """The provider created the call. A callback may have moved the attempt on already."""
+    if attempt.provider_call_id is None:
+        attempt.provider_call_id = call_id
+    if attempt.status == AttemptStatus.DIALING:
+        attempt.status = AttemptStatus.QUEUED
+    attempt.dialed_at = attempt.dialed_at or sent_at
+    attempt.lease_expires_at = None
+
+
+async def adopt(session: AsyncSession, attempt: Attempt, call: ProviderCall, now: datetime) -> None:
+    """A create without a clear answer did make this call (found in the provider's list)."""
+    attempt.provider_call_id = call.call_id
+    attempt.dialed_at = attempt.dialed_at or call.created_at or now
+    attempt.lease_expires_at = None
+    attempt.status = AttemptStatus.QUEUED
+    await apply_event(session, attempt, provider_call_update(call, now), now)
+
+
+async def not_placed(
+    session: AsyncSession,
+    attempt: Attempt,
+    retry_at: datetime,
+    *,
+    error_code: str | None = None,
+    error_message: str | None = None,
+) -> Contact | None:
+    """Nothing was dialled for the attempt: it does not count, and its contact is pending again,
+    due at ``retry_at``. Returns the contact."""
+    attempt.status = AttemptStatus.NOT_PLACED
+    attempt.ended_at = utcnow()
+    attempt.lease_expires_at = None
+    if error_code is not None:
+        attempt.error_code = error_code
+        attempt.error_message = error_message
+    contact = await session.get(Contact, attempt.contact_id, with_for_update=True)
+    if contact is not None and contact.state == ContactState.IN_PROGRESS:
+        contact.attempts_made -= 1
+        contact.state = ContactState.PENDING
+        contact.next_attempt_at = retry_at
+    return contact
+
+
+async def refused(
+    session: AsyncSession, attempt: Attempt, code: str | None, message: str, now: datetime
+) -> None:
+    """The provider refused the create for good: the attempt failed, and counts."""
+    attempt.error_code = code
+    attempt.error_message = message[:500]
+    attempt.lease_expires_at = None
+    await end_attempt(session, attempt, AttemptStatus.FAILED, now)
+
+
+def replan_after_close(
+    session: AsyncSession, campaign: Campaign, contact: Contact, closed: datetime, now: datetime
+) -> None:
+    """Plan a contact whose dial could not be made before its window closed: the next opening
+    from ``closed`` on, or ``expired`` when there is none (the campaign's end comes first).
+
+    Caps need no second look: they held at the instant planned before, and a later instant
+    only leaves past dials further behind.
+    """
+    planned = policy.plan(campaign, contact, closed)
+    if planned is None:
+        finish_contact(session, contact, Disposition.EXPIRED, now)
+    else:
+        contact.next_attempt_at = planned
+
+
+def reopen(session: AsyncSession, contact: Contact, now: datetime) -> None:
+    """A finished contact is called again (a batch retried): pending, due now."""
+    emit(session, ContactsDue(contact.campaign_id))
+    contact.state = ContactState.PENDING
+    contact.disposition = None
+    contact.finished_at = None
+    contact.next_attempt_at = now
