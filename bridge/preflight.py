@@ -246,7 +246,9 @@ async def _public_url(settings: Settings) -> Finding:
             f"{url} answered HTTP {status}, not callbridge's health check: point "
             "CALLBRIDGE_PUBLIC_URL at this service.",
         )
-    if not settings.sandbox and not settings.public_url.startswith("https://"):
+    # The real Twilio wants https; a carrier of one's own (CALLBRIDGE_TWILIO_API_URL) may not.
+    real_twilio = not settings.sandbox and not settings.twilio_api_base_url
+    if real_twilio and not settings.public_url.startswith("https://"):
         return Finding(
             "public_url",
             True,

@@ -29,7 +29,7 @@ from bridge.api.bodies import JSON_LIMIT_BYTES, BadJson, loads, read_body
 from bridge.sandbox import agent_audio, agent_brain
 from bridge.sandbox.agent_brain import ConversationRecord
 from bridge.sandbox.agent_events import Narrator, behaviour_for
-from bridge.sandbox.agent_profiles import AgentProfile, profile_for
+from bridge.sandbox.agent_profiles import AgentProfile, exists, profile_for
 from bridge.sandbox.delivery import Journal
 from bridge.sandbox.inspection import InspectionGuard, guarded
 
@@ -54,6 +54,15 @@ def _ws_base(http_base: str) -> str:
 
 # Sees every conversation message both ways: ("server" | "client", message).
 WireTap = Callable[[str, dict[str, Any]], None]
+
+
+def _check_exists(agent_id: str) -> None:
+    """404, as ElevenLabs answers for an agent that is not in the key's workspace."""
+    if not exists(agent_id):
+        raise web.HTTPNotFound(
+            text='{"detail": {"status": "agent_not_found", "message": "Agent not found"}}',
+            content_type="application/json",
+        )
 
 
 class _ConversationSocket:
@@ -323,11 +332,13 @@ class SandboxAgent:
 
     async def _get_agent(self, request: web.Request) -> web.Response:
         self._check_key(request)
+        _check_exists(request.match_info["agent_id"])
         return web.json_response(self._agent_document(request.match_info["agent_id"]))
 
     async def _patch_agent(self, request: web.Request) -> web.Response:
         self._check_key(request)
         agent_id = request.match_info["agent_id"]
+        _check_exists(agent_id)
         body = await self._json(request)
         config = body.get("conversation_config") or {}
         try:
@@ -345,6 +356,7 @@ class SandboxAgent:
         agent_id = request.query.get("agent_id", "")
         if not agent_id:
             raise web.HTTPUnprocessableEntity(text='{"detail": "agent_id is required"}')
+        _check_exists(agent_id)
         signature = secrets.token_urlsafe(24)
         self._signed[signature] = agent_id
         query = urlencode({"agent_id": agent_id, "conversation_signature": signature})
@@ -491,6 +503,7 @@ class SandboxAgent:
 
     async def _conversation_socket(self, request: web.Request) -> web.StreamResponse:
         agent_id = request.query.get("agent_id", "")
+        _check_exists(agent_id)
         signature = request.query.get("conversation_signature")
         if signature is not None and self._signed.pop(signature, None) != agent_id:
             raise web.HTTPForbidden(text='{"detail": "invalid conversation signature"}')

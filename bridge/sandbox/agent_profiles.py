@@ -3,8 +3,9 @@
 Defaults are keyed by the agent id, so a test picks an agent by naming it: an id that contains a
 format name (`agent_pcm_16000`, `agent_pcm_44100`, `agent_mp3_44100`) uses that format both ways,
 any other id `ulaw_8000`, as an agent set up for Twilio would; `tone_<hz>` in the id (e.g.
-`agent_pcm_24000_tone_1000`) sets the tone, else 440 Hz. The sandbox's agent API changes them per
-agent as ElevenLabs' does (PATCH /v1/convai/agents/{agent_id}, conversation_config.tts and .asr).
+`agent_pcm_24000_tone_1000`) sets the tone, else 440 Hz. An id containing `unknown` names no
+agent (the agent API answers 404). The sandbox's agent API changes them per agent as ElevenLabs'
+does (PATCH /v1/convai/agents/{agent_id}, conversation_config.tts and .asr).
 """
 
 from __future__ import annotations
@@ -60,6 +61,12 @@ class AgentProfile:
                 raise ValueError(f"{key} must be one of {', '.join(AGENT_FORMATS)}")
             changed = replace(changed, **{f"{field}_format": value})
         return changed
+
+
+def exists(agent_id: str) -> bool:
+    """Every agent id names an agent of the sandbox's workspace but those containing `unknown`
+    (`agent_unknown_x`): they rehearse an id that is wrong, or of another workspace."""
+    return "unknown" not in agent_id
 
 
 def profile_for(agent_id: str) -> AgentProfile:
