@@ -119,10 +119,10 @@ def render(view: dict[str, Any], attention: list[dict[str, Any]]) -> RenderableT
     return Group(*parts)
 
 
-def print_summary(console: Console, outcome: Outcome) -> None:
-    summary = outcome.summary()
-    console.print(f"[bold]campaign {summary['campaign_id']} {summary['status']}")
-    table = Table()
+def print_dispositions(console: Console, summary: dict[str, Any], title: str | None = None) -> None:
+    """A campaign's contacts by disposition, and the calls placed: the end of `run`, `watch`
+    and `demo`."""
+    table = Table(title=title)
     table.add_column("disposition")
     table.add_column("contacts", justify="right")
     for name, count in summary["dispositions"].items():
@@ -130,5 +130,11 @@ def print_summary(console: Console, outcome: Outcome) -> None:
     table.add_row("[bold]total", f"[bold]{summary['contacts']}")
     console.print(table)
     console.print(f"{summary['attempts']} calls placed for {summary['contacts']} contacts.")
+
+
+def print_summary(console: Console, outcome: Outcome) -> None:
+    summary = outcome.summary()
+    console.print(f"[bold]campaign {summary['campaign_id']} {summary['status']}")
+    print_dispositions(console, summary)
     if outcome.attention:
         console.print(f"[red]{len(outcome.attention)} attention item(s): see above.")

@@ -16,9 +16,9 @@ import aiohttp
 from aiohttp import web
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
-from rich.table import Table
 
 from bridge.app import create_app
+from bridge.cli_watch import print_dispositions
 from bridge.ops.serving import on_listening
 from bridge.settings import Settings
 
@@ -61,7 +61,7 @@ async def run_demo(*, contacts: Path | None, as_json: bool) -> int:
     if as_json:
         print(json.dumps(summary, indent=2))
     else:
-        _print_summary(console, summary)
+        print_dispositions(console, summary, title=f"Campaign {summary['campaign_id']}")
     return 0
 
 
@@ -137,14 +137,3 @@ async def _watch(
             if time.monotonic() > deadline:
                 raise RuntimeError(f"demo campaign did not finish in {DEMO_TIMEOUT_SECONDS} s")
             await asyncio.sleep(0.2)  # a display refresh, not a synchronisation
-
-
-def _print_summary(console: Console, summary: dict[str, Any]) -> None:
-    table = Table(title=f"Campaign {summary['campaign_id']}")
-    table.add_column("disposition")
-    table.add_column("contacts", justify="right")
-    for name, count in summary["dispositions"].items():
-        table.add_row(name, str(count))
-    table.add_row("[bold]total", f"[bold]{summary['contacts']}")
-    console.print(table)
-    console.print(f"{summary['attempts']} calls placed for {summary['contacts']} contacts.")
