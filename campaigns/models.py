@@ -333,7 +333,11 @@ class StagedContact(Base):
 
     __tablename__ = "staged_contacts"
     # A number appears once per file: a repeat is the file's own duplicate.
-    __table_args__ = (UniqueConstraint("import_id", "phone_number", name="uq_staged_contacts"),)
+    __table_args__ = (
+        UniqueConstraint("import_id", "phone_number", name="uq_staged_contacts"),
+        # Published and discarded in seq ranges (staged_imports).
+        Index("ix_staged_contacts_chunk", "import_id", "seq"),
+    )
 
     seq: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
     import_id: Mapped[str] = mapped_column(ForeignKey("import_runs.id", ondelete="CASCADE"))
@@ -353,7 +357,10 @@ class StagedDncEntry(Base):
     """A number of a do-not-call ImportRun not yet published."""
 
     __tablename__ = "staged_dnc_entries"
-    __table_args__ = (UniqueConstraint("import_id", "phone_number", name="uq_staged_dnc_entries"),)
+    __table_args__ = (
+        UniqueConstraint("import_id", "phone_number", name="uq_staged_dnc_entries"),
+        Index("ix_staged_dnc_entries_chunk", "import_id", "seq"),
+    )
 
     seq: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
     import_id: Mapped[str] = mapped_column(ForeignKey("import_runs.id", ondelete="CASCADE"))

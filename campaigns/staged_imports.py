@@ -18,10 +18,12 @@ faster than staging twice.
 
 from __future__ import annotations
 
+import asyncio
+from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
-from sqlalchemy import Delete, bindparam, delete, func, select, text, update
+from sqlalchemy import TextClause, bindparam, delete, func, select, text, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from campaigns.base import UTCDateTime
@@ -47,6 +49,11 @@ STALE_AFTER = timedelta(minutes=2)
 
 _STAGED = {CONTACTS: StagedContact, DNC: StagedDncEntry}
 
+# A run's chunk is read through the (import_id, seq) index: through the (import_id, phone_number)
+# one SQLite walked all of the run's rows for every chunk, and a file of millions of rows held the
+# database for minutes while it was published.
+_CHUNK = "import_id = :run AND seq > :low AND seq <= :high"
+
 # Contacts of a file share the empty dedupe scope and start pending (see importer._contact_values).
 _PUBLISH_CONTACTS = text(
     "INSERT INTO contacts (id, campaign_id, external_id, phone_number, dedupe_scope,"
@@ -54,7 +61,7 @@ _PUBLISH_CONTACTS = text(
     " row_number, state, attempts_made, next_attempt_at, call_at, created_at)"
     " SELECT id, :campaign_id, external_id, phone_number, '', alternate_numbers, 0, 0,"
     " time_zones, dynamic_variables, row_number, :pending, 0, next_attempt_at, call_at, :now"
-    " FROM staged_contacts WHERE import_id = :run AND seq > :low AND seq <= :high ORDER BY seq"
+    f" FROM staged_contacts WHERE {_CHUNK} ORDER BY seq"
     " ON CONFLICT (campaign_id, phone_number, dedupe_scope) DO NOTHING"
     " RETURNING phone_number"
 ).bindparams(bindparam("now", type_=UTCDateTime()))
@@ -63,7 +70,7 @@ _PUBLISH_CONTACTS = text(
 _PUBLISH_DNC = text(
     "INSERT INTO dnc_entries (phone_number, campaign_id, reason, created_at)"
     " SELECT phone_number, :campaign_id, reason, :now FROM staged_dnc_entries AS staged"
-    " WHERE import_id = :run AND seq > :low AND seq <= :high AND NOT EXISTS ("
+    f" WHERE {_CHUNK} AND NOT EXISTS ("
     "   SELECT 1 FROM dnc_entries AS listed WHERE listed.phone_number = staged.phone_number"
     "   AND listed.campaign_id IS :campaign_id)"
     " ORDER BY seq ON CONFLICT DO NOTHING RETURNING id"
@@ -117,35 +124,46 @@ async def publish(sessionmaker: async_sessionmaker[AsyncSession], run_id: str) -
     """Move a decided run's rows to their table, a chunk per transaction, then forget the run."""
     async with sessionmaker() as session:
         run = await session.get(ImportRun, run_id)
-        if run is None:
-            return Published()
-        kind, campaign_id = run.kind, run.campaign_id
-        staged = _STAGED[kind]
-        low, top = (
-            await session.execute(
-                select(func.min(staged.seq), func.max(staged.seq)).where(staged.import_id == run_id)
-            )
-        ).one()
+    if run is None:
+        return Published()
+    kind, campaign_id = run.kind, run.campaign_id
     published = Published()
-    if low is not None:
-        low -= 1
-        while low < top:
-            high = low + PUBLISH_ROWS
-            async with sessionmaker.begin() as session:
-                await touch(session, run_id)
-                params = {"run": run_id, "campaign_id": campaign_id, "low": low, "high": high}
-                if kind == CONTACTS:
-                    await _publish_contacts(session, params, published)
-                else:
-                    result = await session.execute(_PUBLISH_DNC, {**params, "now": utcnow()})
-                    published.added += len(result.all())
-                    await session.execute(_delete_chunk(staged, run_id, low, high))
-            low = high
+    async for low, high in _chunks(sessionmaker, run_id, _STAGED[kind], PUBLISH_ROWS):
+        async with sessionmaker.begin() as session:
+            await touch(session, run_id)
+            params = {"run": run_id, "campaign_id": campaign_id, "low": low, "high": high}
+            if kind == CONTACTS:
+                await _publish_contacts(session, params, published)
+            else:
+                result = await session.execute(_PUBLISH_DNC, {**params, "now": utcnow()})
+                published.added += len(result.all())
+                await session.execute(_delete_chunk(_STAGED[kind]), params)
     async with sessionmaker.begin() as session:
         await session.execute(delete(ImportRun).where(ImportRun.id == run_id))
         if kind == CONTACTS and campaign_id is not None and published.added:
             emit(session, ContactsDue(campaign_id))
     return published
+
+
+async def _chunks(
+    sessionmaker: async_sessionmaker[AsyncSession],
+    run_id: str,
+    staged: type[StagedContact] | type[StagedDncEntry],
+    size: int,
+) -> AsyncIterator[tuple[int, int]]:
+    """The run's seq ranges (low, high], ``size`` wide, first to last."""
+    async with sessionmaker() as session:
+        first, last = (
+            await session.execute(
+                select(func.min(staged.seq), func.max(staged.seq)).where(staged.import_id == run_id)
+            )
+        ).one()
+    if first is None:
+        return
+    for low in range(first - 1, last, size):
+        yield low, low + size
+        # Let a request that waited for the database take it before the next chunk does.
+        await asyncio.sleep(0)
 
 
 async def _publish_contacts(
@@ -160,17 +178,13 @@ async def _publish_contacts(
     )
     published.added += len(added)
     moved = await session.execute(
-        _delete_chunk(StagedContact, str(params["run"]), params["low"], params["high"]).returning(
-            StagedContact.phone_number, StagedContact.row_number, StagedContact.raw
-        )
+        text(f"{_delete_chunk(StagedContact)} RETURNING phone_number, row_number, raw"), params
     )
     published.raced += [(row, raw) for number, row, raw in moved if number not in added]
 
 
-def _delete_chunk(
-    staged: type[StagedContact] | type[StagedDncEntry], run_id: str, low: object, high: object
-) -> Delete:
-    return delete(staged).where(staged.import_id == run_id, staged.seq > low, staged.seq <= high)
+def _delete_chunk(staged: type[StagedContact] | type[StagedDncEntry]) -> TextClause:
+    return text(f"DELETE FROM {staged.__tablename__} WHERE {_CHUNK}")
 
 
 async def discard(sessionmaker: async_sessionmaker[AsyncSession], run_id: str) -> None:
@@ -180,18 +194,9 @@ async def discard(sessionmaker: async_sessionmaker[AsyncSession], run_id: str) -
     if run is None:
         return
     staged = _STAGED[run.kind]
-    while True:
+    async for low, high in _chunks(sessionmaker, run_id, staged, DISCARD_ROWS):
         async with sessionmaker.begin() as session:
-            chunk = (
-                select(staged.seq)
-                .where(staged.import_id == run_id)
-                .order_by(staged.seq)
-                .limit(DISCARD_ROWS)
-                .scalar_subquery()
-            )
-            removed = await session.execute(delete(staged).where(staged.seq.in_(chunk)))
-        if not removed.rowcount:  # type: ignore[attr-defined]
-            break
+            await session.execute(_delete_chunk(staged), {"run": run_id, "low": low, "high": high})
     async with sessionmaker.begin() as session:
         await session.execute(delete(ImportRun).where(ImportRun.id == run_id))
 
