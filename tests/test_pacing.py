@@ -6,8 +6,11 @@ from collections import Counter
 from datetime import UTC, datetime, timedelta
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from campaigns.pacing import send_deadline, slot_index, slot_time
+from tests.cluster import most_in_sliding_second
 
 
 @pytest.mark.parametrize("cps", [1, 3, 7, 10, 20, 30])
@@ -39,12 +42,33 @@ def test_a_slot_read_back_from_the_database_is_the_same_slot(cps: float) -> None
 
 
 def test_a_late_dial_may_leave_only_within_its_slots_second() -> None:
-    last = datetime(2030, 1, 1, 12, 0, 0, 712_500, tzinfo=UTC)
-    deadline = send_deadline(last)
-    # The last slot may leave nearly 200 ms late, and the create still has 100 ms to arrive.
-    assert deadline == datetime(2030, 1, 1, 12, 0, 0, 900_000, tzinfo=UTC)
+    last = datetime(2030, 1, 1, 12, 0, 0, 862_500, tzinfo=UTC)  # slot 23 of 24 at cps 24
+    # The create still has 100 ms to arrive within the second.
+    assert send_deadline(last) == datetime(2030, 1, 1, 12, 0, 0, 900_000, tzinfo=UTC)
+
+
+def test_a_late_dial_may_leave_only_shortly_after_its_slot() -> None:
     first = datetime(2030, 1, 1, 12, 0, 0, 37_500, tzinfo=UTC)
-    assert send_deadline(first) == deadline
+    assert send_deadline(first) == first + timedelta(milliseconds=100)
+
+
+@settings(max_examples=100, deadline=None)
+@given(
+    cps=st.integers(min_value=10, max_value=200),
+    start=st.floats(min_value=1.9e9, max_value=2e9),
+    lateness=st.lists(st.floats(min_value=0, max_value=1), min_size=400, max_size=400),
+)
+def test_dials_that_leave_in_time_stay_near_the_rate_over_any_sliding_second(
+    cps: int, start: float, lateness: list[float]
+) -> None:
+    """However late each dial leaves within what send_deadline allows, no sliding second holds
+    more than 1.25 x cps of them: late dials do not bunch up with the next ones."""
+    first = slot_index(datetime.fromtimestamp(start, UTC), cps)
+    left = []
+    for i, late in enumerate(lateness):
+        slot = slot_time(first + i, cps)
+        left.append(slot + (send_deadline(slot) - slot) * late)
+    assert most_in_sliding_second(left) <= 1.25 * cps
 
 
 def test_an_instant_in_the_free_tail_waits_for_the_next_seconds_first_slot() -> None:
