@@ -21,6 +21,7 @@ BENCHMARKS = {
     "B6": "bench.b6_relay",
     "B7": "bench.b7_memory",
     "B9": "bench.b9_import_latency",
+    "B10": "bench.b10_statements",
 }
 
 

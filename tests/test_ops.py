@@ -91,6 +91,11 @@ def test_health_readiness_and_metrics_move_as_calls_happen(
         assert after[("callbridge_webhook_seconds_count", status_route)] >= dials
         assert value(after, "callbridge_live_calls") == 0
         assert value(after, "callbridge_dispatch_lag_seconds") == 0
+        # What the calls cost the database: every placed call took statements and commits.
+        statements = value(after, "callbridge_db_statements_total")
+        commits = value(after, "callbridge_db_transactions_total", end="commit")
+        assert statements - value(before, "callbridge_db_statements_total") > dials
+        assert commits - value(before, "callbridge_db_transactions_total", end="commit") > dials
     finally:
         service.stop()
 

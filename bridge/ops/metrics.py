@@ -15,8 +15,9 @@ from typing import Any
 from aiohttp import web
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 from prometheus_client.exposition import CONTENT_TYPE_LATEST, generate_latest
+from sqlalchemy import event as sql_event
 from sqlalchemy import func, select
-from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from bridge.keys import METRICS, SESSIONMAKER
 from campaigns.api_tables import DeliveryStatus, WebhookDelivery
@@ -77,11 +78,32 @@ class Metrics:
         self.outbox_backlog = Gauge(
             "callbridge_outbox_backlog", "Outgoing webhook deliveries not yet made", registry=r
         )
+        self.db_statements = Counter(
+            "callbridge_db_statements",
+            "SQL statements this node sent to the database (BEGIN included)",
+            registry=r,
+        )
+        self.db_transactions = Counter(
+            "callbridge_db_transactions",
+            "Database transactions this node ended, by how (commit, rollback)",
+            ["end"],
+            registry=r,
+        )
         self.attention_open = Gauge(
             "callbridge_attention_items_open",
             "Problems an operator has to fix (e.g. campaigns paused by the circuit breaker)",
             registry=r,
         )
+
+    def watch(self, engine: AsyncEngine) -> None:
+        """Count the engine's statements and transactions: what a call costs the database."""
+        statements = self.db_statements
+        commits = self.db_transactions.labels(end="commit")
+        rollbacks = self.db_transactions.labels(end="rollback")
+        sync = engine.sync_engine
+        sql_event.listen(sync, "before_cursor_execute", lambda *_: statements.inc())
+        sql_event.listen(sync, "commit", lambda _: commits.inc())
+        sql_event.listen(sync, "rollback", lambda _: rollbacks.inc())
 
     def on_commit(self, events: list[Any]) -> None:
         for event in events:

@@ -6,7 +6,7 @@ from typing import Any
 
 from aiohttp import web
 
-from bridge.keys import DIALER, EVENTS, METRICS, OPS_STATE, PLACED_CALLS
+from bridge.keys import DIALER, ENGINE, EVENTS, METRICS, OPS_STATE, PLACED_CALLS
 from bridge.ops import attention, health, metrics
 from bridge.ops.health import OpsState
 from bridge.ops.metrics import MeteredDialer, Metrics
@@ -16,6 +16,7 @@ from campaigns.events import AttemptEnded
 
 def setup(app: web.Application) -> None:
     app[METRICS] = Metrics()
+    app[METRICS].watch(app[ENGINE])
     app[OPS_STATE] = OpsState()
     placed: set[str] = set()
     app[PLACED_CALLS] = placed
