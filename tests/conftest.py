@@ -3,10 +3,13 @@ CALLBRIDGE_TEST_DATABASE_URL names a server (the suite runs both ways in CI)."""
 
 from __future__ import annotations
 
+import asyncio
+import inspect
 import os
 import secrets
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from sqlalchemy.engine import make_url
@@ -17,6 +20,24 @@ from campaigns.db import make_engine, make_sessionmaker
 from tests.databases import on_server
 
 TEST_DATABASE_URL_ENV = "CALLBRIDGE_TEST_DATABASE_URL"
+
+
+async def eventually(probe: Callable[[], Any], *, within: float = 15.0, what: str = "") -> Any:
+    """Poll ``probe`` (a function or a coroutine function) until it returns something truthy, and
+    return that; fail after ``within`` seconds, naming ``what``. Tests wait for conditions this
+    way, never for a fixed time. (Tests driving a service in another process: service.wait_until.)
+    """
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + within
+    while True:
+        value = probe()
+        if inspect.isawaitable(value):
+            value = await value
+        if value:
+            return value
+        if loop.time() > deadline:
+            raise AssertionError(f"timed out after {within} s waiting for {what or probe}")
+        await asyncio.sleep(0.01)
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:

@@ -4,9 +4,7 @@ stands in for Twilio at the Dialer port and notes when each create reaches it.""
 
 from __future__ import annotations
 
-import asyncio
 import io
-import time
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -19,6 +17,7 @@ from campaigns.dispatcher import Dispatcher
 from campaigns.importer import import_contacts
 from campaigns.lifecycle import CampaignSpec, create_campaign, start_now
 from campaigns.models import Attempt, AttemptStatus, Contact, ContactState
+from tests.conftest import eventually
 from tests.dialer_fakes import Provider
 
 EVERY_DAY = [0, 1, 2, 3, 4, 5, 6]
@@ -54,15 +53,14 @@ async def one_campaign(sm: Any, csv: bytes) -> str:
 
 async def wait_for(sm: Any, done: Any, what: str, phone: str = "+12125550100") -> Any:
     """Poll the contact ``phone`` and its attempts until ``done(contact, attempts)``."""
-    deadline = time.monotonic() + 20
-    while True:
+
+    async def probe() -> Any:
         async with sm() as session:
             contact = (await session.scalars(select(Contact).filter_by(phone_number=phone))).one()
             attempts = list(await session.scalars(select(Attempt).filter_by(contact_id=contact.id)))
-        if done(contact, attempts):
-            return contact, attempts
-        assert time.monotonic() < deadline, f"timed out waiting for {what}"
-        await asyncio.sleep(0.02)
+        return (contact, attempts) if done(contact, attempts) else None
+
+    return await eventually(probe, within=20, what=what)
 
 
 async def test_a_create_retried_after_a_429_is_not_sent_once_the_window_has_closed(

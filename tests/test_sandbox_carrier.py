@@ -27,6 +27,7 @@ from bridge.sandbox.store import ensure_schema
 from bridge.settings import SANDBOX_ACCOUNT_SID, SANDBOX_AUTH_TOKEN
 from campaigns.clock import utcnow
 from campaigns.db import make_engine
+from tests.conftest import eventually
 
 FROM = "+15005550006"
 HUMAN = "+14155550100"
@@ -34,22 +35,6 @@ VOICEMAIL = "+14155550163"
 TERMINAL = {"completed", "busy", "no-answer", "failed", "canceled"}
 # Keeps the answered call open without a Media Stream (the stream side has tests of its own).
 TWIML = '<?xml version="1.0" encoding="UTF-8"?><Response><Pause length="60"/></Response>'
-
-
-async def eventually(
-    probe: Callable[[], Any] | Callable[[], Awaitable[Any]], within: float = 5.0
-) -> Any:
-    """Poll `probe` until it returns something truthy, failing after `within` seconds."""
-    deadline = asyncio.get_running_loop().time() + within
-    while True:
-        result = probe()
-        if asyncio.iscoroutine(result):
-            result = await result
-        if result:
-            return result
-        if asyncio.get_running_loop().time() > deadline:
-            raise AssertionError(f"condition not met within {within} s")
-        await asyncio.sleep(0.01)
 
 
 @dataclass

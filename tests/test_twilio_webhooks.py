@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
-import time
 from typing import Any
 from urllib.parse import urlencode
 
@@ -12,18 +10,11 @@ from twilio.request_validator import RequestValidator
 
 from bridge.app import create_app
 from bridge.settings import SANDBOX_AUTH_TOKEN, Settings
+from tests.conftest import eventually
 from tests.service import free_port
 
 KEY = "webhook-test-key"
 AUTH = {"Authorization": f"Bearer {KEY}"}
-
-
-async def eventually(probe: Any, within: float = 15.0) -> Any:
-    deadline = time.monotonic() + within
-    while not (value := await probe()):
-        assert time.monotonic() < deadline, "condition not met in time"
-        await asyncio.sleep(0.05)
-    return value
 
 
 @pytest.fixture
