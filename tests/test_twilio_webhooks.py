@@ -6,10 +6,13 @@ from typing import Any
 from urllib.parse import urlencode
 
 import pytest
+from sqlalchemy import select
 from twilio.request_validator import RequestValidator
 
 from bridge.app import create_app
+from bridge.keys import SESSIONMAKER
 from bridge.settings import SANDBOX_AUTH_TOKEN, Settings
+from campaigns.models import CallEvent
 from tests.conftest import eventually
 from tests.service import free_port
 
@@ -99,6 +102,17 @@ async def test_signed_callback_is_applied_once(client: Any) -> None:
     assert after["status"] == "completed"
     assert after["talk_seconds"] == 42
     assert after["outcome"] == "answered"
+    # Stored once and applied once: the second copy was recognised, not applied again.
+    async with client.app[SESSIONMAKER]() as session:
+        completed = (
+            await session.execute(
+                select(CallEvent.applied).where(
+                    CallEvent.attempt_id == attempt["id"],
+                    CallEvent.payload["CallStatus"].as_string() == "completed",
+                )
+            )
+        ).scalars()
+        assert list(completed) == [True]
 
 
 async def test_signature_covers_the_query_string(client: Any) -> None:
