@@ -24,6 +24,7 @@ from bridge.api.errors import error_middleware
 from bridge.api.setup import setup as api_setup
 from bridge.background import background_tasks
 from bridge.keys import (
+    APPLIER,
     CARRIER,
     DIALER,
     DISPATCHER,
@@ -41,6 +42,7 @@ from bridge.sandbox.inspection import inspection_guard
 from bridge.settings import Settings
 from bridge.telephony.twilio import TwilioDialer
 from bridge.webhooks import twilio as twilio_webhooks
+from bridge.webhooks.applier import new_applier
 from campaigns.clock import set_offset, utcnow
 from campaigns.db import make_engine, make_sessionmaker
 from campaigns.dispatcher import Dispatcher
@@ -86,6 +88,7 @@ def create_app(settings: Settings) -> web.Application:
     app[ENGINE] = engine
     app[EVENTS] = EventBus()
     app[SESSIONMAKER] = make_sessionmaker(engine, app[EVENTS])
+    app[APPLIER] = new_applier(app[SESSIONMAKER])
     ops.setup(app)
     app.cleanup_ctx.append(_database)
     api_setup(app)

@@ -20,6 +20,8 @@ EVENTS = web.AppKey("events", EventBus)
 # The Twilio dialer, or the router that also sends native-mode campaigns to ElevenLabs.
 DIALER = web.AppKey("dialer", "DialerRouter")
 DISPATCHER = web.AppKey("dispatcher", Dispatcher)
+# Provider events are applied through it, in groups (bridge/webhooks/applier.py).
+APPLIER = web.AppKey("applier", "EventApplier")
 SCHEDULER = web.AppKey("scheduler", Scheduler)
 TWILIO_VALIDATOR = web.AppKey("twilio_validator", RequestValidator)
 CARRIER = web.AppKey("carrier", "SandboxCarrier")

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import weakref
 from dataclasses import dataclass
 
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
@@ -76,17 +75,8 @@ class EventApplier:
                     pending.done.set_result(result)
 
 
-_appliers: weakref.WeakKeyDictionary[async_sessionmaker[AsyncSession], EventApplier] = (
-    weakref.WeakKeyDictionary()
-)
-
-
-def applier_for(sm: async_sessionmaker[AsyncSession]) -> EventApplier:
-    """The applier of a sessionmaker (one per database: SQLite gets a single writer)."""
-    applier = _appliers.get(sm)
-    if applier is None:
-        sqlite = sm.kw["bind"].dialect.name == "sqlite"
-        # PostgreSQL applies groups side by side, within the pool, rows locked per event.
-        applier = EventApplier(sm, writers=1 if sqlite else 4)
-        _appliers[sm] = applier
-    return applier
+def new_applier(sm: async_sessionmaker[AsyncSession]) -> EventApplier:
+    """The application's applier (one per database: SQLite gets a single writer)."""
+    sqlite = sm.kw["bind"].dialect.name == "sqlite"
+    # PostgreSQL applies groups side by side, within the pool, rows locked per event.
+    return EventApplier(sm, writers=1 if sqlite else 4)

@@ -13,6 +13,7 @@ from twilio.twiml.voice_response import VoiceResponse
 from bridge.background import spawn
 from bridge.keys import (
     AGENT_CONNECTOR,
+    APPLIER,
     DIALER,
     ELEVENLABS,
     MEDIA_TOKEN_SECRET,
@@ -25,7 +26,6 @@ from bridge.media.calls import NotThisCall, answered_call
 from bridge.media.connector import CallContext
 from bridge.media.routes import record_agent_failure, stream_url
 from bridge.telephony.elevenlabs import AgentApiError, initiation_data
-from bridge.webhooks.applier import applier_for
 from bridge.webhooks.signatures import verified_form
 from campaigns import voicemail
 from campaigns.call_updates import CallUpdate
@@ -62,7 +62,7 @@ def _call_sid(params: dict[str, str]) -> str:
 
 
 async def _apply(request: web.Request, update: CallUpdate) -> web.Response:
-    await applier_for(request.app[SESSIONMAKER]).apply(update)
+    await request.app[APPLIER].apply(update)
     # Twilio waits at most 15 s and only needs a 2xx: answer at once, with nothing to parse.
     return web.Response(status=204)
 
