@@ -71,7 +71,7 @@ MAX_RECIPIENTS = 10_000
 # How long outbound-call waits for the provider's call id before answering without it.
 OUTBOUND_WAIT_SECONDS = 10.0
 
-# A null value is accepted, as ElevenLabs accepts it (the agent sees the variable unset).
+# A null value is accepted, as ElevenLabs accepts it, and passed on to the agent as null.
 VARIABLES = {
     "type": "object",
     "additionalProperties": {"type": ["string", "number", "boolean", "null"]},
