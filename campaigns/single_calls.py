@@ -6,7 +6,7 @@ import hashlib
 import json
 from collections.abc import Mapping
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import select
@@ -19,7 +19,7 @@ from campaigns.dnc import blocked_numbers
 from campaigns.events import ContactsDue, emit
 from campaigns.ids import new_id
 from campaigns.lifecycle import CampaignError, get_campaign
-from campaigns.models import Attempt, Campaign, CampaignStatus, Contact
+from campaigns.models import Attempt, AttemptStatus, Campaign, CampaignStatus, Contact
 from campaigns.phones import ANY_NUMBER_TYPE, Phone, PhoneRejected, normalize, number_types_of
 from campaigns.reminders import BadCallAt, parse_call_at
 from campaigns.sqlutil import insert_ignoring_conflicts
@@ -31,10 +31,13 @@ def default_campaign_id(agent_id: str | None) -> str:
     return f"cmp_agent_{digest}"
 
 
+REGISTERED_PREFIX = "cmp_reg_"
+
+
 def registered_campaign_id(agent_id: str) -> str:
     """The campaign that records an agent's registered calls (placed by someone else)."""
     digest = hashlib.sha256(agent_id.encode()).hexdigest()[:20]
-    return f"cmp_reg_{digest}"
+    return f"{REGISTERED_PREFIX}{digest}"
 
 
 async def _default_campaign(
@@ -223,6 +226,39 @@ async def register_call(
         attempt = transitions.registered(session, campaign, contact, now)
         await session.flush()
     return attempt
+
+
+# How long a registered call may take to start its audio stream (Twilio starts it within seconds
+# of the TwiML) before its attempt is ended as never connected.
+REGISTERED_STREAM_WAIT = timedelta(minutes=2)
+NO_STREAM = "no_stream"
+
+
+async def end_unconnected_registrations(
+    sm: async_sessionmaker[AsyncSession], older_than: timedelta = REGISTERED_STREAM_WAIT
+) -> int:
+    """End the registered calls whose audio stream never started (nobody will say how they
+    went): failed, with error code ``no_stream``. Returns how many."""
+    now = utcnow()
+    async with sm.begin() as session:
+        attempts = list(
+            await session.scalars(
+                select(Attempt)
+                .where(
+                    Attempt.campaign_id.startswith(REGISTERED_PREFIX, autoescape=True),
+                    Attempt.provider_call_id.is_(None),
+                    Attempt.status.in_(AttemptStatus.LIVE),
+                    Attempt.created_at < now - older_than,
+                )
+                .limit(500)
+                .with_for_update(skip_locked=True)
+            )
+        )
+        for attempt in attempts:
+            attempt.error_code = NO_STREAM
+            attempt.error_message = "the call's audio stream never started"
+            await transitions.end_attempt(session, attempt, AttemptStatus.FAILED, now)
+    return len(attempts)
 
 
 def _callable_number(to: str, campaign: Campaign) -> Phone:
