@@ -51,6 +51,7 @@ from campaigns.leases import exclusive
 from campaigns.lifecycle import expire_ended, start_now
 from campaigns.reconciliation import Reconciler
 from campaigns.scheduler import Scheduler
+from campaigns.single_calls import end_unconnected_registrations
 from campaigns.staged_imports import settle_abandoned
 from campaigns.verdicts import refresh_missing_verdicts
 
@@ -216,6 +217,7 @@ async def _dispatching(app: web.Application) -> AsyncIterator[None]:
             await reconciler.reconcile_expired_leases()
             if await expire_ended(sm):
                 dispatcher.wake()
+            await end_unconnected_registrations(sm)
             older = None if time.monotonic() < sweep_all_until else stale_slack
             await reconciler.refresh_live_calls(older_than=older)
             await refresh_missing_verdicts(sm, dialer, stale_slack)

@@ -45,8 +45,9 @@ LIVE_RECIPIENT_STATUS = {
     AttemptStatus.RINGING: "initiated",
     AttemptStatus.IN_PROGRESS: "in_progress",
 }
-# What a retry dials again: the recipients nobody answered.
-RETRYABLE = (Disposition.FAILED, Disposition.BUSY, Disposition.NO_ANSWER, "cancelled")
+# What a retry dials again, as on ElevenLabs: the failed recipients and those nobody answered.
+# Cancelled recipients stay cancelled: someone decided they should not be called.
+RETRYABLE = (Disposition.FAILED, Disposition.BUSY, Disposition.NO_ANSWER)
 
 
 @dataclass(frozen=True)

@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
+from sqlalchemy import bindparam, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from campaigns.clock import utcnow
@@ -23,6 +24,7 @@ from campaigns.importer import (
     _prepare_campaign,
     _reject,
 )
+from campaigns.models import Contact
 from campaigns.phones import DEFAULT_NUMBER_TYPES, PhoneRejected, normalize
 
 
@@ -31,6 +33,47 @@ class ContactItem:
     phone_number: str
     external_id: str | None = None
     dynamic_variables: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class AgentOptions:
+    """What a request asks of one contact's call beyond its variables (see Contact)."""
+
+    agent_override: dict[str, Any] | None = None
+    user_id: str | None = None
+    call_options: dict[str, Any] | None = None
+
+    def __bool__(self) -> bool:
+        return bool(self.agent_override or self.user_id or self.call_options)
+
+
+async def set_agent_options(
+    session: AsyncSession, campaign_id: str, by_number: dict[str, AgentOptions]
+) -> None:
+    """Give the campaign's contacts (by E.164 number) their options, in one statement."""
+    rows = [
+        {
+            "b_number": number,
+            "agent_override": options.agent_override,
+            "user_id": options.user_id,
+            "call_options": options.call_options,
+        }
+        for number, options in by_number.items()
+        if options
+    ]
+    if not rows:
+        return
+    table = Contact.__table__
+    statement = (
+        update(table)
+        .where(table.c.campaign_id == campaign_id, table.c.phone_number == bindparam("b_number"))
+        .values(
+            agent_override=bindparam("agent_override"),
+            user_id=bindparam("user_id"),
+            call_options=bindparam("call_options"),
+        )
+    )
+    await session.execute(statement, rows)
 
 
 def parse_items(

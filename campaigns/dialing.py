@@ -22,6 +22,17 @@ class DialRequest:
     # register | stream | native: which Dialer places the call and how the agent joins it.
     agent_connection: str = "stream"
     agent_phone_number_id: str | None = None
+    # Record the call at the provider.
+    record: bool = False
+    # Sent to the agent with the dynamic variables (Contact.agent_override, Contact.user_id).
+    agent_override: dict[str, Any] | None = None
+    user_id: str | None = None
+
+
+def call_option(options: dict[str, Any] | None, name: str, default: Any) -> Any:
+    """A contact's own call setting (Contact.call_options) where it has one, else ``default``."""
+    value = (options or {}).get(name)
+    return default if value is None else value
 
 
 @dataclass(frozen=True)

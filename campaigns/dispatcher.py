@@ -25,7 +25,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from campaigns import policy, transitions
 from campaigns.clock import utcnow
-from campaigns.dialing import DialAmbiguous, Dialer, DialRefused, DialRequest
+from campaigns.dialing import DialAmbiguous, Dialer, DialRefused, DialRequest, call_option
 from campaigns.dnc import blocked_numbers
 from campaigns.models import (
     Attempt,
@@ -556,6 +556,7 @@ def _backoff(retry: int) -> float:
 
 
 def _request(campaign: Campaign, contact: Contact, attempt: Attempt) -> DialRequest:
+    options = contact.call_options
     return DialRequest(
         attempt_id=attempt.id,
         campaign_id=campaign.id,
@@ -563,10 +564,16 @@ def _request(campaign: Campaign, contact: Contact, attempt: Attempt) -> DialRequ
         to=contact.current_number,
         from_number=campaign.from_number,
         agent_id=campaign.agent_id,
-        machine_detection=campaign.machine_detection or None,
-        ring_timeout_seconds=campaign.ring_timeout_seconds,
+        machine_detection=call_option(options, "machine_detection", campaign.machine_detection)
+        or None,
+        ring_timeout_seconds=call_option(
+            options, "ring_timeout_seconds", campaign.ring_timeout_seconds
+        ),
         time_limit_seconds=campaign.time_limit_seconds,
         dynamic_variables=dict(contact.dynamic_variables or {}),
         agent_connection=campaign.agent_connection,
         agent_phone_number_id=campaign.agent_phone_number_id,
+        record=bool(call_option(options, "record", False)),
+        agent_override=contact.agent_override,
+        user_id=contact.user_id,
     )

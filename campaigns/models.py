@@ -144,6 +144,14 @@ class Contact(Base):
     # A hash of the request that used idempotency_key: the same key with another request is refused.
     idempotency_request_hash: Mapped[str | None] = mapped_column(String(64))
     disposition: Mapped[str | None] = mapped_column(String(16))
+    # What the request that added the contact asked of the agent: settings that replace the
+    # agent's own for this conversation (the agent decides whether it allows them), and the
+    # id the requester knows the person by. Sent with the dynamic variables when the call opens.
+    agent_override: Mapped[dict[str, Any] | None] = mapped_column(JSON, default=None)
+    user_id: Mapped[str | None] = mapped_column(String(200))
+    # This contact's own call settings over the campaign's (CallOptions keys: ring_timeout_seconds,
+    # machine_detection, record); None: the campaign's.
+    call_options: Mapped[dict[str, Any] | None] = mapped_column(JSON, default=None)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     finished_at: Mapped[datetime | None]
 

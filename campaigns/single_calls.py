@@ -6,20 +6,21 @@ import hashlib
 import json
 from collections.abc import Mapping
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from campaigns import transitions
 from campaigns.clock import utcnow
 from campaigns.dnc import blocked_numbers
 from campaigns.events import ContactsDue, emit
 from campaigns.ids import new_id
 from campaigns.lifecycle import CampaignError, get_campaign
-from campaigns.models import Campaign, CampaignStatus, Contact
-from campaigns.phones import Phone, PhoneRejected, normalize, number_types_of
+from campaigns.models import Attempt, AttemptStatus, Campaign, CampaignStatus, Contact
+from campaigns.phones import ANY_NUMBER_TYPE, Phone, PhoneRejected, normalize, number_types_of
 from campaigns.reminders import BadCallAt, parse_call_at
 from campaigns.sqlutil import insert_ignoring_conflicts
 
@@ -30,10 +31,26 @@ def default_campaign_id(agent_id: str | None) -> str:
     return f"cmp_agent_{digest}"
 
 
+REGISTERED_PREFIX = "cmp_reg_"
+
+
+def registered_campaign_id(agent_id: str) -> str:
+    """The campaign that records an agent's registered calls (placed by someone else)."""
+    digest = hashlib.sha256(agent_id.encode()).hexdigest()[:20]
+    return f"{REGISTERED_PREFIX}{digest}"
+
+
 async def _default_campaign(
-    session: AsyncSession, agent_id: str | None, from_number: str | None
+    session: AsyncSession,
+    agent_id: str | None,
+    from_number: str | None,
+    *,
+    registered: bool = False,
 ) -> Campaign:
-    campaign_id = default_campaign_id(agent_id)
+    campaign_id = (
+        registered_campaign_id(agent_id or "") if registered else default_campaign_id(agent_id)
+    )
+    name = "Registered calls" if registered else "Single calls"
     now = utcnow()
     # Two first calls for one agent may race: the insert that loses changes nothing.
     await session.execute(
@@ -42,12 +59,13 @@ async def _default_campaign(
             Campaign.__table__,  # type: ignore[arg-type]
             {
                 "id": campaign_id,
-                "name": f"Single calls for agent {agent_id or '(none)'}"[:200],
+                "name": f"{name} for agent {agent_id or '(none)'}"[:200],
                 "agent_id": agent_id,
                 "from_number": from_number,
                 "default_region": "US",
                 "status": CampaignStatus.RUNNING,
-                "max_attempts": 3,
+                # A registered call was placed by someone else: never dialled again by us.
+                "max_attempts": 1 if registered else 3,
                 "retry_delay_seconds": 300,
                 "concurrency": 10,
                 "machine_detection": "DetectMessageEnd",
@@ -129,6 +147,9 @@ async def place_single_call(
     call_at: datetime | str | None = None,
     campaign_id: str | None = None,
     idempotency: Idempotency | None = None,
+    agent_override: dict[str, Any] | None = None,
+    user_id: str | None = None,
+    call_options: dict[str, Any] | None = None,
 ) -> tuple[Contact, bool]:
     """Queue one call. Returns the contact and whether it was created by this request."""
     if idempotency is not None:
@@ -141,6 +162,9 @@ async def place_single_call(
             contact = await _create(
                 session, to, agent_id, from_number, dynamic_variables, call_at, campaign_id
             )
+            contact.agent_override = agent_override or None
+            contact.user_id = user_id or None
+            contact.call_options = call_options or None
             if idempotency is not None:
                 contact.idempotency_key = idempotency.stored_key
                 contact.idempotency_request_hash = idempotency.request_hash
@@ -155,6 +179,86 @@ async def place_single_call(
         if existing is None:
             raise
         return existing, False
+
+
+async def register_call(
+    sm: async_sessionmaker[AsyncSession],
+    *,
+    agent_id: str,
+    number: str,
+    dynamic_variables: dict[str, Any],
+    agent_override: dict[str, Any] | None = None,
+    user_id: str | None = None,
+) -> Attempt:
+    """Record a call that someone else placed and now connects to an agent through us: a
+    contact of the agent's registered-calls campaign, in progress, with its one live attempt.
+
+    The campaign never dials (each contact is in progress from the start, and has one attempt
+    at most); the attempt takes the call's id when its audio stream starts.
+    """
+    try:
+        # Any valid number: the call exists already, whatever the number's type.
+        phone = normalize(number, "US", ANY_NUMBER_TYPE)
+    except PhoneRejected as exc:
+        raise CampaignError(
+            f"the person's number is not a valid number ({exc.reason})",
+            code="invalid_number",
+            details=exc.details(),
+        ) from exc
+    now = utcnow()
+    async with sm.begin() as session:
+        campaign = await _default_campaign(session, agent_id, None, registered=True)
+        contact_id = new_id("ct")
+        contact = Contact(
+            id=contact_id,
+            campaign_id=campaign.id,
+            phone_number=phone.e164,
+            dedupe_scope=contact_id,
+            time_zones=list(phone.time_zones),
+            dynamic_variables={str(k): v for k, v in dynamic_variables.items()},
+            attempts_made=0,
+            agent_override=agent_override or None,
+            user_id=user_id or None,
+        )
+        session.add(contact)
+        # The contact's row first: nothing tells the flush that the attempt refers to it.
+        await session.flush()
+        attempt = transitions.registered(session, campaign, contact, now)
+        await session.flush()
+    return attempt
+
+
+# How long a registered call may take to start its audio stream (Twilio starts it within seconds
+# of the TwiML) before its attempt is ended as never connected.
+REGISTERED_STREAM_WAIT = timedelta(minutes=2)
+NO_STREAM = "no_stream"
+
+
+async def end_unconnected_registrations(
+    sm: async_sessionmaker[AsyncSession], older_than: timedelta = REGISTERED_STREAM_WAIT
+) -> int:
+    """End the registered calls whose audio stream never started (nobody will say how they
+    went): failed, with error code ``no_stream``. Returns how many."""
+    now = utcnow()
+    async with sm.begin() as session:
+        attempts = list(
+            await session.scalars(
+                select(Attempt)
+                .where(
+                    Attempt.campaign_id.startswith(REGISTERED_PREFIX, autoescape=True),
+                    Attempt.provider_call_id.is_(None),
+                    Attempt.status.in_(AttemptStatus.LIVE),
+                    Attempt.created_at < now - older_than,
+                )
+                .limit(500)
+                .with_for_update(skip_locked=True)
+            )
+        )
+        for attempt in attempts:
+            attempt.error_code = NO_STREAM
+            attempt.error_message = "the call's audio stream never started"
+            await transitions.end_attempt(session, attempt, AttemptStatus.FAILED, now)
+    return len(attempts)
 
 
 def _callable_number(to: str, campaign: Campaign) -> Phone:

@@ -299,6 +299,30 @@ def claim(
     return attempt
 
 
+def registered(
+    session: AsyncSession, campaign: Campaign, contact: Contact, now: datetime
+) -> Attempt:
+    """A call placed by someone else, registered with us as it is answered: its contact is
+    in progress at once, with one live attempt whose call id comes with its audio stream."""
+    contact.state = ContactState.IN_PROGRESS
+    contact.attempts_made += 1
+    contact.next_attempt_at = None
+    attempt = Attempt(
+        id=new_id("att"),
+        campaign_id=campaign.id,
+        contact_id=contact.id,
+        number=contact.attempts_made,
+        phone_number=contact.current_number,
+        status=AttemptStatus.IN_PROGRESS,
+        created_at=now,
+        scheduled_at=now,
+        dialed_at=now,
+        answered_at=now,
+    )
+    session.add(attempt)
+    return attempt
+
+
 def placed(attempt: Attempt, call_id: str, sent_at: datetime) -> None:
     """The provider created the call. A callback may have moved the attempt on already."""
     if attempt.provider_call_id is None:

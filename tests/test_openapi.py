@@ -44,6 +44,7 @@ def test_every_api_route_is_documented_and_every_documented_route_exists(tmp_pat
         "/v1/convai/batch-calling/{batch_id}/cancel",
         "/v1/convai/batch-calling/{batch_id}/retry",
         "/v1/convai/twilio/outbound-call",
+        "/v1/convai/twilio/register-call",
     ):
         assert path in document["paths"]
 
@@ -52,7 +53,7 @@ def test_document_is_valid_openapi_31_and_refs_resolve(tmp_path: Path) -> None:
     document = build_document(_app(tmp_path))
     assert document["openapi"].startswith("3.1")
     schemas = document["components"]["schemas"]
-    for methods in document["paths"].values():
+    for path, methods in document["paths"].items():
         for operation in methods.values():
             for status, response in operation["responses"].items():
                 for media in response.get("content", {}).values():
@@ -60,9 +61,16 @@ def test_document_is_valid_openapi_31_and_refs_resolve(tmp_path: Path) -> None:
                     root = {**media["schema"], "components": {"schemas": schemas}}
                     jsonschema.Draft202012Validator.check_schema(root)
                     validator = jsonschema.Draft202012Validator(root)
-                    if status.startswith("4"):
-                        error = {"error": {"code": "x", "message": "y"}}
-                        assert validator.is_valid(error)
+                    if not status.startswith("4"):
+                        continue
+                    if not path.startswith("/v1/convai/"):
+                        assert validator.is_valid({"error": {"code": "x", "message": "y"}})
+                    elif status == "422":
+                        # ElevenLabs' own shape on its routes (FastAPI's HTTPValidationError).
+                        item = {"loc": ["body", "x"], "msg": "y", "type": "z"}
+                        assert validator.is_valid({"detail": [item]})
+                    else:
+                        assert validator.is_valid({"detail": {"status": "x", "message": "y"}})
 
 
 @pytest.fixture

@@ -107,17 +107,20 @@ async def api_auth_middleware(request: web.Request, handler: Any) -> web.StreamR
             429,
             "too_many_failed_authentications",
             f"too many wrong API keys from this address; retry in {wait} s",
+            path=request.path,
         )
         response.headers["Retry-After"] = str(wait)
         return response
     presented = presented_key(request)
     if presented is None:
         # Nothing guessed: not counted as a failure.
-        return _unauthorized("missing API key: send Authorization: Bearer <key> or xi-api-key")
+        return _unauthorized(
+            "missing API key: send Authorization: Bearer <key> or xi-api-key", request.path
+        )
     caller = await _caller(request, presented)
     if caller is None:
         throttle.failed(address)
-        return _unauthorized("invalid API key")
+        return _unauthorized("invalid API key", request.path)
     request[CALLER] = caller
     request[IDENTITY] = caller.id
     decision = request.app[RATE_LIMITER].take(caller.id, caller.rights.effective_rate_limit)
@@ -127,6 +130,7 @@ async def api_auth_middleware(request: web.Request, handler: Any) -> web.StreamR
             "rate_limited",
             f"more than {decision.limit} requests per minute with this key; "
             f"retry in {decision.retry_after_seconds} s",
+            path=request.path,
         )
         response.headers.update(decision.headers())
         return response
@@ -137,6 +141,7 @@ async def api_auth_middleware(request: web.Request, handler: Any) -> web.StreamR
             "insufficient_scope",
             f"this route needs a key of scope {needed!r}; this key's scope is {caller.scope!r}",
             {"required_scope": needed, "key_scope": caller.scope},
+            path=request.path,
         )
         response.headers.update(decision.headers())
         return response
@@ -146,7 +151,7 @@ async def api_auth_middleware(request: web.Request, handler: Any) -> web.StreamR
     return response
 
 
-def _unauthorized(message: str) -> web.Response:
-    response = error_response(401, "unauthorized", message)
+def _unauthorized(message: str, path: str) -> web.Response:
+    response = error_response(401, "unauthorized", message, path=path)
     response.headers["WWW-Authenticate"] = 'Bearer realm="callbridge"'
     return response

@@ -2,10 +2,11 @@
 ``ElevenLabs(api_key=KEY, base_url="http://host:port").conversational_ai.batch_calls.create(...)``.
 
 A batch is a campaign (its id is the campaign id); each recipient is a contact, whose dynamic
-variables come from ``conversation_initiation_client_data.dynamic_variables``. Beyond the
+variables come from ``conversation_initiation_client_data.dynamic_variables``. As on ElevenLabs,
+each recipient is called once: busy and unanswered recipients end as ``failed``. Beyond the
 ElevenLabs fields a submit may carry callbridge's own ``max_attempts``, ``retry_delay_seconds``
-and ``from_number``; without them a batch gets callbridge's campaign defaults (so busy and
-unanswered recipients are retried). ``outbound-call`` queues one call (campaigns/single_calls.py).
+and ``from_number``; with either retry field the batch retries as a campaign does.
+``outbound-call`` queues one call (campaigns/single_calls.py).
 """
 
 from __future__ import annotations
@@ -19,16 +20,27 @@ from typing import Any
 from aiohttp import web
 from sqlalchemy import and_, or_, select
 from sqlalchemy import delete as sa_delete
+from twilio.twiml.voice_response import VoiceResponse
 
 from bridge.api.errors import ApiError
 from bridge.api.export import export_response
 from bridge.api.openapi import Api, Response, body_of, query_of
-from bridge.keys import SCHEDULER, SESSIONMAKER
+from bridge.keys import AGENT_CONNECTOR, MEDIA_TOKEN_SECRET, SCHEDULER, SESSIONMAKER, SETTINGS
+from bridge.media import tokens
+from bridge.media.connector import load_context
+from bridge.media.routes import stream_url
 from campaigns.api_tables import BatchCall
 from campaigns.batches import BATCH_STATUS, batch_counts, recipients, retry_batch, touch
 from campaigns.clock import BadInstant, from_unix, utcnow
-from campaigns.contact_list import ContactItem, add_parsed, parse_items
+from campaigns.contact_list import (
+    AgentOptions,
+    ContactItem,
+    add_parsed,
+    parse_items,
+    set_agent_options,
+)
 from campaigns.editing import delete_draft
+from campaigns.ids import new_id
 from campaigns.importer import ImportReport, RowError
 from campaigns.lifecycle import (
     CampaignError,
@@ -46,7 +58,7 @@ from campaigns.phones import (
     normalize,
     number_types_of,
 )
-from campaigns.single_calls import place_single_call
+from campaigns.single_calls import place_single_call, register_call
 
 api = Api(
     "elevenlabs-batch-calling",
@@ -59,10 +71,19 @@ MAX_RECIPIENTS = 10_000
 # How long outbound-call waits for the provider's call id before answering without it.
 OUTBOUND_WAIT_SECONDS = 10.0
 
-VARIABLES = {"type": "object", "additionalProperties": {"type": ["string", "number", "boolean"]}}
+# A null value is accepted, as ElevenLabs accepts it, and passed on to the agent as null.
+VARIABLES = {
+    "type": "object",
+    "additionalProperties": {"type": ["string", "number", "boolean", "null"]},
+}
 CLIENT_DATA = {
     "type": ["object", "null"],
-    "properties": {"dynamic_variables": {"anyOf": [VARIABLES, {"type": "null"}]}},
+    "properties": {
+        "dynamic_variables": {"anyOf": [VARIABLES, {"type": "null"}]},
+        # Passed to the agent as given; the agent's settings decide whether it may apply them.
+        "conversation_config_override": {"type": ["object", "null"]},
+        "user_id": {"type": ["string", "null"], "maxLength": 200},
+    },
 }
 MACHINE_DETECTION = {
     "type": ["object", "null"],
@@ -269,7 +290,50 @@ def _variables(client_data: dict[str, Any] | None) -> dict[str, Any]:
     return dict((client_data or {}).get("dynamic_variables") or {})
 
 
-async def batch_json(session: Any, campaign: Campaign) -> dict[str, Any]:
+def _agent_options(
+    client_data: dict[str, Any] | None, call_options: dict[str, Any] | None = None
+) -> AgentOptions:
+    data = client_data or {}
+    return AgentOptions(
+        agent_override=data.get("conversation_config_override") or None,
+        user_id=data.get("user_id") or None,
+        call_options=call_options or None,
+    )
+
+
+# ElevenLabs' twilio_machine_detection modes as Twilio's MachineDetection values.
+MACHINE_DETECTION_MODES = {"enable": "Enable", "detect_message_end": "DetectMessageEnd"}
+
+
+def _recording(config: dict[str, Any] | None, enabled: bool | None = None) -> dict[str, Any]:
+    """The call option that records the call, when the request asks for it."""
+    if enabled or (config or {}).get("twilio_call_recording_enabled"):
+        return {"record": True}
+    return {}
+
+
+def _call_options(body: dict[str, Any]) -> dict[str, Any]:
+    """outbound-call's telephony_call_config and call_recording_enabled as the contact's own
+    call settings (its default campaign's stay for what the request leaves out)."""
+    config = body.get("telephony_call_config")
+    options = _recording(config, body.get("call_recording_enabled"))
+    if config is None:
+        return options
+    if config.get("ringing_timeout_secs"):
+        options["ring_timeout_seconds"] = config["ringing_timeout_secs"]
+    # As on ElevenLabs, a call config without twilio_machine_detection has no detection.
+    mode = (config.get("twilio_machine_detection") or {}).get("mode")
+    options["machine_detection"] = MACHINE_DETECTION_MODES.get(mode or "", "")
+    return options
+
+
+def _caller_id(request: web.Request) -> str:
+    """The number a batch without a phone number of its own calls from: the service's default
+    caller id (ElevenLabs always names the batch's phone number)."""
+    return request.app[SETTINGS].from_number or ""
+
+
+async def batch_json(session: Any, campaign: Campaign, default_phone: str) -> dict[str, Any]:
     counts = await batch_counts(session, campaign.id)
     batch = await session.get(BatchCall, campaign.id)
     config = dict((batch.telephony_call_config if batch else None) or {})
@@ -290,7 +354,7 @@ async def batch_json(session: Any, campaign: Campaign) -> dict[str, Any]:
         "name": campaign.name,
         "agent_id": campaign.agent_id or "",
         "agent_name": campaign.agent_id or "",
-        "phone_number_id": getattr(campaign, "agent_phone_number_id", None) or campaign.from_number,
+        "phone_number_id": campaign.agent_phone_number_id or campaign.from_number or default_phone,
         "phone_provider": "twilio",
         "created_at_unix": _unix(campaign.created_at),
         "scheduled_time_unix": _unix(
@@ -309,12 +373,15 @@ async def batch_json(session: Any, campaign: Campaign) -> dict[str, Any]:
 
 
 async def _campaign(session: Any, request: web.Request) -> Campaign:
+    """The batch the path names; campaigns that were not submitted as batches are not batches."""
+    batch_id = request.match_info["batch_id"]
     try:
-        return await get_campaign(session, request.match_info["batch_id"])
+        campaign = await get_campaign(session, batch_id)
     except CampaignError as exc:
-        raise ApiError(
-            404, "not_found", f"no batch call {request.match_info['batch_id']!r}"
-        ) from exc
+        raise ApiError(404, "not_found", f"no batch call {batch_id!r}") from exc
+    if await session.get(BatchCall, campaign.id) is None:
+        raise ApiError(404, "not_found", f"no batch call {batch_id!r}")
+    return campaign
 
 
 def _spec(body: dict[str, Any]) -> CampaignSpec:
@@ -327,6 +394,9 @@ def _spec(body: dict[str, Any]) -> CampaignSpec:
     for name in ("max_attempts", "retry_delay_seconds", "allowed_number_types"):
         if body.get(name) is not None:
             values[name] = body[name]
+    if body.get("max_attempts") is None and body.get("retry_delay_seconds") is None:
+        # ElevenLabs calls each recipient once; callbridge's retries are asked for explicitly.
+        values["max_attempts"] = 1
     values["from_number"] = body.get("from_number") or _e164_or_none(
         body.get("agent_phone_number_id")
     )
@@ -367,7 +437,9 @@ async def submit(request: web.Request) -> web.Response:
     items = [
         ContactItem(
             phone_number=r["phone_number"],
-            external_id=r.get("id") or None,
+            # The recipient's id as the caller knows it; ElevenLabs makes one up when none is
+            # given, and so do we (the contact's own ct_ id stays inside callbridge).
+            external_id=r.get("id") or new_id("rcpt"),
             dynamic_variables=_variables(r.get("conversation_initiation_client_data")),
         )
         for r in body["recipients"]
@@ -385,6 +457,20 @@ async def submit(request: web.Request) -> web.Response:
         async with sm.begin() as session:
             report = ImportReport()
             await add_parsed(session, campaign.id, parsed, utcnow(), report)
+            recording = _recording(body.get("telephony_call_config"))
+            await set_agent_options(
+                session,
+                campaign.id,
+                {
+                    contact.e164: _agent_options(
+                        body["recipients"][contact.row - 1].get(
+                            "conversation_initiation_client_data"
+                        ),
+                        recording,
+                    )
+                    for contact in parsed.contacts
+                },
+            )
             await touch(
                 session, campaign.id, telephony_call_config=body.get("telephony_call_config")
             )
@@ -397,7 +483,7 @@ async def submit(request: web.Request) -> web.Response:
         assert campaign.start_at is not None
         request.app[SCHEDULER].schedule_campaign_start(campaign.id, campaign.start_at)
     async with sm() as session:
-        return web.json_response(await batch_json(session, campaign))
+        return web.json_response(await batch_json(session, campaign, _caller_id(request)))
 
 
 @api.get(
@@ -414,12 +500,15 @@ async def workspace(request: web.Request) -> web.Response:
     query = query_of(request)
     limit = query["limit"]
     async with request.app[SESSIONMAKER]() as session:
-        statement = select(Campaign)
+        # Only submitted batches (they have a batch_calls row), and not one whose submit is
+        # still being written (a draft): single calls and /api/v1 campaigns are not batches.
+        statement = select(Campaign).join(BatchCall, BatchCall.campaign_id == Campaign.id)
+        statement = statement.where(Campaign.status != CampaignStatus.DRAFT)
         if query.get("agent_id"):
             statement = statement.where(Campaign.agent_id == query["agent_id"])
         if query.get("last_doc"):
             after = await session.get(Campaign, query["last_doc"])
-            if after is None:
+            if after is None or await session.get(BatchCall, after.id) is None:
                 raise ApiError(400, "bad_query", "last_doc names no batch call")
             statement = statement.where(
                 or_(
@@ -434,7 +523,7 @@ async def workspace(request: web.Request) -> web.Response:
         )
         has_more = len(campaigns) > limit
         campaigns = campaigns[:limit]
-        batches = [await batch_json(session, c) for c in campaigns]
+        batches = [await batch_json(session, c, _caller_id(request)) for c in campaigns]
     return web.json_response(
         {
             "batch_calls": batches,
@@ -452,10 +541,10 @@ async def workspace(request: web.Request) -> web.Response:
 async def read(request: web.Request) -> web.Response:
     async with request.app[SESSIONMAKER]() as session:
         campaign = await _campaign(session, request)
-        body = await batch_json(session, campaign)
+        body = await batch_json(session, campaign, _caller_id(request))
         body["recipients"] = [
             {
-                "id": contact.id,
+                "id": contact.external_id or contact.id,
                 "phone_number": contact.phone_number,
                 "status": status,
                 "created_at_unix": _unix(contact.created_at),
@@ -468,7 +557,6 @@ async def read(request: web.Request) -> web.Response:
                 "conversation_initiation_client_data": {
                     "dynamic_variables": dict(contact.dynamic_variables or {})
                 },
-                "external_id": contact.external_id,
             }
             for contact, status, attempt in await recipients(session, campaign.id)
         ]
@@ -509,12 +597,12 @@ async def cancel_batch(request: web.Request) -> web.Response:
     async with sm.begin() as session:
         await touch(session, campaign.id)
     async with sm() as session:
-        return web.json_response(await batch_json(session, campaign))
+        return web.json_response(await batch_json(session, campaign, _caller_id(request)))
 
 
 @api.post(
     "/v1/convai/batch-calling/{batch_id}/retry",
-    summary="Call the failed, busy, unanswered and cancelled recipients of a finished batch again",
+    summary="Call the failed, busy and unanswered recipients of a finished batch again",
     responses={200: BATCH},
 )
 async def retry(request: web.Request) -> web.Response:
@@ -523,7 +611,7 @@ async def retry(request: web.Request) -> web.Response:
         await _campaign(session, request)
     campaign, _reopened = await retry_batch(sm, request.match_info["batch_id"])
     async with sm() as session:
-        return web.json_response(await batch_json(session, campaign))
+        return web.json_response(await batch_json(session, campaign, _caller_id(request)))
 
 
 @api.get(
@@ -552,12 +640,16 @@ async def export(request: web.Request) -> web.StreamResponse:
 async def outbound_call(request: web.Request) -> web.Response:
     body = body_of(request)
     sm = request.app[SESSIONMAKER]
+    options = _agent_options(body.get("conversation_initiation_client_data"), _call_options(body))
     contact, _created = await place_single_call(
         sm,
         to=body["to_number"],
         agent_id=body["agent_id"],
         from_number=_e164_or_none(body.get("agent_phone_number_id")),
         dynamic_variables=_variables(body.get("conversation_initiation_client_data")),
+        agent_override=options.agent_override,
+        user_id=options.user_id,
+        call_options=options.call_options,
     )
     attempt = await _first_dial(sm, contact.id)
     return web.json_response(
@@ -569,6 +661,61 @@ async def outbound_call(request: web.Request) -> web.Response:
             "contact_id": contact.id,
         }
     )
+
+
+REGISTER = api.schema(
+    "TwilioRegisterCall",
+    {
+        "type": "object",
+        "required": ["agent_id", "from_number", "to_number"],
+        "properties": {
+            "agent_id": {"type": "string", "minLength": 1, "maxLength": 200},
+            "from_number": {"type": "string", "maxLength": 64},
+            "to_number": {"type": "string", "maxLength": 64},
+            "direction": {"enum": ["inbound", "outbound", None]},
+            "conversation_initiation_client_data": CLIENT_DATA,
+        },
+    },
+)
+
+
+@api.post(
+    "/v1/convai/twilio/register-call",
+    summary="TwiML that connects a call placed on your own Twilio account to the agent",
+    description=(
+        "For a call you placed (or received) yourself: answer Twilio's request for the "
+        "answered call with this TwiML. It streams the call's audio through callbridge's relay "
+        "to the agent, with the conversation data given here, and the call is recorded as a "
+        "contact of the agent's registered-calls campaign. The person is to_number, or "
+        "from_number when direction is inbound."
+    ),
+    body=REGISTER,
+    responses={200: Response({"type": "string"}, content_type="text/xml")},
+)
+async def register_twilio_call(request: web.Request) -> web.Response:
+    body = body_of(request)
+    app = request.app
+    client_data = body.get("conversation_initiation_client_data")
+    options = _agent_options(client_data)
+    person = body["from_number"] if body.get("direction") == "inbound" else body["to_number"]
+    attempt = await register_call(
+        app[SESSIONMAKER],
+        agent_id=body["agent_id"],
+        number=person,
+        dynamic_variables=_variables(client_data),
+        agent_override=options.agent_override,
+        user_id=options.user_id,
+    )
+    context = await load_context(app[SESSIONMAKER], attempt.id)
+    assert context is not None
+    # Open the agent conversation while Twilio sets up the stream, as for our own calls.
+    app[AGENT_CONNECTOR].prepare(context)
+    response = VoiceResponse()
+    stream = response.connect().stream(url=stream_url(app[SETTINGS].base_url, attempt.id))
+    stream.parameter(name="attempt_id", value=attempt.id)
+    token = tokens.issue(app[MEDIA_TOKEN_SECRET], attempt.id, tokens.REGISTERED_CALL)
+    stream.parameter(name="token", value=token)
+    return web.Response(text=str(response), content_type="text/xml")
 
 
 async def _first_dial(sm: Any, contact_id: str) -> Attempt | None:

@@ -37,7 +37,7 @@ import jsonschema
 from aiohttp import web
 
 from bridge.api.bodies import read_json
-from bridge.api.errors import ApiError
+from bridge.api.errors import ELEVENLABS_PREFIX, ApiError
 from campaigns.apikeys import READ, SCOPES, WRITE
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
@@ -63,7 +63,41 @@ ERROR_SCHEMA: Schema = {
         }
     },
 }
-COMMON_SCHEMAS: dict[str, Schema] = {"Error": ERROR_SCHEMA}
+# The ElevenLabs-compatible routes' errors, as ElevenLabs answers them (bridge/api/errors.py).
+VALIDATION_ERROR_SCHEMA: Schema = {
+    "type": "object",
+    "required": ["detail"],
+    "properties": {
+        "detail": {
+            "type": "array",
+            "items": {
+                "type": "object",
+                "required": ["loc", "msg", "type"],
+                "properties": {
+                    "loc": {"type": "array", "items": {"type": ["string", "integer"]}},
+                    "msg": {"type": "string"},
+                    "type": {"type": "string"},
+                },
+            },
+        }
+    },
+}
+DETAIL_ERROR_SCHEMA: Schema = {
+    "type": "object",
+    "required": ["detail"],
+    "properties": {
+        "detail": {
+            "type": "object",
+            "required": ["status", "message"],
+            "properties": {"status": {"type": "string"}, "message": {"type": "string"}},
+        }
+    },
+}
+COMMON_SCHEMAS: dict[str, Schema] = {
+    "Error": ERROR_SCHEMA,
+    "HTTPValidationError": VALIDATION_ERROR_SCHEMA,
+    "DetailError": DETAIL_ERROR_SCHEMA,
+}
 PAGE_QUERY: dict[str, Schema] = {
     # Bounded so that (page - 1) * per_page stays a 64-bit OFFSET.
     "page": {"type": "integer", "minimum": 1, "maximum": 1_000_000, "default": 1},
@@ -132,10 +166,23 @@ class Operation:
                     name: {"schema": schema} for name, schema in response.headers.items()
                 }
             responses[str(status)] = entry
-        responses["4XX"] = {
-            "description": "A request the service refuses (bad input, unknown id, no key, ...)",
-            "content": {"application/json": {"schema": ref("Error")}},
-        }
+        if self.path.startswith(ELEVENLABS_PREFIX):
+            responses.setdefault(
+                "422",
+                {
+                    "description": "Validation Error",
+                    "content": {"application/json": {"schema": ref("HTTPValidationError")}},
+                },
+            )
+            responses["4XX"] = {
+                "description": "A request the service refuses (unknown id, no key, ...)",
+                "content": {"application/json": {"schema": ref("DetailError")}},
+            }
+        else:
+            responses["4XX"] = {
+                "description": "A request the service refuses (bad input, unknown id, no key, ...)",
+                "content": {"application/json": {"schema": ref("Error")}},
+            }
         operation: dict[str, Any] = {
             "operationId": self.operation_id,
             "summary": self.summary,

@@ -87,6 +87,34 @@ async def _bind(
         return False
 
 
+async def bind_registered(
+    sm: async_sessionmaker[AsyncSession], attempt_id: str, call_sid: str
+) -> bool:
+    """A registered call's attempt takes the call sid its stream's `start` names: once, while
+    it is live and has none, and only a sid no other attempt has."""
+    if not call_sid or len(call_sid) > STREAM_ID_MAX:
+        return False
+    try:
+        async with sm.begin() as session:
+            taken = await session.scalar(
+                select(Attempt.id).where(Attempt.provider_call_id == call_sid)
+            )
+            if taken is not None:
+                return False
+            bound = await session.execute(
+                update(Attempt)
+                .where(
+                    Attempt.id == attempt_id,
+                    Attempt.provider_call_id.is_(None),
+                    Attempt.status.in_(AttemptStatus.LIVE),
+                )
+                .values(provider_call_id=call_sid)
+            )
+            return bool(bound.rowcount)  # type: ignore[attr-defined]
+    except IntegrityError:
+        return False
+
+
 async def start_stream(
     sm: async_sessionmaker[AsyncSession], attempt_id: str, call_sid: str, stream_id: str
 ) -> bool:

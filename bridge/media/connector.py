@@ -46,6 +46,9 @@ class CallContext:
     dynamic_variables: dict[str, Any]
     ended: bool = False  # the attempt is in a final state
     campaign_id: str | None = None
+    # The contact's own overrides and user id, sent with the variables (initiation_data).
+    agent_override: dict[str, Any] | None = None
+    user_id: str | None = None
 
 
 async def load_context(sm: async_sessionmaker[AsyncSession], attempt_id: str) -> CallContext | None:
@@ -71,6 +74,8 @@ async def load_context(sm: async_sessionmaker[AsyncSession], attempt_id: str) ->
         dynamic_variables=dict(contact.dynamic_variables or {}),
         ended=attempt.status in AttemptStatus.TERMINAL,
         campaign_id=campaign.id,
+        agent_override=contact.agent_override,
+        user_id=contact.user_id,
     )
 
 
@@ -148,7 +153,9 @@ class AgentConnector:
             self._client,
             self._session,
             agent_id=context.agent_id,
-            client_data=initiation_data(context.dynamic_variables),
+            client_data=initiation_data(
+                context.dynamic_variables, context.agent_override, context.user_id
+            ),
             timeout_seconds=self._timeout,
             on_conversation_id=remember,
             record=LiveRecord(self._sm, context.attempt_id),

@@ -24,7 +24,7 @@ from bridge.keys import (
     TWILIO_VALIDATOR,
 )
 from bridge.media import audio_formats, tokens, twilio_wire
-from bridge.media.calls import start_stream
+from bridge.media.calls import bind_registered, start_stream
 from bridge.media.connector import AgentUnavailable, CallContext, load_context
 from bridge.media.relay import relay
 from bridge.media.twilio_wire import Start
@@ -122,11 +122,18 @@ async def twilio_stream(request: web.Request) -> web.StreamResponse:
     attempt_id = request.match_info["attempt_id"]
     token = start.custom_parameters.get("token", "")
     named = start.custom_parameters.get("attempt_id", attempt_id)
-    if named != attempt_id or not tokens.verify(
-        app[MEDIA_TOKEN_SECRET], attempt_id, start.call_sid, token
-    ):
+    secret = app[MEDIA_TOKEN_SECRET]
+    own_call = tokens.verify(secret, attempt_id, start.call_sid, token)
+    # A registered call's token names no call (its sid was not known yet): the stream's call
+    # becomes the attempt's, if the attempt has none.
+    registered = not own_call and tokens.verify(secret, attempt_id, tokens.REGISTERED_CALL, token)
+    if named != attempt_id or not (own_call or registered):
         log.warning("rejected media stream for attempt %s: bad token for its call", attempt_id)
         await ws.close(code=POLICY_VIOLATION, message=b"bad token")
+        return ws
+    if registered and not await bind_registered(app[SESSIONMAKER], attempt_id, start.call_sid):
+        log.warning("rejected media stream for attempt %s: it has a call already", attempt_id)
+        await ws.close(code=POLICY_VIOLATION, message=b"token already used")
         return ws
     if not await start_stream(app[SESSIONMAKER], attempt_id, start.call_sid, start.stream_sid):
         log.warning("rejected media stream for attempt %s: its call has one already", attempt_id)

@@ -14,6 +14,9 @@ import json
 import time
 
 TOKEN_TTL_SECONDS = 600
+# What a registered call's token names instead of a call sid: its TwiML is asked for before
+# anyone tells us the call's sid, which the stream's `start` brings (bridge.media.calls).
+REGISTERED_CALL = "registered-call"
 
 
 def derive_secret(auth_token: str) -> bytes:

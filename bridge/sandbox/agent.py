@@ -56,6 +56,17 @@ def _ws_base(http_base: str) -> str:
 WireTap = Callable[[str, dict[str, Any]], None]
 
 
+class OverrideRefused(Exception):
+    """A conversation overrides settings its agent does not allow to be overridden."""
+
+
+def _refused(exc: OverrideRefused) -> web.HTTPException:
+    return web.HTTPForbidden(
+        text=json.dumps({"detail": {"status": "override_not_allowed", "message": str(exc)}}),
+        content_type="application/json",
+    )
+
+
 def _check_exists(agent_id: str) -> None:
     """404, as ElevenLabs answers for an agent that is not in the key's workspace."""
     if not exists(agent_id):
@@ -323,6 +334,7 @@ class SandboxAgent:
             "agent_id": agent_id,
             "name": f"Sandbox agent {agent_id}",
             "conversation_config": self.profile(agent_id).conversation_config(),
+            "platform_settings": self.profile(agent_id).platform_settings(),
             "metadata": {
                 "created_at_unix_secs": self._created,
                 "updated_at_unix_secs": self._created,
@@ -365,15 +377,24 @@ class SandboxAgent:
         )
 
     def _record(self, agent_id: str, mode: str, client_data: Any) -> ConversationRecord:
+        """The conversation's record; OverrideRefused (recorded as failed) when it overrides
+        settings its agent does not let it override."""
         data = client_data if isinstance(client_data, dict) else {}
+        user_id = data.get("user_id")
         record = ConversationRecord(
             conversation_id=agent_brain.new_conversation_id(),
             agent_id=agent_id,
             mode=mode,
             dynamic_variables=dict(data.get("dynamic_variables") or {}),
             conversation_config_override=data.get("conversation_config_override"),
+            user_id=str(user_id) if user_id is not None else None,
         )
         self.conversations[record.conversation_id] = record
+        refusal = self.profile(agent_id).refused_override(record.conversation_config_override)
+        if refusal is not None:
+            record.status = "failed"
+            record.failure_reason = refusal
+            raise OverrideRefused(refusal)
         return record
 
     def _stream_twiml(self, record: ConversationRecord) -> web.Response:
@@ -387,9 +408,12 @@ class SandboxAgent:
         body = await self._json(request)
         if not body.get("agent_id") or not body.get("to_number"):
             raise web.HTTPUnprocessableEntity(text='{"detail": "agent_id and to_number"}')
-        record = self._record(
-            str(body["agent_id"]), "register", body.get("conversation_initiation_client_data")
-        )
+        try:
+            record = self._record(
+                str(body["agent_id"]), "register", body.get("conversation_initiation_client_data")
+            )
+        except OverrideRefused as exc:
+            raise _refused(exc) from exc
         record.to_number = str(body["to_number"])
         record.from_number = str(body.get("from_number") or "")
         # A number on the caller's own Twilio account has no id here: a stable stand-in.
@@ -405,9 +429,12 @@ class SandboxAgent:
             raise web.HTTPUnprocessableEntity(
                 text=json.dumps({"detail": f"missing {', '.join(missing)}"})
             )
-        record = self._record(
-            str(body["agent_id"]), "native", body.get("conversation_initiation_client_data")
-        )
+        try:
+            record = self._record(
+                str(body["agent_id"]), "native", body.get("conversation_initiation_client_data")
+            )
+        except OverrideRefused as exc:
+            raise _refused(exc) from exc
         record.to_number = str(body["to_number"])
         record.from_number = AGENT_NUMBER
         record.phone_number_id = str(body["agent_phone_number_id"])
@@ -520,7 +547,12 @@ class SandboxAgent:
             await ws.close(code=1008, message=b"expected conversation_initiation_client_data")
             return ws
         self._tap("client", data)
-        record = self._record(agent_id, "websocket", data)
+        try:
+            record = self._record(agent_id, "websocket", data)
+        except OverrideRefused as exc:
+            # ElevenLabs closes the conversation with a policy violation and the reason.
+            await ws.close(code=1008, message=str(exc).encode()[:120])
+            return ws
         profile = self.profile(agent_id)
         capture = None
         if self.capture_seconds > 0:

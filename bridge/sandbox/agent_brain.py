@@ -41,6 +41,8 @@ class ConversationRecord:
     mode: str  # websocket | register | native
     dynamic_variables: dict[str, Any] = field(default_factory=dict)
     conversation_config_override: dict[str, Any] | None = None
+    # conversation_initiation_client_data.user_id: who the caller says the person is.
+    user_id: str | None = None
     to_number: str | None = None
     from_number: str | None = None
     call_sid: str | None = None

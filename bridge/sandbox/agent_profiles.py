@@ -3,7 +3,10 @@
 Defaults are keyed by the agent id, so a test picks an agent by naming it: an id that contains a
 format name (`agent_pcm_16000`, `agent_pcm_44100`, `agent_mp3_44100`) uses that format both ways,
 any other id `ulaw_8000`, as an agent set up for Twilio would; `tone_<hz>` in the id (e.g.
-`agent_pcm_24000_tone_1000`) sets the tone, else 440 Hz. An id containing `unknown` names no
+`agent_pcm_24000_tone_1000`) sets the tone, else 440 Hz. An agent allows a conversation to
+override its settings (`conversation_config_override`) unless its id contains `no_overrides`:
+such an agent refuses a conversation that sends overrides, as ElevenLabs refuses overrides its
+agent's security settings do not enable. An id containing `unknown` names no
 agent (the agent API answers 404). The sandbox's agent API changes them per agent as ElevenLabs'
 does (PATCH /v1/convai/agents/{agent_id}, conversation_config.tts and .asr).
 """
@@ -37,6 +40,30 @@ class AgentProfile:
     output_format: str = ULAW_8000  # conversation_config.tts.agent_output_audio_format
     input_format: str = ULAW_8000  # conversation_config.asr.user_input_audio_format
     tone_hz: float = DEFAULT_TONE_HZ
+    # platform_settings.overrides: whether a conversation may override the agent's settings.
+    overrides_allowed: bool = True
+
+    def platform_settings(self) -> dict[str, Any]:
+        allowed = self.overrides_allowed
+        return {
+            "overrides": {
+                "conversation_config_override": {
+                    "agent": {
+                        "first_message": allowed,
+                        "language": allowed,
+                        "prompt": {"prompt": allowed},
+                    },
+                    "tts": {"voice_id": allowed},
+                }
+            }
+        }
+
+    def refused_override(self, override: Any) -> str | None:
+        """Why a conversation's overrides are refused (ElevenLabs' words), or None."""
+        if not override or self.overrides_allowed:
+            return None
+        fields = sorted(_leaf_names(override)) or ["conversation_config_override"]
+        return f"Override for field '{fields[0]}' is not allowed by config."
 
     def conversation_config(self) -> dict[str, Any]:
         return {
@@ -63,6 +90,15 @@ class AgentProfile:
         return changed
 
 
+def _leaf_names(override: Any) -> list[str]:
+    if not isinstance(override, dict):
+        return []
+    names: list[str] = []
+    for key, value in override.items():
+        names += _leaf_names(value) if isinstance(value, dict) and value else [str(key)]
+    return names
+
+
 def exists(agent_id: str) -> bool:
     """Every agent id names an agent of the sandbox's workspace but those containing `unknown`
     (`agent_unknown_x`): they rehearse an id that is wrong, or of another workspace."""
@@ -78,4 +114,5 @@ def profile_for(agent_id: str) -> AgentProfile:
         output_format=audio_format,
         input_format=audio_format,
         tone_hz=float(tone.group(1)) if tone else DEFAULT_TONE_HZ,
+        overrides_allowed="no_overrides" not in agent_id,
     )

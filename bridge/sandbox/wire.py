@@ -164,6 +164,9 @@ def inspection_record(call: SandboxCall, planned: str) -> dict[str, Any]:
         "status_callback": call.status_callback,
         "status_callback_events": call.status_callback_events,
         "machine_detection": call.machine_detection,
+        # How long it may ring, and whether the call is recorded (Record), as the create asked.
+        "timeout": call.timeout,
+        "record": (call.param("Record") or "").lower() == "true",
         "status": call.status,
         "answered_by": call.answered_by,
         "attempt_number": call.attempt_number,

@@ -37,8 +37,13 @@ class AgentApiError(Exception):
         self.sent = sent
 
 
-def initiation_data(dynamic_variables: dict[str, Any]) -> dict[str, Any]:
-    """`conversation_initiation_client_data` for a contact's variables."""
+def initiation_data(
+    dynamic_variables: dict[str, Any],
+    override: dict[str, Any] | None = None,
+    user_id: str | None = None,
+) -> dict[str, Any]:
+    """`conversation_initiation_client_data` for a contact's variables, with the overrides and
+    user id its request gave (those win over the override columns of a CSV)."""
     variables = {k: v for k, v in dynamic_variables.items() if k not in OVERRIDE_COLUMNS}
     agent: dict[str, Any] = {}
     if dynamic_variables.get("first_message"):
@@ -47,14 +52,22 @@ def initiation_data(dynamic_variables: dict[str, Any]) -> dict[str, Any]:
         agent["language"] = dynamic_variables["language"]
     if dynamic_variables.get("system_prompt"):
         agent["prompt"] = {"prompt": dynamic_variables["system_prompt"]}
-    override: dict[str, Any] = {}
+    merged: dict[str, Any] = {}
     if agent:
-        override["agent"] = agent
+        merged["agent"] = agent
     if dynamic_variables.get("voice_id"):
-        override["tts"] = {"voice_id": dynamic_variables["voice_id"]}
-    data: dict[str, Any] = {"dynamic_variables": variables}
+        merged["tts"] = {"voice_id": dynamic_variables["voice_id"]}
     if override:
-        data["conversation_config_override"] = override
+        for section, values in override.items():
+            if isinstance(values, dict) and isinstance(merged.get(section), dict):
+                merged[section] = {**merged[section], **values}
+            else:
+                merged[section] = values
+    data: dict[str, Any] = {"dynamic_variables": variables}
+    if merged:
+        data["conversation_config_override"] = merged
+    if user_id:
+        data["user_id"] = user_id
     return data
 
 
@@ -177,6 +190,8 @@ class ElevenLabsDialer:
                 code="agent_not_configured",
             )
         telephony: dict[str, Any] = {"ringing_timeout_secs": request.ring_timeout_seconds}
+        if request.record:
+            telephony["twilio_call_recording_enabled"] = True
         mode = MACHINE_DETECTION_MODES.get(request.machine_detection or "")
         if mode:
             telephony["twilio_machine_detection"] = {"mode": mode}
@@ -184,7 +199,9 @@ class ElevenLabsDialer:
             "agent_id": request.agent_id,
             "agent_phone_number_id": request.agent_phone_number_id,
             "to_number": request.to,
-            "conversation_initiation_client_data": initiation_data(request.dynamic_variables),
+            "conversation_initiation_client_data": initiation_data(
+                request.dynamic_variables, request.agent_override, request.user_id
+            ),
             "telephony_call_config": telephony,
         }
         try:

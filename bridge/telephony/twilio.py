@@ -69,6 +69,8 @@ class TwilioDialer:
             "timeout": request.ring_timeout_seconds,
             "time_limit": request.time_limit_seconds,
         }
+        if request.record:
+            params["record"] = True
         if request.machine_detection:
             params |= {
                 "machine_detection": request.machine_detection,

@@ -187,7 +187,9 @@ async def _register_call(
                         agent_id=context.agent_id,
                         from_number=params.get("From") or context.from_number or "",
                         to_number=params.get("To") or context.to,
-                        client_data=initiation_data(context.dynamic_variables),
+                        client_data=initiation_data(
+                            context.dynamic_variables, context.agent_override, context.user_id
+                        ),
                     ),
                     REGISTER_TIMEOUT_SECONDS,
                 )

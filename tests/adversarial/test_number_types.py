@@ -239,7 +239,8 @@ def test_single_calls_and_batch_recipients_follow_the_same_rules(service: Servic
         },
     )
     assert outbound.status_code == 422, outbound.text
-    assert outbound.json()["error"]["details"]["number_type"] == "personal_number"
+    # ElevenLabs' validation error shape on its routes, the number's type in the item's ctx.
+    assert outbound.json()["detail"][0]["ctx"]["number_type"] == "personal_number"
 
     recipients = [
         {"phone_number": FIXED},
@@ -254,8 +255,7 @@ def test_single_calls_and_batch_recipients_follow_the_same_rules(service: Servic
     refused = service.api("POST", "/v1/convai/batch-calling/submit", json=submit)
     assert refused.status_code == 422, refused.text
     assert [
-        (d["recipient"], d["reason"], d.get("number_type"))
-        for d in refused.json()["error"]["details"]
+        (d["recipient"], d["reason"], d.get("number_type")) for d in refused.json()["detail"]
     ] == [
         (1, "number_type_not_allowed", "personal_number"),
         (2, "number_type_not_allowed", "shared_cost"),
