@@ -40,6 +40,7 @@ from bridge.sandbox.carrier import SandboxCarrier
 from bridge.sandbox.inspection import inspection_guard
 from bridge.settings import Settings
 from bridge.telephony.twilio import TwilioDialer
+from bridge.webhooks import inbound as inbound_webhooks
 from bridge.webhooks import twilio as twilio_webhooks
 from campaigns.clock import set_offset, utcnow
 from campaigns.db import make_engine, make_sessionmaker
@@ -80,6 +81,7 @@ def create_app(settings: Settings) -> web.Application:
     app.add_routes(calls_api.api.routes)
     app.add_routes(lists_api.api.routes)
     app.add_routes(twilio_webhooks.routes)
+    app.add_routes(inbound_webhooks.routes)
     app.router.add_get("/healthz", _healthz)
     # Creating an engine opens no connection; the cleanup context migrates and disposes it.
     engine = make_engine(settings.database_url, **settings.engine_options)
