@@ -101,6 +101,9 @@ def create_app(settings: Settings) -> web.Application:
             talk_seconds=settings.sandbox_talk_seconds,
             faults=settings.sandbox_faults,
             inspection_guard=inspection_guard(app),
+            # The sandbox's numbers send the calls they receive to this service.
+            voice_url=settings.inbound_url,
+            voice_status_callback=f"{settings.base_url}/webhooks/twilio/status",
         )
         app[CARRIER] = carrier
         app.add_subapp("/sandbox", carrier.app())
