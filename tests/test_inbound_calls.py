@@ -18,6 +18,7 @@ from typing import Any
 
 import pytest
 import requests
+from playwright.sync_api import Page, expect
 from sqlalchemy import text
 from twilio.request_validator import RequestValidator
 
@@ -26,7 +27,11 @@ from bridge.settings import DEFAULT_INBOUND_MESSAGE
 from campaigns.db import make_engine
 from tests.campaign_flow import campaign, start, upload, wait_completed
 from tests.service import Service, wait_until
+from tests.test_dashboard_browser import browser, log_in, page, screenshot
 from tests.test_webhook_outbox import Receiver
+
+# The dashboard's Chromium fixtures, run against this module's service.
+__all__ = ["browser", "page"]
 
 FROM_NUMBER = "+15005550006"
 # 555-0260..0269: voicemail first, then the person calls back (bridge/sandbox/outcomes.py).
@@ -373,3 +378,38 @@ def test_a_forged_inbound_webhook_is_refused_and_stores_nothing(
     good = RequestValidator(SANDBOX_AUTH_TOKEN).compute_signature(url, form)
     answered = requests.post(url, data=form, headers={"X-Twilio-Signature": good}, timeout=10)
     assert answered.status_code == 200 and "<Connect>" in answered.text
+
+
+def test_the_contact_dialog_shows_the_call_and_the_call_back(service: Service, page: Page) -> None:
+    phone = "+12125550260"  # voicemail, then calls back 5 s later
+    campaign_id = create(service)
+    upload(service, campaign_id, contacts_csv({phone: CALLERS[phone]}))
+    start(service, campaign_id)
+    wait_completed(service, campaign_id, timeout=60)
+    wait_until(
+        lambda: all(
+            a["transcript_summary"]
+            for a in service.api("GET", f"/api/v1/campaigns/{campaign_id}/calls").json()
+        ),
+        timeout=30,
+        interval=0.2,
+        what="both calls' post-call reports",
+    )
+
+    log_in(page, service)
+    page.goto(f"{service.url}/#/campaigns/{campaign_id}")
+    page.get_by_role("button", name=f"Attempts of {phone}").click()
+    dialog = page.get_by_role("dialog")
+    expect(dialog).to_be_visible()
+    calls = dialog.locator("#attempt-list > li")
+    expect(calls).to_have_count(2)
+    expect(calls.nth(0)).to_have_attribute("data-direction", "outbound")
+    expect(calls.nth(0).locator(".badge")).to_have_text("Voicemail")
+    expect(calls.nth(1)).to_have_attribute("data-direction", "inbound")
+    expect(calls.nth(1).locator(".attempt-head strong")).to_have_text("Called back (call 2)")
+    expect(calls.nth(1).locator(".badge")).to_have_text("Answered")
+    expect(calls.nth(1)).to_contain_text("Inbound (called back)")
+    # The agent's summary of the call back, which knew the voicemail before it.
+    expect(calls.nth(1).locator(".summary")).to_be_visible()
+    expect(dialog.locator("dl.facts").first).to_contain_text("DispositionAnswered")
+    screenshot(page, "contact-called-back.png")
