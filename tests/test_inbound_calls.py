@@ -27,6 +27,7 @@ from bridge.settings import DEFAULT_INBOUND_MESSAGE
 from campaigns.db import make_engine
 from tests.campaign_flow import campaign, start, upload, wait_completed
 from tests.service import Service, wait_until
+from tests.specs import openapi
 from tests.test_dashboard_browser import browser, log_in, page, screenshot
 from tests.test_webhook_outbox import Receiver
 
@@ -235,6 +236,30 @@ def test_ten_contacts_reach_voicemail_call_back_and_reach_the_agent_with_their_c
     )
     assert sorted(e["direction"] for e in completed) == ["inbound"] * 10 + ["outbound"] * 10
 
+    # The carrier asked for each call back's TwiML and reported its end as Twilio does: signed,
+    # and in the shape of Twilio's published voice webhooks.
+    validator = RequestValidator(SANDBOX_AUTH_TOKEN)
+    sent = [
+        entry
+        for entry in get_json(service, "/sandbox/sent")
+        if entry["source"] == "twilio" and entry["params"].get("Direction") == "inbound"
+    ]
+    schemas = {
+        "twiml": "twilio-voice-webhooks.json#VoiceRequest",
+        "status": "twilio-voice-webhooks.json#StatusCallback",
+    }
+    assert sorted(e["kind"] for e in sent) == ["status"] * 10 + ["twiml"] * 10
+    for entry in sent:
+        assert openapi.errors(schemas[entry["kind"]], entry["params"]) == []
+        assert validator.validate(entry["url"], entry["params"], entry["signature"])
+        assert entry["response_status"] in (200, 204)
+    voice_urls = {e["url"] for e in sent if e["kind"] == "twiml"}
+    assert voice_urls == {f"{service.url}/webhooks/twilio/inbound"}
+    # Each call back's audio went both ways over its Media Stream.
+    for phone, (_, called_back) in by_phone.items():
+        media = get_json(service, f"/sandbox/calls/{called_back['provider_call_id']}/media")
+        assert media["frames_received"] > 0 and media["frames_sent"] > 0, phone
+
     # In the database: one inbound attempt per contact, each with its raw call event.
     stored = rows(
         database_url,
@@ -244,11 +269,17 @@ def test_ten_contacts_reach_voicemail_call_back_and_reach_the_agent_with_their_c
     assert len(stored) == len(CALLERS)
 
 
+# The agent's side of each mode: a call back reaches a native campaign's agent through
+# register-call, as ElevenLabs connects calls on a Twilio number of one's own.
+AGENT_MODE = {"stream": "websocket", "register": "register", "native": "register"}
+
+
+@pytest.mark.parametrize("mode", ["stream", "register", "native"])
 def test_a_caller_on_the_do_not_call_list_is_answered_and_never_called(
-    service: Service, database_url: str
+    service: Service, database_url: str, mode: str
 ) -> None:
     phone = "+12125550142"
-    campaign_id = create(service)
+    campaign_id = create(service, agent_connection=mode, agent_phone_number_id="phnum_sandbox")
     upload(service, campaign_id, contacts_csv({phone: {"first_name": "Dana", "balance": "5"}}))
     added = service.api("POST", "/api/v1/dnc", json={"phone_number": phone, "reason": "asked"})
     assert added.status_code in (200, 201), added.text
@@ -271,6 +302,10 @@ def test_a_caller_on_the_do_not_call_list_is_answered_and_never_called(
     )
     assert attempt["direction"] == "inbound" and attempt["provider_call_id"] == sid
     record = conversations(service)[attempt["conversation_id"]]
+    assert record["mode"] == AGENT_MODE[mode]
+    if mode != "stream":
+        # register-call was told who called which number.
+        assert (record["from_number"], record["to_number"]) == (phone, FROM_NUMBER)
     assert record["dynamic_variables"] == {
         "first_name": "Dana",
         "balance": "5",
