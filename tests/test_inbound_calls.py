@@ -349,6 +349,13 @@ def test_an_unknown_caller_hears_the_message_and_leaves_only_the_call_event(
     )
     assert {"kind": "inbound", "attempt_id": None, "applied": False} in events
     assert all(e["attempt_id"] is None for e in events)
+    # The sandbox refuses a call it could not place, in Twilio's error shape.
+    for form, status, code in (
+        ({"From": "12345", "To": FROM_NUMBER}, 400, 21212),
+        ({"From": stranger, "To": "+15005550009"}, 404, 20404),  # not the account's number
+    ):
+        refused = requests.post(f"{service.url}/sandbox/inbound", data=form, timeout=30)
+        assert (refused.status_code, refused.json()["code"]) == (status, code), refused.text
     # The number's voice request was signed and answered with the message, then a hang-up.
     voice = [
         entry
