@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import uuid
 from datetime import timedelta
+from typing import Any
 
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
@@ -31,7 +32,12 @@ SM = async_sessionmaker[AsyncSession]
 
 
 async def contact_in(
-    sm: SM, *, state: str = ContactState.PENDING, disposition: str | None = None, age: int = 0
+    sm: SM,
+    *,
+    state: str = ContactState.PENDING,
+    disposition: str | None = None,
+    age: int = 0,
+    **campaign_fields: Any,
 ) -> Contact:
     """A contact of a running campaign, created ``age`` seconds ago."""
     now = utcnow()
@@ -43,6 +49,7 @@ async def contact_in(
         max_attempts=3,
         retry_delay_seconds=60,
         started_at=now,
+        **campaign_fields,
     )
     contact = Contact(
         id=new_id("ct"),
@@ -73,13 +80,13 @@ async def call_back(sm: SM, call_id: str | None = None) -> inbound.InboundCall |
     )
 
 
-async def end(sm: SM, call_id: str) -> None:
+async def end(sm: SM, call_id: str, status: str = AttemptStatus.COMPLETED) -> None:
     update = CallUpdate(
         provider="twilio",
         provider_call_id=call_id,
         kind="status",
         received_at=utcnow(),
-        status=AttemptStatus.COMPLETED,
+        status=status,
         sequence=0,
         duration_seconds=42,
     )
@@ -182,3 +189,35 @@ async def test_an_unknown_or_withheld_caller_leaves_only_the_call_event(sm: SM) 
         assert list(await session.scalars(select(Attempt.id))) == []
         events = list(await session.execute(select(CallEvent.kind, CallEvent.attempt_id)))
     assert [tuple(e) for e in events] == [("inbound", None), ("inbound", None)]
+
+
+async def test_a_call_back_is_not_a_dial_of_the_campaign(sm: SM) -> None:
+    # Two dials a day: the campaign's one dial today leaves room for another after the call
+    # back fails, which it would not if the call back counted.
+    contact = await contact_in(sm, max_attempts_per_day=2)
+    now = utcnow()
+    async with sm.begin() as session:
+        session.add(
+            Attempt(
+                id=new_id("att"),
+                campaign_id=contact.campaign_id,
+                contact_id=contact.id,
+                number=1,
+                phone_number=PHONE,
+                provider_call_id="CA" + uuid.uuid4().hex,
+                status=AttemptStatus.NO_ANSWER,
+                outcome="no_answer",
+                created_at=now,
+                scheduled_at=now,
+                dialed_at=now,
+                ended_at=now,
+            )
+        )
+    call_id = "CA" + uuid.uuid4().hex
+    assert await call_back(sm, call_id) is not None
+    await end(sm, call_id, AttemptStatus.FAILED)
+    after = await fresh(sm, Contact, contact.id)
+    assert isinstance(after, Contact)
+    assert (after.state, after.attempts_made) == ("pending", 1)
+    assert after.next_attempt_at is not None
+    assert after.next_attempt_at.replace(tzinfo=now.tzinfo) <= utcnow() + timedelta(seconds=61)
