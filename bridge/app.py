@@ -41,6 +41,7 @@ from bridge.sandbox.carrier import SandboxCarrier
 from bridge.sandbox.inspection import inspection_guard
 from bridge.settings import Settings
 from bridge.telephony.twilio import TwilioDialer
+from bridge.webhooks import inbound as inbound_webhooks
 from bridge.webhooks import twilio as twilio_webhooks
 from bridge.webhooks.applier import new_applier
 from campaigns.clock import set_offset, utcnow
@@ -83,6 +84,7 @@ def create_app(settings: Settings) -> web.Application:
     app.add_routes(calls_api.api.routes)
     app.add_routes(lists_api.api.routes)
     app.add_routes(twilio_webhooks.routes)
+    app.add_routes(inbound_webhooks.routes)
     app.router.add_get("/healthz", _healthz)
     # Creating an engine opens no connection; the cleanup context migrates and disposes it.
     engine = make_engine(settings.database_url, **settings.engine_options)
@@ -103,6 +105,9 @@ def create_app(settings: Settings) -> web.Application:
             talk_seconds=settings.sandbox_talk_seconds,
             faults=settings.sandbox_faults,
             inspection_guard=inspection_guard(app),
+            # The sandbox's numbers send the calls they receive to this service.
+            voice_url=settings.inbound_url,
+            voice_status_callback=f"{settings.base_url}/webhooks/twilio/status",
         )
         app[CARRIER] = carrier
         app.add_subapp("/sandbox", carrier.app())

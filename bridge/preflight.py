@@ -1,9 +1,10 @@
 """`callbridge check`: what a real campaign needs, checked before the first one.
 
 Each check asks the provider itself, with the official SDKs, what callbridge would rely on: the
-Twilio account answers to its credentials, the caller id belongs to it, each agent exists and
-speaks audio callbridge can relay, the post-call webhook secret is set, and the public URL that
-Twilio and ElevenLabs call back is reachable. A problem is one line saying what to change.
+Twilio account answers to its credentials, the caller id belongs to it and sends the calls it
+receives (people calling back) to callbridge, each agent exists and speaks audio callbridge can
+relay, the post-call webhook secret is set, and the public URL that Twilio and ElevenLabs call
+back is reachable. A problem is one line saying what to change.
 """
 
 from __future__ import annotations
@@ -26,7 +27,7 @@ TIMEOUT_SECONDS = 10.0
 
 @dataclass(frozen=True)
 class Finding:
-    check: str  # twilio_account | from_number | agent | webhook_secret | public_url
+    check: str  # twilio_account | from_number | voice_url | agent | webhook_secret | public_url
     ok: bool
     message: str  # what was found, or what to change
     warning: bool = False  # works, but worth changing (an agent whose audio is converted)
@@ -77,7 +78,12 @@ async def run_checks(
     for agent_id in chosen:
         findings.append(await _agent(settings, agent_id))
     findings.append(_webhook_secret(settings))
-    findings.append(await _public_url(settings))
+    public = await _public_url(settings)
+    if not public.ok:
+        # The voice URL is checked against the public URL: with that one wrong, the one line
+        # to act on is the public URL's.
+        findings = [f for f in findings if f.check != "voice_url" or f.ok]
+    findings.append(public)
     return findings
 
 
@@ -115,8 +121,10 @@ async def _twilio(settings: Settings, from_number: str | None) -> list[Finding]:
             )
             return found
         owned = await account.incoming_phone_numbers.list_async(phone_number=from_number)
-        if any(number.phone_number == from_number for number in owned):
+        mine = next((number for number in owned if number.phone_number == from_number), None)
+        if mine is not None:
             found.append(Finding("from_number", True, f"{from_number} belongs to {sid}."))
+            found.append(_voice_url(settings, from_number, mine.voice_url))
         else:
             found.append(
                 Finding(
@@ -139,6 +147,21 @@ async def _twilio(settings: Settings, from_number: str | None) -> list[Finding]:
         ]
     finally:
         await http.close()
+
+
+def _voice_url(settings: Settings, from_number: str, voice_url: str | None) -> Finding:
+    """People call back the number that called them: its calls must reach callbridge."""
+    wanted = settings.inbound_url
+    if voice_url == wanted:
+        return Finding("voice_url", True, f"Calls to {from_number} reach callbridge ({wanted}).")
+    where = f"goes to {voice_url}" if voice_url else "is not set"
+    return Finding(
+        "voice_url",
+        False,
+        f"The voice URL of {from_number} {where}, so people who call back never reach the "
+        f"campaign's agent: set it to {wanted} (HTTP POST) in the number's settings on "
+        "console.twilio.com.",
+    )
 
 
 async def _agent(settings: Settings, agent_id: str) -> Finding:

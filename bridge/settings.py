@@ -64,6 +64,12 @@ def _log_format(raw: str | None) -> str:
     return value
 
 
+DEFAULT_INBOUND_MESSAGE = (
+    "Thank you for calling. We cannot take your call on this number right now. Goodbye."
+)
+INBOUND_PATH = "/webhooks/twilio/inbound"
+
+
 @dataclass(frozen=True)
 class Settings:
     database_url: str = "sqlite:///callbridge.db"
@@ -107,6 +113,9 @@ class Settings:
     elevenlabs_url: str | None = None
     # Signs the dashboard's stream tickets; None: a random secret per process.
     dashboard_secret: str | None = field(default=None, repr=False)
+    # A caller who matches no contact reaches this agent; without one they hear the message.
+    inbound_agent_id: str | None = None
+    inbound_message: str = DEFAULT_INBOUND_MESSAGE
     # API requests per minute per key (token bucket); a key may set its own.
     rate_limit_per_minute: int = 600
     # Outgoing webhooks: the first retry's delay (doubling up to the max), how long to keep
@@ -167,6 +176,9 @@ class Settings:
             elevenlabs_webhook_secret=env.get("ELEVENLABS_WEBHOOK_SECRET") or None,
             elevenlabs_url=env.get("CALLBRIDGE_ELEVENLABS_URL") or None,
             dashboard_secret=env.get("CALLBRIDGE_DASHBOARD_SECRET") or None,
+            inbound_agent_id=env.get("CALLBRIDGE_INBOUND_AGENT_ID") or None,
+            inbound_message=(env.get("CALLBRIDGE_INBOUND_MESSAGE") or "").strip()
+            or DEFAULT_INBOUND_MESSAGE,
             rate_limit_per_minute=int(env.get("CALLBRIDGE_RATE_LIMIT_PER_MINUTE") or 600),
             webhook_retry_base_seconds=_float(env, "CALLBRIDGE_WEBHOOK_RETRY_BASE_SECONDS", 10.0),
             webhook_retry_max_seconds=_float(env, "CALLBRIDGE_WEBHOOK_RETRY_MAX_SECONDS", 3600.0),
@@ -220,6 +232,11 @@ class Settings:
     def base_url(self) -> str:
         """The URL Twilio reaches us at; signatures are computed over it, never over Host."""
         return (self.public_url or f"http://{self.host}:{self.port}").rstrip("/")
+
+    @property
+    def inbound_url(self) -> str:
+        """The voice URL of the numbers callbridge dials from: where call backs reach it."""
+        return f"{self.base_url}{INBOUND_PATH}"
 
     @property
     def local_url(self) -> str:

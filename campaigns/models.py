@@ -184,6 +184,11 @@ class AttemptStatus:
     LIVE = frozenset({DIALING, QUEUED, INITIATED, RINGING, IN_PROGRESS})
 
 
+class Direction:
+    OUTBOUND = "outbound"
+    INBOUND = "inbound"
+
+
 class Attempt(Base):
     __tablename__ = "attempts"
     __table_args__ = (
@@ -197,6 +202,10 @@ class Attempt(Base):
     number: Mapped[int] = mapped_column(Integer)  # 1 for the contact's first attempt
     phone_number: Mapped[str] = mapped_column(String(32))
     provider: Mapped[str] = mapped_column(String(16), default="twilio")
+    # outbound: dialled by the campaign; inbound: the contact called one of its numbers back.
+    direction: Mapped[str] = mapped_column(
+        String(16), default="outbound", server_default="outbound"
+    )
     provider_call_id: Mapped[str | None] = mapped_column(String(64), unique=True)
     status: Mapped[str] = mapped_column(String(16), default=AttemptStatus.DIALING)
     last_sequence: Mapped[int] = mapped_column(Integer, default=-1)

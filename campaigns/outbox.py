@@ -48,6 +48,7 @@ def _envelope(session: Session, event: Any, now: datetime) -> tuple[str, dict[st
             "contact_id": attempt.contact_id,
             "number": attempt.number,
             "phone_number": attempt.phone_number,
+            "direction": attempt.direction,
             "status": attempt.status,
             "outcome": attempt.outcome,
             "answered_by": attempt.answered_by,

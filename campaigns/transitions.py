@@ -36,6 +36,7 @@ from campaigns.models import (
     CampaignStatus,
     Contact,
     ContactState,
+    Direction,
     Disposition,
 )
 from campaigns.sqlutil import dialect_name
@@ -184,6 +185,10 @@ async def settle_contact(
         return
     if outcome == Disposition.VOICEMAIL and attempt.voicemail_action == "message_left":
         outcome = Disposition.VOICEMAIL_LEFT
+    if attempt.direction == Direction.INBOUND and await _other_call_live(session, attempt):
+        # The contact called back while the campaign's own call to them was live: that call
+        # holds the contact and settles it.
+        return
     if not first_time:
         # A late AMD result re-labels an ended call (answered -> voicemail); both are final.
         if contact.state == ContactState.DONE and contact.disposition != outcome:
@@ -210,6 +215,19 @@ async def settle_contact(
     await complete_if_finished(session, campaign, now)
 
 
+async def _other_call_live(session: AsyncSession, attempt: Attempt) -> bool:
+    other = await session.scalar(
+        select(Attempt.id)
+        .where(
+            Attempt.contact_id == attempt.contact_id,
+            Attempt.id != attempt.id,
+            Attempt.status.in_(AttemptStatus.LIVE),
+        )
+        .limit(1)
+    )
+    return other is not None
+
+
 async def _dial_times(
     session: AsyncSession, campaign: Campaign, contact: Contact
 ) -> list[datetime]:
@@ -218,7 +236,10 @@ async def _dial_times(
         return []
     rows = await session.scalars(
         select(Attempt.scheduled_at).where(
-            Attempt.contact_id == contact.id, Attempt.status != AttemptStatus.NOT_PLACED
+            Attempt.contact_id == contact.id,
+            Attempt.status != AttemptStatus.NOT_PLACED,
+            # A call back was not a dial of ours: it counts against no cap.
+            Attempt.direction == Direction.OUTBOUND,
         )
     )
     return list(rows)
@@ -320,6 +341,53 @@ def registered(
         answered_at=now,
     )
     session.add(attempt)
+    return attempt
+
+
+async def answer_inbound(
+    session: AsyncSession,
+    campaign: Campaign,
+    contact: Contact,
+    *,
+    call_id: str,
+    phone_number: str,
+    number: int,
+    do_not_call: bool,
+    now: datetime,
+) -> Attempt:
+    """The contact called back and the call is being answered: an inbound attempt, live.
+
+    A pending contact is held in progress by the call, so the campaign does not dial someone
+    who is on the line with its agent; the call's end then settles it like any attempt (the
+    campaign's policy says whether an answered call ends it). A caller on the do-not-call list
+    is answered, but their contact is finished ``dnc`` at once: never called again. A contact
+    already done, or with a call of the campaign live, is left as it is. The call back does
+    not count as one of the contact's dials (``attempts_made``).
+    """
+    if contact.state == ContactState.PENDING:
+        if do_not_call:
+            finish_contact(session, contact, Disposition.DNC, now)
+        else:
+            contact.state = ContactState.IN_PROGRESS
+            contact.next_attempt_at = None
+    attempt = Attempt(
+        id=new_id("att"),
+        campaign_id=campaign.id,
+        contact_id=contact.id,
+        number=number,
+        phone_number=phone_number,
+        direction=Direction.INBOUND,
+        provider_call_id=call_id,
+        status=AttemptStatus.IN_PROGRESS,
+        created_at=now,
+        scheduled_at=now,
+        dialed_at=now,
+        answered_at=now,
+    )
+    session.add(attempt)
+    if contact.state == ContactState.DONE:
+        await session.flush()
+        await complete_if_finished(session, campaign, now)
     return attempt
 
 

@@ -66,6 +66,7 @@ def test_a_good_setup_passes_every_check(service: Service, tmp_path: Path) -> No
     assert {f["check"] for f in findings} == {
         "twilio_account",
         "from_number",
+        "voice_url",
         "agent",
         "webhook_secret",
         "public_url",
@@ -73,7 +74,7 @@ def test_a_good_setup_passes_every_check(service: Service, tmp_path: Path) -> No
     assert all(f["ok"] and not f["warning"] for f in findings), findings
     text = check(good_setup(service, tmp_path), "--agent", "agent_ready")
     assert text.returncode == 0
-    assert len(text.stdout.splitlines()) == 5
+    assert len(text.stdout.splitlines()) == 6
     assert all(line.startswith("ok") for line in text.stdout.splitlines()), text.stdout
 
 
@@ -84,6 +85,8 @@ def test_a_good_setup_passes_every_check(service: Service, tmp_path: Path) -> No
          "Twilio refused account", 1),
         ("foreign from-number", {"CALLBRIDGE_FROM_NUMBER": "+15005550009"}, "agent_ready",
          "+15005550009 is not a number of Twilio account", 1),
+        ("number not pointing at callbridge", {"CALLBRIDGE_FROM_NUMBER": "+15005550007"},
+         "agent_ready", "The voice URL of +15005550007 goes to https://demo.twilio.com/", 1),
         ("unknown agent", {}, "agent_unknown_x", "Agent agent_unknown_x does not exist", 1),
         ("PCM agent", {}, "agent_pcm_16000",
          "Agent agent_pcm_16000 speaks pcm_16000 and listens in pcm_16000: callbridge converts", 0),

@@ -120,6 +120,8 @@ def attempt_json(attempt: Attempt) -> dict[str, Any]:
         "number": attempt.number,
         "phone_number": attempt.phone_number,
         "provider": attempt.provider,
+        # inbound: the contact called back.
+        "direction": attempt.direction,
         "provider_call_id": attempt.provider_call_id,
         "status": attempt.status,
         "outcome": attempt.outcome,
@@ -328,6 +330,7 @@ ATTEMPT = api.schema(
             "contact_id": {"type": "string"},
             "number": {"type": "integer"},
             "phone_number": {"type": "string"},
+            "direction": {"type": "string", "enum": ["outbound", "inbound"]},
             "status": {"type": "string"},
             "outcome": {"type": ["string", "null"]},
             "answered_by": {"type": ["string", "null"]},

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import io
+from collections import Counter
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -11,10 +12,20 @@ from aiohttp import web
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from campaigns.models import Attempt, AttemptStatus, Contact
+from campaigns.models import Attempt, AttemptStatus, Contact, Direction
 
 PAGE = 1000
-FIXED_COLUMNS = ["phone_number", "id", "disposition", "attempts", "last_status", "answered_by"]
+FIXED_COLUMNS = [
+    "phone_number",
+    "id",
+    "disposition",
+    "attempts",
+    "last_status",
+    "answered_by",
+    # Which way the last call went (inbound: the contact called back), and how many calls back.
+    "last_direction",
+    "calls_back",
+]
 # Spreadsheets evaluate cells starting with these as formulas.
 FORMULA_PREFIXES = ("=", "+", "-", "@", "\t", "\r")
 
@@ -43,16 +54,25 @@ async def _variable_names(session: AsyncSession, campaign_id: str) -> list[str]:
         after = rows[-1][0]
 
 
-async def _last_attempts(session: AsyncSession, contact_ids: list[str]) -> dict[str, Attempt]:
+async def _last_attempts(
+    session: AsyncSession, contact_ids: list[str]
+) -> tuple[dict[str, Attempt], Counter[str]]:
+    """Each contact's last attempt, and how many times each contact called back."""
     attempts = await session.scalars(
         select(Attempt)
         .where(
             Attempt.contact_id.in_(contact_ids),
             Attempt.status != AttemptStatus.NOT_PLACED,
         )
-        .order_by(Attempt.number)
+        .order_by(Attempt.number, Attempt.created_at)
     )
-    return {a.contact_id: a for a in attempts}
+    last: dict[str, Attempt] = {}
+    calls_back: Counter[str] = Counter()
+    for attempt in attempts:
+        last[attempt.contact_id] = attempt
+        if attempt.direction == Direction.INBOUND:
+            calls_back[attempt.contact_id] += 1
+    return last, calls_back
 
 
 def _render(rows: list[list[Any]]) -> str:
@@ -81,7 +101,7 @@ async def stream_export(
             )
             if not contacts:
                 return
-            last = await _last_attempts(session, [c.id for c in contacts])
+            last, calls_back = await _last_attempts(session, [c.id for c in contacts])
             rows = []
             for contact in contacts:
                 attempt = last.get(contact.id)
@@ -96,6 +116,8 @@ async def stream_export(
                             contact.attempts_made,
                             attempt.status if attempt else "",
                             (attempt.answered_by or "") if attempt else "",
+                            attempt.direction if attempt else "",
+                            calls_back[contact.id],
                         )
                     ]
                     + [neutralise(str(variables.get(n, ""))) for n in names]

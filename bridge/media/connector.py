@@ -22,7 +22,8 @@ from bridge.media.client_tools import ClientToolRegistry
 from bridge.media.conversation import AgentConversation, open_conversation
 from bridge.media.live_record import LiveRecord
 from bridge.telephony.elevenlabs import AgentApiError, ElevenLabsClient, initiation_data
-from campaigns.models import Attempt, AttemptStatus, Campaign, Contact
+from campaigns.inbound import callback_variables
+from campaigns.models import Attempt, AttemptStatus, Campaign, Contact, Direction
 
 log = logging.getLogger(__name__)
 
@@ -61,9 +62,13 @@ async def load_context(sm: async_sessionmaker[AsyncSession], attempt_id: str) ->
                 .where(Attempt.id == attempt_id)
             )
         ).first()
-    if row is None:
-        return None
-    attempt, campaign, contact = row
+        if row is None:
+            return None
+        attempt, campaign, contact = row
+        variables = dict(contact.dynamic_variables or {})
+        if attempt.direction == Direction.INBOUND:
+            # A call back: the agent is also told why the person was called.
+            variables = await callback_variables(session, attempt, contact)
     return CallContext(
         attempt_id=attempt.id,
         call_sid=attempt.provider_call_id,
@@ -71,7 +76,7 @@ async def load_context(sm: async_sessionmaker[AsyncSession], attempt_id: str) ->
         agent_connection=campaign.agent_connection,
         to=attempt.phone_number,
         from_number=campaign.from_number,
-        dynamic_variables=dict(contact.dynamic_variables or {}),
+        dynamic_variables=variables,
         ended=attempt.status in AttemptStatus.TERMINAL,
         campaign_id=campaign.id,
         agent_override=contact.agent_override,

@@ -3,7 +3,9 @@
 A preflight (`callbridge check`) reads both: the Account answers only to the account's own SID and
 auth token, and IncomingPhoneNumbers says whether a caller id belongs to the account. The sandbox
 account owns every valid number but one, ``wire.UNVERIFIED_FROM``, the number whose calls it
-refuses with 21210 (not verified on the account), as a number bought elsewhere would be.
+refuses with 21210 (not verified on the account), as a number bought elsewhere would be. Each
+number's voice URL (where Twilio sends the calls it receives) is the carrier's, except for
+``wire.UNCONFIGURED_NUMBER``, still on Twilio's demo URL as a newly bought number is.
 """
 
 from __future__ import annotations
@@ -25,9 +27,11 @@ DEFAULT_NUMBER = "+15005550006"
 _CREATED = datetime(2026, 1, 1, tzinfo=UTC)
 
 Authenticate = Callable[[web.Request], Awaitable[str]]
+# The voice URL of one of the account's numbers (None: not set).
+VoiceUrl = Callable[[str], str | None]
 
 
-def add_routes(app: web.Application, authenticate: Authenticate) -> None:
+def add_routes(app: web.Application, authenticate: Authenticate, voice_url: VoiceUrl) -> None:
     account = f"/{wire.API_VERSION}/Accounts/{{account_sid}}"
 
     async def fetch_account(request: web.Request) -> web.Response:
@@ -42,7 +46,9 @@ def add_routes(app: web.Application, authenticate: Authenticate) -> None:
         else:
             owned = owned_number(wanted)
             numbers = [owned] if owned else []
-        return web.json_response(numbers_page(account_sid, numbers, request.query_string))
+        return web.json_response(
+            numbers_page(account_sid, numbers, request.query_string, voice_url)
+        )
 
     app.router.add_get(f"{account}.json", fetch_account)
     app.router.add_get(f"{account}/IncomingPhoneNumbers.json", list_numbers)
@@ -88,7 +94,7 @@ def account_resource(account_sid: str) -> dict[str, Any]:
     }
 
 
-def number_resource(account_sid: str, number: str) -> dict[str, Any]:
+def number_resource(account_sid: str, number: str, voice_url: str | None = None) -> dict[str, Any]:
     sid = "PN" + hashlib.sha256(f"{account_sid}:{number}".encode()).hexdigest()[:32]
     return {
         "sid": sid,
@@ -100,18 +106,20 @@ def number_resource(account_sid: str, number: str) -> dict[str, Any]:
         "origin": "twilio",
         "api_version": wire.API_VERSION,
         "voice_method": "POST",
-        "voice_url": None,
+        "voice_url": voice_url,
         "date_created": wire.rfc2822(_CREATED),
         "date_updated": wire.rfc2822(_CREATED),
         "uri": f"/{wire.API_VERSION}/Accounts/{account_sid}/IncomingPhoneNumbers/{sid}.json",
     }
 
 
-def numbers_page(account_sid: str, numbers: list[str], query: str) -> dict[str, Any]:
+def numbers_page(
+    account_sid: str, numbers: list[str], query: str, voice_url: VoiceUrl
+) -> dict[str, Any]:
     path = f"/{wire.API_VERSION}/Accounts/{account_sid}/IncomingPhoneNumbers.json"
     first = f"{path}?{query}" if query else f"{path}?{urlencode({'PageSize': 50, 'Page': 0})}"
     return {
-        "incoming_phone_numbers": [number_resource(account_sid, n) for n in numbers],
+        "incoming_phone_numbers": [number_resource(account_sid, n, voice_url(n)) for n in numbers],
         "start": 0,
         "end": max(len(numbers) - 1, 0),
         "page": 0,

@@ -5,6 +5,10 @@ signed status, TwiML and AMD requests back the way Twilio does, so the demo, the
 users' rehearsals exercise the production dialer and webhook code. How each call ends is given by
 `bridge.sandbox.outcomes`.
 
+It also receives calls: ``POST /sandbox/inbound`` (or a call-back rule of the outcome table) has
+a person call one of the account's numbers; the carrier asks that number's voice URL what to do,
+signed, and plays the caller over a Media Stream or hears the `<Say>`, as Twilio would.
+
 Each call is simulated by its own task, in stages recorded in the database (`store.Stage`), so a
 restarted service carries unfinished calls on from where they were. A second task per call
 delivers that call's callbacks from the outbox, in firing order, so a slow webhook delays neither
@@ -34,7 +38,7 @@ from bridge.sandbox import account, wire
 from bridge.sandbox.delivery import Sender, loggable_url
 from bridge.sandbox.faults import CallbackFate, CreateFault, FaultInjector, Faults
 from bridge.sandbox.inspection import InspectionGuard, guarded
-from bridge.sandbox.outcomes import SimulatedOutcome, planned_outcome
+from bridge.sandbox.outcomes import SimulatedOutcome, planned_outcome, rule_for
 from bridge.sandbox.store import (
     Callback,
     CallbackState,
@@ -44,7 +48,7 @@ from bridge.sandbox.store import (
     Stage,
     ensure_schema,
 )
-from bridge.sandbox.stream_caller import StreamPlayer, read_twiml
+from bridge.sandbox.stream_caller import StreamPlayer, TwimlPlan, read_twiml
 from campaigns.clock import utcnow
 from campaigns.phones import mask
 
@@ -135,6 +139,8 @@ class SandboxCarrier:
         faults: Faults | None = None,
         installation_token: TokenSource | None = None,
         inspection_guard: InspectionGuard | None = None,
+        voice_url: str | None = None,
+        voice_status_callback: str | None = None,
     ) -> None:
         self._engine = engine
         self._faults = FaultInjector(faults or Faults())
@@ -156,6 +162,11 @@ class SandboxCarrier:
         self._live: dict[str, _LiveCall] = {}
         self._tasks: set[asyncio.Task[Any]] = set()
         self._twiml_updates: dict[str, list[str]] = {}
+        # Where the account's numbers send the calls they receive, and their status callbacks.
+        self._voice_url = voice_url
+        self._voice_status_callback = voice_status_callback
+        # What each received call was told by <Say> (kept in memory, for inspection).
+        self._said: dict[str, list[str]] = {}
         self._running = False
 
     @property
@@ -172,7 +183,7 @@ class SandboxCarrier:
         app.router.add_get(f"{calls}.json", self._list_calls)
         app.router.add_get(f"{calls}/{{sid}}.json", self._fetch_call)
         app.router.add_post(f"{calls}/{{sid}}.json", self._update_call)
-        account.add_routes(app, self._authenticate)
+        account.add_routes(app, self._authenticate, self.voice_url_of)
         # Inspection (full numbers, TwiML with dynamic variables): behind the guard, if any.
         inspect = guarded(self._inspection_guard)
         app.router.add_get("/calls", inspect(self._inspect_calls))
@@ -180,7 +191,15 @@ class SandboxCarrier:
         app.router.add_get("/calls/{sid}/media", inspect(self._inspect_media))
         app.router.add_get("/calls/{sid}/twiml", inspect(self._inspect_twiml))
         app.router.add_get("/sent", inspect(self._inspect_sent))
+        # Not Twilio's API: the sandbox's way of having a person call one of the numbers.
+        app.router.add_post("/inbound", inspect(self._inbound))
         return app
+
+    def voice_url_of(self, number: str) -> str | None:
+        """The voice URL of one of the account's numbers."""
+        if number == wire.UNCONFIGURED_NUMBER:
+            return wire.DEMO_VOICE_URL
+        return self._voice_url
 
     async def start(self, *, resume: bool = True) -> None:
         """Create the tables if needed and (unless ``resume`` is False, leaving it to a later
@@ -345,6 +364,67 @@ class SandboxCarrier:
             self._launch(call.sid, call)
         return response
 
+    async def _inbound(self, request: web.Request) -> web.Response:
+        """``From`` (the caller) calls ``To`` (a number of the account), form or JSON."""
+        if request.content_type == "application/json":
+            try:
+                body = await request.json()
+            except ValueError as exc:
+                raise wire.TwilioError(400, 21200, "the body is not JSON") from exc
+            fields = body if isinstance(body, dict) else {}
+        else:
+            fields = dict(await request.post())
+        call = await self.place_inbound(str(fields.get("From", "")), str(fields.get("To", "")))
+        return web.json_response(wire.call_resource(call), status=201)
+
+    async def place_inbound(self, caller: str, called: str) -> SandboxCall:
+        """A person at ``caller`` calls ``called``, one of the account's numbers."""
+        caller_e164 = wire.e164(caller)
+        if caller_e164 is None:
+            raise wire.TwilioError(400, 21212, f"From {caller!r} is not a valid phone number")
+        number = account.owned_number(called)
+        if number is None:
+            raise wire.TwilioError(404, 20404, f"{called!r} is not a number of this account")
+        now = utcnow()
+        call = await self._store.insert_call(
+            {
+                "sid": "CA" + uuid.uuid4().hex,
+                "account_sid": self._account_sid,
+                "to_number": number,
+                "from_number": caller_e164,
+                "url": self.voice_url_of(number),
+                "status_callback": self._voice_status_callback,
+                # A number's status callback reports the end of each call it receives.
+                "status_callback_events": ["completed"],
+                "machine_detection": None,
+                "async_amd": False,
+                "async_amd_status_callback": None,
+                "timeout": wire.DEFAULT_TIMEOUT,
+                "time_limit": wire.DEFAULT_TIME_LIMIT,
+                "status": "ringing",
+                "stage": Stage.CREATED,
+                "answered_by": None,
+                "duration": None,
+                "sequence": 0,
+                "created_at": now,
+                "start_time": None,
+                "answered_at": None,
+                "end_time": None,
+                "updated_at": now,
+                "params": {wire.DIRECTION_PARAM: wire.INBOUND},
+            }
+        )
+        logger.info("sandbox call %s from %s to %s received", call.sid, mask(caller_e164), number)
+        self._launch(call.sid, call)
+        return call
+
+    async def _call_back_later(self, caller: str, called: str, delay: float) -> None:
+        await asyncio.sleep(delay)
+        try:
+            await self.place_inbound(caller, called)
+        except wire.TwilioError as error:
+            logger.info("sandbox call back from %s not placed: %s", mask(caller), error.message)
+
     async def _create_fault(self) -> CreateFault:
         """Apply the injected create faults that refuse before anything is created."""
         delay = self._faults.create_delay()
@@ -414,12 +494,20 @@ class SandboxCarrier:
         calls = await self._store.all_calls(to=request.query.get("to") or None)
         return web.json_response(
             [
-                wire.inspection_record(
-                    call, planned_outcome(call.to_number, call.attempt_number).name
-                )
+                wire.inspection_record(call, self._planned_name(call))
+                | ({"said": self._said.get(call.sid, [])} if self._inbound_call(call) else {})
                 for call in calls
             ]
         )
+
+    @staticmethod
+    def _inbound_call(call: SandboxCall) -> bool:
+        return wire.direction(call) == wire.INBOUND
+
+    def _planned_name(self, call: SandboxCall) -> str:
+        if self._inbound_call(call):
+            return "caller"
+        return planned_outcome(call.to_number, call.attempt_number).name
 
     async def _inspect_twiml(self, request: web.Request) -> web.Response:
         """The TwiML documents a live call was updated with, oldest first (kept in memory)."""
@@ -483,13 +571,72 @@ class SandboxCarrier:
         live.created = None
         if call is None:
             return
+        inbound = self._inbound_call(call)
         outcome = planned_outcome(call.to_number, call.attempt_number)
         while call.stage != Stage.ENDED:
             if live.hangup.is_set():
                 call = await self._hang_up(call, live.requested_status or "canceled")
                 live.settle()
                 continue
-            call = await self._advance(call, outcome, live)
+            if inbound:
+                call = await self._advance_inbound(call, live)
+            else:
+                call = await self._advance(call, outcome, live)
+        if inbound or outcome.name != "voicemail" or call.status != "completed":
+            return
+        delay = rule_for(call.to_number).calls_back_after_seconds
+        if delay is not None:
+            # The person heard the voicemail's message light and calls the number back.
+            self._spawn(
+                self._call_back_later(call.to_number, call.from_number, delay),
+                f"sandbox-call-back-{call.sid}",
+            )
+
+    async def _advance_inbound(self, call: SandboxCall, live: _LiveCall) -> SandboxCall:
+        """Carry a received call through its next stage: it rings while the number's voice URL
+        is asked what to do, is answered with the TwiML, and lasts until either side hangs up."""
+        match call.stage:
+            case Stage.CREATED:
+                return await self._store.transition(
+                    call, {"stage": Stage.RINGING, "start_time": utcnow()}
+                )
+            case Stage.RINGING:
+                plan = await self._voice_request(call)
+                if plan is None:
+                    # Twilio tells the caller an application error occurred, and hangs up.
+                    return await self._end(call, "failed", "11200")
+                answered = {"stage": Stage.ANSWERED, "status": "in-progress"}
+                changes = {**answered, "answered_at": utcnow()}
+                call = await self._move(call, changes, "answered", call_status="in-progress")
+                self._follow(call, plan, callee="human")
+                return call
+            case Stage.ANSWERED | Stage.TWIML | Stage.AMD:
+                if await self._pause(live, (call.answered_at or utcnow()) + self._talk_time(call)):
+                    return call
+                return await self._end(call, "completed")
+        raise ValueError(f"sandbox call {call.sid} has an unknown stage {call.stage!r}")
+
+    async def _voice_request(self, call: SandboxCall) -> TwimlPlan | None:
+        """Ask the number's voice URL about a received call; None if it gave no TwiML."""
+        if not call.url or call.url == wire.DEMO_VOICE_URL or self._sender is None:
+            # Twilio's demo answers with a greeting of its own; nothing here to ask.
+            return TwimlPlan(hangup=True, said=("Twilio demo greeting",)) if call.url else None
+        reply = await self._sender.request(
+            call.url,
+            "POST",
+            wire.call_params(call, "ringing"),
+            kind="twiml",
+            keep_reply=True,
+        )
+        if not reply.ok:
+            logger.warning(
+                "sandbox call %s: voice URL %s answered %s",
+                call.sid,
+                loggable_url(call.url),
+                reply.status,
+            )
+            return None
+        return read_twiml(reply.text)
 
     async def _advance(
         self, call: SandboxCall, outcome: SimulatedOutcome, live: _LiveCall
@@ -682,16 +829,21 @@ class SandboxCarrier:
 
     def _follow_twiml(self, call: SandboxCall, text: str) -> None:
         """Act on the answered call's TwiML: play a `<Connect><Stream>`, or hang up."""
-        plan = read_twiml(text)
+        callee = planned_outcome(call.to_number, call.attempt_number).name
+        self._follow(call, read_twiml(text), callee)
+
+    def _follow(self, call: SandboxCall, plan: TwimlPlan, callee: str) -> None:
         live = self._live.get(call.sid)
+        if plan.said:
+            self._said.setdefault(call.sid, []).extend(plan.said)
         if live is None or self._streams is None:
             return
         if plan.stream is not None:
-            callee = planned_outcome(call.to_number, call.attempt_number).name
             self._streams.start(
                 call.sid, plan.stream, callee, lambda: live.request_hangup("completed")
             )
-        elif plan.hangup:
+        elif plan.hangup or (plan.said and self._inbound_call(call)):
+            # With its TwiML said and nothing left to do, Twilio ends the call.
             live.request_hangup("completed")
 
     async def _courier(self, live: _LiveCall) -> None:

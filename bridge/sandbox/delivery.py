@@ -98,6 +98,7 @@ class Sender:
         headers: dict[str, str] | None = None,
         *,
         kind: str,
+        keep_reply: bool = False,
     ) -> Reply:
         """One signed request; never raises for network trouble. ``kind`` (twiml, status, amd)
         is what the journal files it under."""
@@ -139,6 +140,8 @@ class Sender:
             params=params,
             signature=signature,
             response_status=reply.status,
+            # What a caller was answered with (inbound calls): what they heard is in it.
+            **({"response_body": reply.text} if keep_reply else {}),
         )
         return reply
 

@@ -75,6 +75,9 @@ class OutcomeRule:
     last: int
     by_attempt: tuple[SimulatedOutcome, ...]
     description: str
+    # The person calls the number that called them back this long after a call of theirs
+    # ended at their voicemail (None: they never call back).
+    calls_back_after_seconds: float | None = None
 
     def covers(self, suffix: int) -> bool:
         return self.first <= suffix <= self.last
@@ -100,15 +103,35 @@ OUTCOME_TABLE: tuple[OutcomeRule, ...] = (
 )
 
 
-def number_suffix(number: str) -> int:
-    """The last two digits of a phone number as an integer (``+14155550163`` -> 63)."""
+# People who call back, keyed by the last FOUR digits (the table above reads the last two):
+# 555-0260..0269 is outside the 555-01xx range every other rule is rehearsed with.
+CALL_BACK_TABLE: tuple[OutcomeRule, ...] = (
+    OutcomeRule(
+        260,
+        269,
+        (VOICEMAIL, HUMAN),
+        "voicemail on the first attempt, then the person calls back 5 s later "
+        "(a human answers later attempts)",
+        calls_back_after_seconds=5.0,
+    ),
+)
+
+
+def number_suffix(number: str, digits_wanted: int = 2) -> int:
+    """The last two (or ``digits_wanted``) digits of a phone number as an integer
+    (``+14155550163`` -> 63)."""
     digits = "".join(ch for ch in number if ch.isdigit())
-    if len(digits) < 2:
-        raise ValueError("a phone number needs at least two digits")
-    return int(digits[-2:])
+    if len(digits) < digits_wanted:
+        raise ValueError(f"a phone number needs at least {digits_wanted} digits")
+    return int(digits[-digits_wanted:])
 
 
 def rule_for(number: str) -> OutcomeRule:
+    if sum(ch.isdigit() for ch in number) >= 4:
+        long_suffix = number_suffix(number, 4)
+        for rule in CALL_BACK_TABLE:
+            if rule.covers(long_suffix):
+                return rule
     suffix = number_suffix(number)
     for rule in OUTCOME_TABLE:
         if rule.covers(suffix):

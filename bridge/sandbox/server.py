@@ -38,6 +38,9 @@ def create_sandbox_app(settings: Settings, host: str = "127.0.0.1") -> web.Appli
         faults=settings.sandbox_faults,
         installation_token=stored_auth_token(engine) if follows_installation else None,
         inspection_guard=guard,
+        # The nodes' public URL: where the sandbox's numbers send the calls they receive.
+        voice_url=settings.inbound_url,
+        voice_status_callback=f"{settings.base_url}/webhooks/twilio/status",
     )
     app = web.Application()
     app.add_subapp("/sandbox", carrier.app())

@@ -50,6 +50,8 @@ class StreamInstruction:
 class TwimlPlan:
     stream: StreamInstruction | None = None
     hangup: bool = False
+    # What <Say> verbs tell the caller, in order.
+    said: tuple[str, ...] = ()
 
 
 def read_twiml(text: str) -> TwimlPlan:
@@ -66,7 +68,8 @@ def read_twiml(text: str) -> TwimlPlan:
             if p.get("name")
         }
         return TwimlPlan(stream=StreamInstruction(str(stream.get("url")), parameters))
-    return TwimlPlan(hangup=root.find("Hangup") is not None)
+    said = tuple((say.text or "").strip() for say in root.findall("Say"))
+    return TwimlPlan(hangup=root.find("Hangup") is not None, said=said)
 
 
 @dataclass

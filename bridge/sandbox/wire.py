@@ -26,11 +26,19 @@ from campaigns.clock import parse_instant, within_range
 
 API_VERSION = "2010-04-01"
 DIRECTION = "outbound-api"
+INBOUND = "inbound"
+# Where the carrier marks, in a call's stored params, a call it received rather than placed: a
+# name no create form uses.
+DIRECTION_PARAM = "SandboxDirection"
 CALLBACK_SOURCE = "call-progress-events"
 PROGRESS_EVENTS = ("initiated", "ringing", "answered", "completed")
 MACHINE_DETECTION_MODES = {"enable": "Enable", "detectmessageend": "DetectMessageEnd"}
 # A caller id the sandbox treats as not verified on the account: creates from it fail with 21210.
 UNVERIFIED_FROM = "+15005550009"
+# A number of the account whose voice URL was never changed from Twilio's demo: calls to it
+# never reach callbridge (what `callbridge check` reports).
+UNCONFIGURED_NUMBER = "+15005550007"
+DEMO_VOICE_URL = "https://demo.twilio.com/welcome/voice/"
 DEFAULT_TIMEOUT = 60
 MAX_TIMEOUT = 600
 DEFAULT_TIME_LIMIT = 4 * 60 * 60
@@ -117,6 +125,11 @@ def _phone_number_sid(number: str) -> str:
     return "PN" + hashlib.sha256(number.encode()).hexdigest()[:32]
 
 
+def direction(call: SandboxCall) -> str:
+    """``inbound`` for a call to one of the account's numbers, else ``outbound-api``."""
+    return INBOUND if call.params.get(DIRECTION_PARAM) == INBOUND else DIRECTION
+
+
 def calls_path(account_sid: str) -> str:
     return f"/{API_VERSION}/Accounts/{account_sid}/Calls"
 
@@ -131,7 +144,7 @@ def call_resource(call: SandboxCall) -> dict[str, Any]:
         "caller_name": None,
         "date_created": rfc2822(call.created_at),
         "date_updated": rfc2822(call.updated_at),
-        "direction": DIRECTION,
+        "direction": direction(call),
         "duration": None if call.duration is None else str(call.duration),
         "end_time": rfc2822(call.end_time),
         "forwarded_from": None,
@@ -139,7 +152,10 @@ def call_resource(call: SandboxCall) -> dict[str, Any]:
         "from_formatted": display_number(call.from_number),
         "group_sid": None,
         "parent_call_sid": None,
-        "phone_number_sid": _phone_number_sid(call.from_number),
+        # The account's number of the call: the caller id it placed, or the number it received.
+        "phone_number_sid": _phone_number_sid(
+            call.to_number if direction(call) == INBOUND else call.from_number
+        ),
         "price": None,
         "price_unit": "USD",
         "queue_time": "0",
@@ -158,6 +174,7 @@ def inspection_record(call: SandboxCall, planned: str) -> dict[str, Any]:
     """One entry of the sandbox's own /calls log (not a Twilio format)."""
     return {
         "sid": call.sid,
+        "direction": direction(call),
         "to": call.to_number,
         "from": call.from_number,
         "url": call.url,
@@ -219,6 +236,11 @@ def _text(form: MultiMapping[Any], key: str) -> str | None:
 def _is_http_url(url: str) -> bool:
     parts = urlsplit(url)
     return parts.scheme in ("http", "https") and bool(parts.hostname)
+
+
+def e164(number: str) -> str | None:
+    """The number in E.164 when it is a valid phone number, else None."""
+    return _e164(number)
 
 
 def _e164(number: str) -> str | None:
@@ -360,7 +382,7 @@ def call_params(call: SandboxCall, call_status: str) -> dict[str, str]:
         "Caller": call.from_number,
         "Called": call.to_number,
         "CallStatus": call_status,
-        "Direction": DIRECTION,
+        "Direction": direction(call),
         "ApiVersion": API_VERSION,
     }
     for prefix, number in (

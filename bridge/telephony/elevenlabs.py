@@ -125,7 +125,13 @@ class ElevenLabsClient:
         return body
 
     async def register_call(
-        self, *, agent_id: str, from_number: str, to_number: str, client_data: dict[str, Any]
+        self,
+        *,
+        agent_id: str,
+        from_number: str,
+        to_number: str,
+        client_data: dict[str, Any],
+        direction: str = "outbound",
     ) -> str:
         """The TwiML that connects an answered call on our Twilio account to the agent."""
         _, text = await self._request(
@@ -135,7 +141,7 @@ class ElevenLabsClient:
                 "agent_id": agent_id,
                 "from_number": from_number,
                 "to_number": to_number,
-                "direction": "outbound",
+                "direction": direction,
                 "conversation_initiation_client_data": client_data,
             },
         )

@@ -45,13 +45,13 @@ def _int(value: object) -> int | None:
         return None
 
 
-async def _form(request: web.Request) -> dict[str, str]:
+async def signed_form(request: web.Request) -> dict[str, str]:
     app = request.app
     form = await verified_form(request, app[TWILIO_VALIDATOR], app[SETTINGS].base_url)
     return {key: str(form[key]) for key in form}
 
 
-def _call_sid(params: dict[str, str]) -> str:
+def required_call_sid(params: dict[str, str]) -> str:
     sid = params.get("CallSid", "")
     if not sid:
         raise web.HTTPBadRequest(
@@ -69,10 +69,10 @@ async def _apply(request: web.Request, update: CallUpdate) -> web.Response:
 
 @routes.post("/webhooks/twilio/status")
 async def status_callback(request: web.Request) -> web.Response:
-    params = await _form(request)
+    params = await signed_form(request)
     update = CallUpdate(
         provider="twilio",
-        provider_call_id=_call_sid(params),
+        provider_call_id=required_call_sid(params),
         kind="status",
         received_at=utcnow(),
         raw=params,
@@ -90,10 +90,10 @@ async def status_callback(request: web.Request) -> web.Response:
 
 @routes.post("/webhooks/twilio/amd")
 async def amd_callback(request: web.Request) -> web.Response:
-    params = await _form(request)
+    params = await signed_form(request)
     update = CallUpdate(
         provider="twilio",
-        provider_call_id=_call_sid(params),
+        provider_call_id=required_call_sid(params),
         kind="amd",
         received_at=utcnow(),
         raw=params,
@@ -135,13 +135,13 @@ async def twiml(request: web.Request) -> web.Response:
     Only the attempt's own call is connected (see `bridge.media.calls`); any other gets 403 and
     no media token, which Twilio answers by hanging up.
     """
-    params = await _form(request)
+    params = await signed_form(request)
     app = request.app
     try:
         context = await answered_call(
             app[SESSIONMAKER],
             request.query.get("attempt_id", ""),
-            _call_sid(params),
+            required_call_sid(params),
             params.get("To", ""),
         )
     except NotThisCall as refusal:
@@ -152,7 +152,13 @@ async def twiml(request: web.Request) -> web.Response:
             content_type="application/json",
         ) from None
     if context.agent_connection == "register":
-        return await _register_call(request, context, params)
+        return await register_call(request, context, params)
+    return connect_stream(app, context)
+
+
+def connect_stream(app: web.Application, context: CallContext) -> web.Response:
+    """The TwiML that connects the attempt's answered call to our media relay: a stream whose
+    token is good for this attempt and call only, and for one stream (`bridge.media.routes`)."""
     call_sid = str(context.call_sid)
     response = VoiceResponse()
     connect = response.connect()
@@ -164,15 +170,19 @@ async def twiml(request: web.Request) -> web.Response:
     # Open the agent conversation now, while Twilio sets up the stream: the first turn is then
     # ready when the callee starts listening.
     app[AGENT_CONNECTOR].prepare(context)
-    return _twiml(response)
+    return twiml_response(response)
 
 
-def _twiml(response: VoiceResponse | str) -> web.Response:
+def twiml_response(response: VoiceResponse | str) -> web.Response:
     return web.Response(text=str(response), content_type="text/xml")
 
 
-async def _register_call(
-    request: web.Request, context: CallContext, params: dict[str, str]
+async def register_call(
+    request: web.Request,
+    context: CallContext,
+    params: dict[str, str],
+    *,
+    direction: str = "outbound",
 ) -> web.Response:
     app = request.app
     reason = None
@@ -181,7 +191,7 @@ async def _register_call(
     else:
         try:
             # Twilio waits 15 s for TwiML; ElevenLabs must answer well within that.
-            return _twiml(
+            return twiml_response(
                 await asyncio.wait_for(
                     app[ELEVENLABS].register_call(
                         agent_id=context.agent_id,
@@ -190,6 +200,7 @@ async def _register_call(
                         client_data=initiation_data(
                             context.dynamic_variables, context.agent_override, context.user_id
                         ),
+                        direction=direction,
                     ),
                     REGISTER_TIMEOUT_SECONDS,
                 )
@@ -202,4 +213,4 @@ async def _register_call(
     response = VoiceResponse()
     response.say(APOLOGY)
     response.hangup()
-    return _twiml(response)
+    return twiml_response(response)
