@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import logging
 from datetime import datetime
+from typing import Any
 
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -302,22 +303,15 @@ def claim(
     lease_expires_at: datetime,
 ) -> Attempt:
     """A pending contact gets an attempt, dialing, committed before the provider is asked."""
-    contact.state = ContactState.IN_PROGRESS
-    contact.attempts_made += 1
-    contact.next_attempt_at = None
-    attempt = Attempt(
-        id=new_id("att"),
-        campaign_id=campaign.id,
-        contact_id=contact.id,
-        number=contact.attempts_made,
-        phone_number=contact.current_number,
+    return _dial(
+        session,
+        campaign,
+        contact,
         status=AttemptStatus.DIALING,
         created_at=now,
         scheduled_at=at,
         lease_expires_at=lease_expires_at,
     )
-    session.add(attempt)
-    return attempt
 
 
 def registered(
@@ -325,6 +319,20 @@ def registered(
 ) -> Attempt:
     """A call placed by someone else, registered with us as it is answered: its contact is
     in progress at once, with one live attempt whose call id comes with its audio stream."""
+    return _dial(
+        session,
+        campaign,
+        contact,
+        status=AttemptStatus.IN_PROGRESS,
+        created_at=now,
+        scheduled_at=now,
+        dialed_at=now,
+        answered_at=now,
+    )
+
+
+def _dial(session: AsyncSession, campaign: Campaign, contact: Contact, **columns: Any) -> Attempt:
+    """The contact's next dial: it counts against its attempts, and holds it in progress."""
     contact.state = ContactState.IN_PROGRESS
     contact.attempts_made += 1
     contact.next_attempt_at = None
@@ -334,11 +342,7 @@ def registered(
         contact_id=contact.id,
         number=contact.attempts_made,
         phone_number=contact.current_number,
-        status=AttemptStatus.IN_PROGRESS,
-        created_at=now,
-        scheduled_at=now,
-        dialed_at=now,
-        answered_at=now,
+        **columns,
     )
     session.add(attempt)
     return attempt
