@@ -20,7 +20,7 @@ from typing import Any
 import requests
 from prometheus_client.parser import text_string_to_metric_families
 
-from bench.b2_lifecycles import AGENT_ID, bench_numbers, contacts_csv
+from bench.b2_lifecycles import answered_campaign
 from bench.common import Context, Figure
 from tests.cluster import SandboxProcess
 from tests.service import Service, wait_until
@@ -51,24 +51,7 @@ def measure(ctx: Context, database: str, url: str, contacts: int) -> list[Figure
     ).start()
     service = Service(url, ctx.workdir, CALLBRIDGE_SANDBOX_URL=carrier.url).start()
     try:
-        body = {
-            "name": "b10",
-            "agent_id": AGENT_ID,
-            "from_number": "+15005550006",
-            "max_attempts": 1,
-            "concurrency": 20,
-            "machine_detection": "Enable",
-        }
-        response = service.api("POST", "/api/v1/campaigns", json=body)
-        assert response.status_code == 201, response.text
-        campaign_id = response.json()["id"]
-        response = service.http.post(
-            f"{service.url}/api/v1/campaigns/{campaign_id}/contacts",
-            data=contacts_csv(bench_numbers(contacts)),
-            headers={"Content-Type": "text/csv"},
-            timeout=300,
-        )
-        assert response.json()["accepted"] == contacts, response.text[:500]
+        campaign_id = answered_campaign(service, "b10", contacts, concurrency=20)
         before = _db_counts(service)
         started = time.monotonic()
         assert service.api("POST", f"/api/v1/campaigns/{campaign_id}/start").status_code == 200

@@ -60,6 +60,32 @@ def contacts_csv(phones: list[str]) -> bytes:
 # ---------------------------------------------------------------------- the product run
 
 
+def answered_campaign(service: Service, name: str, contacts: int, concurrency: int) -> str:
+    """A draft campaign of ``contacts`` numbers the sandbox answers as people, one attempt each."""
+    body = {
+        "name": name,
+        "agent_id": AGENT_ID,
+        "agent_connection": os.environ.get("B2_AGENT_CONNECTION", "stream"),
+        "from_number": "+15005550006",
+        "max_attempts": 1,
+        "concurrency": concurrency,
+        "machine_detection": "Enable",
+    }
+    response = service.api("POST", "/api/v1/campaigns", json=body)
+    assert response.status_code == 201, response.text
+    campaign_id = str(response.json()["id"])
+    response = service.http.post(
+        f"{service.url}/api/v1/campaigns/{campaign_id}/contacts",
+        data=contacts_csv(bench_numbers(contacts)),
+        headers={"Content-Type": "text/csv"},
+        timeout=300,
+    )
+    assert response.status_code == 200 and response.json()["accepted"] == contacts, response.text[
+        :500
+    ]
+    return campaign_id
+
+
 async def _count_exchanges(url: str) -> dict[str, int]:
     """HTTP exchanges made so far, read from the sandbox's own records."""
     engine = make_engine(url)
@@ -124,27 +150,7 @@ def run_product(
         ).start()
         up = time.monotonic()
         try:
-            body = {
-                "name": "b2",
-                "agent_id": AGENT_ID,
-                "agent_connection": os.environ.get("B2_AGENT_CONNECTION", "stream"),
-                "from_number": "+15005550006",
-                "max_attempts": 1,
-                "concurrency": concurrency,
-                "machine_detection": "Enable",
-            }
-            response = service.api("POST", "/api/v1/campaigns", json=body)
-            assert response.status_code == 201, response.text
-            campaign_id = response.json()["id"]
-            response = service.http.post(
-                f"{service.url}/api/v1/campaigns/{campaign_id}/contacts",
-                data=contacts_csv(bench_numbers(contacts)),
-                headers={"Content-Type": "text/csv"},
-                timeout=300,
-            )
-            assert response.status_code == 200 and response.json()["accepted"] == contacts, (
-                response.text[:500]
-            )
+            campaign_id = answered_campaign(service, "b2", contacts, concurrency)
             # Just after a start every live call is asked about at the provider (callbacks may
             # have been lost while down): measure the steady state after that sweep.
             time.sleep(max(0.0, RESTART_SWEEP_SECONDS + 1 - (time.monotonic() - up)))
