@@ -6,8 +6,10 @@ Stream carries, so it passes untouched, at no cost. PCM (16-bit little-endian mo
 ElevenLabs' rates is converted: μ-law by the stdlib's G.711 codec (audioop), the rate by libsoxr
 (python-soxr), as a stream. Each direction of a call has its own converter, which keeps the
 resampler's history and, towards Twilio, the part of a 20 ms frame not yet complete, so audio
-flows on across frame borders without a gap or a click. Anything else cannot be converted: the
-call must end, and the operator be told which agent setting to change.
+flows on across frame borders without a gap or a click. On an interruption, what the converter
+towards Twilio still holds belongs to the cut turn and is dropped; when the agent ends, what it
+holds is sent. Anything else cannot be converted: the call must end, and the operator be told
+which agent setting to change.
 """
 
 from __future__ import annotations

@@ -3,8 +3,9 @@
 Twilio -> agent: each `media` payload becomes a `user_audio_chunk`, each `mark` echo tells
 what the callee has heard. Agent -> Twilio: each `audio` event becomes `media` messages (the
 call's AudioPath converts the agent's format, or passes μ-law 8000 untouched), with
-`mark`s between; an `interruption` drops the agent audio older than it not sent yet, and a
-`clear` drops what Twilio holds unplayed (see playback.py). When either side ends, the other is
+`mark`s between; an `interruption` drops the agent audio older than it not sent yet (what
+conversion still holds of it too), and a `clear` drops what Twilio holds unplayed (see
+playback.py). When either side ends, the other is
 closed at once.
 """
 
