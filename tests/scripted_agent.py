@@ -45,8 +45,12 @@ class ScriptedAgent:
         script: Script | None = None,
         *,
         conversation_id: Callable[[], str] = lambda: f"conv_{uuid.uuid4().hex[:8]}",
+        output_format: str = "ulaw_8000",
+        input_format: str = "ulaw_8000",
     ) -> None:
         self.script = script
+        self.output_format = output_format
+        self.input_format = input_format
         self._conversation_id = conversation_id
         self.port = free_port()
         self.connections = 0
@@ -90,8 +94,8 @@ class ScriptedAgent:
                 "type": "conversation_initiation_metadata",
                 "conversation_initiation_metadata_event": {
                     "conversation_id": self._conversation_id(),
-                    "agent_output_audio_format": "ulaw_8000",
-                    "user_input_audio_format": "ulaw_8000",
+                    "agent_output_audio_format": self.output_format,
+                    "user_input_audio_format": self.input_format,
                 },
             },
         )

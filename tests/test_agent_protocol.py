@@ -18,12 +18,14 @@ from collections.abc import Callable
 from typing import Any
 
 import aiohttp
+import numpy as np
 import pytest
 from aiohttp import web
 
 from bridge.app import create_app
 from bridge.keys import SESSIONMAKER
-from bridge.sandbox import agent_events
+from bridge.media.audio_formats import audioop
+from bridge.sandbox import agent_audio, agent_events
 from bridge.settings import Settings
 from campaigns.models import Attempt
 from tests.agent_fixtures import (
@@ -224,6 +226,60 @@ async def test_an_interruption_clears_only_the_audio_whose_mark_has_not_come_bac
     # cleared audio never count as heard (400 + 40 ms heard, not 400 + 600 + 40).
     assert unechoed == 6
     assert measured == [(unechoed * 100, 4 * 100), (2 * 100, 4 * 100 + 2 * 20)]
+    validated(agent)
+
+
+def pcm_16000(samples: np.ndarray) -> str:
+    return base64.b64encode(samples.astype("<i2").tobytes()).decode()
+
+
+async def test_after_an_interruption_no_converted_audio_of_the_cut_turn_is_played(
+    client: Any, agent: ScriptedAgent
+) -> None:
+    """A PCM 16000 agent says a tone, is cut off, then says silence. Converting its audio holds
+    some back (the resampler's delay and a frame not yet complete, ~35 ms): none of that may be
+    played after the interruption, and none of the new turn may be lost."""
+    agent.output_format = "pcm_16000"
+    tone_frames, new_frames = 10, 8
+    t = np.arange(tone_frames * 320) / 16000
+    tone = np.rint(6000 * np.sin(2 * np.pi * 440 * t))
+    go: asyncio.Queue[list[dict[str, Any]] | None] = asyncio.Queue()
+
+    async def script(ws: web.WebSocketResponse, me: ScriptedAgent) -> None:
+        while (messages := await go.get()) is not None:
+            for message in messages:
+                await me.send(ws, message)
+        await ws.close()  # the agent hangs up after its new turn
+
+    agent.script = script
+    attempt = await answered_attempt(client.app)
+    async with aiohttp.ClientSession() as session:
+        twilio = await connect(client, session, attempt)
+        await go.put([audio(i + 1, pcm_16000(tone[i * 320 : (i + 1) * 320])) for i in range(10)])
+        # The relay has converted the whole tone (all but the ~35 ms it holds) when the agent
+        # is cut off: an interruption before that would find nothing held.
+        await twilio.read_until(lambda: len(twilio.of("media")) == tone_frames - 1)
+        silence = pcm_16000(np.zeros(320))
+        await go.put(
+            [{"type": "interruption", "interruption_event": {"event_id": tone_frames}}]
+            + [audio(tone_frames + 1 + i, silence) for i in range(new_frames)]
+        )
+        await go.put(None)
+        await twilio.read_until(lambda: twilio.closed)
+
+    events = [m["event"] for m in twilio.got]
+    cleared_at = events.index("clear")
+    after = [
+        np.frombuffer(audioop.ulaw2lin(base64.b64decode(m["media"]["payload"]), 2), "<i2")
+        for m in twilio.got[cleared_at:]
+        if m["event"] == "media"
+    ]
+    # Nothing of the cut tone (peaks of 6000) after the clear: every frame is the new turn's
+    # silence, give or take the resampler's dither (±1 before μ-law, ±8 after it).
+    peaks = [int(np.abs(frame).max()) for frame in after]
+    assert max(peaks) <= agent_audio.SILENCE_PEAK, f"peaks after the clear: {peaks}"
+    # And the new turn whole: its 8 frames, the last ones sent as the agent hung up.
+    assert len(after) == new_frames
     validated(agent)
 
 

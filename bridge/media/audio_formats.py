@@ -6,15 +6,17 @@ Stream carries, so it passes untouched, at no cost. PCM (16-bit little-endian mo
 ElevenLabs' rates is converted: μ-law by the stdlib's G.711 codec (audioop), the rate by libsoxr
 (python-soxr), as a stream. Each direction of a call has its own converter, which keeps the
 resampler's history and, towards Twilio, the part of a 20 ms frame not yet complete, so audio
-flows on across frame borders without a gap or a click. Anything else cannot be converted: the
-call must end, and the operator be told which agent setting to change.
+flows on across frame borders without a gap or a click. On an interruption, what the converter
+towards Twilio still holds belongs to the cut turn and is dropped; when the agent ends, what it
+holds is sent. Anything else cannot be converted: the call must end, and the operator be told
+which agent setting to change.
 """
 
 from __future__ import annotations
 
-import base64
 import sys
 import warnings
+from binascii import a2b_base64, b2a_base64
 from dataclasses import dataclass
 
 import numpy as np
@@ -29,6 +31,7 @@ ULAW_8000 = "ulaw_8000"
 TWILIO_RATE = 8000
 SAMPLE_BYTES = 2
 TWILIO_FRAME_BYTES = 160  # 20 ms of μ-law 8000, as Twilio sends and expects it
+ULAW_SILENCE = b"\xff"  # μ-law's zero
 # ElevenLabs' PCM formats (the elevenlabs SDK's TtsOutputFormat and AsrInputFormat).
 PCM_RATES: dict[str, int] = {
     "pcm_8000": 8000,
@@ -70,8 +73,14 @@ def _resampler(in_rate: int, out_rate: int) -> soxr.ResampleStream | None:
 
 
 def _pcm_from_wire(raw: bytes) -> np.ndarray:
+    # A view of the decoded bytes, not a copy (on a little-endian host, i.e. any we run on).
     samples = np.frombuffer(raw, dtype=_WIRE)
     return samples.astype(_NATIVE) if _SWAP else samples
+
+
+def _encode(audio: bytes | np.ndarray) -> str:
+    # What base64.b64encode(...).decode() gives, without its wrapper: 100 times a second a call.
+    return b2a_base64(audio, newline=False).decode("ascii")
 
 
 class ToAgent:
@@ -82,15 +91,16 @@ class ToAgent:
 
     def convert(self, payload: str) -> str | None:
         """One `media` payload as a `user_audio_chunk`; None while the resampler fills up."""
-        linear = audioop.ulaw2lin(base64.b64decode(payload), SAMPLE_BYTES)
+        # a2b_base64 takes the str itself (b64decode would first copy it into bytes), and
+        # ulaw2lin gives the native int16 samples that soxr reads in place through frombuffer.
+        linear = audioop.ulaw2lin(a2b_base64(payload), SAMPLE_BYTES)
         if self._resample is None:
-            out: bytes | np.ndarray = linear if not _SWAP else audioop.byteswap(linear, 2)
-        else:
-            out = self._resample.resample_chunk(np.frombuffer(linear, _NATIVE))
-            if _SWAP:
-                out = out.astype(_WIRE)
-        # b64encode reads the array's buffer: no copy into bytes first (50 times a second).
-        return base64.b64encode(out).decode() if len(out) else None
+            return _encode(audioop.byteswap(linear, SAMPLE_BYTES) if _SWAP else linear)
+        out = self._resample.resample_chunk(np.frombuffer(linear, _NATIVE))
+        if not len(out):
+            return None
+        # b2a_base64 reads the array's buffer: no copy into bytes first.
+        return _encode(out.astype(_WIRE) if _SWAP else out)
 
 
 class ToCaller:
@@ -103,7 +113,7 @@ class ToCaller:
 
     def convert(self, payload: str) -> list[str]:
         """One agent `audio` chunk as the whole frames it completes (none, one or more)."""
-        raw = base64.b64decode(payload)
+        raw = a2b_base64(payload)
         if self._odd:
             raw = self._odd + raw
             self._odd = b""
@@ -112,13 +122,53 @@ class ToCaller:
         samples = _pcm_from_wire(raw)
         if self._resample is not None:
             samples = self._resample.resample_chunk(samples)
-        self._pending += audioop.lin2ulaw(samples, SAMPLE_BYTES)
-        complete = len(self._pending) - len(self._pending) % TWILIO_FRAME_BYTES
+        # lin2ulaw reads the resampler's int16 array in place.
+        ulaw = audioop.lin2ulaw(samples, SAMPLE_BYTES)
+        pending = self._pending
+        if not pending and len(ulaw) == TWILIO_FRAME_BYTES:
+            # The usual case, an agent sending 20 ms at a time once the resampler runs: one
+            # whole frame, nothing held back, no copy through the buffer.
+            return [_encode(ulaw)]
+        pending += ulaw
+        complete = len(pending) - len(pending) % TWILIO_FRAME_BYTES
         frames = [
-            base64.b64encode(self._pending[i : i + TWILIO_FRAME_BYTES]).decode()
+            _encode(pending[i : i + TWILIO_FRAME_BYTES])
             for i in range(0, complete, TWILIO_FRAME_BYTES)
         ]
-        del self._pending[:complete]
+        del pending[:complete]
+        return frames
+
+    def reset(self) -> None:
+        """The agent was cut off: what is still held of its audio is the cut audio, and must
+        not be played before the next. That is the resampler's delay (15 ms at 16 kHz, 22 ms at
+        44.1 kHz) and a frame not yet complete (up to 20 ms): both dropped, and the resampler's
+        history cleared, so the next audio starts afresh (as on a new call) instead of after
+        the end of what was cut."""
+        if self._resample is not None:
+            self._resample.clear()
+        self._pending.clear()
+        self._odd = b""
+
+    def flush(self) -> list[str]:
+        """The agent's audio has ended (its conversation closed): what is still held, as whole
+        frames, the last one completed with silence. Without it the agent's last 20 to 40 ms
+        are never sent; after a reset (a new turn, which started with an empty resampler) that
+        would be up to two frames of a short last reply."""
+        if self._resample is not None:
+            tail = self._resample.resample_chunk(np.empty(0, _NATIVE), last=True)
+            self._pending += audioop.lin2ulaw(tail, SAMPLE_BYTES)
+            # Ended: a stream that was told `last` takes no more input until cleared.
+            self._resample.clear()
+        self._odd = b""
+        if not self._pending:
+            return []
+        short = -len(self._pending) % TWILIO_FRAME_BYTES
+        self._pending += ULAW_SILENCE * short
+        frames = [
+            _encode(self._pending[i : i + TWILIO_FRAME_BYTES])
+            for i in range(0, len(self._pending), TWILIO_FRAME_BYTES)
+        ]
+        self._pending.clear()
         return frames
 
 
@@ -146,6 +196,26 @@ class AudioPath:
     @property
     def converts(self) -> bool:
         return self._to_caller is not None or self._to_agent is not None
+
+    @property
+    def converts_to_agent(self) -> bool:
+        """What `to_agent` returns is base64 made here (else Twilio's payload as it came)."""
+        return self._to_agent is not None
+
+    @property
+    def converts_to_caller(self) -> bool:
+        """What `to_caller` returns is base64 made here (else the agent's payload as it came)."""
+        return self._to_caller is not None
+
+    def interrupted(self) -> None:
+        """The agent was cut off: none of its audio still held in conversion is to be played.
+        (Passed-through audio holds nothing back.)"""
+        if self._to_caller is not None:
+            self._to_caller.reset()
+
+    def caller_tail(self) -> list[str]:
+        """The agent's audio has ended: the Twilio `media` payloads conversion still held."""
+        return [] if self._to_caller is None else self._to_caller.flush()
 
     def to_agent(self, payload: str) -> str | None:
         """A Twilio `media` payload in the agent's input format (None: nothing to send yet)."""

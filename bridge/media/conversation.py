@@ -97,9 +97,10 @@ class AgentConversation:
     def is_stale(self, audio: Audio) -> bool:
         return audio.event_id <= self.interrupted_upto
 
-    async def send_audio(self, payload: str) -> None:
+    async def send_audio(self, payload: str, *, encoded_here: bool = False) -> None:
+        """``encoded_here``: the payload is base64 callbridge made (converted audio)."""
         if not self._ws.closed:
-            await self._ws.send_str(agent_wire.user_audio(payload))
+            await self._ws.send_str(agent_wire.user_audio(payload, encoded_here=encoded_here))
 
     async def close(self) -> None:
         if not self._ws.closed:

@@ -42,6 +42,7 @@ class Playback:
     def __init__(self, twilio: web.WebSocketResponse, stream_sid: str) -> None:
         self._twilio = twilio
         self._stream_sid = stream_sid
+        self._media = twilio_wire.MediaMessages(stream_sid)
         self._marks = 0
         # Marks sent and not echoed, oldest first, and the bytes of audio before each. Two
         # deques of str and int, not one of tuples: nothing the garbage collector must track.
@@ -63,9 +64,10 @@ class Playback:
         self.heard_bytes += self._sizes.popleft()
         return self._names.popleft()
 
-    async def play(self, payload: str) -> None:
-        """Send agent audio to Twilio, and a mark once there is enough audio before it."""
-        await self._twilio.send_str(twilio_wire.media(self._stream_sid, payload))
+    async def play(self, payload: str, *, encoded_here: bool = False) -> None:
+        """Send agent audio to Twilio, and a mark once there is enough audio before it.
+        ``encoded_here``: the payload is base64 callbridge made (converted audio)."""
+        await self._twilio.send_str(self._media(payload, encoded_here=encoded_here))
         self._unmarked += _decoded_length(payload)
         if self._unmarked >= MARK_EVERY_BYTES:
             await self._mark()

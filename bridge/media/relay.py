@@ -3,8 +3,9 @@
 Twilio -> agent: each `media` payload becomes a `user_audio_chunk`, each `mark` echo tells
 what the callee has heard. Agent -> Twilio: each `audio` event becomes `media` messages (the
 call's AudioPath converts the agent's format, or passes μ-law 8000 untouched), with
-`mark`s between; an `interruption` drops the agent audio older than it not sent yet, and a
-`clear` drops what Twilio holds unplayed (see playback.py). When either side ends, the other is
+`mark`s between; an `interruption` drops the agent audio older than it not sent yet (what
+conversion still holds of it too), and a `clear` drops what Twilio holds unplayed (see
+playback.py). When either side ends, the other is
 closed at once.
 """
 
@@ -41,7 +42,7 @@ async def _caller_to_agent(
         if isinstance(event, Media):
             chunk = audio.to_agent(event.payload)
             if chunk is not None:
-                await agent.send_audio(chunk)
+                await agent.send_audio(chunk, encoded_here=audio.converts_to_agent)
         elif isinstance(event, Mark):
             playback.echoed(event.name)
         elif isinstance(event, Stop):
@@ -52,17 +53,25 @@ async def _caller_to_agent(
 async def _agent_to_caller(
     twilio: web.WebSocketResponse, playback: Playback, agent: AgentConversation, audio: AudioPath
 ) -> str:
+    encoded_here = audio.converts_to_caller
     while True:
         item = await agent.outbox.get()
         if item is None:
+            if not twilio.closed:
+                # The agent has gone: the last of its audio still in conversion is sent.
+                for payload in audio.caller_tail():
+                    await playback.play(payload, encoded_here=True)
             return "agent"
         if twilio.closed:
             return "caller"
         if isinstance(item, Interruption):
+            # In the outbox's order: everything converted so far was said before the
+            # interruption (later audio comes after it), so what conversion still holds is cut.
+            audio.interrupted()
             await playback.interrupt()
         elif isinstance(item, Audio) and not agent.is_stale(item):
             for payload in audio.to_caller(item.payload):
-                await playback.play(payload)
+                await playback.play(payload, encoded_here=encoded_here)
 
 
 async def relay(

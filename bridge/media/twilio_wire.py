@@ -27,7 +27,9 @@ class Start:
 
 
 # Slotted: one of these per 20 ms frame, and no per-instance dict for the collector to track.
-@dataclass(frozen=True, slots=True)
+# Not frozen: a frozen dataclass sets each field through object.__setattr__, twice the cost
+# of building it (1.1 against 0.5 µs), 50 times a second per call; nothing changes it.
+@dataclass(slots=True)
 class Media:
     payload: str  # base64 μ-law 8000, passed on untouched
     track: str = "inbound"
@@ -110,6 +112,22 @@ def media(stream_sid: str, payload: str) -> str:
         + _string(payload)
         + "}}"
     )
+
+
+class MediaMessages:
+    """The `media` messages of one stream, 50 a second: the text before the payload (with the
+    stream's escaped sid) is built once. The same text as `media`."""
+
+    def __init__(self, stream_sid: str) -> None:
+        self._head = (
+            '{"event": "media", "streamSid": ' + _string(stream_sid) + ', "media": {"payload": '
+        )
+
+    def __call__(self, payload: str, *, encoded_here: bool = False) -> str:
+        # Base64 callbridge encoded itself (converted audio) holds nothing JSON escapes; an
+        # agent's payload passed on as it came goes through the escaper.
+        quoted = '"' + payload + '"' if encoded_here else _string(payload)
+        return self._head + quoted + "}}"
 
 
 def mark(stream_sid: str, name: str) -> str:
