@@ -36,6 +36,7 @@ from bridge.keys import (
 )
 from bridge.migrate import upgrade_to_head
 from bridge.ops import setup as ops
+from bridge.ops.retention import Pruner
 from bridge.sandbox.carrier import SandboxCarrier
 from bridge.sandbox.inspection import inspection_guard
 from bridge.settings import Settings
@@ -99,6 +100,8 @@ def create_app(settings: Settings) -> web.Application:
             talk_seconds=settings.sandbox_talk_seconds,
             faults=settings.sandbox_faults,
             inspection_guard=inspection_guard(app),
+            records_limit=settings.sandbox_memory_records,
+            journal_limit=settings.sandbox_journal_entries,
         )
         app[CARRIER] = carrier
         app.add_subapp("/sandbox", carrier.app())
@@ -204,6 +207,7 @@ async def _dispatching(app: web.Application) -> AsyncIterator[None]:
     )
 
     stale_slack = timedelta(seconds=settings.stale_call_slack_seconds)
+    pruner = Pruner(app)
 
     async def housekeeping() -> None:
         # One node at a time: N nodes would otherwise ask the provider about every call N times.
@@ -218,6 +222,8 @@ async def _dispatching(app: web.Application) -> AsyncIterator[None]:
             await refresh_missing_verdicts(sm, dialer, stale_slack)
             # Imports whose process died: discarded, or finished if they had been decided.
             await settle_abandoned(sm)
+            # History older than the retention setting (every few minutes, not every pass).
+            await pruner.maybe_prune()
 
     async def start_campaign(campaign_id: str) -> None:
         await start_now(sm, campaign_id)

@@ -7,7 +7,7 @@ from typing import Any
 from aiohttp import web
 
 from bridge.keys import DIALER, EVENTS, METRICS, OPS_STATE, PLACED_CALLS
-from bridge.ops import attention, health, metrics
+from bridge.ops import attention, health, memory, metrics
 from bridge.ops.health import OpsState
 from bridge.ops.metrics import MeteredDialer, Metrics
 from campaigns import breaker
@@ -33,6 +33,8 @@ def setup(app: web.Application) -> None:
 
     events.after_commit.append(forget_ended)
     breaker.install(events)
+    # Read at scrape time, so structures added after this (sandbox, agents) are seen too.
+    app[METRICS].watch(memory.watcher(app))
 
 
 def metered_dialer(app: web.Application) -> MeteredDialer:
