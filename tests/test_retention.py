@@ -4,6 +4,8 @@ stay. On SQLite and PostgreSQL alike (the suite's database)."""
 
 from __future__ import annotations
 
+import asyncio
+import time
 from datetime import timedelta
 from typing import Any
 
@@ -11,6 +13,7 @@ import pytest
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from bridge.app import create_app
 from bridge.sandbox.store import CallStore, Stage, ensure_schema, sandbox_callbacks, sandbox_calls
 from bridge.settings import Settings
 from campaigns import retention
@@ -22,6 +25,7 @@ from campaigns.api_tables import (
 )
 from campaigns.clock import utcnow
 from campaigns.models import CallEvent
+from tests.service import API_KEY, free_port
 
 DAYS = 30
 
@@ -168,3 +172,34 @@ async def test_the_sandbox_call_log_is_pruned_but_running_calls_stay(
         calls = set(await conn.scalars(select(sandbox_calls.c.sid)))
         callbacks = set(await conn.scalars(select(sandbox_callbacks.c.call_sid)))
     assert calls == callbacks == {rows[2]["sid"], rows[3]["sid"]}
+
+
+async def test_housekeeping_of_a_running_service_prunes_old_history(
+    sm: async_sessionmaker[AsyncSession],
+    aiohttp_server: Any,
+    aiohttp_client: Any,
+    database_url: str,
+) -> None:
+    now = utcnow()
+    async with sm.begin() as session:
+        for key, at in (("old", now - timedelta(days=DAYS + 1)), ("new", now)):
+            session.add(
+                CallEvent(
+                    provider="twilio", kind="status", dedupe_key=key, payload={}, received_at=at
+                )
+            )
+    port = free_port()
+    settings = Settings(
+        database_url=database_url, port=port, api_keys=(API_KEY,), retention_days=DAYS
+    )
+    await aiohttp_client(await aiohttp_server(create_app(settings), port=port))
+
+    async def kept() -> set[str]:
+        async with sm() as session:
+            return set(await session.scalars(select(CallEvent.dedupe_key)))
+
+    # The first housekeeping pass after the start prunes (later ones every few minutes).
+    deadline = time.monotonic() + 30
+    while (found := await kept()) != {"new"}:
+        assert time.monotonic() < deadline, f"call events still there: {found}"
+        await asyncio.sleep(0.1)
