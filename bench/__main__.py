@@ -20,6 +20,7 @@ BENCHMARKS = {
     "B5": "bench.b5_reminders",
     "B6": "bench.b6_relay",
     "B7": "bench.b7_memory",
+    "B8": "bench.b8_soak",
     "B9": "bench.b9_import_latency",
     "B10": "bench.b10_statements",
 }
@@ -30,6 +31,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--only", default="", help="comma-separated ids, e.g. B1,B4")
     parser.add_argument("--db", default="sqlite,postgresql", help="databases to measure on")
     parser.add_argument("--quick", action="store_true", help="small sizes: a smoke run")
+    parser.add_argument("--soak-minutes", type=float, default=None, help="B8: minutes per run")
+    parser.add_argument(
+        "--soak-modes", default="", help="B8: apart,inprocess (carrier apart, sandbox mounted)"
+    )
+    parser.add_argument(
+        "--soak-trace", action="store_true", help="B8: name the growing sites (tracemalloc)"
+    )
     parser.add_argument("--out", type=Path, default=Path("bench/results"))
     args = parser.parse_args(argv)
 
@@ -48,6 +56,9 @@ def main(argv: list[str] | None = None) -> int:
             quick=args.quick,
             postgres_server=postgres_server(),
             workdir=Path(workdir),
+            soak_minutes=args.soak_minutes,
+            soak_modes=args.soak_modes,
+            soak_trace=args.soak_trace,
         )
         for bench_id in chosen:
             print(f"== {bench_id}", flush=True)

@@ -65,6 +65,10 @@ class Context:
     quick: bool
     postgres_server: str
     workdir: Path
+    # B8 (soak): minutes per run (None: 60, or 6 with quick), which modes, tracemalloc or not.
+    soak_minutes: float | None = None
+    soak_modes: str = ""
+    soak_trace: bool = False
 
     def scale(self, full: int, quick: int) -> int:
         return quick if self.quick else full

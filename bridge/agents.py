@@ -49,6 +49,8 @@ def setup(app: web.Application, settings: Settings) -> None:
             account_sid=settings.twilio_account_sid,
             auth_token=settings.twilio_auth_token,
             inspection_guard=inspection_guard(app),
+            records_limit=settings.sandbox_memory_records,
+            journal_limit=settings.sandbox_journal_entries,
         )
         app[SANDBOX_AGENT] = agent
         app.add_subapp(SANDBOX_AGENT_PATH, agent.app())

@@ -37,6 +37,7 @@ from bridge.keys import (
 )
 from bridge.migrate import upgrade_to_head
 from bridge.ops import setup as ops
+from bridge.ops.retention import Pruner
 from bridge.sandbox.carrier import SandboxCarrier
 from bridge.sandbox.inspection import inspection_guard
 from bridge.settings import Settings
@@ -108,6 +109,8 @@ def create_app(settings: Settings) -> web.Application:
             # The sandbox's numbers send the calls they receive to this service.
             voice_url=settings.inbound_url,
             voice_status_callback=f"{settings.base_url}/webhooks/twilio/status",
+            records_limit=settings.sandbox_memory_records,
+            journal_limit=settings.sandbox_journal_entries,
         )
         app[CARRIER] = carrier
         app.add_subapp("/sandbox", carrier.app())
@@ -213,6 +216,7 @@ async def _dispatching(app: web.Application) -> AsyncIterator[None]:
     )
 
     stale_slack = timedelta(seconds=settings.stale_call_slack_seconds)
+    pruner = Pruner(app)
 
     async def housekeeping() -> None:
         # One node at a time: N nodes would otherwise ask the provider about every call N times.
@@ -228,6 +232,8 @@ async def _dispatching(app: web.Application) -> AsyncIterator[None]:
             await refresh_missing_verdicts(sm, dialer, stale_slack)
             # Imports whose process died: discarded, or finished if they had been decided.
             await settle_abandoned(sm)
+            # History older than the retention setting (every few minutes, not every pass).
+            await pruner.maybe_prune()
 
     async def start_campaign(campaign_id: str) -> None:
         await start_now(sm, campaign_id)

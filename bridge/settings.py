@@ -57,6 +57,24 @@ def _window_margin(env: Mapping[str, str]) -> float:
     return value
 
 
+def _at_least_one(env: Mapping[str, str], name: str, default: int) -> int:
+    raw = env.get(name)
+    try:
+        value = int(raw) if raw not in (None, "") else default
+    except ValueError:
+        raise ValueError(f"{name} must be a whole number") from None
+    if value < 1:
+        raise ValueError(f"{name} must be at least 1")
+    return value
+
+
+def _retention_days(env: Mapping[str, str]) -> float:
+    value = _float(env, "CALLBRIDGE_RETENTION_DAYS", 90.0)
+    if value < 0:
+        raise ValueError("CALLBRIDGE_RETENTION_DAYS must be 0 (keep everything) or more")
+    return value
+
+
 def _log_format(raw: str | None) -> str:
     value = (raw or "text").strip().lower()
     if value not in ("text", "json"):
@@ -131,6 +149,14 @@ class Settings:
     webhook_allow_private_targets: bool = False
     # Sandbox rehearsals only: run the clock this many seconds ahead (or behind, negative).
     clock_offset_seconds: float = 0.0
+    # What the sandbox keeps in memory for inspection (README "Steady for weeks"): per-call
+    # records (conversations, media stream statistics, TwiML updates) of the newest calls, and
+    # the entries of its journal of requests sent.
+    sandbox_memory_records: int = 2000
+    sandbox_journal_entries: int = 5000
+    # Call events, webhook deliveries and the sandbox's call log older than this are deleted by
+    # housekeeping; 0 keeps everything. Contacts, attempts and campaigns are never pruned.
+    retention_days: float = 90.0
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
@@ -188,6 +214,9 @@ class Settings:
             webhook_allow_private_targets=_bool(
                 env, "CALLBRIDGE_WEBHOOK_ALLOW_PRIVATE_TARGETS", False
             ),
+            sandbox_memory_records=_at_least_one(env, "CALLBRIDGE_SANDBOX_MEMORY_RECORDS", 2000),
+            sandbox_journal_entries=_at_least_one(env, "CALLBRIDGE_SANDBOX_JOURNAL_ENTRIES", 5000),
+            retention_days=_retention_days(env),
         )
 
     @property

@@ -78,6 +78,8 @@ class WebhookDelivery(Base):
         # The deliverer's claim: due pending rows, earliest first.
         Index("ix_webhook_deliveries_due", "status", "next_attempt_at"),
         Index("ix_webhook_deliveries_subscription", "subscription_id", "created_at"),
+        # Retention deletes the oldest (campaigns/retention.py) without reading the whole table.
+        Index("ix_webhook_deliveries_created_at", "created_at"),
     )
 
     id: Mapped[str] = mapped_column(String(32), primary_key=True)

@@ -127,6 +127,11 @@ class Dispatcher:
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
 
+    @property
+    def in_flight(self) -> int:
+        """Dials handed out and not yet answered by the provider."""
+        return len(self._tasks)
+
     def wake(self) -> None:
         self._wakeup.set()
 

@@ -118,6 +118,8 @@ class Contact(Base):
         UniqueConstraint("idempotency_key", name="uq_contacts_idempotency_key"),
         # The dispatcher's claim: due pending contacts of one campaign, earliest first.
         Index("ix_contacts_due", "campaign_id", "state", "next_attempt_at"),
+        # A campaign's counts (campaign_counts) read this index alone, never the contact rows.
+        Index("ix_contacts_counts", "campaign_id", "state", "disposition"),
     )
 
     id: Mapped[str] = mapped_column(String(32), primary_key=True)
@@ -194,6 +196,9 @@ class Attempt(Base):
     __table_args__ = (
         Index("ix_attempts_campaign_status", "campaign_id", "status"),
         Index("ix_attempts_contact", "contact_id"),
+        # Housekeeping and /metrics look for live attempts (and recent completed ones) across
+        # campaigns: through this index they read those few, not every attempt ever made.
+        Index("ix_attempts_status_ended", "status", "ended_at"),
     )
 
     id: Mapped[str] = mapped_column(String(32), primary_key=True)
@@ -250,6 +255,8 @@ class CallEvent(Base):
     __table_args__ = (
         # Twilio retries a callback once: the second copy is recognised, stored once.
         UniqueConstraint("provider", "dedupe_key", name="uq_call_events_dedupe"),
+        # Retention deletes the oldest (campaigns/retention.py) without reading the whole table.
+        Index("ix_call_events_received_at", "received_at"),
     )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)

@@ -89,6 +89,11 @@ class Scheduler:
 
         return run
 
+    @property
+    def job_count(self) -> int:
+        """Jobs planned in memory: a few per campaign, none per call."""
+        return len(self._aps.get_jobs())
+
     def shutdown(self) -> None:
         if self._aps.running:
             self._aps.shutdown(wait=False)

@@ -104,6 +104,11 @@ class AgentConnector:
         self._closing: set[asyncio.Task[None]] = set()
         self.opened = 0  # conversations opened by this node, for tests and metrics
 
+    @property
+    def pending(self) -> int:
+        """Conversations opened for a call whose media stream has not taken them yet."""
+        return len(self._pending)
+
     def prepare(self, context: CallContext) -> None:
         """Start opening the conversation now; the Media Stream claims it with take()."""
         if context.attempt_id in self._pending:

@@ -95,7 +95,34 @@ class Metrics:
             registry=r,
         )
 
-    def watch(self, engine: AsyncEngine) -> None:
+        # One series per structure (a handful), never one per call or per number.
+        self.memory_entries = Gauge(
+            "callbridge_memory_entries",
+            "Entries this process holds in an in-memory structure (live calls, caches, the "
+            "sandbox's inspection records and journals)",
+            ["structure"],
+            registry=r,
+        )
+        self.memory_limit = Gauge(
+            "callbridge_memory_limit",
+            "The configured bound of a bounded structure in callbridge_memory_entries",
+            ["structure"],
+            registry=r,
+        )
+        self._memory_sources: list[Callable[[], dict[str, tuple[int, int | None]]]] = []
+
+    def watch(self, source: Callable[[], dict[str, tuple[int, int | None]]]) -> None:
+        """Report the sizes ``source`` gives (structure -> entries, bound) at every scrape."""
+        self._memory_sources.append(source)
+
+    def refresh_memory(self) -> None:
+        for source in self._memory_sources:
+            for structure, (entries, bound) in source().items():
+                self.memory_entries.labels(structure=structure).set(entries)
+                if bound is not None:
+                    self.memory_limit.labels(structure=structure).set(bound)
+
+    def count_statements(self, engine: AsyncEngine) -> None:
         """Count the engine's statements and transactions: what a call costs the database."""
         statements = self.db_statements
         commits = self.db_transactions.labels(end="commit")
@@ -205,6 +232,7 @@ async def webhook_timing(request: web.Request, handler: Handler) -> web.StreamRe
 async def metrics_endpoint(request: web.Request) -> web.Response:
     metrics = request.app[METRICS]
     await metrics.refresh(request.app[SESSIONMAKER], utcnow())
+    metrics.refresh_memory()
     body = generate_latest(metrics.registry)
     response = web.Response(body=body)
     # aiohttp refuses a charset inside content_type; set the header as Prometheus spells it.

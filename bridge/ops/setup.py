@@ -7,7 +7,7 @@ from typing import Any
 from aiohttp import web
 
 from bridge.keys import DIALER, ENGINE, EVENTS, METRICS, OPS_STATE, PLACED_CALLS
-from bridge.ops import attention, health, metrics
+from bridge.ops import attention, health, memory, metrics
 from bridge.ops.health import OpsState
 from bridge.ops.metrics import MeteredDialer, Metrics
 from campaigns import breaker
@@ -16,7 +16,7 @@ from campaigns.events import AttemptEnded
 
 def setup(app: web.Application) -> None:
     app[METRICS] = Metrics()
-    app[METRICS].watch(app[ENGINE])
+    app[METRICS].count_statements(app[ENGINE])
     app[OPS_STATE] = OpsState()
     placed: set[str] = set()
     app[PLACED_CALLS] = placed
@@ -34,6 +34,8 @@ def setup(app: web.Application) -> None:
 
     events.after_commit.append(forget_ended)
     breaker.install(events)
+    # Read at scrape time, so structures added after this (sandbox, agents) are seen too.
+    app[METRICS].watch(memory.watcher(app))
 
 
 def metered_dialer(app: web.Application) -> MeteredDialer:

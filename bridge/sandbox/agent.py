@@ -30,8 +30,9 @@ from bridge.sandbox import agent_audio, agent_brain
 from bridge.sandbox.agent_brain import ConversationRecord
 from bridge.sandbox.agent_events import Narrator, behaviour_for
 from bridge.sandbox.agent_profiles import AgentProfile, exists, profile_for
-from bridge.sandbox.delivery import Journal
+from bridge.sandbox.delivery import JOURNAL_LIMIT, Journal
 from bridge.sandbox.inspection import InspectionGuard, guarded
+from bridge.sandbox.recent import DEFAULT_RECORDS, Recent
 
 log = logging.getLogger(__name__)
 
@@ -42,10 +43,12 @@ FIRST_MESSAGE_TIMEOUT_SECONDS = 10.0
 WEBHOOK_TIMEOUT_SECONDS = 15.0
 # telephony_call_config.twilio_machine_detection.mode -> Twilio's MachineDetection.
 MACHINE_DETECTION = {"enable": "Enable", "detect_message_end": "DetectMessageEnd"}
-# Webhooks sent, kept for inspection; audio webhooks carry a recording each, so fewer are kept.
-JOURNAL_LIMIT = 1000
-# Conversation WebSocket messages, both ways, kept for inspection: 50 calls of a few seconds each.
-MESSAGE_JOURNAL_LIMIT = 50_000
+# Journals kept for inspection, sized from the carrier's journal
+# (CALLBRIDGE_SANDBOX_JOURNAL_ENTRIES, 5,000 by default): webhooks sent (audio webhooks carry a
+# recording each, so a fifth as many: 1,000) and conversation WebSocket messages, both ways (ten
+# times as many: 50,000, some 50 calls of a few seconds each).
+WEBHOOKS_PER_JOURNAL_ENTRY = 0.2
+MESSAGES_PER_JOURNAL_ENTRY = 10
 
 
 def _ws_base(http_base: str) -> str:
@@ -247,6 +250,8 @@ class SandboxAgent:
         account_sid: str,
         auth_token: str,
         inspection_guard: InspectionGuard | None = None,
+        records_limit: int = DEFAULT_RECORDS,
+        journal_limit: int = JOURNAL_LIMIT,
     ) -> None:
         self._api_key = api_key
         self._inspection_guard = inspection_guard
@@ -257,12 +262,14 @@ class SandboxAgent:
         self._account_sid = account_sid
         self._auth_token = auth_token
         self._session: aiohttp.ClientSession | None = None
-        self._signed: dict[str, str] = {}  # signature -> agent id, one use each
-        self.conversations: dict[str, ConversationRecord] = {}
-        self.journal = Journal(JOURNAL_LIMIT)
+        # signature -> agent id, one use each; a URL never used is forgotten in time.
+        self._signed: Recent[str, str] = Recent(records_limit)
+        # Kept for inspection after the call ended: the newest ``records_limit`` only.
+        self.conversations: Recent[str, ConversationRecord] = Recent(records_limit)
+        self.journal = Journal(max(1, int(journal_limit * WEBHOOKS_PER_JOURNAL_ENTRY)))
         self._tasks: set[asyncio.Task[Any]] = set()
         # Every conversation WebSocket message, both ways, as {direction, message}.
-        self.messages = Journal(MESSAGE_JOURNAL_LIMIT)
+        self.messages = Journal(journal_limit * MESSAGES_PER_JOURNAL_ENTRY)
         # Tests set this to see every conversation WebSocket message, both ways, as it happens.
         self.wire_tap: WireTap | None = None
         # Agents whose settings were changed through the agent API; the others use their ids'.
@@ -272,7 +279,18 @@ class SandboxAgent:
         # conversation's caller audio, raw, chunk by chunk as it came, in the agent's input
         # format (none by default).
         self.capture_seconds = 0.0
-        self.heard: dict[str, list[bytes]] = {}
+        self.heard: Recent[str, list[bytes]] = Recent(records_limit)
+
+    def memory(self) -> dict[str, tuple[int, int | None]]:
+        """What this agent holds in memory: structure -> (entries, limit or None)."""
+        return {
+            "sandbox_agent_conversations": (len(self.conversations), self.conversations.limit),
+            "sandbox_agent_heard": (len(self.heard), self.heard.limit),
+            "sandbox_agent_signed_urls": (len(self._signed), self._signed.limit),
+            "sandbox_agent_webhook_journal": (len(self.journal), self.journal.limit),
+            "sandbox_agent_message_journal": (len(self.messages), self.messages.limit),
+            "sandbox_agent_tasks": (len(self._tasks), None),
+        }
 
     def app(self) -> web.Application:
         app = web.Application()

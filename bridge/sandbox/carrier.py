@@ -35,10 +35,11 @@ from aiohttp import hdrs, web
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from bridge.sandbox import account, wire
-from bridge.sandbox.delivery import Sender, loggable_url
+from bridge.sandbox.delivery import JOURNAL_LIMIT, Sender, loggable_url
 from bridge.sandbox.faults import CallbackFate, CreateFault, FaultInjector, Faults
 from bridge.sandbox.inspection import InspectionGuard, guarded
 from bridge.sandbox.outcomes import SimulatedOutcome, planned_outcome, rule_for
+from bridge.sandbox.recent import DEFAULT_RECORDS, Recent
 from bridge.sandbox.store import (
     Callback,
     CallbackState,
@@ -141,6 +142,8 @@ class SandboxCarrier:
         inspection_guard: InspectionGuard | None = None,
         voice_url: str | None = None,
         voice_status_callback: str | None = None,
+        records_limit: int = DEFAULT_RECORDS,
+        journal_limit: int = JOURNAL_LIMIT,
     ) -> None:
         self._engine = engine
         self._faults = FaultInjector(faults or Faults())
@@ -161,17 +164,40 @@ class SandboxCarrier:
         self._streams: StreamPlayer | None = None
         self._live: dict[str, _LiveCall] = {}
         self._tasks: set[asyncio.Task[Any]] = set()
-        self._twiml_updates: dict[str, list[str]] = {}
+        # Kept for inspection after the call: the newest ``records_limit`` calls' only.
+        self._records_limit = records_limit
+        self._journal_limit = journal_limit
+        self._twiml_updates: Recent[str, list[str]] = Recent(records_limit)
         # Where the account's numbers send the calls they receive, and their status callbacks.
         self._voice_url = voice_url
         self._voice_status_callback = voice_status_callback
-        # What each received call was told by <Say> (kept in memory, for inspection).
-        self._said: dict[str, list[str]] = {}
+        # What each received call was told by <Say>: the newest calls' only, for inspection.
+        self._said: Recent[str, list[str]] = Recent(records_limit)
         self._running = False
 
     @property
     def store(self) -> CallStore:
         return self._store
+
+    async def prune(self, before: datetime) -> int:
+        """Forget ended calls (and their callbacks) created before ``before``: retention."""
+        return await self._store.prune(before)
+
+    def memory(self) -> dict[str, tuple[int, int | None]]:
+        """What this carrier holds in memory: structure -> (entries, limit or None)."""
+        sizes: dict[str, tuple[int, int | None]] = {
+            "sandbox_live_calls": (len(self._live), None),
+            "sandbox_tasks": (len(self._tasks), None),
+            "sandbox_twiml_updates": (len(self._twiml_updates), self._records_limit),
+            "sandbox_inbound_said": (len(self._said), self._records_limit),
+            "sandbox_store_queue": (self._store.queued, None),
+        }
+        if self._sender is not None:
+            sizes["sandbox_sent_journal"] = (len(self._sender.journal), self._journal_limit)
+        if self._streams is not None:
+            sizes["sandbox_stream_stats"] = (len(self._streams.stats), self._records_limit)
+            sizes["sandbox_streams"] = (self._streams.playing, None)
+        return sizes
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -210,8 +236,15 @@ class SandboxCarrier:
         if self._installation_token is not None:
             await self._refresh_token(force=True)
         self._session = aiohttp.ClientSession()
-        self._sender = Sender(self._session, self._auth_token, retry_delay=self._retry_delay)
-        self._streams = StreamPlayer(self._session, self._account_sid, self._auth_token)
+        self._sender = Sender(
+            self._session,
+            self._auth_token,
+            retry_delay=self._retry_delay,
+            journal_limit=self._journal_limit,
+        )
+        self._streams = StreamPlayer(
+            self._session, self._account_sid, self._auth_token, records_limit=self._records_limit
+        )
         self._running = True
         if resume:
             await self.resume()

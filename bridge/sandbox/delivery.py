@@ -47,17 +47,22 @@ class Journal:
     """
 
     def __init__(self, limit: int) -> None:
+        self.limit = limit
         self._entries: deque[dict[str, Any]] = deque(maxlen=limit)
         self._seq = itertools.count(1)
 
     def record(self, **entry: Any) -> None:
         self._entries.append({"seq": next(self._seq), **entry})
 
+    def __len__(self) -> int:
+        return len(self._entries)
+
     def entries(self, after: int = 0) -> list[dict[str, Any]]:
         return [entry for entry in self._entries if entry["seq"] > after]
 
 
-# Twilio requests are a few hundred bytes each: enough for a few hundred calls' worth.
+# Twilio requests are a few hundred bytes each: enough for a few hundred calls' worth
+# (CALLBRIDGE_SANDBOX_JOURNAL_ENTRIES).
 JOURNAL_LIMIT = 5000
 
 
@@ -79,12 +84,13 @@ class Sender:
         *,
         retry_delay: float,
         timeout: float = REQUEST_TIMEOUT_SECONDS,
+        journal_limit: int = JOURNAL_LIMIT,
     ) -> None:
         self._session = session
         self._validator = RequestValidator(auth_token)
         self._retry_delay = retry_delay
         self._timeout = aiohttp.ClientTimeout(total=timeout)
-        self.journal = Journal(JOURNAL_LIMIT)
+        self.journal = Journal(journal_limit)
 
     def sign_with(self, auth_token: str) -> None:
         """Sign from now on with another auth token (the installation's, once it is known)."""

@@ -8,17 +8,36 @@ killed mid-call leaves its calls running, with their callbacks failing, as a rea
 
 from __future__ import annotations
 
+import asyncio
+import logging
 from collections.abc import AsyncIterator
 
 from aiohttp import web
 
 from bridge.migrate import upgrade_to_head
+from bridge.ops.retention import PRUNE_EVERY_SECONDS
 from bridge.sandbox.carrier import SandboxCarrier
 from bridge.sandbox.credentials import GENERATORS, stored_auth_token
 from bridge.sandbox.inspection import api_key_guard
 from bridge.settings import SANDBOX_AUTH_TOKEN, Settings, is_loopback
+from campaigns import retention
+from campaigns.clock import utcnow
 from campaigns.db import make_engine, make_sessionmaker
 from campaigns.installation import ensure_secrets
+
+logger = logging.getLogger(__name__)
+
+
+async def _prune_periodically(carrier: SandboxCarrier, days: float) -> None:
+    """The carrier's own call log obeys the retention setting too (CALLBRIDGE_RETENTION_DAYS)."""
+    while True:
+        before = retention.cutoff(utcnow(), days)
+        if before is not None:
+            try:
+                await carrier.prune(before)
+            except Exception:
+                logger.exception("sandbox: pruning the call log failed; trying again later")
+        await asyncio.sleep(PRUNE_EVERY_SECONDS)
 
 
 def create_sandbox_app(settings: Settings, host: str = "127.0.0.1") -> web.Application:
@@ -41,6 +60,8 @@ def create_sandbox_app(settings: Settings, host: str = "127.0.0.1") -> web.Appli
         # The nodes' public URL: where the sandbox's numbers send the calls they receive.
         voice_url=settings.inbound_url,
         voice_status_callback=f"{settings.base_url}/webhooks/twilio/status",
+        records_limit=settings.sandbox_memory_records,
+        journal_limit=settings.sandbox_journal_entries,
     )
     app = web.Application()
     app.add_subapp("/sandbox", carrier.app())
@@ -56,7 +77,10 @@ def create_sandbox_app(settings: Settings, host: str = "127.0.0.1") -> web.Appli
                 await upgrade_to_head(engine)
             await ensure_secrets(engine, GENERATORS)
         await carrier.start()
+        pruning = asyncio.create_task(_prune_periodically(carrier, settings.retention_days))
         yield
+        pruning.cancel()
+        await asyncio.gather(pruning, return_exceptions=True)
         await carrier.close()
         await engine.dispose()
 

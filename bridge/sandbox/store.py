@@ -31,6 +31,7 @@ from sqlalchemy import (
     Text,
     UniqueConstraint,
     bindparam,
+    delete,
     false,
     func,
     insert,
@@ -282,6 +283,11 @@ class CallStore:
         self._wakeup: asyncio.Event | None = None
         self._writer: asyncio.Task[None] | None = None
 
+    @property
+    def queued(self) -> int:
+        """Writes waiting for the group commit."""
+        return len(self._queue)
+
     async def insert_call(
         self, values: dict[str, Any], not_after: datetime | None = None
     ) -> SandboxCall:
@@ -382,6 +388,29 @@ class CallStore:
         if filters.end_before:
             conditions.append(calls.end_time < filters.end_before)
         return conditions
+
+    async def prune(self, before: datetime, batch: int = 2000) -> int:
+        """Delete ended calls created before ``before``, with their callbacks (retention).
+
+        In batches, each its own short transaction; calls still running are kept however old.
+        """
+        calls, cbs = sandbox_calls.c, sandbox_callbacks.c
+        deleted = 0
+        while True:
+            async with self._engine.begin() as conn:
+                sids = list(
+                    await conn.scalars(
+                        select(calls.sid)
+                        .where(calls.created_at < before, calls.stage == Stage.ENDED)
+                        .limit(batch)
+                    )
+                )
+                if sids:
+                    await conn.execute(delete(sandbox_callbacks).where(cbs.call_sid.in_(sids)))
+                    await conn.execute(delete(sandbox_calls).where(calls.sid.in_(sids)))
+            deleted += len(sids)
+            if len(sids) < batch:
+                return deleted
 
     async def unfinished_sids(self) -> list[str]:
         """Calls still in progress, or ended with callbacks not yet delivered."""

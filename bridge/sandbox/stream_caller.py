@@ -30,6 +30,7 @@ import aiohttp
 from twilio.request_validator import RequestValidator
 
 from bridge.sandbox import agent_audio
+from bridge.sandbox.recent import DEFAULT_RECORDS, Recent
 
 logger = logging.getLogger(__name__)
 
@@ -97,13 +98,25 @@ class StreamStats:
 
 
 class StreamPlayer:
-    def __init__(self, session: aiohttp.ClientSession, account_sid: str, auth_token: str) -> None:
+    def __init__(
+        self,
+        session: aiohttp.ClientSession,
+        account_sid: str,
+        auth_token: str,
+        *,
+        records_limit: int = DEFAULT_RECORDS,
+    ) -> None:
         self._session = session
         self._account_sid = account_sid
         self._validator = RequestValidator(auth_token)
         self._hangups: dict[str, asyncio.Event] = {}
         self._tasks: dict[str, asyncio.Task[None]] = {}
-        self.stats: dict[str, StreamStats] = {}
+        # Per call, for inspection after it ended: the newest calls' only.
+        self.stats: Recent[str, StreamStats] = Recent(records_limit)
+
+    @property
+    def playing(self) -> int:
+        return len(self._tasks)
 
     def sign_with(self, auth_token: str) -> None:
         """Sign from now on with another auth token (the installation's, once it is known)."""

@@ -1,0 +1,134 @@
+"""Steady for weeks: after thousands of calls, the service holds nothing per call that ended.
+
+Each in-memory structure that gains an entry per call (the calls this node placed, dials in
+flight, conversations waiting for their media stream, the sandbox's live calls and streams) must
+lose it when the call ends, and the sandbox's inspection records and journals must keep no more
+than their configured bounds. A leak of one small entry per call is invisible in a short test's
+memory figures, so the structures themselves are counted (as /metrics reports them).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from prometheus_client.parser import text_string_to_metric_families
+
+from bridge.app import create_app
+from bridge.media.connector import PENDING_TTL_SECONDS
+from bridge.ops import memory
+from bridge.settings import Settings
+from tests.campaign_flow import contacts_csv
+from tests.cluster import many_numbers
+from tests.service import API_KEY, free_port
+
+CALLS = 1000
+# Sandbox outcomes by the last two digits (README): 00-01 answered (TwiML, media stream, agent
+# conversation), 80-84 busy, 85-89 failed. One call in six answers: every per-call structure is
+# used, while the run stays quick.
+LAST_DIGITS = frozenset([0, 1, *range(80, 90)])
+RECORDS = 40
+JOURNAL = 100
+HEADERS = {"Authorization": f"Bearer {API_KEY}"}
+
+
+def phones(count: int) -> list[str]:
+    per_hundred = len(LAST_DIGITS)
+    chosen = [p for p in many_numbers(-(-count // per_hundred) * 100) if int(p[-2:]) in LAST_DIGITS]
+    return chosen[:count]
+
+
+async def until(predicate: Callable[[], Awaitable[Any]], seconds: float, what: str) -> Any:
+    deadline = time.monotonic() + seconds
+    while True:
+        value = await predicate()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {seconds} s waiting for {what}")
+        await asyncio.sleep(0.1)
+
+
+async def test_per_call_structures_are_empty_once_thousands_of_calls_have_ended(
+    aiohttp_server: Any, aiohttp_client: Any, database_url: str
+) -> None:
+    port = free_port()
+    settings = Settings(
+        database_url=database_url,
+        port=port,
+        api_keys=(API_KEY,),
+        sandbox_ring_seconds=0.0,
+        sandbox_talk_seconds=0.0,
+        sandbox_memory_records=RECORDS,
+        sandbox_journal_entries=JOURNAL,
+    )
+    app = create_app(settings)
+    client = await aiohttp_client(await aiohttp_server(app, port=port))
+    created = await client.post(
+        "/api/v1/campaigns",
+        headers=HEADERS,
+        json={
+            "name": "steady",
+            "agent_id": "agent_steady",
+            "from_number": "+15005550006",
+            "max_attempts": 1,
+            "concurrency": 200,
+        },
+    )
+    assert created.status == 201, await created.text()
+    campaign_id = (await created.json())["id"]
+    uploaded = await client.post(
+        f"/api/v1/campaigns/{campaign_id}/contacts",
+        headers={**HEADERS, "Content-Type": "text/csv"},
+        data=contacts_csv(phones(CALLS)),
+    )
+    assert uploaded.status == 200, await uploaded.text()
+    started = await client.post(f"/api/v1/campaigns/{campaign_id}/start", headers=HEADERS)
+    assert started.status == 200, await started.text()
+
+    last: dict[str, Any] = {}
+
+    async def completed() -> dict[str, Any] | None:
+        response = await client.get(f"/api/v1/campaigns/{campaign_id}", headers=HEADERS)
+        last.update(await response.json())
+        return last if last["status"] == "completed" else None
+
+    # A deadline for a stuck campaign, not a speed target (bench/ measures speed).
+    try:
+        done = await until(completed, 300, "the campaign to complete")
+    except AssertionError as exc:
+        raise AssertionError(f"{exc}; last read: {last.get('counts')}") from None
+    assert sum(done["counts"]["dispositions"].values()) == CALLS
+
+    # The last calls' callbacks may still be on their way, and a conversation opened for a call
+    # whose TwiML answer came too late (a loaded machine) waits for its media stream until
+    # PENDING_TTL_SECONDS: give them that, not for ever.
+    async def emptied() -> bool:
+        return not any(memory.per_call(app).values())
+
+    try:
+        await until(emptied, PENDING_TTL_SECONDS + 15, "every per-call structure to be empty")
+    except AssertionError:
+        raise AssertionError(f"left behind after {CALLS} calls: {memory.per_call(app)}") from None
+
+    scrape = await client.get("/metrics")
+    entries: dict[str, float] = {}
+    limits: dict[str, float] = {}
+    for family in text_string_to_metric_families(await scrape.text()):
+        for sample in family.samples:
+            if sample.name == "callbridge_memory_entries":
+                entries[sample.labels["structure"]] = sample.value
+            elif sample.name == "callbridge_memory_limit":
+                limits[sample.labels["structure"]] = sample.value
+    # Every per-call structure is reported, and is empty; every bounded one is within bounds.
+    assert {name: entries.get(name) for name in memory.PER_CALL} == dict.fromkeys(
+        memory.PER_CALL, 0.0
+    )
+    assert limits["sandbox_agent_conversations"] == RECORDS
+    over = {name: (entries[name], bound) for name, bound in limits.items() if entries[name] > bound}
+    assert not over, f"beyond their bounds: {over}"
+    # The sandbox did keep what it may: the newest calls' records, up to the bound.
+    assert entries["sandbox_agent_conversations"] == RECORDS
+    assert entries["sandbox_sent_journal"] == JOURNAL
