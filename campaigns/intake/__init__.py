@@ -6,7 +6,9 @@ One job a module:
 - ``rows``: records and their checked numbers made into contacts and row errors.
 - ``call_at``: the reminder time of a row with a ``call_at`` cell.
 - ``parsing``: the parse run off the event loop, in a thread or a pool of processes.
-- ``store``: contacts stored in a campaign, as each database does it fastest.
+- ``store``: what storing contacts shares across databases (campaign check, rows, list insert).
+- ``store_sqlite``: a file's contacts staged by multi-row inserts (SQLite).
+- ``store_postgresql``: a file's contacts stored by COPY (PostgreSQL).
 - ``staging``: SQLite's staged runs (staged in short transactions, then published).
 - ``report``: the report of an intake (counts and the first row errors).
 - ``errors``: what refuses a whole file.

@@ -4,7 +4,8 @@ The file is read in chunks, decoded incrementally and parsed in batches, so memo
 batch size, not on the file (reading, rows). A small import parses in a thread, a large one in a
 pool of processes a few batches ahead of the one being stored (parsing). Each batch is then checked
 against the database (do-not-call lists, reminders already past, numbers already there) and
-stored: in one transaction on PostgreSQL, through a staging table on SQLite (store, staging).
+stored: in one transaction on PostgreSQL (store_postgresql), through a staging table on SQLite
+(store_sqlite, staging).
 """
 
 from __future__ import annotations
@@ -32,7 +33,9 @@ from campaigns.intake.rows import (
     parse_batches,
     reject,
 )
-from campaigns.intake.store import ContactStore, numbers_in_campaign, prepare_campaign
+from campaigns.intake.store import numbers_in_campaign, prepare_campaign
+from campaigns.intake.store_postgresql import CopyStore
+from campaigns.intake.store_sqlite import StagingStore
 from campaigns.phones import DEFAULT_NUMBER_TYPES
 from campaigns.sqlutil import dialect_name
 
@@ -104,7 +107,7 @@ async def import_contacts(
     requests and the dispatcher get the database while a large file is stored (intake.staging).
 
     Numbers are parsed in ``processes`` worker processes while earlier batches are stored; by
-    default one per CPU for a file of POOL_MIN_BYTES or more whose size is known (a seekable
+    default one per CPU for a file of parsing.POOL_MIN_BYTES or more whose size is known (a seekable
     source), and none (a thread) otherwise. The report does not depend on it.
 
     Numbers whose type is not in ``number_types`` (the campaign's choice) are rejected.
@@ -134,7 +137,7 @@ async def import_contacts(
     async with sessionmaker.begin() as session:
         await prepare_campaign(session, campaign_id)
         connection = await session.connection()
-        store = ContactStore(connection.dialect, campaign_id, due)
+        store = CopyStore(connection.dialect, campaign_id, due)
         async with parsing() as next_batch:
             while (parsed := await next_batch()) is not None:
                 checked = await _checked(session, campaign_id, parsed, default_timezone)
@@ -179,7 +182,7 @@ async def _import_staged(
         run_id = await staging.open_run(session, staging.CONTACTS, campaign_id)
         dialect = (await session.connection()).dialect
     report = ImportReport()
-    store = ContactStore(dialect, campaign_id, due)
+    store = StagingStore(dialect, campaign_id, due)
     async with staging.deciding(sessionmaker, run_id), parsing() as next_batch:
         while (parsed := await next_batch()) is not None:
             async with staging.staging_batch(sessionmaker, run_id) as session:
