@@ -191,7 +191,7 @@ def _import_main(database_url: str, csv_path: str, result_path: str) -> None:
 
     from bridge.migrate import upgrade_to_head
     from campaigns.db import make_engine, make_sessionmaker
-    from campaigns.importer import import_contacts
+    from campaigns.intake.contacts import import_contacts
     from campaigns.lifecycle import CampaignSpec, create_campaign
     from campaigns.models import Contact
 

@@ -49,12 +49,12 @@ from campaigns.clock import set_offset, utcnow
 from campaigns.db import make_engine, make_sessionmaker
 from campaigns.dispatcher import Dispatcher
 from campaigns.events import AttemptEnded, ContactsDue, EventBus
+from campaigns.intake.staging import settle_abandoned
 from campaigns.leases import exclusive
 from campaigns.lifecycle import expire_ended, start_now
 from campaigns.reconciliation import Reconciler
 from campaigns.scheduler import Scheduler
 from campaigns.single_calls import end_unconnected_registrations
-from campaigns.staged_imports import settle_abandoned
 from campaigns.verdicts import refresh_missing_verdicts
 
 log = logging.getLogger(__name__)

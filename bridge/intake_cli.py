@@ -10,8 +10,10 @@ from typing import Any
 
 from bridge.settings import Settings
 from campaigns.db import make_engine, make_sessionmaker
-from campaigns.importer import ImportRefused, ImportReport, import_contacts
-from campaigns.importer import dry_run as validate
+from campaigns.intake.contacts import dry_run as validate
+from campaigns.intake.contacts import import_contacts
+from campaigns.intake.errors import ImportRefused
+from campaigns.intake.report import ImportReport
 from campaigns.lifecycle import get_campaign
 from campaigns.phones import number_types_of
 

@@ -15,15 +15,9 @@ from sqlalchemy import bindparam, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from campaigns.clock import utcnow
-from campaigns.importer import (
-    ImportReport,
-    ParsedBatch,
-    ParsedContact,
-    RowError,
-    _insert_new,
-    _prepare_campaign,
-    _reject,
-)
+from campaigns.intake.report import ImportReport, RowError
+from campaigns.intake.rows import ParsedBatch, ParsedContact, reject
+from campaigns.intake.store import insert_new, prepare_campaign
 from campaigns.models import Contact
 from campaigns.phones import DEFAULT_NUMBER_TYPES, PhoneRejected, normalize
 
@@ -153,7 +147,7 @@ async def add_parsed(
     due: datetime,
     report: ImportReport,
 ) -> None:
-    dialect = await _prepare_campaign(session, campaign_id)
-    inserted = await _insert_new(session, dialect, campaign_id, parsed.contacts, due)
+    dialect = await prepare_campaign(session, campaign_id)
+    inserted = await insert_new(session, dialect, campaign_id, parsed.contacts, due)
     already_there = {contact.e164 for contact in parsed.contacts} - inserted
-    report.add(_reject(parsed, already_there, "duplicate"))
+    report.add(reject(parsed, already_there, "duplicate"))

@@ -335,7 +335,7 @@ class ImportRun(Base):
 
     SQLite has one writer: a large import stored in one transaction would hold every other
     request for its whole length. It is staged and published in short transactions instead
-    (campaigns.staged_imports); this row says how far it got, for housekeeping after a crash.
+    (campaigns.intake.staging); this row says how far it got, for housekeeping after a crash.
     """
 
     __tablename__ = "import_runs"
@@ -359,7 +359,7 @@ class StagedContact(Base):
     # A number appears once per file: a repeat is the file's own duplicate.
     __table_args__ = (
         UniqueConstraint("import_id", "phone_number", name="uq_staged_contacts"),
-        # Published and discarded in seq ranges (staged_imports).
+        # Published and discarded in seq ranges (intake.staging).
         Index("ix_staged_contacts_chunk", "import_id", "seq"),
     )
 

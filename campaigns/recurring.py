@@ -15,7 +15,8 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from campaigns.clock import utcnow
 from campaigns.ids import new_id
-from campaigns.importer import ImportReport, RowError, dry_run_batches
+from campaigns.intake.contacts import dry_run_batches
+from campaigns.intake.report import ImportReport, RowError
 from campaigns.models import (
     Campaign,
     CampaignStatus,

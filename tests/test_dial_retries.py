@@ -16,7 +16,7 @@ from sqlalchemy import select
 from campaigns import dispatcher as dispatcher_module
 from campaigns import dnc
 from campaigns.dispatcher import Dispatcher
-from campaigns.importer import import_contacts
+from campaigns.intake.contacts import import_contacts
 from campaigns.lifecycle import CampaignSpec, create_campaign, start_now
 from campaigns.models import Attempt, AttemptStatus, Contact
 from campaigns.reconciliation import Reconciler

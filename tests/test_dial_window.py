@@ -14,7 +14,7 @@ from sqlalchemy import select
 from bridge.settings import Settings
 from campaigns import clock
 from campaigns.dispatcher import Dispatcher
-from campaigns.importer import import_contacts
+from campaigns.intake.contacts import import_contacts
 from campaigns.lifecycle import CampaignSpec, create_campaign, start_now
 from campaigns.models import Attempt, AttemptStatus, Contact, ContactState
 from tests.conftest import eventually

@@ -19,18 +19,15 @@ from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from bridge.migrate import upgrade_to_head
-from campaigns import importer, staged_imports
 from campaigns.clock import utcnow
 from campaigns.db import make_engine, make_sessionmaker
 from campaigns.ids import new_id
-from campaigns.importer import (
-    CampaignNotFound,
-    ImportRefused,
-    ImportReport,
-    dry_run,
-    import_contacts,
-    parse_batches,
-)
+from campaigns.intake import call_at, parsing, staging, store
+from campaigns.intake import rows as intake_rows
+from campaigns.intake.contacts import dry_run, import_contacts
+from campaigns.intake.errors import CampaignNotFound, ImportRefused
+from campaigns.intake.report import ImportReport
+from campaigns.intake.rows import parse_batches
 from campaigns.models import (
     Base,
     Campaign,
@@ -493,13 +490,13 @@ async def test_parsing_runs_off_the_event_loop(
     sm: Sessionmaker, campaign_id: str, monkeypatch: pytest.MonkeyPatch
 ):
     threads: set[int] = set()
-    real_normalize = importer.normalize
+    real_normalize = intake_rows.normalize
 
     def spying_normalize(raw: str | None, region: str) -> Phone:
         threads.add(threading.get_ident())
         return real_normalize(raw, region)
 
-    monkeypatch.setattr(importer, "normalize", spying_normalize)
+    monkeypatch.setattr(intake_rows, "normalize", spying_normalize)
     await run_import(sm, campaign_id, csv_file("phone_number\n4155550100\n4155550101\n"))
     assert threads and threading.get_ident() not in threads
 
@@ -514,7 +511,7 @@ def peak_bytes(run: Any) -> int:
 
 
 def test_parsing_memory_does_not_grow_with_the_file(monkeypatch: pytest.MonkeyPatch):
-    monkeypatch.setattr(importer, "normalize", cheap_normalize)
+    monkeypatch.setattr(intake_rows, "normalize", cheap_normalize)
 
     def parse(rows: int) -> None:
         batches = parse_batches(generated_csv(rows), default_region="US")
@@ -529,7 +526,7 @@ def test_parsing_memory_does_not_grow_with_the_file(monkeypatch: pytest.MonkeyPa
 async def test_import_memory_does_not_grow_with_the_file(
     sm: Sessionmaker, monkeypatch: pytest.MonkeyPatch
 ):
-    monkeypatch.setattr(importer, "normalize", cheap_normalize)
+    monkeypatch.setattr(intake_rows, "normalize", cheap_normalize)
 
     async def load(rows: int) -> int:
         campaign_id = await new_campaign(sm)
@@ -634,11 +631,11 @@ async def test_stored_values_match_an_orm_insert(sm: Sessionmaker):
     await run_import(sm, by_file, csv_file(MIXED), next_attempt_at=due)
     by_orm = await new_campaign(sm)
     [parsed] = parse_batches(csv_file(MIXED), default_region="US")
-    reminders, late = importer._reminder_times(parsed.contacts, "UTC")
-    parsed = importer._reject(parsed, late, "invalid_call_at")
+    reminders, late = call_at.reminder_times(parsed.contacts, "UTC")
+    parsed = intake_rows.reject(parsed, late, "invalid_call_at")
     async with sm.begin() as session:
-        dialect = await importer._prepare_campaign(session, by_orm)
-        await importer._insert_new(session, dialect, by_orm, parsed.contacts, due, reminders)
+        dialect = await store.prepare_campaign(session, by_orm)
+        await store.insert_new(session, dialect, by_orm, parsed.contacts, due, reminders)
     from_file, from_orm = await contacts_of(sm, by_file), await contacts_of(sm, by_orm)
     assert stored(from_file) == stored(from_orm)
     assert any(contact.call_at is not None for contact in from_file)
@@ -677,14 +674,14 @@ async def test_large_seekable_files_are_parsed_in_processes(
     text = "phone_number\n" + "".join(f"41555501{i:02d}\n" for i in range(60))
     expected = dry_run(csv_file(text), default_region="US").to_dict()
     here: list[str] = []
-    real_normalize = importer.normalize
+    real_normalize = intake_rows.normalize
 
     def spying_normalize(raw: str | None, region: str) -> Phone:
         here.append(raw or "")
         return real_normalize(raw, region)
 
-    monkeypatch.setattr(importer, "normalize", spying_normalize)
-    monkeypatch.setattr(importer, "POOL_MIN_BYTES", len(text) - 1)
+    monkeypatch.setattr(intake_rows, "normalize", spying_normalize)
+    monkeypatch.setattr(parsing, "POOL_MIN_BYTES", len(text) - 1)
     assert await run_import(sm, campaign_id, csv_file(text), batch_size=7) == expected
     # Every number was parsed by the pool's processes, none in this one.
     assert here == []
@@ -769,12 +766,12 @@ async def test_the_database_answers_while_an_import_is_half_way(sm: Sessionmaker
 async def abandoned_run(sm: Sessionmaker, campaign_id: str, state: str) -> str:
     """What a process killed mid-import leaves: a run, unheard of for minutes, and its rows."""
     run_id = new_id("imp")
-    long_ago = utcnow() - 2 * staged_imports.STALE_AFTER
+    long_ago = utcnow() - 2 * staging.STALE_AFTER
     async with sm.begin() as session:
         session.add(
             ImportRun(
                 id=run_id,
-                kind=staged_imports.CONTACTS,
+                kind=staging.CONTACTS,
                 campaign_id=campaign_id,
                 state=state,
                 heartbeat_at=long_ago,
@@ -801,13 +798,11 @@ async def abandoned_run(sm: Sessionmaker, campaign_id: str, state: str) -> str:
 async def test_housekeeping_discards_a_run_that_died_while_staging(
     sm: Sessionmaker, campaign_id: str
 ):
-    await abandoned_run(sm, campaign_id, staged_imports.STAGING)
+    await abandoned_run(sm, campaign_id, staging.STAGING)
     # A run still alive is left alone.
-    assert (
-        await staged_imports.settle_abandoned(sm, utcnow() - 1.5 * staged_imports.STALE_AFTER) == 0
-    )
+    assert await staging.settle_abandoned(sm, utcnow() - 1.5 * staging.STALE_AFTER) == 0
     assert await staged_leftovers(sm) > 0
-    assert await staged_imports.settle_abandoned(sm) == 1
+    assert await staging.settle_abandoned(sm) == 1
     assert await staged_leftovers(sm) == 0
     assert await count_contacts(sm) == 0
 
@@ -815,8 +810,8 @@ async def test_housekeeping_discards_a_run_that_died_while_staging(
 async def test_housekeeping_finishes_a_run_that_died_while_publishing(
     sm: Sessionmaker, campaign_id: str
 ):
-    await abandoned_run(sm, campaign_id, staged_imports.PUBLISHING)
-    assert await staged_imports.settle_abandoned(sm) == 1
+    await abandoned_run(sm, campaign_id, staging.PUBLISHING)
+    assert await staging.settle_abandoned(sm) == 1
     assert await staged_leftovers(sm) == 0
     contacts = await contacts_of(sm, campaign_id)
     assert len(contacts) == 5_000
@@ -833,10 +828,10 @@ async def test_published_chunks_are_read_through_the_chunk_index(tmp_path):
     try:
         await upgrade_to_head(engine)
         statements = {
-            "publish contacts": staged_imports._PUBLISH_CONTACTS,
-            "publish dnc": staged_imports._PUBLISH_DNC,
-            "delete staged contacts": staged_imports._delete_chunk(StagedContact),
-            "delete staged dnc": staged_imports._delete_chunk(StagedDncEntry),
+            "publish contacts": staging.PUBLISH_CONTACTS,
+            "publish dnc": staging.PUBLISH_DNC,
+            "delete staged contacts": staging.delete_chunk(StagedContact),
+            "delete staged dnc": staging.delete_chunk(StagedDncEntry),
         }
         params = {"run": "imp", "campaign_id": None, "low": 0, "high": 10}
         params |= {"pending": "pending", "now": "2026-01-01 00:00:00"}

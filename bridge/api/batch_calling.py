@@ -41,7 +41,7 @@ from campaigns.contact_list import (
 )
 from campaigns.editing import delete_draft
 from campaigns.ids import new_id
-from campaigns.importer import ImportReport, RowError
+from campaigns.intake.report import ImportReport, RowError
 from campaigns.lifecycle import (
     CampaignError,
     CampaignSpec,

@@ -19,7 +19,8 @@ from bridge.keys import SCHEDULER, SESSIONMAKER
 from campaigns.clock import BadInstant, iso_z, parse_instant, utcnow
 from campaigns.contact_list import ContactItem, add_contacts
 from campaigns.editing import delete_draft, update_campaign
-from campaigns.importer import ImportReport, import_contacts
+from campaigns.intake.contacts import import_contacts
+from campaigns.intake.report import ImportReport
 from campaigns.lifecycle import (
     CampaignSpec,
     campaign_counts,

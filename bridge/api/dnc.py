@@ -15,6 +15,7 @@ from bridge.api.openapi import PAGE_HEADERS, PAGE_QUERY, Api, Response, body_of,
 from bridge.keys import SESSIONMAKER
 from campaigns import dnc
 from campaigns.clock import iso_z
+from campaigns.intake import dnc_file
 from campaigns.lifecycle import get_campaign
 from campaigns.models import DncEntry
 from campaigns.phones import ANY_NUMBER_TYPE, PhoneRejected, normalize
@@ -128,13 +129,13 @@ async def _import_csv(request: web.Request) -> web.Response:
         await spool_body(request, spool, MAX_DNC_UPLOAD_BYTES)
         spool.seek(0)
         try:
-            report = await dnc.import_file(
+            report = await dnc_file.import_file(
                 request.app[SESSIONMAKER],
                 spool,  # type: ignore[arg-type]
                 campaign_id=campaign_id,
                 default_region=query["default_region"],
             )
-        except dnc.DncFileRefused as exc:
+        except dnc_file.DncFileRefused as exc:
             raise ApiError(422, "csv_refused", str(exc)) from exc
     return web.json_response(report.to_dict())
 

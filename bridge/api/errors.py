@@ -13,7 +13,7 @@ from typing import Any
 
 from aiohttp import web
 
-from campaigns.importer import ImportRefused
+from campaigns.intake.errors import ImportRefused
 from campaigns.lifecycle import CampaignError
 
 log = logging.getLogger(__name__)

@@ -25,7 +25,7 @@ from bridge.dashboard.session import COOKIE, STREAM_PATH, TICKET_SECONDS
 from bridge.keys import DASHBOARD_HUB, SESSIONMAKER
 from campaigns.apikeys import READ, SCOPES, WRITE
 from campaigns.clock import iso_z
-from campaigns.importer import dry_run
+from campaigns.intake.contacts import dry_run
 from campaigns.lifecycle import get_campaign
 from campaigns.models import Contact
 

@@ -20,7 +20,7 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from campaigns import recurring
-from campaigns.importer import parse_batches
+from campaigns.intake.rows import parse_batches
 from campaigns.lifecycle import CampaignSpec, create_campaign, start_now
 from campaigns.models import Contact
 from campaigns.phones import PhoneRejected, normalize

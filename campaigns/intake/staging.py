@@ -19,6 +19,7 @@ faster than staging twice.
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager, suppress
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
@@ -54,8 +55,8 @@ _STAGED = {CONTACTS: StagedContact, DNC: StagedDncEntry}
 # database for minutes while it was published.
 _CHUNK = "import_id = :run AND seq > :low AND seq <= :high"
 
-# Contacts of a file share the empty dedupe scope and start pending (see importer._contact_values).
-_PUBLISH_CONTACTS = text(
+# Contacts of a file share the empty dedupe scope and start pending (see intake.store).
+PUBLISH_CONTACTS = text(
     "INSERT INTO contacts (id, campaign_id, external_id, phone_number, dedupe_scope,"
     " alternate_numbers, number_index, failures_on_number, time_zones, dynamic_variables,"
     " row_number, state, attempts_made, next_attempt_at, call_at, created_at)"
@@ -67,7 +68,7 @@ _PUBLISH_CONTACTS = text(
 ).bindparams(bindparam("now", type_=UTCDateTime()))
 
 # NULLs never collide in a unique constraint: the global list (campaign_id NULL) is checked by hand.
-_PUBLISH_DNC = text(
+PUBLISH_DNC = text(
     "INSERT INTO dnc_entries (phone_number, campaign_id, reason, created_at)"
     " SELECT phone_number, :campaign_id, reason, :now FROM staged_dnc_entries AS staged"
     f" WHERE {_CHUNK} AND NOT EXISTS ("
@@ -110,6 +111,32 @@ async def touch(session: AsyncSession, run_id: str) -> None:
     )
 
 
+@asynccontextmanager
+async def deciding(
+    sessionmaker: async_sessionmaker[AsyncSession], run_id: str
+) -> AsyncIterator[None]:
+    """Around the staging of a whole file: the run is decided when the block ends, discarded if it
+    fails (a refused file, an error, a cancelled request), so that none of its rows is published."""
+    try:
+        yield
+        await decide(sessionmaker, run_id)
+    except BaseException:
+        # The failure is the one to report; a discard that fails too is left to housekeeping.
+        with suppress(Exception):
+            await discard(sessionmaker, run_id)
+        raise
+
+
+@asynccontextmanager
+async def staging_batch(
+    sessionmaker: async_sessionmaker[AsyncSession], run_id: str
+) -> AsyncIterator[AsyncSession]:
+    """One batch's own transaction, which also tells housekeeping the run's process is alive."""
+    async with sessionmaker.begin() as session:
+        await touch(session, run_id)
+        yield session
+
+
 async def decide(sessionmaker: async_sessionmaker[AsyncSession], run_id: str) -> None:
     """The whole file was read and checked: from now on the run is published, whatever happens."""
     async with sessionmaker.begin() as session:
@@ -135,9 +162,9 @@ async def publish(sessionmaker: async_sessionmaker[AsyncSession], run_id: str) -
             if kind == CONTACTS:
                 await _publish_contacts(session, params, published)
             else:
-                result = await session.execute(_PUBLISH_DNC, {**params, "now": utcnow()})
+                result = await session.execute(PUBLISH_DNC, {**params, "now": utcnow()})
                 published.added += len(result.all())
-                await session.execute(_delete_chunk(_STAGED[kind]), params)
+                await session.execute(delete_chunk(_STAGED[kind]), params)
     async with sessionmaker.begin() as session:
         await session.execute(delete(ImportRun).where(ImportRun.id == run_id))
         if kind == CONTACTS and campaign_id is not None and published.added:
@@ -170,18 +197,18 @@ async def _publish_contacts(
     added = set(
         (
             await session.execute(
-                _PUBLISH_CONTACTS, {**params, "pending": ContactState.PENDING, "now": utcnow()}
+                PUBLISH_CONTACTS, {**params, "pending": ContactState.PENDING, "now": utcnow()}
             )
         ).scalars()
     )
     published.added += len(added)
     moved = await session.execute(
-        text(f"{_delete_chunk(StagedContact)} RETURNING phone_number, row_number, raw"), params
+        text(f"{delete_chunk(StagedContact)} RETURNING phone_number, row_number, raw"), params
     )
     published.raced += [(row, raw) for number, row, raw in moved if number not in added]
 
 
-def _delete_chunk(staged: type[StagedContact] | type[StagedDncEntry]) -> TextClause:
+def delete_chunk(staged: type[StagedContact] | type[StagedDncEntry]) -> TextClause:
     return text(f"DELETE FROM {staged.__tablename__} WHERE {_CHUNK}")
 
 
@@ -194,7 +221,7 @@ async def discard(sessionmaker: async_sessionmaker[AsyncSession], run_id: str) -
     staged = _STAGED[run.kind]
     async for low, high in _chunks(sessionmaker, run_id, staged, DISCARD_ROWS):
         async with sessionmaker.begin() as session:
-            await session.execute(_delete_chunk(staged), {"run": run_id, "low": low, "high": high})
+            await session.execute(delete_chunk(staged), {"run": run_id, "low": low, "high": high})
     async with sessionmaker.begin() as session:
         await session.execute(delete(ImportRun).where(ImportRun.id == run_id))
 
