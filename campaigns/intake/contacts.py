@@ -185,16 +185,22 @@ async def _import_staged(
     store = StagingStore(dialect, campaign_id, due)
     async with staging.deciding(sessionmaker, run_id), parsing() as next_batch:
         while (parsed := await next_batch()) is not None:
+            # What needs no database is done before the batch takes the only connection: other
+            # requests wait for each batch's transaction, and for nothing else.
+            reminders, late = reminder_times(parsed.contacts, default_timezone)
+            rows = store.staged_rows(run_id, parsed.contacts, reminders)
             async with staging.staging_batch(sessionmaker, run_id) as session:
-                checked = await _checked(session, campaign_id, parsed, default_timezone)
+                numbers = [contact.e164 for contact in parsed.contacts]
+                blocked = await blocked_numbers(session, campaign_id, numbers)
+                checked = reject(reject(parsed, blocked, "dnc"), late, "invalid_call_at")
                 numbers = [contact.e164 for contact in checked.contacts]
                 there = await numbers_in_campaign(session, campaign_id, numbers)
-                batch = reject(checked.batch, there, "duplicate")
+                batch = reject(checked, there, "duplicate")
                 staged = await store.stage(
-                    await session.connection(), run_id, batch.contacts, checked.reminders
+                    await session.connection(), [rows[contact.e164] for contact in batch.contacts]
                 )
-                repeated = {contact.e164 for contact in batch.contacts} - staged
-                report.add(reject(batch, repeated, "duplicate"))
+            repeated = {contact.e164 for contact in batch.contacts} - staged
+            report.add(reject(batch, repeated, "duplicate"))
     published = await staging.publish(sessionmaker, run_id)
     report.add_late_duplicates(published.raced)
     return report

@@ -42,20 +42,20 @@ class StagingStore:
         self._rows = ContactRows(dialect, campaign_id, due)
         self._inserts: dict[int, str] = {}
 
-    async def stage(
-        self,
-        connection: AsyncConnection,
-        run_id: str,
-        contacts: list[ParsedContact],
-        reminders: dict[str, datetime],
-    ) -> set[str]:
-        """Stage contacts for a run; the numbers staged, without the file's repeats."""
-        if not contacts:
-            return set()
-        rows = [
-            (run_id, contact.raw, *(row[index] for index in _STAGED_FROM_STORED))
+    def staged_rows(
+        self, run_id: str, contacts: list[ParsedContact], reminders: dict[str, datetime]
+    ) -> dict[str, tuple[Any, ...]]:
+        """Each contact's staged row, by number: built before the batch's transaction, so that
+        the transaction holds the only connection for its statements alone."""
+        return {
+            contact.e164: (run_id, contact.raw, *(row[index] for index in _STAGED_FROM_STORED))
             for contact, row in zip(contacts, self._rows.rows(contacts, reminders), strict=True)
-        ]
+        }
+
+    async def stage(self, connection: AsyncConnection, rows: list[tuple[Any, ...]]) -> set[str]:
+        """Stage rows of staged_rows(); the numbers staged, without the file's repeats."""
+        if not rows:
+            return set()
         return await self._insert_absent(connection, rows)
 
     async def _insert_absent(
