@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import csv
 import io
+import time
 from collections import Counter
 from collections.abc import Iterator
 from datetime import datetime, timedelta
@@ -550,3 +551,28 @@ def test_outbound_campaigns_and_batches_are_listed_apart(service: Service) -> No
     with pytest.raises(ApiError) as caught:
         el.batch_calls.get(outbound.campaign_id)
     assert caught.value.status_code == 404
+
+
+def test_a_scheduled_campaign_waits_for_its_time(service: Service, database_url: str) -> None:
+    client = _client(service)
+    phone = numbers(3, first_area=8)[2]
+    later = int(time.time()) + 3600
+    created = client.create(
+        call_name="later",
+        agent_id="agent_e2e",
+        recipients=[_recipient(0, phone)],
+        channel_config=PHONE,
+        scheduled_time_unix=later,
+        policy=PolicyConfigInput(retry=RetryPolicy(retry_delay_seconds=0, max_total_calls=2)),
+    )
+    assert created.within_calling_window is False
+    assert created.campaign.scheduled_time_unix == later
+    assert created.campaign.status == "active"
+    assert created.campaign.policy.retry.retry_delay_seconds == 0
+    row = _query(
+        database_url,
+        "SELECT status, start_at, retry_delay_seconds FROM campaigns WHERE id = :id",
+        id=created.campaign.campaign_id,
+    )[0]
+    assert row[0] == "scheduled" and row[1] is not None and row[2] == 0
+    assert _dials(service, [phone]) == {}

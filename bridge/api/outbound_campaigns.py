@@ -482,7 +482,10 @@ def _periods(policy: dict[str, Any]) -> list[dict[str, Any]] | None:
 
 
 def _spec(body: dict[str, Any], policy: dict[str, Any]) -> CampaignSpec:
-    retry = {**DEFAULT_RETRY, **{k: v for k, v in (policy.get("retry") or {}).items() if v}}
+    retry = {
+        **DEFAULT_RETRY,
+        **{k: v for k, v in (policy.get("retry") or {}).items() if v is not None},
+    }
     values: dict[str, Any] = {
         "name": body["call_name"].strip() or "campaign",
         "agent_id": body["agent_id"],
@@ -516,7 +519,10 @@ def _spec(body: dict[str, Any], policy: dict[str, Any]) -> CampaignSpec:
 
 
 def _snapshot(policy: dict[str, Any], campaign: Campaign) -> dict[str, Any]:
-    retry = {**DEFAULT_RETRY, **{k: v for k, v in (policy.get("retry") or {}).items() if v}}
+    retry = {
+        **DEFAULT_RETRY,
+        **{k: v for k, v in (policy.get("retry") or {}).items() if v is not None},
+    }
     return {
         "timezone": campaign.timezone,
         "retry": retry,
