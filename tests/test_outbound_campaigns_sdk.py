@@ -9,6 +9,7 @@ import io
 import time
 from collections import Counter
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -576,3 +577,39 @@ def test_a_scheduled_campaign_waits_for_its_time(service: Service, database_url:
     )[0]
     assert row[0] == "scheduled" and row[1] is not None and row[2] == 0
     assert _dials(service, [phone]) == {}
+
+
+def test_concurrent_creates_with_one_key_make_one_campaign(
+    service: Service, database_url: str
+) -> None:
+    client = _client(service)
+    phones = numbers(100, first_area=9)[60:65]  # voicemail: one call each
+
+    def create(_: int) -> Any:
+        return client.create(
+            call_name="once",
+            agent_id="agent_e2e",
+            recipients=[_recipient(i, p) for i, p in enumerate(phones)],
+            channel_config=PHONE,
+            policy=PolicyConfigInput(retry=RetryPolicy(retry_delay_seconds=1, max_total_calls=1)),
+            idempotency_key="same-key",
+        )
+
+    with ThreadPoolExecutor(max_workers=6) as pool:
+        answers = list(pool.map(create, range(6)))
+    assert len({a.campaign.campaign_id for a in answers}) == 1
+    assert sum(a.created for a in answers) == 1
+    assert _query(database_url, "SELECT count(*) FROM campaigns")[0][0] == 1
+    assert _query(database_url, "SELECT count(*) FROM contacts")[0][0] == len(phones)
+    _finished(client, answers[0].campaign.campaign_id)
+    assert _dials(service, phones) == dict.fromkeys(phones, 1)
+    with pytest.raises(ApiError) as caught:
+        client.create(
+            call_name="another request",
+            agent_id="agent_e2e",
+            recipients=[_recipient(0, phones[0])],
+            channel_config=PHONE,
+            policy=PolicyConfigInput(retry=RetryPolicy(max_total_calls=1)),
+            idempotency_key="same-key",
+        )
+    assert caught.value.status_code == 409 and "detail" in caught.value.body
