@@ -204,6 +204,12 @@ def test_a_policy_runs_as_written_and_every_read_shows_it(
     assert [c.campaign_id for c in listed.campaigns] == [campaign_id]
     assert client.list(status="active").campaigns == []
     assert [c.campaign_id for c in client.list(status="completed").campaigns] == [campaign_id]
+    both = client.list(status=["paused", "completed"]).campaigns
+    assert [c.campaign_id for c in both] == [campaign_id]
+    ended = client.leads.list(campaign_id, disposition=["attempt_ceiling_reached", "removed"]).leads
+    assert [lead.recipient_id for lead in ended] == ["r1"]
+    busy_calls = client.calls.list(campaign_id, call_result=["busy", "failed"]).calls
+    assert len(busy_calls) == 4 and {c.call_result for c in busy_calls} == {"busy"}
 
 
 def test_policy_fields_callbridge_does_not_honour_are_refused_whole(

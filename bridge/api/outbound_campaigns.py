@@ -798,6 +798,12 @@ async def _repeat(
     )
 
 
+def _many(request: web.Request, name: str) -> set[str]:
+    """A list parameter: repeated (``?status=a&status=b``, as the SDK sends a list) or
+    comma-separated."""
+    return {v for raw in request.query.getall(name, []) for v in raw.split(",") if v}
+
+
 def _after(model_created: Any, model_id: Any, after: Any) -> Any:
     return or_(model_created < after[0], and_(model_created == after[0], model_id < after[1]))
 
@@ -818,7 +824,7 @@ def _after(model_created: Any, model_id: Any, after: Any) -> Any:
 async def list_campaigns(request: web.Request) -> web.Response:
     query = query_of(request)
     limit = query["page_size"]
-    wanted = {s for s in (query.get("status") or "").split(",") if s}
+    wanted = _many(request, "status")
     if wanted - set(STATUSES):
         raise ApiError(422, "invalid_query", f"status: one of {', '.join(STATUSES)}")
     async with request.app[SESSIONMAKER]() as session:
@@ -1075,7 +1081,7 @@ async def list_leads(request: web.Request) -> web.Response:
             statement = statement.where(Contact.state == ContactState.DONE)
         elif query.get("status") == "in_progress":
             statement = statement.where(Contact.state != ContactState.DONE)
-        wanted = {d for d in (query.get("disposition") or "").split(",") if d}
+        wanted = _many(request, "disposition")
         if wanted:
             dispositions = [d for d, terminal in TERMINAL.items() if terminal in wanted]
             statement = statement.where(Contact.disposition.in_(dispositions))
@@ -1241,7 +1247,7 @@ async def _calls(
 async def list_calls(request: web.Request) -> web.Response:
     query = query_of(request)
     limit = query["page_size"]
-    results = {r for r in (query.get("call_result") or "").split(",") if r}
+    results = _many(request, "call_result")
     async with request.app[SESSIONMAKER]() as session:
         campaign = await _campaign(session, request.match_info["campaign_id"])
         rows = await _calls(session, campaign.id, query, None)
