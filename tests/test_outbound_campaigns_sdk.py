@@ -476,6 +476,11 @@ def test_pause_resume_stop_leads_and_attention(service: Service, database_url: s
         policy=policy,
         target_concurrency_limit=1,
     ).campaign.campaign_id
+    first_page = client.list(page_size=2)
+    second_page = client.list(page_size=2, cursor=first_page.next_cursor)
+    assert [c.campaign_id for c in first_page.campaigns] == [third, second]
+    assert [c.campaign_id for c in second_page.campaigns] == [first]
+    assert first_page.has_more and not second_page.has_more
     everything = client.pause_all()
     assert set(everything.paused_campaign_ids) == {second, third}
     assert status_in_db(second) == status_in_db(third) == "paused"

@@ -850,8 +850,10 @@ async def list_campaigns(request: web.Request) -> web.Response:
         found: list[dict[str, Any]] = []
         last: Campaign | None = None
         has_more = False
-        # Status is derived (attention, stopping): filtered here, page by page.
-        async for campaign in await session.stream_scalars(statement):
+        # Status is derived (attention, stopping): filtered here. A workspace has campaigns by
+        # the hundred, not the million: they are read whole rather than streamed while each
+        # one's counts are queried on the same connection.
+        for campaign in list(await session.scalars(statement)):
             view = await campaign_json(session, campaign, _caller_id(request))
             if wanted and view["status"] not in wanted:
                 continue
