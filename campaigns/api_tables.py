@@ -113,3 +113,36 @@ class WebhookDeliveryAttempt(Base):
     status_code: Mapped[int | None] = mapped_column(Integer)
     error: Mapped[str | None] = mapped_column(Text)
     duration_ms: Mapped[int] = mapped_column(Integer)
+
+
+class OutboundCampaign(Base):
+    """What makes a campaign an outbound campaign of the ElevenLabs-compatible API: the policy it
+    took when created and the key that makes its create safe to repeat. Only campaigns with a row
+    here are listed as outbound campaigns (as batches are by batch_calls)."""
+
+    __tablename__ = "outbound_campaigns"
+
+    campaign_id: Mapped[str] = mapped_column(
+        ForeignKey("campaigns.id", ondelete="CASCADE"), primary_key=True
+    )
+    idempotency_key: Mapped[str | None] = mapped_column(String(200), unique=True)
+    # A hash of the create request: the same key with another request is refused.
+    request_hash: Mapped[str] = mapped_column(String(64))
+    variant: Mapped[str] = mapped_column(String(16))
+    phone_number_id: Mapped[str] = mapped_column(String(200))
+    mode_config: Mapped[dict[str, Any] | None]
+    # The policy as submitted (or taken from the workspace configuration), shown back as is.
+    policy: Mapped[dict[str, Any]]
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class OutboundConfig(Base):
+    """The workspace's outbound campaign configuration: one row, replaced whole, versioned so a
+    replacement based on a stale read is refused."""
+
+    __tablename__ = "outbound_config"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    version: Mapped[int] = mapped_column(Integer)
+    config: Mapped[dict[str, Any]]
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow)

@@ -66,6 +66,7 @@ class CampaignSpec:
     retry_rules: dict[str, Any] | None = None
     max_attempts_per_day: int | None = None
     max_failures_per_number: int = 2
+    end_after_number_failures: bool = False
     voicemail_policy: str = "hang_up"
     voicemail_message: str | None = None
     schedule_cron: str | None = None
@@ -144,6 +145,7 @@ async def create_campaign(sm: async_sessionmaker[AsyncSession], spec: CampaignSp
         retry_rules=spec.retry_rules,
         max_attempts_per_day=spec.max_attempts_per_day,
         max_failures_per_number=spec.max_failures_per_number,
+        end_after_number_failures=spec.end_after_number_failures,
         voicemail_policy=spec.voicemail_policy,
         voicemail_message=spec.voicemail_message,
         schedule_cron=spec.schedule_cron,

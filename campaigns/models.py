@@ -13,6 +13,7 @@ from sqlalchemy import (
     String,
     Text,
     UniqueConstraint,
+    false,
 )
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
@@ -87,6 +88,9 @@ class Campaign(Base):
     max_attempts_per_day: Mapped[int | None] = mapped_column(Integer)
     # Contacts with several numbers move to the next one after this many failures in a row.
     max_failures_per_number: Mapped[int] = mapped_column(Integer, default=2, server_default="2")
+    # When set, a contact whose last number reached max_failures_per_number is not called again
+    # (otherwise it keeps being called on that number up to max_attempts).
+    end_after_number_failures: Mapped[bool] = mapped_column(default=False, server_default=false())
     # The number types (phones.NUMBER_TYPE_NAMES) the campaign calls; None: the default types.
     allowed_number_types: Mapped[list[Any] | None] = mapped_column(JSON, default=None)
     voicemail_policy: Mapped[str] = mapped_column(

@@ -245,6 +245,12 @@ def after_attempt(
     rule = parse_retry_rules(campaign.retry_rules, campaign.retry_delay_seconds).get(outcome)
     if rule is None or not rule.retry or contact.attempts_made >= campaign.max_attempts:
         return Final(outcome)
+    if (
+        campaign.end_after_number_failures
+        and (contact.failures_on_number or 0) >= campaign.max_failures_per_number
+    ):
+        # next_number_after_failure found no further number to move to.
+        return Final(outcome)
     delay = rule.delay_for(contact.attempts_made)
     at = plan(campaign, contact, now + timedelta(seconds=delay), dials)
     if at is None:

@@ -6,7 +6,7 @@ from collections.abc import AsyncIterator
 
 from aiohttp import web
 
-from bridge.api import api_keys, batch_calling, openapi, webhooks
+from bridge.api import api_keys, batch_calling, openapi, outbound_campaigns, webhooks
 from bridge.api.auth_throttle import FailedAuthThrottle
 from bridge.api.ratelimit import RateLimiter
 from bridge.api.webhook_delivery import WebhookDeliverer
@@ -28,7 +28,7 @@ def setup(app: web.Application) -> None:
     """Call after the database cleanup context is added (the deliverer needs the schema)."""
     app[RATE_LIMITER] = RateLimiter()
     app[AUTH_THROTTLE] = FailedAuthThrottle()
-    for module in (openapi, api_keys, webhooks, batch_calling):
+    for module in (openapi, api_keys, webhooks, batch_calling, outbound_campaigns):
         app.add_routes(module.api.routes)
     # Outbox rows are written inside the transaction that emits the events.
     app[EVENTS].before_commit.append(enqueue)

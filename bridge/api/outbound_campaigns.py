@@ -1,0 +1,1514 @@
+"""ElevenLabs-compatible outbound campaigns (``client.conversational_ai.outbound_campaigns``).
+
+An outbound campaign is a callbridge campaign (its id is the campaign id) with an
+``outbound_campaigns`` row holding the policy it took; a lead is a contact (its listed numbers are
+the contact's number and alternate numbers); a call is an attempt; an attention item is a
+campaign's attention item. Only campaigns created here are listed here.
+
+The policy means what callbridge honours: ``calling_periods`` (read in each recipient's own zones,
+callbridge's rule; ``timezone`` for numbers without a zone of their own),
+``retry.retry_delay_seconds``, ``retry.max_total_calls`` and
+``retry.max_consecutive_failures_per_number`` (then the lead's next number, or the lead ends).
+Fields callbridge does not honour yet (short retries per window and their placement, callbacks,
+redirects, follow-up context, data collection, branches, environments, WhatsApp) are refused
+with a 422 naming the field, never silently dropped.
+"""
+
+from __future__ import annotations
+
+import csv
+import dataclasses
+import hashlib
+import io
+import itertools
+import json
+import time
+from typing import Any
+
+from aiohttp import web
+from sqlalchemy import and_, or_, select
+from sqlalchemy.exc import IntegrityError
+
+from bridge.api.batch_calling import (
+    CLIENT_DATA,
+    MACHINE_DETECTION_MODES,
+    _agent_options,
+    _caller_id,
+    _e164_or_none,
+    _recipient_error,
+    _recording,
+    _unix,
+    _variables,
+)
+from bridge.api.errors import ApiError
+from bridge.api.export import neutralise
+from bridge.api.openapi import Api, Response, body_of, query_of
+from bridge.keys import SCHEDULER, SESSIONMAKER
+from campaigns import policy as planning
+from campaigns.api_tables import OutboundCampaign, OutboundConfig
+from campaigns.clock import BadInstant, from_unix, utcnow
+from campaigns.contact_list import ContactItem, add_parsed, parse_items, set_agent_options
+from campaigns.editing import delete_draft
+from campaigns.importer import ImportReport, RowError
+from campaigns.lifecycle import (
+    CampaignError,
+    CampaignSpec,
+    cancel,
+    create_campaign,
+    get_campaign,
+    pause,
+    remove_contact,
+    request_start,
+    resume,
+)
+from campaigns.models import (
+    Attempt,
+    AttemptStatus,
+    AttentionItem,
+    Campaign,
+    CampaignStatus,
+    Contact,
+    ContactState,
+    Disposition,
+)
+from campaigns.outbound import lead_counts, pause_all, stop_all
+from campaigns.phones import DEFAULT_NUMBER_TYPES, PhoneRejected, normalize
+
+api = Api(
+    "elevenlabs-outbound-campaigns",
+    "ElevenLabs-compatible outbound campaigns (the official elevenlabs SDK works unchanged). "
+    "Authenticate with xi-api-key.",
+)
+routes = api.routes
+
+PREFIX = "/v1/convai/outbound-campaigns"
+MAX_RECIPIENTS = 10_000
+PAGE_QUERY = {
+    "page_size": {"type": "integer", "minimum": 1, "maximum": 100, "default": 30},
+    "cursor": {"type": "string", "maxLength": 64},
+}
+
+# Policy fields callbridge does not honour yet: a create or a configuration setting them is
+# refused (422) rather than run as if they were not there.
+UNSUPPORTED_RETRY = (
+    "max_short_retries",
+    "interval_placement",
+    "rotate_step_seconds",
+    "max_callbacks",
+    "max_redirects",
+)
+# The defaults a policy takes for what it leaves out.
+DEFAULT_RETRY = {"retry_delay_seconds": 300, "max_total_calls": 3}
+
+INTERVAL = {
+    "type": "object",
+    "required": ["start", "end"],
+    "properties": {"start": {"type": "string"}, "end": {"type": "string"}},
+}
+PERIOD = {
+    "type": "object",
+    "required": ["weekdays", "intervals"],
+    "properties": {
+        "weekdays": {"type": "array", "items": {"type": "integer", "minimum": 0, "maximum": 6}},
+        "intervals": {"type": "array", "items": INTERVAL},
+    },
+}
+RETRY = {
+    "type": ["object", "null"],
+    "properties": {
+        "retry_delay_seconds": {"type": ["integer", "null"], "minimum": 0, "maximum": 2592000},
+        "max_short_retries": {"type": ["integer", "null"], "minimum": 0},
+        "max_total_calls": {"type": ["integer", "null"], "minimum": 1, "maximum": 20},
+        "max_callbacks": {"type": ["integer", "null"], "minimum": 0},
+        "max_redirects": {"type": ["integer", "null"], "minimum": 0},
+        "interval_placement": {"enum": ["start", "random", "rotate", None]},
+        "rotate_step_seconds": {"type": ["integer", "null"], "minimum": 0},
+        "max_consecutive_failures_per_number": {
+            "type": ["integer", "null"],
+            "minimum": 1,
+            "maximum": 100,
+        },
+    },
+}
+POLICY_PROPERTIES: dict[str, Any] = {
+    "timezone": {"type": ["string", "null"], "maxLength": 64},
+    "retry": RETRY,
+    "calling_periods": {"type": ["array", "null"], "items": PERIOD},
+    "data_collection": {"type": ["object", "null"]},
+    "followup_context": {"type": ["object", "null"]},
+}
+POLICY = api.schema("OutboundPolicy", {"type": ["object", "null"], "properties": POLICY_PROPERTIES})
+MODE_CONFIG = {
+    "type": ["object", "null"],
+    "properties": {
+        "ringing_timeout_secs": {"type": ["integer", "null"], "minimum": 5, "maximum": 600},
+        "twilio_call_recording_enabled": {"type": ["boolean", "null"]},
+        "twilio_machine_detection": {"type": ["object", "null"]},
+    },
+}
+CHANNEL_CONFIG = {
+    "type": "object",
+    "required": ["channel"],
+    "properties": {
+        "channel": {"enum": ["phone", "whatsapp"]},
+        "agent_phone_number_id": {"type": "string", "maxLength": 200},
+        "mode_config": MODE_CONFIG,
+    },
+}
+SUBMIT = api.schema(
+    "OutboundCampaignSubmit",
+    {
+        "type": "object",
+        "required": ["call_name", "agent_id", "recipients", "channel_config"],
+        "properties": {
+            "call_name": {"type": "string", "minLength": 1, "maxLength": 200},
+            "agent_id": {"type": "string", "minLength": 1, "maxLength": 200},
+            "recipients": {
+                "type": "array",
+                "minItems": 1,
+                "maxItems": MAX_RECIPIENTS,
+                "items": {
+                    "type": "object",
+                    "properties": {
+                        "id": {"type": ["string", "null"], "maxLength": 200},
+                        "phone_number": {"type": ["string", "null"], "maxLength": 64},
+                        "phone_numbers": {
+                            "type": ["array", "null"],
+                            "maxItems": 10,
+                            "items": {"type": "string", "maxLength": 64},
+                        },
+                        "whatsapp_user_id": {"type": ["string", "null"]},
+                        "conversation_initiation_client_data": CLIENT_DATA,
+                    },
+                },
+            },
+            "channel_config": CHANNEL_CONFIG,
+            "scheduled_time_unix": {"type": ["integer", "null"], "minimum": 0},
+            "timezone": {"type": ["string", "null"], "maxLength": 64},
+            "branch_id": {"type": ["string", "null"]},
+            "environment": {"type": ["string", "null"]},
+            "target_concurrency_limit": {"type": ["integer", "null"], "minimum": 1},
+            "idempotency_key": {"type": ["string", "null"], "minLength": 1, "maxLength": 200},
+            "policy": POLICY,
+            "variant": {"enum": ["simple", "advanced", None]},
+        },
+    },
+)
+STATUSES = ["active", "paused", "stopping", "stopped", "completed", "failed", "attention"]
+CAMPAIGN = api.schema(
+    "OutboundCampaign",
+    {
+        "type": "object",
+        "required": [
+            "campaign_id",
+            "call_name",
+            "agent_id",
+            "channel_config",
+            "status",
+            "policy",
+            "variant",
+            "created_at_unix",
+            "updated_at_unix",
+            "channel",
+            "mode",
+            "counts",
+            "agent_name",
+        ],
+        "properties": {
+            "campaign_id": {"type": "string"},
+            "call_name": {"type": "string"},
+            "agent_id": {"type": "string"},
+            "agent_name": {"type": "string"},
+            "channel_config": {"type": "object"},
+            "status": {"enum": STATUSES},
+            "policy": {"type": "object"},
+            "variant": {"enum": ["simple", "advanced"]},
+            "source": {"enum": ["ui", "api"]},
+            "created_at_unix": {"type": "integer"},
+            "scheduled_time_unix": {"type": ["integer", "null"]},
+            "updated_at_unix": {"type": "integer"},
+            "target_concurrency_limit": {"type": ["integer", "null"]},
+            "channel": {"enum": ["phone", "whatsapp"]},
+            "mode": {"enum": ["voice", "message"]},
+            "counts": {
+                "type": "object",
+                "required": ["leads", "terminal_leads", "open_attention"],
+                "properties": {
+                    "leads": {"type": "integer"},
+                    "terminal_leads": {"type": "integer"},
+                    "open_attention": {"type": "integer"},
+                },
+            },
+        },
+    },
+)
+SUBMITTED = api.schema(
+    "OutboundCampaignSubmitted",
+    {
+        "type": "object",
+        "required": ["campaign", "created", "within_calling_window"],
+        "properties": {
+            "campaign": CAMPAIGN,
+            "created": {"type": "boolean"},
+            "within_calling_window": {"type": "boolean"},
+        },
+    },
+)
+
+
+def _page(name: str, item: Any) -> dict[str, Any]:
+    return {
+        "type": "object",
+        "required": [name, "has_more"],
+        "properties": {
+            name: {"type": "array", "items": item},
+            "next_cursor": {"type": ["string", "null"]},
+            "has_more": {"type": "boolean"},
+        },
+    }
+
+
+CAMPAIGN_PAGE = api.schema("OutboundCampaignPage", _page("campaigns", CAMPAIGN))
+LEAD = api.schema(
+    "OutboundLead",
+    {
+        "type": "object",
+        "required": [
+            "lead_id",
+            "phone_number",
+            "phone_numbers_index",
+            "user_id",
+            "attempt_count",
+            "failure_count",
+            "callback_count",
+            "redirect_count",
+            "do_not_call",
+            "updated_at_unix",
+            "dynamic_variables",
+            "overrides",
+        ],
+        "properties": {
+            "lead_id": {"type": "string"},
+            "recipient_id": {"type": ["string", "null"]},
+            "phone_number": {"type": "string"},
+            "phone_numbers": {"type": "array", "items": {"type": "string"}},
+            "phone_numbers_index": {"type": "integer"},
+            "user_id": {"type": "string"},
+            "attempt_count": {"type": "integer"},
+            "failure_count": {"type": "integer"},
+            "callback_count": {"type": "integer"},
+            "redirect_count": {"type": "integer"},
+            "do_not_call": {"type": "boolean"},
+            "terminal_disposition": {"type": ["string", "null"]},
+            "created_at_unix": {"type": ["integer", "null"]},
+            "updated_at_unix": {"type": "integer"},
+            "dynamic_variables": {"type": "object"},
+            "overrides": {"type": "object"},
+        },
+    },
+)
+LEAD_PAGE = api.schema("OutboundLeadPage", _page("leads", LEAD))
+CALL = api.schema(
+    "OutboundCall",
+    {
+        "type": "object",
+        "required": [
+            "intent_id",
+            "lead_id",
+            "intent_type",
+            "status",
+            "phone_number",
+            "scheduled_time_unix",
+        ],
+        "properties": {
+            "intent_id": {"type": "string"},
+            "lead_id": {"type": "string"},
+            "intent_type": {"enum": ["initial", "retry", "callback", "redirect"]},
+            "cold_attempt": {"type": ["integer", "null"]},
+            "status": {"enum": ["queued", "submitted", "completed", "cancelled", "attention"]},
+            "phone_number": {"type": "string"},
+            "scheduled_time_unix": {"type": "integer"},
+            "conversation_id": {"type": ["string", "null"]},
+            "outcome": {"type": ["string", "null"]},
+            "call_result": {"type": ["string", "null"]},
+            "outcome_at_unix": {"type": ["integer", "null"]},
+            "decision_disposition": {"type": ["string", "null"]},
+        },
+    },
+)
+CALL_PAGE = api.schema("OutboundCallPage", _page("calls", CALL))
+ATTENTION = api.schema(
+    "OutboundAttention",
+    {
+        "type": "object",
+        "required": [
+            "attention_id",
+            "campaign_id",
+            "reason",
+            "detail",
+            "status",
+            "retryable",
+            "created_at_unix",
+            "updated_at_unix",
+        ],
+        "properties": {
+            "attention_id": {"type": "string"},
+            "campaign_id": {"type": "string"},
+            "reason": {"type": "string"},
+            "detail": {"type": "string"},
+            "status": {"enum": ["open", "resolved", "retrying"]},
+            "retryable": {"type": "boolean"},
+            "resolution": {"type": ["string", "null"]},
+            "created_at_unix": {"type": "integer"},
+            "updated_at_unix": {"type": "integer"},
+        },
+    },
+)
+ATTENTION_PAGE = api.schema("OutboundAttentionPage", _page("attention", ATTENTION))
+CONFIG_BODY = {
+    "type": "object",
+    "properties": {
+        "policy": POLICY,
+        "agent_policies": {
+            "type": ["object", "null"],
+            "additionalProperties": {"type": "object", "properties": POLICY_PROPERTIES},
+        },
+        "whatsapp_voice_policy": {"type": ["object", "null"]},
+    },
+}
+CONFIG = api.schema(
+    "OutboundWorkspaceConfig",
+    {
+        "type": "object",
+        "required": ["version", "config"],
+        "properties": {"version": {"type": "integer"}, "config": CONFIG_BODY},
+    },
+)
+
+# A contact's final disposition as a lead's terminal disposition.
+TERMINAL = {
+    Disposition.ANSWERED: "completed",
+    Disposition.VOICEMAIL: "completed",
+    Disposition.VOICEMAIL_LEFT: "completed",
+    Disposition.BUSY: "attempt_ceiling_reached",
+    Disposition.NO_ANSWER: "attempt_ceiling_reached",
+    Disposition.FAILED: "attempt_ceiling_reached",
+    Disposition.DNC: "do_not_call",
+    Disposition.EXPIRED: "campaign_ended",
+    Disposition.CANCELLED: "cancelled",
+    Disposition.REMOVED: "removed",
+}
+# An attempt's outcome as a call's result, and as ElevenLabs' recipient status.
+CALL_RESULT = {
+    Disposition.ANSWERED: "answered",
+    Disposition.VOICEMAIL: "voicemail",
+    Disposition.BUSY: "busy",
+    Disposition.NO_ANSWER: "no_answer",
+    Disposition.FAILED: "failed",
+}
+OUTCOME = {"answered": "completed", "voicemail": "voicemail"}
+
+
+# -- policy -------------------------------------------------------------------------------
+
+
+def _refuse(field: str, message: str) -> ApiError:
+    return ApiError(422, "invalid_policy", f"{field}: {message}", [{"field": field}])
+
+
+def _not_supported(field: str) -> ApiError:
+    return ApiError(
+        422,
+        "not_supported",
+        f"{field} is not supported yet by callbridge; leave it out",
+        [{"field": field, "message": f"{field} is not supported yet"}],
+    )
+
+
+def check_policy(policy: dict[str, Any], where: str) -> None:
+    """Refuse what callbridge does not honour, and overlapping intervals."""
+    retry = policy.get("retry") or {}
+    for name in UNSUPPORTED_RETRY:
+        if retry.get(name) is not None:
+            raise _not_supported(f"{where}.retry.{name}")
+    followup = policy.get("followup_context") or {}
+    for name, value in followup.items():
+        if value:
+            raise _not_supported(f"{where}.followup_context.{name}")
+    collection = policy.get("data_collection") or {}
+    for name, value in collection.items():
+        if value:
+            raise _not_supported(f"{where}.data_collection.{name}")
+    by_day: dict[int, list[tuple[str, str]]] = {}
+    for index, period in enumerate(policy.get("calling_periods") or []):
+        if not period["intervals"]:
+            raise _refuse(f"{where}.calling_periods.{index}.intervals", "must not be empty")
+        for day in period["weekdays"]:
+            by_day.setdefault(day, []).extend((i["start"], i["end"]) for i in period["intervals"])
+    for day, intervals in by_day.items():
+        ordered = sorted(intervals)
+        for (_, end), (start, _) in itertools.pairwise(ordered):
+            if start < end:
+                raise _refuse(f"{where}.calling_periods", f"intervals overlap on weekday {day}")
+
+
+def _effective_policy(body: dict[str, Any], config: dict[str, Any] | None) -> dict[str, Any]:
+    """The policy the campaign takes: its own, else the workspace's with the agent's sections."""
+    if body.get("variant") == "simple":
+        if body.get("policy") is not None:
+            raise _refuse("policy", "a simple campaign cannot have a policy")
+        return {"retry": {"max_total_calls": 1}}
+    if body.get("policy") is not None:
+        check_policy(body["policy"], "policy")
+        return dict(body["policy"])
+    if config is None:
+        raise _refuse("policy", "no policy given and no workspace configuration to take it from")
+    policy = dict(config.get("policy") or {})
+    override = (config.get("agent_policies") or {}).get(body["agent_id"]) or {}
+    policy.update({k: v for k, v in override.items() if v is not None})
+    return policy
+
+
+def _periods(policy: dict[str, Any]) -> list[dict[str, Any]] | None:
+    """ElevenLabs' periods ({weekdays, intervals}) as callbridge's ({weekdays, start, end})."""
+    periods = policy.get("calling_periods")
+    if not periods:
+        return None
+    return [
+        {"weekdays": list(p["weekdays"]), "start": i["start"], "end": i["end"]}
+        for p in periods
+        for i in p["intervals"]
+    ]
+
+
+def _spec(body: dict[str, Any], policy: dict[str, Any]) -> CampaignSpec:
+    retry = {
+        **DEFAULT_RETRY,
+        **{k: v for k, v in (policy.get("retry") or {}).items() if v is not None},
+    }
+    values: dict[str, Any] = {
+        "name": body["call_name"].strip() or "campaign",
+        "agent_id": body["agent_id"],
+        "max_attempts": retry["max_total_calls"],
+        "retry_delay_seconds": retry["retry_delay_seconds"],
+        "calling_periods": _periods(policy),
+        "timezone": body.get("timezone") or policy.get("timezone") or "UTC",
+        "from_number": _e164_or_none(body["channel_config"].get("agent_phone_number_id")),
+    }
+    failures = (policy.get("retry") or {}).get("max_consecutive_failures_per_number")
+    if failures:
+        values["max_failures_per_number"] = failures
+        values["end_after_number_failures"] = True
+    else:
+        # Unset leaves only max_total_calls: a number is never given up on before it.
+        values["max_failures_per_number"] = retry["max_total_calls"]
+    if body.get("target_concurrency_limit"):
+        values["concurrency"] = min(body["target_concurrency_limit"], 10_000)
+    mode = body["channel_config"].get("mode_config") or {}
+    if mode.get("ringing_timeout_secs"):
+        values["ring_timeout_seconds"] = mode["ringing_timeout_secs"]
+    detection = (mode.get("twilio_machine_detection") or {}).get("mode")
+    values["machine_detection"] = MACHINE_DETECTION_MODES.get(detection or "", "")
+    scheduled = body.get("scheduled_time_unix")
+    if scheduled and scheduled > time.time():
+        try:
+            values["start_at"] = from_unix(scheduled)
+        except BadInstant as exc:
+            raise _refuse("scheduled_time_unix", str(exc)) from exc
+    return CampaignSpec(**values)
+
+
+def _snapshot(policy: dict[str, Any], campaign: Campaign) -> dict[str, Any]:
+    retry = {
+        **DEFAULT_RETRY,
+        **{k: v for k, v in (policy.get("retry") or {}).items() if v is not None},
+    }
+    return {
+        "timezone": campaign.timezone,
+        "retry": retry,
+        "calling_periods": policy.get("calling_periods") or [],
+        "data_collection": {
+            "callback_time": None,
+            "redirect_phone_number": None,
+            "stop": None,
+            "mappings": {},
+        },
+        "followup_context": {
+            "call_type": False,
+            "previous_conversation_id": False,
+            "previous_summary": False,
+            "previous_transcript": False,
+        },
+    }
+
+
+# -- campaigns ----------------------------------------------------------------------------
+
+
+def _status(campaign: Campaign, open_attention: int, live_calls: int) -> str:
+    if campaign.status == CampaignStatus.CANCELLED:
+        return "stopping" if live_calls else "stopped"
+    if campaign.status == CampaignStatus.COMPLETED:
+        return "completed"
+    if open_attention:
+        return "attention"
+    if campaign.status == CampaignStatus.PAUSED:
+        return "paused"
+    return "active"
+
+
+async def campaign_json(session: Any, campaign: Campaign, default_phone: str) -> dict[str, Any]:
+    row = await session.get(OutboundCampaign, campaign.id)
+    assert row is not None
+    counts = await lead_counts(session, campaign.id)
+    channel: dict[str, Any] = {
+        "channel": "phone",
+        "agent_phone_number_id": row.phone_number_id or default_phone,
+    }
+    if row.mode_config:
+        channel["mode_config"] = row.mode_config
+    updated = max(
+        v
+        for v in (campaign.created_at, campaign.started_at, campaign.completed_at, row.updated_at)
+        if v is not None
+    )
+    return {
+        "campaign_id": campaign.id,
+        "call_name": campaign.name,
+        "agent_id": campaign.agent_id or "",
+        "agent_name": campaign.agent_id or "",
+        "channel_config": channel,
+        "status": _status(campaign, counts.open_attention, counts.live_calls),
+        "policy": _snapshot(row.policy, campaign),
+        "variant": row.variant,
+        "source": "api",
+        "created_at_unix": _unix(campaign.created_at),
+        "scheduled_time_unix": _unix(campaign.start_at) if campaign.start_at else None,
+        "updated_at_unix": _unix(updated),
+        "target_concurrency_limit": campaign.concurrency,
+        "channel": "phone",
+        "mode": "voice",
+        "counts": {
+            "leads": counts.total,
+            "terminal_leads": counts.finished,
+            "open_attention": counts.open_attention,
+        },
+    }
+
+
+async def _campaign(session: Any, campaign_id: str) -> Campaign:
+    """The outbound campaign named; other campaigns (batches, /api/v1 ones) are not found."""
+    try:
+        campaign = await get_campaign(session, campaign_id)
+    except CampaignError as exc:
+        raise ApiError(404, "not_found", f"no outbound campaign {campaign_id!r}") from exc
+    if (
+        campaign.status == CampaignStatus.DRAFT
+        or await session.get(OutboundCampaign, campaign.id) is None
+    ):
+        raise ApiError(404, "not_found", f"no outbound campaign {campaign_id!r}")
+    return campaign
+
+
+def _request_hash(body: dict[str, Any]) -> str:
+    canonical = json.dumps(body, sort_keys=True, separators=(",", ":"), default=str)
+    return hashlib.sha256(canonical.encode()).hexdigest()
+
+
+async def _config(session: Any) -> OutboundConfig | None:
+    return await session.get(OutboundConfig, 1)
+
+
+def _items(body: dict[str, Any]) -> tuple[list[ContactItem], list[list[str]]]:
+    items, alternates = [], []
+    for index, recipient in enumerate(body["recipients"]):
+        if recipient.get("whatsapp_user_id"):
+            raise _not_supported(f"recipients.{index}.whatsapp_user_id")
+        numbers = [n for n in [recipient.get("phone_number")] if n]
+        numbers += list(recipient.get("phone_numbers") or [])
+        if not numbers:
+            raise _refuse(f"recipients.{index}.phone_number", "a recipient needs a number")
+        items.append(
+            ContactItem(
+                phone_number=numbers[0],
+                external_id=recipient.get("id") or None,
+                dynamic_variables=_variables(recipient.get("conversation_initiation_client_data")),
+            )
+        )
+        alternates.append(numbers[1:])
+    return items, alternates
+
+
+def _alternates(numbers: list[str], row: int) -> tuple[tuple[str, ...], list[RowError]]:
+    found: list[str] = []
+    errors = []
+    for raw in numbers:
+        try:
+            e164 = normalize(raw, "US", DEFAULT_NUMBER_TYPES).e164
+        except PhoneRejected as exc:
+            errors.append(RowError(row, raw[:100], exc.reason, exc.number_type))
+            continue
+        if e164 not in found:
+            found.append(e164)
+    return tuple(found), errors
+
+
+@api.post(
+    f"{PREFIX}/campaigns/submit",
+    summary="Create an outbound campaign (a repeat with the same idempotency_key returns it)",
+    body=SUBMIT,
+    responses={201: SUBMITTED, 200: SUBMITTED},
+)
+async def submit(request: web.Request) -> web.Response:
+    body = body_of(request)
+    sm = request.app[SESSIONMAKER]
+    channel = body["channel_config"]
+    if channel["channel"] != "phone":
+        raise _not_supported("channel_config.channel")
+    if not channel.get("agent_phone_number_id"):
+        raise _refuse("channel_config.agent_phone_number_id", "required for phone campaigns")
+    for name in ("branch_id", "environment"):
+        if body.get(name):
+            raise _not_supported(name)
+    request_hash = _request_hash(body)
+    key = body.get("idempotency_key")
+    async with sm() as session:
+        if key:
+            existing = await session.scalar(
+                select(OutboundCampaign).where(OutboundCampaign.idempotency_key == key)
+            )
+            if existing is not None:
+                return await _repeat(request, session, existing, request_hash)
+        config = await _config(session)
+    policy = _effective_policy(body, config.config if config else None)
+    if body.get("policy") is None and body.get("variant") != "simple":
+        check_policy(policy, "config.policy")
+    spec = _spec(body, policy)
+    items, alternates = _items(body)
+    parsed = parse_items(items, "US")
+    errors = list(parsed.errors)
+    contacts = []
+    for contact in parsed.contacts:
+        found, wrong = _alternates(alternates[contact.row - 1], contact.row)
+        errors += wrong
+        contacts.append(
+            dataclasses.replace(contact, alternates=tuple(n for n in found if n != contact.e164))
+        )
+    parsed = dataclasses.replace(parsed, contacts=contacts)
+    if errors:
+        raise ApiError(
+            422,
+            "invalid_recipients",
+            f"{len(errors)} recipient number(s) cannot be called; nothing was created",
+            [_recipient_error(error) for error in sorted(errors, key=lambda e: e.row)],
+        )
+    campaign = await create_campaign(sm, spec)
+    try:
+        async with sm.begin() as session:
+            await add_parsed(session, campaign.id, parsed, utcnow(), ImportReport())
+            recording = _recording(channel.get("mode_config"))
+            await set_agent_options(
+                session,
+                campaign.id,
+                {
+                    c.e164: _agent_options(
+                        body["recipients"][c.row - 1].get("conversation_initiation_client_data"),
+                        recording,
+                    )
+                    for c in parsed.contacts
+                },
+            )
+            session.add(
+                OutboundCampaign(
+                    campaign_id=campaign.id,
+                    idempotency_key=key,
+                    request_hash=request_hash,
+                    variant=body.get("variant") or "advanced",
+                    phone_number_id=channel["agent_phone_number_id"],
+                    mode_config=channel.get("mode_config"),
+                    policy=policy,
+                    updated_at=utcnow(),
+                )
+            )
+        campaign = await request_start(sm, campaign.id)
+    except IntegrityError:
+        # The same key was used by a create that committed first: that campaign is the answer.
+        await delete_draft(sm, campaign.id)
+        async with sm() as session:
+            existing = await session.scalar(
+                select(OutboundCampaign).where(OutboundCampaign.idempotency_key == key)
+            )
+            if existing is None:
+                raise
+            return await _repeat(request, session, existing, request_hash)
+    except BaseException:
+        # Nothing half-written: the campaign goes with whatever part of it was made.
+        await delete_draft(sm, campaign.id)
+        raise
+    if campaign.status == CampaignStatus.SCHEDULED:
+        assert campaign.start_at is not None
+        request.app[SCHEDULER].schedule_campaign_start(campaign.id, campaign.start_at)
+    async with sm() as session:
+        answer = {
+            "campaign": await campaign_json(session, campaign, _caller_id(request)),
+            "created": True,
+            "within_calling_window": await _within_window(session, campaign),
+        }
+    return web.json_response(answer, status=201)
+
+
+# How many leads are looked at to tell whether calling starts now (their zones differ).
+WINDOW_SAMPLE = 100
+
+
+async def _within_window(session: Any, campaign: Campaign) -> bool:
+    """Whether some lead may be called now: windows are read in each lead's own zones."""
+    now = utcnow()
+    if campaign.start_at is not None and campaign.start_at > now:
+        return False
+    contacts = await session.scalars(
+        select(Contact)
+        .where(Contact.campaign_id == campaign.id, Contact.state != ContactState.DONE)
+        .order_by(Contact.id)
+        .limit(WINDOW_SAMPLE)
+    )
+    for contact in contacts:
+        at = planning.plan(campaign, contact, now)
+        if at is not None and at <= now:
+            return True
+    return False
+
+
+async def _repeat(
+    request: web.Request, session: Any, existing: OutboundCampaign, request_hash: str
+) -> web.Response:
+    if existing.request_hash != request_hash:
+        raise ApiError(
+            409,
+            "idempotency_key_reused",
+            "this idempotency_key was used by another request",
+        )
+    campaign = await get_campaign(session, existing.campaign_id)
+    return web.json_response(
+        {
+            "campaign": await campaign_json(session, campaign, _caller_id(request)),
+            "created": False,
+            "within_calling_window": await _within_window(session, campaign),
+        }
+    )
+
+
+def _many(request: web.Request, name: str) -> set[str]:
+    """A list parameter: repeated (``?status=a&status=b``, as the SDK sends a list) or
+    comma-separated."""
+    return {v for raw in request.query.getall(name, []) for v in raw.split(",") if v}
+
+
+def _after(model_created: Any, model_id: Any, after: Any) -> Any:
+    return or_(model_created < after[0], and_(model_created == after[0], model_id < after[1]))
+
+
+@api.get(
+    f"{PREFIX}/campaigns",
+    summary="List outbound campaigns, newest first",
+    query={
+        **PAGE_QUERY,
+        "status": {"type": "string", "maxLength": 200},
+        "agent_id": {"type": "string", "maxLength": 200},
+        "channel": {"enum": ["phone", "whatsapp"]},
+        "mode": {"enum": ["voice", "message"]},
+        "search": {"type": "string", "maxLength": 200},
+    },
+    responses={200: CAMPAIGN_PAGE},
+)
+async def list_campaigns(request: web.Request) -> web.Response:
+    query = query_of(request)
+    limit = query["page_size"]
+    wanted = _many(request, "status")
+    if wanted - set(STATUSES):
+        raise ApiError(422, "invalid_query", f"status: one of {', '.join(STATUSES)}")
+    async with request.app[SESSIONMAKER]() as session:
+        if query.get("channel") == "whatsapp" or query.get("mode") == "message":
+            return web.json_response({"campaigns": [], "next_cursor": None, "has_more": False})
+        statement = (
+            select(Campaign)
+            .join(OutboundCampaign, OutboundCampaign.campaign_id == Campaign.id)
+            .where(Campaign.status != CampaignStatus.DRAFT)
+        )
+        if query.get("agent_id"):
+            statement = statement.where(Campaign.agent_id == query["agent_id"])
+        if query.get("search"):
+            statement = statement.where(Campaign.name.contains(query["search"], autoescape=True))
+        if query.get("cursor"):
+            after = await session.get(Campaign, query["cursor"])
+            if after is None:
+                raise ApiError(400, "bad_query", "cursor names no campaign")
+            statement = statement.where(
+                _after(Campaign.created_at, Campaign.id, (after.created_at, after.id))
+            )
+        statement = statement.order_by(Campaign.created_at.desc(), Campaign.id.desc())
+        found: list[dict[str, Any]] = []
+        last: Campaign | None = None
+        has_more = False
+        # Status is derived (attention, stopping): filtered here. A workspace has campaigns by
+        # the hundred, not the million: they are read whole rather than streamed while each
+        # one's counts are queried on the same connection.
+        for campaign in list(await session.scalars(statement)):
+            view = await campaign_json(session, campaign, _caller_id(request))
+            if wanted and view["status"] not in wanted:
+                continue
+            if len(found) == limit:
+                has_more = True
+                break
+            found.append(view)
+            last = campaign
+    return web.json_response(
+        {
+            "campaigns": found,
+            "next_cursor": last.id if has_more and last else None,
+            "has_more": has_more,
+        }
+    )
+
+
+@api.get(
+    f"{PREFIX}/campaigns/{{campaign_id}}",
+    summary="An outbound campaign",
+    responses={200: CAMPAIGN},
+)
+async def read(request: web.Request) -> web.Response:
+    async with request.app[SESSIONMAKER]() as session:
+        campaign = await _campaign(session, request.match_info["campaign_id"])
+        return web.json_response(await campaign_json(session, campaign, _caller_id(request)))
+
+
+async def _answer(request: web.Request, campaign_id: str) -> web.Response:
+    async with request.app[SESSIONMAKER]() as session:
+        campaign = await get_campaign(session, campaign_id)
+        return web.json_response(await campaign_json(session, campaign, _caller_id(request)))
+
+
+async def _checked(request: web.Request) -> str:
+    async with request.app[SESSIONMAKER]() as session:
+        return (await _campaign(session, request.match_info["campaign_id"])).id
+
+
+@api.post(
+    f"{PREFIX}/campaigns/{{campaign_id}}/pause",
+    summary="Pause: no new calls until resumed; calls under way finish",
+    responses={200: CAMPAIGN, 409: None},
+)
+async def pause_campaign(request: web.Request) -> web.Response:
+    campaign_id = await _checked(request)
+    await pause(request.app[SESSIONMAKER], campaign_id)
+    return await _answer(request, campaign_id)
+
+
+@api.post(
+    f"{PREFIX}/campaigns/{{campaign_id}}/resume",
+    summary="Resume a paused campaign",
+    responses={200: CAMPAIGN, 409: None},
+)
+async def resume_campaign(request: web.Request) -> web.Response:
+    campaign_id = await _checked(request)
+    await resume(request.app[SESSIONMAKER], campaign_id)
+    return await _answer(request, campaign_id)
+
+
+@api.post(
+    f"{PREFIX}/campaigns/{{campaign_id}}/stop",
+    summary="Stop for good: queued calls are cancelled, calls under way finish",
+    responses={200: CAMPAIGN, 409: None},
+)
+async def stop_campaign(request: web.Request) -> web.Response:
+    campaign_id = await _checked(request)
+    await cancel(request.app[SESSIONMAKER], campaign_id)
+    return await _answer(request, campaign_id)
+
+
+@api.post(
+    f"{PREFIX}/campaigns/pause-all",
+    summary="Pause every running outbound campaign",
+    responses={
+        200: {
+            "type": "object",
+            "required": ["paused_campaign_ids"],
+            "properties": {"paused_campaign_ids": {"type": "array", "items": {"type": "string"}}},
+        }
+    },
+)
+async def pause_all_campaigns(request: web.Request) -> web.Response:
+    paused = await pause_all(request.app[SESSIONMAKER])
+    return web.json_response({"paused_campaign_ids": paused})
+
+
+@api.post(
+    f"{PREFIX}/campaigns/stop-all",
+    summary="Stop every unfinished outbound campaign (202 while placed calls finish)",
+    responses={
+        status: {
+            "type": "object",
+            "required": ["stopped_campaign_ids", "stopping_campaign_ids"],
+            "properties": {
+                "stopped_campaign_ids": {"type": "array", "items": {"type": "string"}},
+                "stopping_campaign_ids": {"type": "array", "items": {"type": "string"}},
+            },
+        }
+        for status in (200, 202)
+    },
+)
+async def stop_all_campaigns(request: web.Request) -> web.Response:
+    stopped = await stop_all(request.app[SESSIONMAKER])
+    stopping = [campaign_id for campaign_id, live in stopped if live]
+    return web.json_response(
+        {
+            "stopped_campaign_ids": [campaign_id for campaign_id, live in stopped if not live],
+            "stopping_campaign_ids": stopping,
+        },
+        status=202 if stopping else 200,
+    )
+
+
+@api.get(
+    f"{PREFIX}/campaigns/{{campaign_id}}/progress",
+    summary="Leads by stage and calls scheduled or under way",
+    responses={200: {"type": "object", "required": ["leads", "conversations"]}},
+)
+async def progress(request: web.Request) -> web.Response:
+    async with request.app[SESSIONMAKER]() as session:
+        campaign = await _campaign(session, request.match_info["campaign_id"])
+        counts = await lead_counts(session, campaign.id)
+    by_disposition: dict[str, int] = {}
+    for disposition, number in counts.finished_by_disposition.items():
+        key = TERMINAL.get(disposition, "couldnt_process")
+        by_disposition[key] = by_disposition.get(key, 0) + number
+    held = counts.open_attention > 0
+    pending = counts.total - counts.finished - counts.live_calls
+    return web.json_response(
+        {
+            "leads": {
+                "total": counts.total,
+                "uncalled": 0 if held else counts.uncalled,
+                "leads_needing_attention": (counts.uncalled + counts.live) if held else 0,
+                "active": 0 if held else counts.live,
+                "finished": counts.finished,
+                "finished_by_disposition": by_disposition,
+            },
+            "conversations": {
+                "scheduled": max(pending, 0),
+                "scheduled_by_type": {},
+                "awaiting_permission": 0,
+                "in_progress": counts.live_calls,
+                "awaiting_analysis": 0,
+            },
+            "next_call_time_unix": _unix(counts.next_call_at) if counts.next_call_at else None,
+        }
+    )
+
+
+@api.get(
+    f"{PREFIX}/campaigns/{{campaign_id}}/follow-up-requests",
+    summary="Callbacks and redirects the contacts asked for",
+    description=(
+        "callbridge does not act on follow-ups yet (a policy asking for them is refused), so "
+        "no request is ever recorded: the counts are zero."
+    ),
+    responses={200: {"type": "object", "required": ["callbacks", "redirects"]}},
+)
+async def follow_up_requests(request: web.Request) -> web.Response:
+    async with request.app[SESSIONMAKER]() as session:
+        await _campaign(session, request.match_info["campaign_id"])
+    none = {"requested": 0, "requested_by_disposition": {}, "distinct_leads": 0}
+    return web.json_response({"callbacks": none, "redirects": dict(none)})
+
+
+# -- leads --------------------------------------------------------------------------------
+
+
+def lead_json(contact: Contact) -> dict[str, Any]:
+    numbers = [contact.phone_number, *(contact.alternate_numbers or [])]
+    return {
+        "lead_id": contact.id,
+        "recipient_id": contact.external_id,
+        "phone_number": contact.current_number,
+        "phone_numbers": numbers,
+        "phone_numbers_index": contact.number_index or 0,
+        "user_id": contact.user_id or contact.phone_number,
+        "attempt_count": contact.attempts_made,
+        "failure_count": contact.failures_on_number or 0,
+        "callback_count": 0,
+        "redirect_count": 0,
+        "do_not_call": contact.disposition
+        in (Disposition.DNC, Disposition.REMOVED, Disposition.CANCELLED),
+        "terminal_disposition": TERMINAL.get(contact.disposition or "", "couldnt_process")
+        if contact.state == ContactState.DONE
+        else None,
+        "created_at_unix": _unix(contact.created_at),
+        "updated_at_unix": _unix(contact.finished_at or contact.created_at),
+        "dynamic_variables": dict(contact.dynamic_variables or {}),
+        "overrides": _overrides(contact.agent_override),
+    }
+
+
+def _overrides(override: dict[str, Any] | None) -> dict[str, Any]:
+    agent = (override or {}).get("agent") or {}
+    tts = (override or {}).get("tts") or {}
+    flat = {
+        "language": agent.get("language"),
+        "first_message": agent.get("first_message"),
+        "prompt": (agent.get("prompt") or {}).get("prompt"),
+        "voice_id": tts.get("voice_id"),
+    }
+    return {k: v for k, v in flat.items() if v is not None}
+
+
+@api.get(
+    f"{PREFIX}/campaigns/{{campaign_id}}/leads",
+    summary="The campaign's leads, one per recipient",
+    query={
+        **PAGE_QUERY,
+        "search": {"type": "string", "maxLength": 200},
+        "status": {"enum": ["in_progress", "finished"]},
+        "disposition": {"type": "string", "maxLength": 500},
+    },
+    responses={200: LEAD_PAGE},
+)
+async def list_leads(request: web.Request) -> web.Response:
+    query = query_of(request)
+    limit = query["page_size"]
+    async with request.app[SESSIONMAKER]() as session:
+        campaign = await _campaign(session, request.match_info["campaign_id"])
+        statement = select(Contact).where(Contact.campaign_id == campaign.id)
+        if query.get("status") == "finished":
+            statement = statement.where(Contact.state == ContactState.DONE)
+        elif query.get("status") == "in_progress":
+            statement = statement.where(Contact.state != ContactState.DONE)
+        wanted = _many(request, "disposition")
+        if wanted:
+            dispositions = [d for d, terminal in TERMINAL.items() if terminal in wanted]
+            statement = statement.where(Contact.disposition.in_(dispositions))
+        if query.get("search"):
+            text = query["search"]
+            statement = statement.where(
+                or_(
+                    Contact.id.contains(text, autoescape=True),
+                    Contact.user_id.contains(text, autoescape=True),
+                    Contact.phone_number.contains(text, autoescape=True),
+                    Contact.external_id.contains(text, autoescape=True),
+                )
+            )
+        if query.get("cursor"):
+            statement = statement.where(Contact.id > query["cursor"])
+        contacts = list(await session.scalars(statement.order_by(Contact.id).limit(limit + 1)))
+    has_more = len(contacts) > limit
+    contacts = contacts[:limit]
+    return web.json_response(
+        {
+            "leads": [lead_json(c) for c in contacts],
+            "next_cursor": contacts[-1].id if has_more else None,
+            "has_more": has_more,
+        }
+    )
+
+
+async def _lead(session: Any, campaign_id: str, lead_id: str) -> Contact:
+    contact = await session.scalar(
+        select(Contact).where(Contact.id == lead_id, Contact.campaign_id == campaign_id)
+    )
+    if contact is None:
+        raise ApiError(404, "not_found", f"no lead {lead_id!r} in this campaign")
+    return contact
+
+
+@api.get(
+    f"{PREFIX}/campaigns/{{campaign_id}}/leads/{{lead_id}}",
+    summary="One lead",
+    responses={200: LEAD},
+)
+async def read_lead(request: web.Request) -> web.Response:
+    async with request.app[SESSIONMAKER]() as session:
+        campaign = await _campaign(session, request.match_info["campaign_id"])
+        contact = await _lead(session, campaign.id, request.match_info["lead_id"])
+    return web.json_response(lead_json(contact))
+
+
+@api.delete(
+    f"{PREFIX}/campaigns/{{campaign_id}}/leads/{{lead_id}}",
+    summary="Remove a lead so it is never called again (202 while a placed call may go on)",
+    responses={
+        status: {
+            "type": "object",
+            "required": ["campaign_id", "lead_id", "has_calls_in_flight"],
+            "properties": {
+                "campaign_id": {"type": "string"},
+                "lead_id": {"type": "string"},
+                "has_calls_in_flight": {"type": "boolean"},
+            },
+        }
+        for status in (200, 202)
+    },
+)
+async def delete_lead(request: web.Request) -> web.Response:
+    sm = request.app[SESSIONMAKER]
+    async with sm() as session:
+        campaign = await _campaign(session, request.match_info["campaign_id"])
+        contact = await _lead(session, campaign.id, request.match_info["lead_id"])
+    await remove_contact(sm, campaign.id, contact.id)
+    async with sm() as session:
+        live = await session.scalar(
+            select(Attempt.id).where(
+                Attempt.contact_id == contact.id, Attempt.status.in_(AttemptStatus.LIVE)
+            )
+        )
+    return web.json_response(
+        {"campaign_id": campaign.id, "lead_id": contact.id, "has_calls_in_flight": bool(live)},
+        status=202 if live else 200,
+    )
+
+
+# -- calls --------------------------------------------------------------------------------
+
+
+def call_json(attempt: Attempt, contact: Contact, last: bool) -> dict[str, Any]:
+    result = CALL_RESULT.get(attempt.outcome or "")
+    if attempt.status in AttemptStatus.LIVE:
+        status = "submitted"
+    elif attempt.status == AttemptStatus.CANCELED:
+        status = "cancelled"
+    else:
+        status = "completed"
+    decision = None
+    if status != "submitted":
+        if not last:
+            decision = "retry_queued"
+        elif contact.state == ContactState.DONE:
+            decision = TERMINAL.get(contact.disposition or "", "couldnt_process")
+            if decision == "completed" and result not in ("answered", "voicemail"):
+                decision = "attempt_ceiling_reached"
+        else:
+            decision = "retry_queued"
+    return {
+        "intent_id": attempt.id,
+        "lead_id": attempt.contact_id,
+        "intent_type": "initial" if attempt.number == 1 else "retry",
+        "cold_attempt": attempt.number,
+        "status": status,
+        "phone_number": attempt.phone_number,
+        "scheduled_time_unix": _unix(attempt.scheduled_at),
+        "conversation_id": attempt.conversation_id,
+        "outcome": OUTCOME.get(result or "", "failed") if result else None,
+        "call_result": result,
+        "outcome_at_unix": _unix(attempt.ended_at) if attempt.ended_at else None,
+        "decision_disposition": decision,
+    }
+
+
+async def _calls(
+    session: Any, campaign_id: str, query: dict[str, Any], limit: int | None
+) -> list[tuple[Attempt, Contact, bool]]:
+    statement = (
+        select(Attempt, Contact)
+        .join(Contact, Contact.id == Attempt.contact_id)
+        .where(Attempt.campaign_id == campaign_id)
+    )
+    if query.get("lead_id"):
+        statement = statement.where(Attempt.contact_id == query["lead_id"])
+    if query.get("cursor"):
+        after = await session.get(Attempt, query["cursor"])
+        if after is None:
+            raise ApiError(400, "bad_query", "cursor names no call")
+        statement = statement.where(
+            _after(Attempt.created_at, Attempt.id, (after.created_at, after.id))
+        )
+    statement = statement.order_by(Attempt.created_at.desc(), Attempt.id.desc())
+    if limit is not None:
+        statement = statement.limit(limit)
+    rows = (await session.execute(statement)).all()
+    latest: dict[str, int] = {}
+    for contact_id, number in (
+        await session.execute(
+            select(Attempt.contact_id, Attempt.number).where(Attempt.campaign_id == campaign_id)
+        )
+    ).all():
+        latest[contact_id] = max(latest.get(contact_id, 0), number)
+    return [(a, c, latest.get(a.contact_id) == a.number) for a, c in rows]
+
+
+@api.get(
+    f"{PREFIX}/campaigns/{{campaign_id}}/calls",
+    summary="The campaign's calls, newest first",
+    query={
+        **PAGE_QUERY,
+        "lead_id": {"type": "string", "maxLength": 64},
+        "status": {"enum": ["queued", "submitted", "completed", "cancelled", "attention"]},
+        "call_result": {"type": "string", "maxLength": 200},
+        "stage": {"type": "string", "maxLength": 32},
+    },
+    responses={200: CALL_PAGE},
+)
+async def list_calls(request: web.Request) -> web.Response:
+    query = query_of(request)
+    limit = query["page_size"]
+    results = _many(request, "call_result")
+    async with request.app[SESSIONMAKER]() as session:
+        campaign = await _campaign(session, request.match_info["campaign_id"])
+        rows = await _calls(session, campaign.id, query, None)
+    calls = []
+    has_more = False
+    last_id = None
+    for attempt, contact, last in rows:
+        view = call_json(attempt, contact, last)
+        if query.get("status") and view["status"] != query["status"]:
+            continue
+        if results and view["call_result"] not in results:
+            continue
+        if len(calls) == limit:
+            has_more = True
+            break
+        calls.append(view)
+        last_id = attempt.id
+    return web.json_response(
+        {"calls": calls, "next_cursor": last_id if has_more else None, "has_more": has_more}
+    )
+
+
+EXPORT_COLUMNS = [
+    "intent_id",
+    "lead_id",
+    "recipient_id",
+    "intent_type",
+    "cold_attempt",
+    "status",
+    "phone_number",
+    "scheduled_time_unix",
+    "conversation_id",
+    "call_result",
+    "outcome_at_unix",
+    "decision_disposition",
+]
+
+
+@api.get(
+    f"{PREFIX}/campaigns/{{campaign_id}}/export",
+    summary="Every call of the campaign as CSV (formula cells neutralised)",
+    query={"limit": {"type": "integer", "minimum": 1, "maximum": 1_000_000}},
+    responses={200: Response({"type": "string"}, content_type="text/csv")},
+)
+async def export_calls(request: web.Request) -> web.Response:
+    query = query_of(request)
+    async with request.app[SESSIONMAKER]() as session:
+        campaign = await _campaign(session, request.match_info["campaign_id"])
+        rows = await _calls(session, campaign.id, {}, query.get("limit"))
+    out = io.StringIO()
+    writer = csv.writer(out)
+    writer.writerow(EXPORT_COLUMNS)
+    for attempt, contact, last in rows:
+        view = {**call_json(attempt, contact, last), "recipient_id": contact.external_id}
+        writer.writerow(
+            [neutralise("" if view[c] is None else str(view[c])) for c in EXPORT_COLUMNS]
+        )
+    return web.Response(
+        text=out.getvalue(),
+        content_type="text/csv",
+        headers={"Content-Disposition": f'attachment; filename="{campaign.id}-calls.csv"'},
+    )
+
+
+# -- attention ----------------------------------------------------------------------------
+
+
+def attention_json(item: AttentionItem) -> dict[str, Any]:
+    resolution = (item.details or {}).get("resolution")
+    return {
+        "attention_id": item.id,
+        "campaign_id": item.campaign_id or "",
+        "reason": item.kind,
+        "detail": f"{item.message} {item.remedy}".strip(),
+        "status": "resolved" if item.resolved_at else "open",
+        # A paused campaign's calls go ahead once resumed: every item callbridge raises is.
+        "retryable": item.resolved_at is None,
+        "resolution": resolution,
+        "created_at_unix": _unix(item.created_at),
+        "updated_at_unix": _unix(item.resolved_at or item.created_at),
+    }
+
+
+@api.get(
+    f"{PREFIX}/attention",
+    summary="Problems in outbound campaigns that need someone to act, newest first",
+    query={
+        **PAGE_QUERY,
+        "campaign_id": {"type": "string", "maxLength": 64},
+        "include_resolved": {"type": "boolean", "default": False},
+    },
+    responses={200: ATTENTION_PAGE},
+)
+async def list_attention(request: web.Request) -> web.Response:
+    query = query_of(request)
+    limit = query["page_size"]
+    async with request.app[SESSIONMAKER]() as session:
+        statement = select(AttentionItem).join(
+            OutboundCampaign, OutboundCampaign.campaign_id == AttentionItem.campaign_id
+        )
+        if query.get("campaign_id"):
+            statement = statement.where(AttentionItem.campaign_id == query["campaign_id"])
+        if not query.get("include_resolved"):
+            statement = statement.where(AttentionItem.resolved_at.is_(None))
+        if query.get("cursor"):
+            after = await session.get(AttentionItem, query["cursor"])
+            if after is None:
+                raise ApiError(400, "bad_query", "cursor names no attention item")
+            statement = statement.where(
+                _after(AttentionItem.created_at, AttentionItem.id, (after.created_at, after.id))
+            )
+        items = list(
+            await session.scalars(
+                statement.order_by(AttentionItem.created_at.desc(), AttentionItem.id.desc()).limit(
+                    limit + 1
+                )
+            )
+        )
+    has_more = len(items) > limit
+    items = items[:limit]
+    return web.json_response(
+        {
+            "attention": [attention_json(i) for i in items],
+            "next_cursor": items[-1].id if has_more else None,
+            "has_more": has_more,
+        }
+    )
+
+
+async def _attention(session: Any, attention_id: str) -> AttentionItem:
+    item = await session.scalar(
+        select(AttentionItem)
+        .join(OutboundCampaign, OutboundCampaign.campaign_id == AttentionItem.campaign_id)
+        .where(AttentionItem.id == attention_id)
+    )
+    if item is None:
+        raise ApiError(404, "not_found", f"no attention item {attention_id!r}")
+    return item
+
+
+@api.post(
+    f"{PREFIX}/attention/{{attention_id}}/retry",
+    summary="The cause is fixed: resume the campaign the item paused, closing the item",
+    responses={200: ATTENTION, 409: None},
+)
+async def retry_attention(request: web.Request) -> web.Response:
+    sm = request.app[SESSIONMAKER]
+    async with sm() as session:
+        item = await _attention(session, request.match_info["attention_id"])
+    if item.resolved_at is not None:
+        raise ApiError(409, "conflict", "the attention item is already resolved")
+    assert item.campaign_id is not None
+    async with sm() as session:
+        campaign = await get_campaign(session, item.campaign_id)
+    if campaign.status == CampaignStatus.PAUSED:
+        # Resuming closes the campaign's open items (lifecycle.resume).
+        await resume(sm, item.campaign_id)
+    else:
+        await _resolve(sm, item.id, None)
+    async with sm() as session:
+        return web.json_response(attention_json(await _attention(session, item.id)))
+
+
+async def _resolve(sm: Any, attention_id: str, resolution: str | None) -> None:
+    async with sm.begin() as session:
+        item = await session.get(AttentionItem, attention_id, with_for_update=True)
+        if item is None or item.resolved_at is not None:
+            return
+        item.resolved_at = utcnow()
+        if resolution is not None:
+            item.details = {**(item.details or {}), "resolution": resolution}
+
+
+@api.post(
+    f"{PREFIX}/attention/{{attention_id}}/resolve",
+    summary="Close an attention item, recording how it was handled (the campaign stays paused)",
+    body={
+        "type": "object",
+        "required": ["resolution"],
+        "properties": {"resolution": {"type": "string", "minLength": 1, "maxLength": 2000}},
+    },
+    responses={200: ATTENTION, 409: None},
+)
+async def resolve_attention(request: web.Request) -> web.Response:
+    body = body_of(request)
+    sm = request.app[SESSIONMAKER]
+    async with sm() as session:
+        item = await _attention(session, request.match_info["attention_id"])
+    if item.resolved_at is not None:
+        raise ApiError(409, "conflict", "the attention item is already resolved")
+    await _resolve(sm, item.id, body["resolution"])
+    async with sm() as session:
+        return web.json_response(attention_json(await _attention(session, item.id)))
+
+
+# -- workspace configuration --------------------------------------------------------------
+
+
+@api.get(
+    f"{PREFIX}/config",
+    summary="The workspace's outbound campaign configuration",
+    responses={200: CONFIG, 404: None},
+)
+async def read_config(request: web.Request) -> web.Response:
+    async with request.app[SESSIONMAKER]() as session:
+        config = await _config(session)
+    if config is None:
+        raise ApiError(404, "not_found", "no outbound campaign configuration yet")
+    return web.json_response({"version": config.version, "config": config.config})
+
+
+@api.put(
+    f"{PREFIX}/config",
+    summary="Create or replace the configuration (expected_version: the version last read)",
+    body={
+        "type": "object",
+        "required": ["config"],
+        "properties": {
+            "expected_version": {"type": ["integer", "null"], "minimum": 0},
+            "config": CONFIG_BODY,
+        },
+    },
+    responses={200: CONFIG, 409: None},
+)
+async def update_config(request: web.Request) -> web.Response:
+    body = body_of(request)
+    config = body["config"]
+    if config.get("whatsapp_voice_policy"):
+        raise _not_supported("config.whatsapp_voice_policy")
+    if config.get("policy") is not None:
+        check_policy(config["policy"], "config.policy")
+    for agent_id, override in (config.get("agent_policies") or {}).items():
+        check_policy(override, f"config.agent_policies.{agent_id}")
+    try:
+        answer = await _replace_config(request, config, body.get("expected_version"))
+    except IntegrityError as exc:
+        # Two first configurations at once: one is written, the other was based on nothing.
+        raise ApiError(409, "conflict", "the configuration was created meanwhile") from exc
+    return web.json_response(answer)
+
+
+async def _replace_config(
+    request: web.Request, config: dict[str, Any], expected: int | None
+) -> dict[str, Any]:
+    async with request.app[SESSIONMAKER].begin() as session:
+        row = await session.get(OutboundConfig, 1, with_for_update=True)
+        if row is None:
+            if expected is not None:
+                raise ApiError(409, "conflict", "there is no configuration to replace yet")
+            row = OutboundConfig(id=1, version=1, config=config, updated_at=utcnow())
+            session.add(row)
+        else:
+            if expected != row.version:
+                raise ApiError(
+                    409,
+                    "version_conflict",
+                    f"the configuration is at version {row.version}, not {expected}: read it again",
+                )
+            row.version += 1
+            row.config = config
+            row.updated_at = utcnow()
+        return {"version": row.version, "config": config}
