@@ -49,7 +49,7 @@ from campaigns.api_tables import OutboundCampaign, OutboundConfig
 from campaigns.clock import BadInstant, from_unix, utcnow
 from campaigns.contact_list import ContactItem, add_parsed, parse_items, set_agent_options
 from campaigns.editing import delete_draft
-from campaigns.importer import ImportReport, RowError
+from campaigns.intake.report import ImportReport, RowError
 from campaigns.lifecycle import (
     CampaignError,
     CampaignSpec,
