@@ -624,3 +624,31 @@ def test_concurrent_creates_with_one_key_make_one_campaign(
             idempotency_key="same-key",
         )
     assert caught.value.status_code == 409 and "detail" in caught.value.body
+
+
+def test_a_lead_who_calls_back_shows_the_call_back_among_the_calls(service: Service) -> None:
+    """The sandbox's 555-0260 reaches voicemail, then calls the campaign's number back: the call
+    back is one of the campaign's calls, inbound (a field beyond ElevenLabs' own)."""
+    client = _client(service)
+    created = client.create(
+        call_name="call back",
+        agent_id="agent_sandbox",
+        recipients=[_recipient(0, "+12125550260")],
+        channel_config={
+            **PHONE,
+            "mode_config": {"twilio_machine_detection": {"mode": "detect_message_end"}},
+        },
+        variant="simple",
+    )
+    campaign_id = created.campaign.campaign_id
+
+    def both_calls() -> Any:
+        calls = client.calls.list(campaign_id).calls
+        return len(calls) == 2 and all(call.status == "completed" for call in calls) and calls
+
+    calls = wait_until(both_calls, timeout=60, interval=0.5, what="the call and the call back")
+    by_direction = {call.direction: call for call in calls}
+    assert set(by_direction) == {"outbound", "inbound"}
+    assert by_direction["outbound"].call_result == "voicemail"
+    assert by_direction["inbound"].lead_id == by_direction["outbound"].lead_id
+    assert by_direction["inbound"].conversation_id

@@ -333,6 +333,8 @@ CALL = api.schema(
             "call_result": {"type": ["string", "null"]},
             "outcome_at_unix": {"type": ["integer", "null"]},
             "decision_disposition": {"type": ["string", "null"]},
+            # Beyond ElevenLabs: inbound when the person called the campaign's number back.
+            "direction": {"enum": ["outbound", "inbound"]},
         },
     },
 )
@@ -1200,6 +1202,7 @@ def call_json(attempt: Attempt, contact: Contact, last: bool) -> dict[str, Any]:
         "call_result": result,
         "outcome_at_unix": _unix(attempt.ended_at) if attempt.ended_at else None,
         "decision_disposition": decision,
+        "direction": attempt.direction,
     }
 
 
