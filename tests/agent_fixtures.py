@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import time
 import uuid
 import xml.etree.ElementTree as ElementTree
 from typing import Any
@@ -17,6 +16,7 @@ from bridge.settings import SANDBOX_AUTH_TOKEN
 from campaigns.clock import utcnow
 from campaigns.ids import new_id
 from campaigns.models import Attempt, AttemptStatus, Campaign, CampaignStatus, Contact, ContactState
+from tests.conftest import eventually
 
 
 async def answered_attempt(
@@ -158,11 +158,12 @@ async def housekeeping_finished(within: float = 30.0) -> None:
     Shutting down cancels a running job; one cancelled in the middle of an aiosqlite query can
     leave the connection's close pending for good and hang the event loop's teardown.
     """
-    deadline = time.monotonic() + within
-    while any(
-        task.get_coro().__qualname__ == "run_coroutine_job"  # type: ignore[union-attr]
-        for task in asyncio.all_tasks()
-        if not task.done()
-    ):
-        assert time.monotonic() < deadline, "housekeeping still running"
-        await asyncio.sleep(0.02)
+
+    def idle() -> bool:
+        return not any(
+            task.get_coro().__qualname__ == "run_coroutine_job"  # type: ignore[union-attr]
+            for task in asyncio.all_tasks()
+            if not task.done()
+        )
+
+    await eventually(idle, within=within, what="housekeeping to finish", every=0.02)

@@ -22,10 +22,13 @@ from tests.databases import on_server
 TEST_DATABASE_URL_ENV = "CALLBRIDGE_TEST_DATABASE_URL"
 
 
-async def eventually(probe: Callable[[], Any], *, within: float = 15.0, what: str = "") -> Any:
-    """Poll ``probe`` (a function or a coroutine function) until it returns something truthy, and
-    return that; fail after ``within`` seconds, naming ``what``. Tests wait for conditions this
-    way, never for a fixed time. (Tests driving a service in another process: service.wait_until.)
+async def eventually(
+    probe: Callable[[], Any], *, within: float = 15.0, what: str = "", every: float = 0.01
+) -> Any:
+    """Poll ``probe`` (a function or a coroutine function) every ``every`` seconds until it returns
+    something truthy, and return that; fail after ``within`` seconds, naming ``what``. Tests wait
+    for conditions this way, never for a fixed time. (Tests driving a service in another process:
+    service.wait_until.)
     """
     loop = asyncio.get_running_loop()
     deadline = loop.time() + within
@@ -37,7 +40,7 @@ async def eventually(probe: Callable[[], Any], *, within: float = 15.0, what: st
             return value
         if loop.time() > deadline:
             raise AssertionError(f"timed out after {within} s waiting for {what or probe}")
-        await asyncio.sleep(0.01)
+        await asyncio.sleep(every)
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:

@@ -35,6 +35,7 @@ from tests.agent_fixtures import (
     housekeeping_finished,
     open_stream,
 )
+from tests.conftest import eventually
 from tests.scripted_agent import ScriptedAgent, audio, frame
 from tests.service import API_KEY, free_port
 from tests.specs.asyncapi import Tally
@@ -351,10 +352,7 @@ async def test_the_live_transcript_is_stored_and_served_while_the_call_is_live(
             lines = call["live_transcript"] or []
             return lines if len(lines) == 3 and lines[-1].get("interrupted") else []
 
-        deadline = time.monotonic() + 10
-        while not (lines := await served()):
-            assert time.monotonic() < deadline, "the live transcript was not served"
-            await asyncio.sleep(0.05)
+        lines = await eventually(served, within=10, what="the live transcript served")
         # Still live: the stream is open and the attempt in progress.
         assert (await stored(client, attempt.id)).status == "in-progress"
         await twilio.send("stop")

@@ -12,9 +12,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import json
-import time
 import warnings
-from collections.abc import Callable
 from typing import Any
 
 import aiohttp
@@ -37,6 +35,7 @@ from tests.agent_fixtures import (
     housekeeping_finished,
     open_stream,
 )
+from tests.conftest import eventually
 from tests.service import API_KEY, free_port
 
 with warnings.catch_warnings():
@@ -97,14 +96,6 @@ def decode(raw: bytes, audio_format: str) -> np.ndarray:
     return np.frombuffer(raw, "<i2").astype(float)
 
 
-async def until(predicate: Callable[[], Any], what: str) -> Any:
-    deadline = time.monotonic() + DEADLINE_SECONDS
-    while not (value := predicate()):
-        assert time.monotonic() < deadline, f"timed out waiting for {what}"
-        await asyncio.sleep(0.01)
-    return value
-
-
 def conversation_of(sandbox: SandboxAgent, agent_id: str) -> ConversationRecord | None:
     found = [r for r in sandbox.conversations.values() if r.agent_id == agent_id]
     return found[0] if found else None
@@ -117,8 +108,16 @@ async def call(client: Any, agent_id: str) -> tuple[list[dict[str, Any]], Conver
     attempt = await answered_attempt(client.app, agent_id=agent_id)
     url, parameters = await fetch_twiml(client, attempt)
     # The greeting is queued before the stream opens, as on a real call.
-    record = await until(lambda: conversation_of(sandbox, agent_id), "the agent's conversation")
-    await until(lambda: record.agent_frames >= agent_audio.GREETING_FRAMES, "the greeting")
+    record = await eventually(
+        lambda: conversation_of(sandbox, agent_id),
+        within=DEADLINE_SECONDS,
+        what="the agent's conversation",
+    )
+    await eventually(
+        lambda: record.agent_frames >= agent_audio.GREETING_FRAMES,
+        within=DEADLINE_SECONDS,
+        what="the greeting",
+    )
     received: list[dict[str, Any]] = []
     async with aiohttp.ClientSession() as session:
         ws = await open_stream(session, url)
@@ -135,7 +134,9 @@ async def call(client: Any, agent_id: str) -> tuple[list[dict[str, Any]], Conver
 
         # The agent ends the call after its reply: the relay closes Twilio's side.
         await asyncio.wait_for(read_until_closed(), DEADLINE_SECONDS)
-    await until(lambda: record.status == "done", "the agent to finish")
+    await eventually(
+        lambda: record.status == "done", within=DEADLINE_SECONDS, what="the agent to finish"
+    )
     return received, record
 
 
@@ -248,8 +249,12 @@ async def test_the_agent_still_tells_a_voicemail_beep_after_conversion(
             await twilio.media(index, base64.b64encode(frame).decode())
         async for _ in ws:  # until the agent, done with its message, hangs up
             pass
-    record = await until(lambda: conversation_of(sandbox, agent_id), "the conversation")
-    await until(lambda: record.status == "done", "the agent to finish")
+    record = await eventually(
+        lambda: conversation_of(sandbox, agent_id), within=DEADLINE_SECONDS, what="the conversation"
+    )
+    await eventually(
+        lambda: record.status == "done", within=DEADLINE_SECONDS, what="the agent to finish"
+    )
     assert record.voicemail and record.ended_by == "agent"
 
 
@@ -266,8 +271,12 @@ async def test_an_unconvertible_format_ends_the_call_and_names_the_setting(clien
         message = await asyncio.wait_for(ws.receive(), DEADLINE_SECONDS)
         assert message.type in (aiohttp.WSMsgType.CLOSE, aiohttp.WSMsgType.CLOSED)
     # The agent's side was closed too: its conversation ended with the caller gone.
-    record = await until(lambda: conversation_of(sandbox, agent_id), "the conversation")
-    await until(lambda: record.status == "done", "the agent's socket to close")
+    record = await eventually(
+        lambda: conversation_of(sandbox, agent_id), within=DEADLINE_SECONDS, what="the conversation"
+    )
+    await eventually(
+        lambda: record.status == "done", within=DEADLINE_SECONDS, what="the agent's socket to close"
+    )
     assert record.ended_by == "callee"
 
     async def paused() -> tuple[Attempt, Campaign] | None:
@@ -280,11 +289,9 @@ async def test_an_unconvertible_format_ends_the_call_and_names_the_setting(clien
             return None
         return ended, campaign
 
-    deadline = time.monotonic() + DEADLINE_SECONDS
-    while (found := await paused()) is None:
-        assert time.monotonic() < deadline, "the campaign was not paused"
-        await asyncio.sleep(0.02)
-    ended, campaign = found
+    ended, campaign = await eventually(
+        paused, within=DEADLINE_SECONDS, what="the campaign to be paused"
+    )
     assert ended.status == AttemptStatus.FAILED
     assert agent_id in str(ended.error_message) and "mp3_44100" in str(ended.error_message)
 

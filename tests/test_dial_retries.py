@@ -4,9 +4,7 @@ and another create could dial it a second time."""
 
 from __future__ import annotations
 
-import asyncio
 import io
-import time
 from datetime import timedelta
 from typing import Any
 
@@ -20,18 +18,19 @@ from campaigns.intake.contacts import import_contacts
 from campaigns.lifecycle import CampaignSpec, create_campaign, start_now
 from campaigns.models import Attempt, AttemptStatus, Contact
 from campaigns.reconciliation import Reconciler
+from tests.conftest import eventually
 from tests.dialer_fakes import Provider
 
 
 async def the_attempt(sm: Any, *, settled: bool) -> Attempt:
-    deadline = time.monotonic() + 15
-    while True:
+    async def found() -> Attempt | None:
         async with sm() as session:
             attempts = list(await session.scalars(select(Attempt)))
         if attempts and (not settled or attempts[0].status != AttemptStatus.DIALING):
             return attempts[0]
-        assert time.monotonic() < deadline, "the dial did not settle in time"
-        await asyncio.sleep(0.02)
+        return None
+
+    return await eventually(found, within=15, what="the dial to settle")
 
 
 async def one_contact_running(sm: Any) -> None:
@@ -59,10 +58,9 @@ async def test_a_refused_create_is_retried_only_while_the_lease_holds(
             # The refusal came after the lease expired: no second create, the attempt waits
             # for housekeeping, which finds no call and records it as not placed.
             await the_attempt(sm, settled=False)
-            deadline = time.monotonic() + 15
-            while dispatcher.dials_in_flight:
-                assert time.monotonic() < deadline, "the dial did not give up in time"
-                await asyncio.sleep(0.02)
+            await eventually(
+                lambda: not dispatcher.dials_in_flight, within=15, what="the dial to give up"
+            )
             assert provider.creates == [provider.creates[0]]
             reconciler = Reconciler(sm, provider, provider_timeout_seconds=0.1)
             assert await reconciler.reconcile_expired_leases() == 1
@@ -86,10 +84,7 @@ async def test_a_number_listed_during_the_back_off_is_not_tried_again(sm: Any) -
     dispatcher = Dispatcher(sm, provider, provider_timeout_seconds=5)
     dispatcher.start()
     try:
-        deadline = time.monotonic() + 15
-        while not provider.creates:
-            assert time.monotonic() < deadline, "no create"
-            await asyncio.sleep(0.01)
+        await eventually(lambda: provider.creates, within=15, what="a create")
         async with sm.begin() as session:
             await dnc.add(session, "+12125550100", None, "asked during the call set-up")
         attempt = await the_attempt(sm, settled=True)

@@ -10,7 +10,6 @@ have, one that fails mid-call.
 from __future__ import annotations
 
 import asyncio
-import time
 from typing import Any
 
 import pytest
@@ -23,6 +22,7 @@ from bridge.sandbox.agent import SandboxAgent
 from bridge.settings import Settings
 from campaigns.models import Attempt
 from tests.agent_fixtures import housekeeping_finished
+from tests.conftest import eventually
 from tests.service import API_KEY, free_port
 from tests.specs.asyncapi import Tally, spec
 
@@ -74,13 +74,13 @@ async def run_campaign(client: Any, agent_id: str) -> str:
     assert response.status == 200, await response.text()
     response = await client.post(f"/api/v1/campaigns/{campaign_id}/start", headers=HEADERS)
     assert response.status == 200, await response.text()
-    deadline = time.monotonic() + 90
-    while True:
+
+    async def completed() -> bool:
         response = await client.get(f"/api/v1/campaigns/{campaign_id}", headers=HEADERS)
-        if (await response.json())["status"] == "completed":
-            return campaign_id
-        assert time.monotonic() < deadline, f"campaign of {agent_id} did not complete"
-        await asyncio.sleep(0.1)
+        return bool((await response.json())["status"] == "completed")
+
+    await eventually(completed, within=90, what=f"the campaign of {agent_id}", every=0.1)
+    return campaign_id
 
 
 async def test_calls_through_the_sandbox_exercise_and_validate_every_message_type(

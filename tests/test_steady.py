@@ -9,9 +9,6 @@ memory figures, so the structures themselves are counted (as /metrics reports th
 
 from __future__ import annotations
 
-import asyncio
-import time
-from collections.abc import Awaitable, Callable
 from typing import Any
 
 from prometheus_client.parser import text_string_to_metric_families
@@ -22,6 +19,7 @@ from bridge.ops import memory
 from bridge.settings import Settings
 from tests.campaign_flow import contacts_csv
 from tests.cluster import many_numbers
+from tests.conftest import eventually
 from tests.service import API_KEY, free_port
 
 CALLS = 1000
@@ -38,17 +36,6 @@ def phones(count: int) -> list[str]:
     per_hundred = len(LAST_DIGITS)
     chosen = [p for p in many_numbers(-(-count // per_hundred) * 100) if int(p[-2:]) in LAST_DIGITS]
     return chosen[:count]
-
-
-async def until(predicate: Callable[[], Awaitable[Any]], seconds: float, what: str) -> Any:
-    deadline = time.monotonic() + seconds
-    while True:
-        value = await predicate()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {seconds} s waiting for {what}")
-        await asyncio.sleep(0.1)
 
 
 async def test_per_call_structures_are_empty_once_thousands_of_calls_have_ended(
@@ -97,7 +84,7 @@ async def test_per_call_structures_are_empty_once_thousands_of_calls_have_ended(
 
     # A deadline for a stuck campaign, not a speed target (bench/ measures speed).
     try:
-        done = await until(completed, 300, "the campaign to complete")
+        done = await eventually(completed, within=300, what="the campaign to complete", every=0.1)
     except AssertionError as exc:
         raise AssertionError(f"{exc}; last read: {last.get('counts')}") from None
     assert sum(done["counts"]["dispositions"].values()) == CALLS
@@ -109,7 +96,12 @@ async def test_per_call_structures_are_empty_once_thousands_of_calls_have_ended(
         return not any(memory.per_call(app).values())
 
     try:
-        await until(emptied, PENDING_TTL_SECONDS + 15, "every per-call structure to be empty")
+        await eventually(
+            emptied,
+            within=PENDING_TTL_SECONDS + 15,
+            what="every per-call structure to be empty",
+            every=0.1,
+        )
     except AssertionError:
         raise AssertionError(f"left behind after {CALLS} calls: {memory.per_call(app)}") from None
 
