@@ -8,7 +8,7 @@ SQLite an import therefore commits batch by batch into a staging table that noth
 All or nothing still holds. While a run is ``staging`` none of its rows is visible; a file refused
 or failing half-way is discarded, by the import itself or, if its process died, by housekeeping
 once the run's heartbeat is stale. Once the whole file has been read and checked the run is
-``publishing``: decided. Its rows are moved to their table a few thousand at a time, and a run whose
+``publishing``: decided. Its rows are moved to their table a few hundred at a time, and a run whose
 process died while publishing is finished by housekeeping, never undone (its first contacts may
 already have been called).
 
