@@ -61,9 +61,17 @@ async def answered_call(
 
 
 async def _bind(
-    sm: async_sessionmaker[AsyncSession], attempt_id: str, call_sid: str, to: str
+    sm: async_sessionmaker[AsyncSession], attempt_id: str, call_sid: str, to: str | None
 ) -> bool:
-    """Give a live attempt with no call id this one, if no other attempt has it."""
+    """Give a live attempt with no call id this one, if no other attempt has it (and, when
+    ``to`` is given, only if the attempt dials that number)."""
+    matching = [
+        Attempt.id == attempt_id,
+        Attempt.provider_call_id.is_(None),
+        Attempt.status.in_(AttemptStatus.LIVE),
+    ]
+    if to is not None:
+        matching.append(Attempt.phone_number == to)
     try:
         async with sm.begin() as session:
             taken = await session.scalar(
@@ -72,14 +80,7 @@ async def _bind(
             if taken is not None:
                 return False
             bound = await session.execute(
-                update(Attempt)
-                .where(
-                    Attempt.id == attempt_id,
-                    Attempt.provider_call_id.is_(None),
-                    Attempt.phone_number == to,
-                    Attempt.status.in_(AttemptStatus.LIVE),
-                )
-                .values(provider_call_id=call_sid)
+                update(Attempt).where(*matching).values(provider_call_id=call_sid)
             )
             return bool(bound.rowcount)  # type: ignore[attr-defined]
     except IntegrityError:
@@ -94,25 +95,7 @@ async def bind_registered(
     it is live and has none, and only a sid no other attempt has."""
     if not call_sid or len(call_sid) > STREAM_ID_MAX:
         return False
-    try:
-        async with sm.begin() as session:
-            taken = await session.scalar(
-                select(Attempt.id).where(Attempt.provider_call_id == call_sid)
-            )
-            if taken is not None:
-                return False
-            bound = await session.execute(
-                update(Attempt)
-                .where(
-                    Attempt.id == attempt_id,
-                    Attempt.provider_call_id.is_(None),
-                    Attempt.status.in_(AttemptStatus.LIVE),
-                )
-                .values(provider_call_id=call_sid)
-            )
-            return bool(bound.rowcount)  # type: ignore[attr-defined]
-    except IntegrityError:
-        return False
+    return await _bind(sm, attempt_id, call_sid, None)
 
 
 async def start_stream(
