@@ -40,6 +40,24 @@ def registered_campaign_id(agent_id: str) -> str:
     return f"{REGISTERED_PREFIX}{digest}"
 
 
+def _single_contact(
+    campaign: Campaign, phone: Phone, dynamic_variables: Mapping[str, Any], **columns: Any
+) -> Contact:
+    """A contact of one call, made through the API rather than a file."""
+    contact_id = new_id("ct")
+    return Contact(
+        id=contact_id,
+        campaign_id=campaign.id,
+        phone_number=phone.e164,
+        # Its own scope: the same number may be called through the API any number of times.
+        dedupe_scope=contact_id,
+        time_zones=list(phone.time_zones),
+        dynamic_variables={str(k): v for k, v in dynamic_variables.items()},
+        attempts_made=0,
+        **columns,
+    )
+
+
 async def _default_campaign(
     session: AsyncSession,
     agent_id: str | None,
@@ -208,15 +226,10 @@ async def register_call(
     now = utcnow()
     async with sm.begin() as session:
         campaign = await _default_campaign(session, agent_id, None, registered=True)
-        contact_id = new_id("ct")
-        contact = Contact(
-            id=contact_id,
-            campaign_id=campaign.id,
-            phone_number=phone.e164,
-            dedupe_scope=contact_id,
-            time_zones=list(phone.time_zones),
-            dynamic_variables={str(k): v for k, v in dynamic_variables.items()},
-            attempts_made=0,
+        contact = _single_contact(
+            campaign,
+            phone,
+            dynamic_variables,
             agent_override=agent_override or None,
             user_id=user_id or None,
         )
@@ -305,16 +318,10 @@ async def _create(
     except BadCallAt as exc:
         raise CampaignError(str(exc), code="invalid_call_at") from exc
     now = utcnow()
-    contact_id = new_id("ct")
-    contact = Contact(
-        id=contact_id,
-        campaign_id=campaign.id,
-        phone_number=phone.e164,
-        # Its own scope: the same number may be called through the API any number of times.
-        dedupe_scope=contact_id,
-        time_zones=list(phone.time_zones),
-        dynamic_variables={str(k): v for k, v in dynamic_variables.items()},
-        attempts_made=0,
+    contact = _single_contact(
+        campaign,
+        phone,
+        dynamic_variables,
         call_at=when,
         next_attempt_at=max(now, when) if when else now,
     )
