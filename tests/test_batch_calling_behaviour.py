@@ -18,6 +18,7 @@ import pytest
 import requests
 from elevenlabs import ElevenLabs
 from elevenlabs.core.api_error import ApiError
+from elevenlabs.errors import UnprocessableEntityError
 from elevenlabs.types import ConversationInitiationClientDataRequestInput, OutboundCallRecipient
 
 from bridge.settings import SANDBOX_ACCOUNT_SID, SANDBOX_AUTH_TOKEN, SANDBOX_FROM_NUMBER
@@ -315,6 +316,40 @@ def test_convai_errors_are_in_elevenlabs_shape_and_rest_errors_are_not(service: 
     # callbridge's own API keeps its own shape.
     rest = service.api("GET", "/api/v1/campaigns/cmp_nope")
     assert rest.status_code == 404 and rest.json()["error"]["code"] == "not_found"
+
+
+def test_convai_refuses_a_malformed_request_as_elevenlabs_does_with_a_422(
+    service: Service,
+) -> None:
+    """ElevenLabs' OpenAPI declares 422 (and no 400) for a request it cannot accept: the SDK
+    raises its typed UnprocessableEntityError, with the parameter at fault in ``loc``."""
+    client = _client(service)
+    batches = client.conversational_ai.batch_calls
+    with pytest.raises(UnprocessableEntityError) as cursor:
+        batches.list(last_doc="cmp_nope")
+    [item] = cursor.value.body["detail"]
+    assert item["loc"] == ["query", "last_doc"] and "no batch" in item["msg"]
+    with pytest.raises(UnprocessableEntityError) as limit:
+        batches.list(limit=0)
+    assert limit.value.body["detail"][0]["loc"] == ["query", "limit"]
+
+    xi = {"xi-api-key": API_KEY, "Content-Type": "application/json"}
+    typed = requests.get(
+        f"{service.url}/v1/convai/batch-calling/workspace?limit=many", headers=xi, timeout=10
+    )
+    assert typed.status_code == 422
+    assert typed.json()["detail"][0]["loc"] == ["query", "limit"]
+    for path in ("/v1/convai/batch-calling/submit", "/v1/convai/twilio/outbound-call"):
+        for body in (b"", b"{"):
+            broken = requests.post(f"{service.url}{path}", data=body, headers=xi, timeout=10)
+            assert broken.status_code == 422, (path, body, broken.text)
+            [item] = broken.json()["detail"]
+            assert item["loc"] == ["body"] and item["type"] == "bad_json", item
+    assert batches.list().batch_calls == []  # nothing was made by the refused requests
+
+    # callbridge's own API keeps its 400 for the same mistakes.
+    rest = service.api("GET", "/api/v1/campaigns?per_page=many")
+    assert rest.status_code == 400 and rest.json()["error"]["code"] == "bad_query"
 
 
 class _TwimlApp(BaseHTTPRequestHandler):

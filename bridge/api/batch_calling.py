@@ -509,7 +509,9 @@ async def workspace(request: web.Request) -> web.Response:
         if query.get("last_doc"):
             after = await session.get(Campaign, query["last_doc"])
             if after is None or await session.get(BatchCall, after.id) is None:
-                raise ApiError(400, "bad_query", "last_doc names no batch call")
+                raise ApiError(
+                    400, "bad_query", "last_doc names no batch call", {"query": "last_doc"}
+                )
             statement = statement.where(
                 or_(
                     Campaign.created_at < after.created_at,

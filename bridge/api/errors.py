@@ -3,7 +3,9 @@
 The ElevenLabs-compatible routes (``/v1/convai/``) answer in ElevenLabs' own shape instead, so
 code written for ElevenLabs (and its SDK's exception body) reads our errors as it reads theirs:
 ``{"detail": [{"loc", "msg", "type"}, ...]}`` for a 422 (FastAPI's HTTPValidationError, as
-ElevenLabs' OpenAPI declares it) and ``{"detail": {"status", "message"}}`` for any other.
+ElevenLabs' OpenAPI declares it) and ``{"detail": {"status", "message"}}`` for any other. There a
+request that is malformed (a body that is not JSON, a query parameter of the wrong type, an
+invalid setting) is a 422, as FastAPI answers it, where callbridge's own routes say 400.
 """
 
 from __future__ import annotations
@@ -20,6 +22,9 @@ log = logging.getLogger(__name__)
 
 
 ELEVENLABS_PREFIX = "/v1/convai/"
+# Refusals of the request itself: 400 on callbridge's routes, a validation error (422) on
+# ElevenLabs', whose OpenAPI declares 422 and no 400 for every operation.
+MALFORMED = frozenset({"bad_json", "bad_query", "invalid"})
 
 
 def error_response(
@@ -27,6 +32,8 @@ def error_response(
 ) -> web.Response:
     """The error answer for a request to ``path`` (ElevenLabs' shape under /v1/convai/)."""
     if path.startswith(ELEVENLABS_PREFIX):
+        if status == 400 and code in MALFORMED:
+            status = 422
         return web.json_response(elevenlabs_error(status, code, message, details), status=status)
     body: dict[str, Any] = {"code": code, "message": message}
     if details is not None:
@@ -48,6 +55,9 @@ def _validation_item(code: str, message: str, item: Any) -> dict[str, Any]:
     """One entry of a 422's detail list: where (loc), what (msg) and its kind (type)."""
     if not isinstance(item, dict):
         return {"loc": ["body"], "msg": message, "type": code}
+    if "query" in item:
+        # A query parameter, as FastAPI places it.
+        return {"loc": ["query", item["query"]], "msg": message, "type": code}
     extra = {k: v for k, v in item.items() if k not in ("field", "message", "recipient")}
     if "recipient" in item:
         # A refused batch recipient: its position, and why (with the number's type if known).

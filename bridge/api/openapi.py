@@ -235,10 +235,14 @@ class Operation:
         for name, schema in self.query.items():
             raw = request.query.get(name)
             if raw is not None and "\x00" in raw:
-                raise ApiError(400, "bad_query", f"query parameter {name}: {NUL_MESSAGE}")
+                raise ApiError(
+                    400, "bad_query", f"query parameter {name}: {NUL_MESSAGE}", {"query": name}
+                )
             if raw is None:
                 if name in self.required_query:
-                    raise ApiError(400, "bad_query", f"query parameter {name} is required")
+                    raise ApiError(
+                        400, "bad_query", f"query parameter {name} is required", {"query": name}
+                    )
                 if "default" in schema:
                     values[name] = schema["default"]
                 continue
@@ -247,7 +251,9 @@ class Operation:
                 jsonschema.Draft202012Validator(schema).iter_errors(value)
             )
             if error is not None:
-                raise ApiError(400, "bad_query", f"query parameter {name}: {error.message}")
+                raise ApiError(
+                    400, "bad_query", f"query parameter {name}: {error.message}", {"query": name}
+                )
             values[name] = value
         return values
 
@@ -261,11 +267,13 @@ def _coerce(name: str, raw: str, schema: Schema) -> Any:
             return float(raw)
     except ValueError as exc:
         raise ApiError(
-            400, "bad_query", f"query parameter {name} must be a number ({kind})"
+            400, "bad_query", f"query parameter {name} must be a number ({kind})", {"query": name}
         ) from exc
     if kind == "boolean":
         if raw.lower() not in ("true", "false", "1", "0"):
-            raise ApiError(400, "bad_query", f"query parameter {name} must be true or false")
+            raise ApiError(
+                400, "bad_query", f"query parameter {name} must be true or false", {"query": name}
+            )
         return raw.lower() in ("true", "1")
     return raw
 
