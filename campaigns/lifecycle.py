@@ -67,6 +67,9 @@ class CampaignSpec:
     max_attempts_per_day: int | None = None
     max_failures_per_number: int = 2
     end_after_number_failures: bool = False
+    max_short_retries: int | None = None
+    interval_placement: str | None = None
+    rotate_step_seconds: int | None = None
     voicemail_policy: str = "hang_up"
     voicemail_message: str | None = None
     schedule_cron: str | None = None
@@ -146,6 +149,9 @@ async def create_campaign(sm: async_sessionmaker[AsyncSession], spec: CampaignSp
         max_attempts_per_day=spec.max_attempts_per_day,
         max_failures_per_number=spec.max_failures_per_number,
         end_after_number_failures=spec.end_after_number_failures,
+        max_short_retries=spec.max_short_retries,
+        interval_placement=spec.interval_placement,
+        rotate_step_seconds=spec.rotate_step_seconds,
         voicemail_policy=spec.voicemail_policy,
         voicemail_message=spec.voicemail_message,
         schedule_cron=spec.schedule_cron,

@@ -91,6 +91,12 @@ class Campaign(Base):
     # When set, a contact whose last number reached max_failures_per_number is not called again
     # (otherwise it keeps being called on that number up to max_attempts).
     end_after_number_failures: Mapped[bool] = mapped_column(default=False, server_default=false())
+    # Calls a calling window allows after the first; then the next call waits for a later window,
+    # placed at its start, at random, or rotated by rotate_step_seconds (policy.place). None: no
+    # limit per window (only the retry delay and max_attempts).
+    max_short_retries: Mapped[int | None] = mapped_column(Integer)
+    interval_placement: Mapped[str | None] = mapped_column(String(8))
+    rotate_step_seconds: Mapped[int | None] = mapped_column(Integer)
     # The number types (phones.NUMBER_TYPE_NAMES) the campaign calls; None: the default types.
     allowed_number_types: Mapped[list[Any] | None] = mapped_column(JSON, default=None)
     voicemail_policy: Mapped[str] = mapped_column(

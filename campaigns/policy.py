@@ -3,10 +3,18 @@
 Every instant planned here satisfies, at once: the campaign's start and end, the contact's own
 ``call_at``, the retry delay, the calling windows in every candidate zone of the number, and the
 caps on calls per local day and per rolling 24 hours.
+
+Short retries (``max_short_retries``) are counted per calling window (windows.window_at): once a
+window has had 1 + max_short_retries calls of a contact, its next call waits for a later window.
+A call pushed into a later window (by that, or because its delay ran past the window's close)
+lands where ``interval_placement`` says: at the window's start, at a random instant inside it,
+or rotated: ``rotate_step_seconds`` past where, in its own window, the last call failed,
+wrapping round inside the new window.
 """
 
 from __future__ import annotations
 
+import random
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -15,7 +23,16 @@ from typing import Any
 from campaigns.compliance import rule_for, rule_windows
 from campaigns.models import Campaign, Contact, Disposition
 from campaigns.phones import ANY_NUMBER_TYPE, normalize, own_time_zones
-from campaigns.windows import Window, WindowError, is_open, next_open, parse_periods, zone
+from campaigns.windows import (
+    Span,
+    Window,
+    WindowError,
+    is_open,
+    next_open,
+    parse_periods,
+    window_at,
+    zone,
+)
 
 # Provider error codes that no retry can fix: the number itself is unusable.
 PERMANENT_ERROR_CODES = frozenset({"21211", "21214", "21215", "21216", "21217", "21202"})
@@ -27,6 +44,9 @@ RETRY_OUTCOMES = (
     Disposition.VOICEMAIL,
 )
 VOICEMAIL_POLICIES = ("hang_up", "leave_message", "agent")
+PLACEMENTS = ("start", "random", "rotate")
+# Random placements are not meant to be reproduced: no seed to share between nodes.
+_RANDOM = random.SystemRandom()
 # A plan gives up after this many window/cap adjustments (each moves the instant forward).
 MAX_PLAN_STEPS = 50
 
@@ -106,6 +126,19 @@ def validate_campaign_rules(campaign: Campaign) -> None:
         raise PolicyError(f"voicemail_policy must be one of {', '.join(VOICEMAIL_POLICIES)}")
     if campaign.voicemail_policy == "leave_message" and not campaign.voicemail_message:
         raise PolicyError("voicemail_policy leave_message needs a voicemail_message")
+    _validate_placement(campaign)
+
+
+def _validate_placement(campaign: Campaign) -> None:
+    if campaign.max_short_retries is not None and campaign.max_short_retries < 0:
+        raise PolicyError("max_short_retries must be 0 or more")
+    if campaign.interval_placement not in (None, *PLACEMENTS):
+        raise PolicyError(f"interval_placement must be one of {', '.join(PLACEMENTS)}")
+    step = campaign.rotate_step_seconds
+    if step is not None and step < 0:
+        raise PolicyError("rotate_step_seconds must be 0 or more")
+    if campaign.interval_placement == "rotate" and step is None:
+        raise PolicyError("interval_placement rotate needs rotate_step_seconds")
 
 
 def zones_for(campaign: Campaign, contact: Contact) -> list[str]:
@@ -231,6 +264,64 @@ def next_number_after_failure(campaign: Campaign, contact: Contact, outcome: str
         contact.failures_on_number = 0
 
 
+def uses_windows(campaign: Campaign) -> bool:
+    """Whether the next call depends on the calls made in the last one's window."""
+    return campaign.max_short_retries is not None or campaign.interval_placement is not None
+
+
+def place(
+    window: Span, placement: str | None, anchor_seconds: float, step: int, rng: random.Random
+) -> datetime:
+    """Where in ``window`` a call pushed into it lands.
+
+    ``anchor_seconds`` is how far into its own window the last call was placed; rotation moves
+    ``step`` seconds past it, wrapping round inside this window. Offsets are whole seconds, so
+    the latest is a second before the close (windows last whole minutes).
+    """
+    length = int((window.end - window.start).total_seconds())
+    if length <= 0:
+        return window.start
+    if placement == "random":
+        offset = rng.randrange(length)
+    elif placement == "rotate":
+        offset = (int(anchor_seconds) + step) % length
+    else:
+        offset = 0
+    return window.start + timedelta(seconds=offset)
+
+
+def _next_in_windows(
+    campaign: Campaign,
+    contact: Contact,
+    earliest: datetime,
+    dials: Sequence[datetime],
+    rng: random.Random,
+) -> datetime | None:
+    """The next call's instant under short retries per window and interval placement."""
+    windows = windows_for(campaign, contact.current_number)
+    zones = zones_for(campaign, contact)
+    last = max(dials, default=None)
+    current = window_at(windows, zones, last) if last is not None else None
+    if current is not None and campaign.max_short_retries is not None:
+        calls_here = sum(d in current for d in dials)
+        if calls_here > campaign.max_short_retries:
+            # The window's short retries are spent: the next call is in a later window.
+            earliest = max(earliest, current.end)
+    at = plan(campaign, contact, earliest, dials)
+    if at is None or campaign.interval_placement in (None, "start"):
+        return at
+    later = window_at(windows, zones, at)
+    if later is None or later.start != at or (current is not None and at < current.end):
+        # Not pushed to a window's opening: the retry delay alone placed it.
+        return at
+    anchor = (last - current.start).total_seconds() if current and last else 0.0
+    placed = place(
+        later, campaign.interval_placement, anchor, campaign.rotate_step_seconds or 0, rng
+    )
+    # Caps and the campaign's end still apply; the opening is kept if they rule it out.
+    return plan(campaign, contact, placed, dials) or at
+
+
 def after_attempt(
     campaign: Campaign,
     contact: Contact,
@@ -238,8 +329,13 @@ def after_attempt(
     now: datetime,
     error_code: str | None = None,
     dials: Sequence[datetime] = (),
+    rng: random.Random | None = None,
 ) -> Retry | Final:
-    """Decide the contact's next step once an attempt has ended with ``outcome``."""
+    """Decide the contact's next step once an attempt has ended with ``outcome``.
+
+    ``dials`` are the instants of the contact's calls so far, this one included (needed for
+    caps and for short retries per window).
+    """
     if error_code in PERMANENT_ERROR_CODES:
         return Final(outcome)
     rule = parse_retry_rules(campaign.retry_rules, campaign.retry_delay_seconds).get(outcome)
@@ -251,8 +347,11 @@ def after_attempt(
     ):
         # next_number_after_failure found no further number to move to.
         return Final(outcome)
-    delay = rule.delay_for(contact.attempts_made)
-    at = plan(campaign, contact, now + timedelta(seconds=delay), dials)
+    earliest = now + timedelta(seconds=rule.delay_for(contact.attempts_made))
+    if uses_windows(campaign):
+        at = _next_in_windows(campaign, contact, earliest, dials, rng or _RANDOM)
+    else:
+        at = plan(campaign, contact, earliest, dials)
     if at is None:
         return Final(Disposition.EXPIRED)
     return Retry(at)

@@ -232,8 +232,9 @@ async def _other_call_live(session: AsyncSession, attempt: Attempt) -> bool:
 async def _dial_times(
     session: AsyncSession, campaign: Campaign, contact: Contact
 ) -> list[datetime]:
-    """When the contact was dialled: only the caps per day / per 24 h need it."""
-    if not (campaign.max_attempts_per_day or campaign.rule_set):
+    """When the contact was dialled: only the caps per day / per 24 h and the calls per window
+    need it."""
+    if not (campaign.max_attempts_per_day or campaign.rule_set or policy.uses_windows(campaign)):
         return []
     rows = await session.scalars(
         select(Attempt.scheduled_at).where(

@@ -3,6 +3,11 @@
 A contact may be called at an instant only when EVERY candidate time zone of its number is inside
 EVERY window that applies (the campaign's periods, plus any legal rule set), so a number shared by
 several zones is called only in the hours all of them allow.
+
+A calling window, as short retries count calls in it, is one occurrence of a period: in every
+zone and every window that applies, the period that holds the instant, on that local day; the
+window runs from the latest of their starts to the earliest of their ends. Two periods that
+meet (09:00-12:00 and 12:00-17:00) are two windows, as ElevenLabs counts them.
 """
 
 from __future__ import annotations
@@ -124,6 +129,41 @@ def _local_instant(day: date, minutes: int, tz: ZoneInfo) -> datetime:
     if minutes >= MINUTES_PER_DAY:
         return _local_instant(day + timedelta(days=1), 0, tz)
     return datetime.combine(day, time(minutes // 60, minutes % 60), tzinfo=tz).astimezone(UTC)
+
+
+@dataclass(frozen=True)
+class Span:
+    """One calling window: from ``start`` (included) to ``end`` (excluded), UTC."""
+
+    start: datetime
+    end: datetime
+
+    def __contains__(self, instant: datetime) -> bool:
+        return self.start <= instant < self.end
+
+
+def window_at(windows: Sequence[Window], zones: Sequence[str], instant: datetime) -> Span | None:
+    """The calling window ``instant`` lies in; None when it lies in none (the hours are closed
+    then, or nothing restricts them, so there is no window to count calls in)."""
+    start: datetime | None = None
+    end: datetime | None = None
+    for window in windows:
+        if not window.periods:
+            continue
+        for name in zones:
+            tz = zone(name)
+            local = instant.astimezone(tz)
+            holding = [p for p in window.periods if p.contains(local)]
+            if not holding:
+                return None
+            day = local.date()
+            opened = min(_local_instant(day, p.start, tz) for p in holding)
+            closes = max(_local_instant(day, p.end, tz) for p in holding)
+            start = opened if start is None else max(start, opened)
+            end = closes if end is None else min(end, closes)
+    if start is None or end is None or not start <= instant < end:
+        return None
+    return Span(start, end)
 
 
 def is_open(windows: Sequence[Window], zones: Sequence[str], instant: datetime) -> bool:

@@ -218,8 +218,6 @@ def test_policy_fields_callbridge_does_not_honour_are_refused_whole(
     client = _client(service)
     phone = numbers(1, first_area=4)[0]
     refused = {
-        "policy.retry.max_short_retries": RetryPolicy(max_short_retries=2),
-        "policy.retry.interval_placement": RetryPolicy(interval_placement="random"),
         "policy.retry.max_callbacks": RetryPolicy(max_callbacks=1),
         "policy.retry.max_redirects": RetryPolicy(max_redirects=1),
     }
@@ -243,6 +241,22 @@ def test_policy_fields_callbridge_does_not_honour_are_refused_whole(
         detail = caught.value.body["detail"]
         assert detail[0]["loc"] == ["body", *field.split(".")], detail
         assert "not supported yet" in detail[0]["msg"]
+    # Rotation with no step to rotate by has no meaning: refused, naming the missing field.
+    with pytest.raises(ApiError) as caught:
+        client.create(
+            call_name="refused",
+            agent_id="agent_e2e",
+            recipients=[_recipient(0, phone)],
+            channel_config=PHONE,
+            policy=PolicyConfigInput(retry=RetryPolicy(interval_placement="rotate")),
+        )
+    assert caught.value.status_code == 422
+    assert caught.value.body["detail"][0]["loc"] == [
+        "body",
+        "policy",
+        "retry",
+        "rotate_step_seconds",
+    ]
     # Nothing was written, nothing dialled.
     assert _query(database_url, "SELECT count(*) FROM campaigns")[0][0] == 0
     assert _dials(service, [phone]) == {}
@@ -296,7 +310,7 @@ def test_workspace_config_is_versioned_and_taken_by_campaigns_without_a_policy(
         client.config.update(
             expected_version=2,
             config=CampaignConfigInput(
-                policy=PolicyConfigInput(retry=RetryPolicy(max_short_retries=1))
+                policy=PolicyConfigInput(retry=RetryPolicy(max_callbacks=1))
             ),
         )
     assert caught.value.status_code == 422

@@ -7,11 +7,13 @@ campaign's attention item. Only campaigns created here are listed here.
 
 The policy means what callbridge honours: ``calling_periods`` (read in each recipient's own zones,
 callbridge's rule; ``timezone`` for numbers without a zone of their own),
-``retry.retry_delay_seconds``, ``retry.max_total_calls`` and
-``retry.max_consecutive_failures_per_number`` (then the lead's next number, or the lead ends).
-Fields callbridge does not honour yet (short retries per window and their placement, callbacks,
-redirects, follow-up context, data collection, branches, environments, WhatsApp) are refused
-with a 422 naming the field, never silently dropped.
+``retry.retry_delay_seconds``, ``retry.max_total_calls``,
+``retry.max_consecutive_failures_per_number`` (then the lead's next number, or the lead ends),
+``retry.max_short_retries`` per calling window and where a call pushed to a later window lands
+(``interval_placement`` start, random or rotate by ``rotate_step_seconds``; campaigns.policy).
+Fields callbridge does not honour yet (callbacks, redirects, follow-up context, data collection,
+branches, environments, WhatsApp) are refused with a 422 naming the field, never silently
+dropped.
 """
 
 from __future__ import annotations
@@ -90,13 +92,7 @@ PAGE_QUERY = {
 
 # Policy fields callbridge does not honour yet: a create or a configuration setting them is
 # refused (422) rather than run as if they were not there.
-UNSUPPORTED_RETRY = (
-    "max_short_retries",
-    "interval_placement",
-    "rotate_step_seconds",
-    "max_callbacks",
-    "max_redirects",
-)
+UNSUPPORTED_RETRY = ("max_callbacks", "max_redirects")
 # The defaults a policy takes for what it leaves out.
 DEFAULT_RETRY = {"retry_delay_seconds": 300, "max_total_calls": 3}
 
@@ -433,6 +429,8 @@ def check_policy(policy: dict[str, Any], where: str) -> None:
     for name in UNSUPPORTED_RETRY:
         if retry.get(name) is not None:
             raise _not_supported(f"{where}.retry.{name}")
+    if retry.get("interval_placement") == "rotate" and retry.get("rotate_step_seconds") is None:
+        raise _refuse(f"{where}.retry.rotate_step_seconds", "required by interval_placement rotate")
     followup = policy.get("followup_context") or {}
     for name, value in followup.items():
         if value:
@@ -497,6 +495,8 @@ def _spec(body: dict[str, Any], policy: dict[str, Any]) -> CampaignSpec:
         "timezone": body.get("timezone") or policy.get("timezone") or "UTC",
         "from_number": _e164_or_none(body["channel_config"].get("agent_phone_number_id")),
     }
+    for name in ("max_short_retries", "interval_placement", "rotate_step_seconds"):
+        values[name] = retry.get(name)
     failures = (policy.get("retry") or {}).get("max_consecutive_failures_per_number")
     if failures:
         values["max_failures_per_number"] = failures
