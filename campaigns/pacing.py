@@ -21,8 +21,9 @@ from datetime import UTC, datetime, timedelta
 # second its slot is in, less the send margin, so the per-second count holds; and at most MAX_LATE
 # after its slot, so that dials held up together (a stalled event loop, a slow database) do not
 # leave together with the next ones on time: over any sliding second at most about
-# c + 1 + MAX_LATE * c / (1 - FREE_TAIL) dials leave (23 at c = 20). A dial woken later than that
-# takes a fresh slot instead. Slots are handed out under the campaign row's lock (next_dial_at),
+# c + 1 + MAX_LATE * c / (1 - FREE_TAIL) dials leave (22 at c = 20). A dial woken later than that
+# takes a fresh slot instead. MAX_LATE is kept short because whatever lateness the sender allows
+# adds to the jitter of the path to the provider, which the provider's own count also sees. Slots are handed out under the campaign row's lock (next_dial_at),
 # so this holds across nodes.
 #
 # Slot indexes are computed from the epoch, never by adding gaps (which would drift). The
@@ -33,7 +34,7 @@ _SLOT_TOLERANCE = 1e-3
 # Time kept, before the end of a slot's second, for a create to reach the provider and be
 # stamped by its clock (building the request, the network, a busy event loop at either end).
 SEND_MARGIN = timedelta(milliseconds=100)
-MAX_LATE = timedelta(milliseconds=100)
+MAX_LATE = timedelta(milliseconds=50)
 
 
 def slot_index(instant: datetime, cps: float) -> int:

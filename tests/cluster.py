@@ -3,6 +3,7 @@ process (what several service nodes share, as they would share Twilio)."""
 
 from __future__ import annotations
 
+import asyncio
 import os
 import subprocess
 import sys
@@ -14,7 +15,10 @@ from typing import Any
 
 import phonenumbers
 import requests
+from sqlalchemy import select
 
+from campaigns.db import make_engine
+from campaigns.models import Attempt
 from tests.campaign_flow import attempt_of
 from tests.service import free_port, wait_until
 
@@ -115,6 +119,23 @@ def most_in_sliding_second(instants: list[datetime]) -> int:
             first += 1
         best = max(best, last - first + 1)
     return best
+
+
+def sent_instants(database_url: str) -> list[datetime]:
+    """When each placed attempt's create left its node, as the node recorded it."""
+
+    async def read() -> list[datetime]:
+        engine = make_engine(database_url)
+        try:
+            async with engine.connect() as connection:
+                rows = await connection.scalars(
+                    select(Attempt.dialed_at).where(Attempt.dialed_at.is_not(None))
+                )
+                return list(rows)
+        finally:
+            await engine.dispose()
+
+    return asyncio.run(read())
 
 
 def most_live_at_once(calls: list[dict[str, Any]]) -> int:

@@ -29,6 +29,7 @@ from tests.cluster import (
     most_live_at_once,
     most_per_wall_clock_second,
     scenario_figures,
+    sent_instants,
 )
 from tests.conftest import TEST_DATABASE_URL_ENV
 from tests.service import Service, wait_until
@@ -105,6 +106,7 @@ def test_three_nodes_share_limits_and_survive_losing_one(
         assert state["counts"]["contacts"] == CONTACTS
         rows = {row["phone_number"]: row for row in export_rows(survivor, campaign_id)}
         calls = carrier.calls()
+        sent = sent_instants(database_url)
         print(scenario_figures(calls, Counter(row["disposition"] for row in rows.values())))
     finally:
         for node in nodes:
@@ -130,12 +132,22 @@ def test_three_nodes_share_limits_and_survive_losing_one(
     created = [datetime.fromisoformat(c["created_at"]) for c in calls]
     per_second = most_per_wall_clock_second(created)
     sliding = most_in_sliding_second(created)
+    sent_sliding = most_in_sliding_second(sent)
     live = most_live_at_once(calls)
     print(f"dials by node: {by_node}")
-    print(f"most dials in a wall-clock second {per_second}, in any sliding second {sliding}")
+    print(
+        f"most dials in a wall-clock second {per_second}, in any sliding second {sliding} (as "
+        f"the carrier stamped them); in any sliding second as the nodes sent them {sent_sliding}"
+    )
     # Counted per wall-clock second, as the carrier counts calls per second.
     assert per_second <= CPS
-    # Over any sliding second dials stay near the rate (at exactly CPS any jitter at all puts
-    # CPS + 1 in some window; late dials must not bunch up with the next ones on time).
-    assert sliding <= 1.25 * CPS
+    # Over any sliding second the nodes' sends stay near the rate (at exactly CPS any jitter at
+    # all puts CPS + 1 in some window; late dials must not bunch up with the next ones on time).
+    assert len(sent) == len(calls)
+    assert sent_sliding <= 1.25 * CPS
+    # The carrier's stamps add its own queueing: here it shares two cores with three nodes and
+    # the database, so a create can wait in its event loop for a tenth of a second or more.
+    # Dials that bunch at the source (35 at cps 20 before sends were held to their slots) still
+    # show here.
+    assert sliding <= 1.5 * CPS
     assert live <= CONCURRENCY

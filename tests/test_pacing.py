@@ -49,7 +49,7 @@ def test_a_late_dial_may_leave_only_within_its_slots_second() -> None:
 
 def test_a_late_dial_may_leave_only_shortly_after_its_slot() -> None:
     first = datetime(2030, 1, 1, 12, 0, 0, 37_500, tzinfo=UTC)
-    assert send_deadline(first) == first + timedelta(milliseconds=100)
+    assert send_deadline(first) == first + timedelta(milliseconds=50)
 
 
 @settings(max_examples=100, deadline=None)
