@@ -23,8 +23,8 @@ from datetime import UTC, datetime, timedelta
 # leave together with the next ones on time: over any sliding second at most about
 # c + 1 + MAX_LATE * c / (1 - FREE_TAIL) dials leave (22 at c = 20). A dial woken later than that
 # takes a fresh slot instead. MAX_LATE is kept short because whatever lateness the sender allows
-# adds to the jitter of the path to the provider, which the provider's own count also sees. Slots are handed out under the campaign row's lock (next_dial_at),
-# so this holds across nodes.
+# adds to the jitter of the path to the provider, which the provider's own count also sees.
+# Slots are handed out under the campaign row's lock (next_dial_at), so this holds across nodes.
 #
 # Slot indexes are computed from the epoch, never by adding gaps (which would drift). The
 # tolerance maps an instant read back from the database (rounded to the microsecond) to its own
