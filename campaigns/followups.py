@@ -147,7 +147,9 @@ async def request(
 async def _request_in(
     session: AsyncSession, attempt_id: str, kind: str, asked: str, source: str, now: datetime
 ) -> Outcome:
-    attempt = await session.get(Attempt, attempt_id)
+    # Locked in the state machine's order, the attempt and then its contact: the request's row
+    # refers to both, and a status callback settling the call holds the attempt first.
+    attempt = await _locked_attempt(session, attempt_id)
     if attempt is None:
         raise FollowUpError(f"no call {attempt_id!r}")
     existing = await session.scalar(
@@ -160,7 +162,11 @@ async def _request_in(
     contact = await session.scalar(
         select(Contact).where(Contact.id == attempt.contact_id).with_for_update()
     )
-    campaign = await session.get(Campaign, attempt.campaign_id)
+    # Then the campaign, as the state machine does when a contact finishes: the request's row
+    # refers to it too, and taking it in that order waits for no one holding it out of turn.
+    campaign = await session.scalar(
+        select(Campaign).where(Campaign.id == attempt.campaign_id).with_for_update()
+    )
     assert contact is not None and campaign is not None
     settings = await settings_for(session, campaign.id)
     row = FollowUpRequest(
@@ -195,6 +201,10 @@ async def _request_in(
     if not (live and contact.state == ContactState.IN_PROGRESS):
         await _apply(session, campaign, contact, attempt, now)
     return _outcome(row, read_in)
+
+
+async def _locked_attempt(session: AsyncSession, attempt_id: str) -> Attempt | None:
+    return await session.scalar(select(Attempt).where(Attempt.id == attempt_id).with_for_update())
 
 
 def _outcome(row: FollowUpRequest, read_in: str | None) -> Outcome:
@@ -537,7 +547,7 @@ async def from_report(
     settings name for a callback time, a redirect number and a stop become requests, and the
     mapped items are copied into the contact's variables. Returns the requests' outcomes."""
     async with sm.begin() as session:
-        attempt = await session.get(Attempt, attempt_id)
+        attempt = await _locked_attempt(session, attempt_id)
         if attempt is None:
             return []
         settings = await session.get(FollowUpSettings, attempt.campaign_id)

@@ -24,8 +24,6 @@ from elevenlabs.types import (
     CallingPeriod,
     CampaignConfigInput,
     ConversationInitiationClientDataRequestInput,
-    DataCollectionConfig,
-    FollowupContextPolicy,
     PolicyConfigInput,
     RetryPolicy,
     SubmitCampaignRecipient,
@@ -220,16 +218,8 @@ def test_policy_fields_callbridge_does_not_honour_are_refused_whole(
     refused = {
         "policy.retry.max_short_retries": RetryPolicy(max_short_retries=2),
         "policy.retry.interval_placement": RetryPolicy(interval_placement="random"),
-        "policy.retry.max_callbacks": RetryPolicy(max_callbacks=1),
-        "policy.retry.max_redirects": RetryPolicy(max_redirects=1),
     }
     policies = {field: PolicyConfigInput(retry=retry) for field, retry in refused.items()}
-    policies["policy.followup_context.previous_summary"] = PolicyConfigInput(
-        followup_context=FollowupContextPolicy(previous_summary=True)
-    )
-    policies["policy.data_collection.mappings"] = PolicyConfigInput(
-        data_collection=DataCollectionConfig(mappings={"plan": "plan"})
-    )
     for field, policy in policies.items():
         with pytest.raises(ApiError) as caught:
             client.create(
