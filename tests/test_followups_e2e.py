@@ -114,7 +114,7 @@ def _run(service: Service, database_url: str, *, agent_id: str, tools: bool) -> 
         ],
         channel_config=PHONE,
         policy=policy,
-        target_concurrency_limit=10,
+        target_concurrency_limit=15,
     )
     campaign_id = created.campaign.campaign_id
     wait_until(

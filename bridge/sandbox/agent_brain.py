@@ -18,6 +18,7 @@ from typing import Any, Protocol
 from bridge.sandbox import agent_audio, recording
 from bridge.sandbox.agent_events import (
     ERROR_CLOSE_CODE,
+    FOLLOW_UP_TOOL_WAIT_SECONDS,
     FOLLOW_UP_TOOLS,
     TOOL_WAIT_SECONDS,
     Narrator,
@@ -175,13 +176,18 @@ async def _between_turns(record: ConversationRecord, channel: Channel, narrator:
     if behaviour.follow_up_tools and asked is not None:
         tool, parameter = FOLLOW_UP_TOOLS[asked[0]]
         await narrator.call_client_tool(tool, {parameter: asked[1]} if parameter else {})
-        await _await_tool(record, channel, narrator)
+        await _await_tool(record, channel, narrator, FOLLOW_UP_TOOL_WAIT_SECONDS)
     return record.ended_by is not None
 
 
-async def _await_tool(record: ConversationRecord, channel: Channel, narrator: Narrator) -> None:
+async def _await_tool(
+    record: ConversationRecord,
+    channel: Channel,
+    narrator: Narrator,
+    wait_seconds: float = TOOL_WAIT_SECONDS,
+) -> None:
     narrator.tool_answered.clear()
-    deadline = time.monotonic() + TOOL_WAIT_SECONDS
+    deadline = time.monotonic() + wait_seconds
     # The callee's audio keeps coming while the agent waits: the result is read with it.
     while not narrator.tool_answered.is_set() and time.monotonic() < deadline:
         try:

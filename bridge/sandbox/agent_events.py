@@ -30,6 +30,8 @@ from campaigns.clock import iso_z
 # How long the agent waits for a client tool's result before going on without it (ElevenLabs
 # lets a tool configure its own; a stalled client shows here as a long wait).
 TOOL_WAIT_SECONDS = 5.0
+# callbridge's follow-up tools are declared with a longer response timeout (README).
+FOLLOW_UP_TOOL_WAIT_SECONDS = 10.0
 CLIENT_TOOL = "lookup_account"
 ERROR_CLOSE_CODE = 1002
 ERROR_MESSAGE = "The language model did not answer in time."
