@@ -16,6 +16,8 @@ from campaigns import followups
 from campaigns.call_events import record_event
 from campaigns.call_updates import CallUpdate
 from campaigns.clock import utcnow
+from campaigns.dialing import DialRequest
+from campaigns.dispatcher import Dispatcher
 from campaigns.ids import new_id
 from campaigns.models import (
     Attempt,
@@ -28,6 +30,8 @@ from campaigns.models import (
     DncEntry,
     FollowUpSettings,
 )
+from tests.conftest import eventually
+from tests.dialer_fakes import Provider
 
 SM = async_sessionmaker[AsyncSession]
 PHONE = "+12125550150"  # New York
@@ -46,7 +50,7 @@ async def live_call(sm: SM, *, settings: dict[str, Any] | None = None, **fields:
         status=CampaignStatus.RUNNING,
         max_attempts=fields.pop("max_attempts", 5),
         retry_delay_seconds=60,
-        calling_periods=OFFICE_HOURS,
+        calling_periods=fields.pop("calling_periods", OFFICE_HOURS),
         started_at=now,
         **fields,
     )
@@ -275,3 +279,44 @@ async def test_report_items_named_by_the_settings_become_requests_and_mappings_v
     contact = await contact_of(sm, attempt)
     assert contact.next_attempt_at == tomorrow_at(11)
     assert contact.dynamic_variables == {"first_name": "Ada", "chosen_plan": "gold"}
+
+
+class Recording(Provider):
+    """The test provider, keeping each request whole."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.requests: list[DialRequest] = []
+
+    async def place_call(self, request: DialRequest) -> str:
+        self.requests.append(request)
+        return await super().place_call(request)
+
+
+async def test_a_callback_is_dialled_at_its_instant_and_a_native_call_is_told_why(sm: SM) -> None:
+    """The real dispatcher dials a callback at the instant asked for; an agent that places
+    the call itself gets the follow-up context with the dial."""
+    attempt = await live_call(
+        sm,
+        settings={"context": ["call_type", "previous_conversation_id"]},
+        calling_periods=None,
+        agent_connection="native",
+        agent_phone_number_id="phnum_test",
+    )
+    soon = (utcnow() + timedelta(seconds=2)).replace(microsecond=0)
+    outcome = await ask(sm, attempt, followups.CALLBACK, soon.isoformat())
+    assert outcome.call_at == soon
+    await hang_up(sm, attempt)
+    provider = Recording()
+    dispatcher = Dispatcher(sm, provider, provider_timeout_seconds=5)
+    dispatcher.start()
+    try:
+        await eventually(lambda: provider.requests, within=10, what="the callback's dial")
+    finally:
+        await dispatcher.stop(drain_seconds=5)
+    assert abs((provider.arrivals[0] - soon).total_seconds()) < 1.0
+    assert provider.requests[0].dynamic_variables == {
+        "first_name": "Ada",
+        "campaign__call_type": "callback",
+        "campaign__previous_conversation_id": attempt.conversation_id,
+    }
