@@ -202,6 +202,15 @@ async def post_call(request: web.Request) -> web.Response:
     applied = await record_event(request.app[SESSIONMAKER], update)
     if kind == "post_call_transcription" and applied.attempt_id:
         await _follow_ups(request.app[SESSIONMAKER], applied.attempt_id, update, now)
+    if applied.result == "unknown" and conversation_id and kind == "post_call_transcription":
+        # The attempt may have learnt its conversation id between the look-up above and the
+        # store: whichever of the two writes comes second applies the report (the relay's
+        # record of the id looks for waiting reports too).
+        found = await _attempt_for(request, conversation_id, None)
+        if found is not None and await apply_waiting_reports(
+            request.app[SESSIONMAKER], found[0], conversation_id
+        ):
+            return web.json_response({"result": "applied", "attempt_id": found[0], "type": kind})
     if applied.result == "unknown":
         log.warning(
             "ElevenLabs %s for unknown conversation %s stored, not applied", kind, conversation_id
