@@ -28,6 +28,7 @@ from bridge.settings import Settings
 from bridge.telephony.elevenlabs import ElevenLabsClient, ElevenLabsDialer
 from bridge.telephony.routing import DialerRouter
 from bridge.webhooks import elevenlabs as elevenlabs_webhooks
+from bridge.webhooks.elevenlabs import apply_waiting_reports
 from campaigns.models import Attempt
 
 SANDBOX_AGENT_PATH = "/sandbox/elevenlabs"
@@ -75,6 +76,8 @@ async def _agents(app: web.Application) -> AsyncIterator[None]:
                 .where(Attempt.id == attempt_id, Attempt.conversation_id.is_(None))
                 .values(conversation_id=conversation_id)
             )
+        # A short call's report may have come first: it is applied now.
+        await apply_waiting_reports(sm, attempt_id, conversation_id)
 
     native = ElevenLabsDialer(
         client, timeout_seconds=settings.provider_timeout_seconds, on_conversation=remember
@@ -84,7 +87,7 @@ async def _agents(app: web.Application) -> AsyncIterator[None]:
         session,
         sm,
         timeout_seconds=settings.provider_timeout_seconds,
-        tools=callbridge_tools(),
+        tools=callbridge_tools(sm),
     )
     app[ELEVENLABS] = client
     app[AGENT_CONNECTOR] = connector

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import logging
 import math
 import random
@@ -23,7 +24,7 @@ from typing import NamedTuple
 from sqlalchemy import func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from campaigns import policy, transitions
+from campaigns import followups, policy, transitions
 from campaigns.clock import utcnow
 from campaigns.dialing import DialAmbiguous, Dialer, DialRefused, DialRequest, call_option
 from campaigns.dnc import blocked_numbers
@@ -271,7 +272,13 @@ class Dispatcher:
                     now=now,
                     lease_expires_at=at + self._provider_timeout + LEASE_SLACK,
                 )
-                claimed.append(_Claimed(_request(campaign, contact, attempt), at, cps or None))
+                request = _request(campaign, contact, attempt)
+                if campaign.agent_connection == "native":
+                    # The agent places the call itself: a follow-up call's context goes with
+                    # the dial (stream and register calls get it when they are answered).
+                    variables = await followups.call_variables(session, attempt, contact)
+                    request = dataclasses.replace(request, dynamic_variables=variables)
+                claimed.append(_Claimed(request, at, cps or None))
             if cps and claimed:
                 campaign.next_dial_at = slot_time(next_index, cps)
             if not claimed and contacts:

@@ -47,6 +47,12 @@ class Disposition:
     EXPIRED = "expired"
     CANCELLED = "cancelled"
     REMOVED = "removed"
+    # Ends of a follow-up the person asked for that could not be honoured (campaigns.followups).
+    CALLBACK_TIME_INVALID = "callback_time_invalid"
+    CALLBACK_CEILING = "callback_ceiling_reached"
+    REDIRECT_NUMBER_INVALID = "redirect_number_invalid"
+    REDIRECT_CEILING = "redirect_ceiling_reached"
+    ATTEMPT_CEILING = "attempt_ceiling_reached"
 
     # Reported even when zero; the others appear once they occur.
     ALL = (ANSWERED, VOICEMAIL, BUSY, NO_ANSWER, FAILED)
@@ -155,7 +161,7 @@ class Contact(Base):
     idempotency_key: Mapped[str | None] = mapped_column(String(200))
     # A hash of the request that used idempotency_key: the same key with another request is refused.
     idempotency_request_hash: Mapped[str | None] = mapped_column(String(64))
-    disposition: Mapped[str | None] = mapped_column(String(16))
+    disposition: Mapped[str | None] = mapped_column(String(32))
     # What the request that added the contact asked of the agent: settings that replace the
     # agent's own for this conversation (the agent decides whether it allows them), and the
     # id the requester knows the person by. Sent with the dynamic variables when the call opens.
@@ -400,3 +406,61 @@ class StagedDncEntry(Base):
     import_id: Mapped[str] = mapped_column(ForeignKey("import_runs.id", ondelete="CASCADE"))
     phone_number: Mapped[str] = mapped_column(String(32))
     reason: Mapped[str | None] = mapped_column(String(200))
+
+
+class FollowUpSettings(Base):
+    """What a campaign does with the follow-ups its conversations ask for (campaigns.followups).
+
+    A campaign without a row acts on follow-ups asked live (the agent's client tools) with no cap
+    but its max_attempts, and reads none from conversation reports.
+    """
+
+    __tablename__ = "follow_up_settings"
+
+    campaign_id: Mapped[str] = mapped_column(
+        ForeignKey("campaigns.id", ondelete="CASCADE"), primary_key=True
+    )
+    # Callbacks honoured per lead and redirects followed per lead; None: no cap of their own.
+    max_callbacks: Mapped[int | None] = mapped_column(Integer)
+    max_redirects: Mapped[int | None] = mapped_column(Integer)
+    # The conversation report's data collection items that carry each request; None: not read.
+    callback_item: Mapped[str | None] = mapped_column(String(200))
+    redirect_item: Mapped[str | None] = mapped_column(String(200))
+    stop_item: Mapped[str | None] = mapped_column(String(200))
+    # {data collection item: dynamic variable}: results copied onto the contact for later calls.
+    mappings: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    # What follow-up calls are told of the call before (followups.CONTEXT names).
+    context: Mapped[list[Any]] = mapped_column(JSON, default=list)
+
+
+class FollowUpRequest(Base):
+    """A follow-up a person asked for during one call: a callback at a time, a call on another
+    number, or never to be called again, with what the campaign decided about it."""
+
+    __tablename__ = "follow_up_requests"
+    __table_args__ = (
+        # Asked once per call and kind: the live tool and the report of the same call, or a
+        # report delivered twice, record it once.
+        UniqueConstraint("attempt_id", "kind", name="uq_follow_up_requests_attempt_kind"),
+        Index("ix_follow_up_requests_campaign", "campaign_id", "kind"),
+        Index("ix_follow_up_requests_contact", "contact_id"),
+    )
+
+    id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    campaign_id: Mapped[str] = mapped_column(ForeignKey("campaigns.id", ondelete="CASCADE"))
+    contact_id: Mapped[str] = mapped_column(ForeignKey("contacts.id", ondelete="CASCADE"))
+    attempt_id: Mapped[str] = mapped_column(ForeignKey("attempts.id", ondelete="CASCADE"))
+    kind: Mapped[str] = mapped_column(String(16))  # callback | redirect | stop
+    # What the person asked for, as it came (a time, a number); empty for a stop.
+    asked: Mapped[str] = mapped_column(String(200), default="")
+    source: Mapped[str] = mapped_column(String(16))  # live_call | report
+    # What the campaign decided (followups.Decision); why, in words, when it refused.
+    decision: Mapped[str] = mapped_column(String(32))
+    reason: Mapped[str | None] = mapped_column(Text)
+    # A callback's instant, a redirect's number (E.164), when honoured.
+    call_at: Mapped[datetime | None]
+    phone_number: Mapped[str | None] = mapped_column(String(32))
+    created_at: Mapped[datetime]
+    # When it was applied to the contact: a request made while its call was live waits for the
+    # call's end, which it then decides instead of the retry policy.
+    applied_at: Mapped[datetime | None]

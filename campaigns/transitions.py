@@ -18,7 +18,7 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from campaigns import policy
+from campaigns import followups, policy
 from campaigns.call_updates import MACHINE_ANSWERS, CallUpdate, provider_call_update
 from campaigns.clock import utcnow
 from campaigns.dialing import ProviderCall
@@ -199,6 +199,9 @@ async def settle_contact(
         return
     campaign = await session.get(Campaign, attempt.campaign_id)
     assert campaign is not None
+    if await followups.settle(session, campaign, contact, attempt, now):
+        # The person asked, during the call, for what happens next.
+        return
     dials = await _dial_times(session, campaign, contact)
     retry_as = Disposition.VOICEMAIL if outcome == Disposition.VOICEMAIL_LEFT else outcome
     policy.next_number_after_failure(campaign, contact, retry_as)

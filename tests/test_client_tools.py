@@ -8,6 +8,7 @@ import time
 from typing import Any
 
 import pytest
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from bridge.media.client_tools import (
     TOOL_DEADLINE_SECONDS,
@@ -32,10 +33,23 @@ async def stuck(parameters: dict[str, Any], context: ToolContext) -> str:
     return "never"
 
 
-async def test_callbridge_has_no_client_tools_yet_and_says_so() -> None:
-    result = await callbridge_tools().run("lookup_account", {}, CONTEXT)
+async def test_callbridge_answers_its_follow_up_tools_and_no_other(
+    sm: async_sessionmaker[AsyncSession],
+) -> None:
+    tools = callbridge_tools(sm)
+    assert tools.names == {
+        "callbridge_schedule_callback",
+        "callbridge_call_other_number",
+        "callbridge_do_not_call",
+    }
+    result = await tools.run("lookup_account", {}, CONTEXT)
     assert result.is_error is True
     assert result.result == "callbridge has no client tool named 'lookup_account'."
+    # A conversation that is not one of callbridge's calls gets an error, not a request.
+    stray = await tools.run("callbridge_do_not_call", {}, ToolContext(None, "conv_x"))
+    assert stray.is_error is True and "failed" in stray.result
+    unknown = await tools.run("callbridge_do_not_call", {}, CONTEXT)
+    assert unknown.is_error is True
 
 
 async def test_a_registered_tool_answers_and_a_failing_or_stuck_one_gives_an_error(

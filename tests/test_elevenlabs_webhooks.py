@@ -9,13 +9,23 @@ import time
 from typing import Any
 
 import pytest
-from sqlalchemy import func, select
+from sqlalchemy import func, select, update
 
 from bridge.app import create_app
 from bridge.keys import SESSIONMAKER
 from bridge.sandbox.agent_brain import ConversationRecord, audio_webhook
 from bridge.settings import Settings
-from campaigns.models import Attempt, AttemptStatus, CallEvent, Contact, ContactState
+from bridge.webhooks.elevenlabs import apply_waiting_reports
+from campaigns.models import (
+    Attempt,
+    AttemptStatus,
+    CallEvent,
+    Contact,
+    ContactState,
+    DncEntry,
+    FollowUpRequest,
+    FollowUpSettings,
+)
 from tests.agent_fixtures import answered_attempt, housekeeping_finished
 from tests.service import free_port
 
@@ -229,3 +239,45 @@ async def test_a_post_call_audio_is_acknowledged_once_signed_and_nothing_is_stor
     assert response.status == 200
     assert await response.json() == {"result": "ignored", "type": "post_call_audio"}
     assert await stored_events(client) == []
+
+
+async def test_a_report_before_its_conversation_is_known_is_applied_once_it_is(
+    client: Any,
+) -> None:
+    """A short call's report can beat the relay's record of its conversation id: it is kept,
+    then applied (follow-ups included) when the id is stored."""
+    sm = client.app[SESSIONMAKER]
+    attempt = await answered_attempt(client.app, phone="+12125550141")
+    async with sm.begin() as session:
+        session.add(FollowUpSettings(campaign_id=attempt.campaign_id, stop_item="stop"))
+    envelope = transcription("conv_early")
+    envelope["data"]["analysis"]["data_collection_results"]["stop"] = {
+        "data_collection_id": "stop",
+        "value": True,
+        "rationale": "asked",
+    }
+    early = await post(client, envelope)
+    assert (await early.json())["result"] == "unknown"
+    fresh, _ = await reload(client, attempt)
+    assert fresh.transcript_summary is None
+    async with sm.begin() as session:
+        await session.execute(
+            update(Attempt).where(Attempt.id == attempt.id).values(conversation_id="conv_early")
+        )
+    assert await apply_waiting_reports(sm, attempt.id, "conv_early") == 1
+    # Once only: a second look finds nothing waiting.
+    assert await apply_waiting_reports(sm, attempt.id, "conv_early") == 0
+    fresh, contact = await reload(client, attempt)
+    assert fresh.transcript_summary == "Ada confirmed her appointment."
+    async with sm() as session:
+        listed = await session.scalar(
+            select(func.count()).where(DncEntry.phone_number == "+12125550141")
+        )
+        decisions = list(
+            await session.scalars(
+                select(FollowUpRequest.decision).where(FollowUpRequest.attempt_id == attempt.id)
+            )
+        )
+    assert listed == 1 and decisions == ["do_not_call"]
+    # The call is still live: it ends the contact do_not_call when it ends.
+    assert contact.state == ContactState.IN_PROGRESS

@@ -24,8 +24,6 @@ from elevenlabs.types import (
     CallingPeriod,
     CampaignConfigInput,
     ConversationInitiationClientDataRequestInput,
-    DataCollectionConfig,
-    FollowupContextPolicy,
     PolicyConfigInput,
     RetryPolicy,
     SubmitCampaignRecipient,
@@ -212,35 +210,9 @@ def test_a_policy_runs_as_written_and_every_read_shows_it(
     assert len(busy_calls) == 4 and {c.call_result for c in busy_calls} == {"busy"}
 
 
-def test_policy_fields_callbridge_does_not_honour_are_refused_whole(
-    service: Service, database_url: str
-) -> None:
+def test_a_rotation_with_no_step_is_refused_whole(service: Service, database_url: str) -> None:
     client = _client(service)
     phone = numbers(1, first_area=4)[0]
-    refused = {
-        "policy.retry.max_callbacks": RetryPolicy(max_callbacks=1),
-        "policy.retry.max_redirects": RetryPolicy(max_redirects=1),
-    }
-    policies = {field: PolicyConfigInput(retry=retry) for field, retry in refused.items()}
-    policies["policy.followup_context.previous_summary"] = PolicyConfigInput(
-        followup_context=FollowupContextPolicy(previous_summary=True)
-    )
-    policies["policy.data_collection.mappings"] = PolicyConfigInput(
-        data_collection=DataCollectionConfig(mappings={"plan": "plan"})
-    )
-    for field, policy in policies.items():
-        with pytest.raises(ApiError) as caught:
-            client.create(
-                call_name="refused",
-                agent_id="agent_e2e",
-                recipients=[_recipient(0, phone)],
-                channel_config=PHONE,
-                policy=policy,
-            )
-        assert caught.value.status_code == 422, field
-        detail = caught.value.body["detail"]
-        assert detail[0]["loc"] == ["body", *field.split(".")], detail
-        assert "not supported yet" in detail[0]["msg"]
     # Rotation with no step to rotate by has no meaning: refused, naming the missing field.
     with pytest.raises(ApiError) as caught:
         client.create(

@@ -11,9 +11,12 @@ callbridge's rule; ``timezone`` for numbers without a zone of their own),
 ``retry.max_consecutive_failures_per_number`` (then the lead's next number, or the lead ends),
 ``retry.max_short_retries`` per calling window and where a call pushed to a later window lands
 (``interval_placement`` start, random or rotate by ``rotate_step_seconds``; campaigns.policy).
-Fields callbridge does not honour yet (callbacks, redirects, follow-up context, data collection,
-branches, environments, WhatsApp) are refused with a 422 naming the field, never silently
-dropped.
+Follow-ups the conversations ask for (campaigns.followups) follow ``retry.max_callbacks``,
+``retry.max_redirects``, ``followup_context`` and ``data_collection`` (the report items that
+carry a callback time, a redirect number and a stop: each defaults to the item of that name,
+``null`` turns it off; ``mappings`` copies other results into later calls' variables).
+Fields callbridge does not honour yet (branches, environments, WhatsApp) are refused with a 422
+naming the field, never silently dropped.
 """
 
 from __future__ import annotations
@@ -25,6 +28,7 @@ import io
 import itertools
 import json
 import time
+from dataclasses import dataclass
 from typing import Any
 
 from aiohttp import web
@@ -46,6 +50,7 @@ from bridge.api.errors import ApiError
 from bridge.api.export import neutralise
 from bridge.api.openapi import Api, Response, body_of, query_of
 from bridge.keys import SCHEDULER, SESSIONMAKER
+from campaigns import followups
 from campaigns import policy as planning
 from campaigns.api_tables import OutboundCampaign, OutboundConfig
 from campaigns.clock import BadInstant, from_unix, utcnow
@@ -72,6 +77,8 @@ from campaigns.models import (
     Contact,
     ContactState,
     Disposition,
+    FollowUpRequest,
+    FollowUpSettings,
 )
 from campaigns.outbound import lead_counts, pause_all, stop_all
 from campaigns.phones import DEFAULT_NUMBER_TYPES, PhoneRejected, normalize
@@ -90,9 +97,8 @@ PAGE_QUERY = {
     "cursor": {"type": "string", "maxLength": 64},
 }
 
-# Policy fields callbridge does not honour yet: a create or a configuration setting them is
-# refused (422) rather than run as if they were not there.
-UNSUPPORTED_RETRY = ("max_callbacks", "max_redirects")
+# The report items that carry follow-ups; a policy that leaves one out reads the item of its name.
+FOLLOW_UP_ITEMS = ("callback_time", "redirect_phone_number", "stop")
 # The defaults a policy takes for what it leaves out.
 DEFAULT_RETRY = {"retry_delay_seconds": 300, "max_total_calls": 3}
 
@@ -130,8 +136,23 @@ POLICY_PROPERTIES: dict[str, Any] = {
     "timezone": {"type": ["string", "null"], "maxLength": 64},
     "retry": RETRY,
     "calling_periods": {"type": ["array", "null"], "items": PERIOD},
-    "data_collection": {"type": ["object", "null"]},
-    "followup_context": {"type": ["object", "null"]},
+    "data_collection": {
+        "type": ["object", "null"],
+        "properties": {
+            **{
+                name: {"type": ["string", "null"], "minLength": 1, "maxLength": 200}
+                for name in FOLLOW_UP_ITEMS
+            },
+            "mappings": {
+                "type": ["object", "null"],
+                "additionalProperties": {"type": "string", "minLength": 1, "maxLength": 200},
+            },
+        },
+    },
+    "followup_context": {
+        "type": ["object", "null"],
+        "properties": {name: {"type": ["boolean", "null"]} for name in followups.CONTEXT},
+    },
 }
 POLICY = api.schema("OutboundPolicy", {"type": ["object", "null"], "properties": POLICY_PROPERTIES})
 MODE_CONFIG = {
@@ -395,6 +416,12 @@ TERMINAL = {
     Disposition.EXPIRED: "campaign_ended",
     Disposition.CANCELLED: "cancelled",
     Disposition.REMOVED: "removed",
+    # Follow-ups the person asked for that could not be honoured.
+    Disposition.CALLBACK_TIME_INVALID: "callback_time_invalid",
+    Disposition.CALLBACK_CEILING: "callback_ceiling_reached",
+    Disposition.REDIRECT_NUMBER_INVALID: "redirect_number_invalid",
+    Disposition.REDIRECT_CEILING: "redirect_ceiling_reached",
+    Disposition.ATTEMPT_CEILING: "attempt_ceiling_reached",
 }
 # An attempt's outcome as a call's result, and as ElevenLabs' recipient status.
 CALL_RESULT = {
@@ -424,21 +451,10 @@ def _not_supported(field: str) -> ApiError:
 
 
 def check_policy(policy: dict[str, Any], where: str) -> None:
-    """Refuse what callbridge does not honour, and overlapping intervals."""
+    """Refuse a rotation with no step, and overlapping intervals."""
     retry = policy.get("retry") or {}
-    for name in UNSUPPORTED_RETRY:
-        if retry.get(name) is not None:
-            raise _not_supported(f"{where}.retry.{name}")
     if retry.get("interval_placement") == "rotate" and retry.get("rotate_step_seconds") is None:
         raise _refuse(f"{where}.retry.rotate_step_seconds", "required by interval_placement rotate")
-    followup = policy.get("followup_context") or {}
-    for name, value in followup.items():
-        if value:
-            raise _not_supported(f"{where}.followup_context.{name}")
-    collection = policy.get("data_collection") or {}
-    for name, value in collection.items():
-        if value:
-            raise _not_supported(f"{where}.data_collection.{name}")
     by_day: dict[int, list[tuple[str, str]]] = {}
     for index, period in enumerate(policy.get("calling_periods") or []):
         if not period["intervals"]:
@@ -520,27 +536,42 @@ def _spec(body: dict[str, Any], policy: dict[str, Any]) -> CampaignSpec:
     return CampaignSpec(**values)
 
 
+def follow_up_settings(policy: dict[str, Any], campaign_id: str) -> FollowUpSettings:
+    """The domain's follow-up settings for a campaign created with ``policy``."""
+    retry = policy.get("retry") or {}
+    collection = policy.get("data_collection") or {}
+    context = policy.get("followup_context") or {}
+    # Left out: the item of that name; null: not read.
+    items = {name: collection.get(name, name) for name in FOLLOW_UP_ITEMS}
+    return FollowUpSettings(
+        campaign_id=campaign_id,
+        max_callbacks=retry.get("max_callbacks"),
+        max_redirects=retry.get("max_redirects"),
+        callback_item=items["callback_time"],
+        redirect_item=items["redirect_phone_number"],
+        stop_item=items["stop"],
+        mappings=dict(collection.get("mappings") or {}),
+        context=[name for name in followups.CONTEXT if context.get(name)],
+    )
+
+
 def _snapshot(policy: dict[str, Any], campaign: Campaign) -> dict[str, Any]:
     retry = {
         **DEFAULT_RETRY,
         **{k: v for k, v in (policy.get("retry") or {}).items() if v is not None},
     }
+    settings = follow_up_settings(policy, campaign.id)
     return {
         "timezone": campaign.timezone,
         "retry": retry,
         "calling_periods": policy.get("calling_periods") or [],
         "data_collection": {
-            "callback_time": None,
-            "redirect_phone_number": None,
-            "stop": None,
-            "mappings": {},
+            "callback_time": settings.callback_item,
+            "redirect_phone_number": settings.redirect_item,
+            "stop": settings.stop_item,
+            "mappings": settings.mappings,
         },
-        "followup_context": {
-            "call_type": False,
-            "previous_conversation_id": False,
-            "previous_summary": False,
-            "previous_transcript": False,
-        },
+        "followup_context": {name: name in settings.context for name in followups.CONTEXT},
     }
 
 
@@ -732,6 +763,7 @@ async def submit(request: web.Request) -> web.Response:
                     updated_at=utcnow(),
                 )
             )
+            session.add(follow_up_settings(policy, campaign.id))
         campaign = await request_start(sm, campaign.id)
     except IntegrityError:
         # The same key was used by a create that committed first: that campaign is the answer.
@@ -1010,24 +1042,39 @@ async def progress(request: web.Request) -> web.Response:
 
 @api.get(
     f"{PREFIX}/campaigns/{{campaign_id}}/follow-up-requests",
-    summary="Callbacks and redirects the contacts asked for",
+    summary="Callbacks and redirects the contacts asked for, by what the campaign did about them",
     description=(
-        "callbridge does not act on follow-ups yet (a policy asking for them is refused), so "
-        "no request is ever recorded: the counts are zero."
+        "Beyond ElevenLabs: `stops` counts the requests never to be called again (each one "
+        "puts the number on the do-not-call list)."
     ),
     responses={200: {"type": "object", "required": ["callbacks", "redirects"]}},
 )
 async def follow_up_requests(request: web.Request) -> web.Response:
     async with request.app[SESSIONMAKER]() as session:
-        await _campaign(session, request.match_info["campaign_id"])
-    none = {"requested": 0, "requested_by_disposition": {}, "distinct_leads": 0}
-    return web.json_response({"callbacks": none, "redirects": dict(none)})
+        campaign = await _campaign(session, request.match_info["campaign_id"])
+        found = await followups.counts(session, campaign.id)
+
+    def view(counts: followups.Counts) -> dict[str, Any]:
+        return {
+            "requested": counts.requested,
+            "requested_by_disposition": dict(counts.by_decision or {}),
+            "distinct_leads": counts.distinct_leads,
+        }
+
+    return web.json_response(
+        {
+            "callbacks": view(found[followups.CALLBACK]),
+            "redirects": view(found[followups.REDIRECT]),
+            "stops": view(found[followups.STOP]),
+        }
+    )
 
 
 # -- leads --------------------------------------------------------------------------------
 
 
-def lead_json(contact: Contact) -> dict[str, Any]:
+def lead_json(contact: Contact, honoured: dict[str, int] | None = None) -> dict[str, Any]:
+    """``honoured``: the lead's callbacks and redirects followed (followups.per_contact)."""
     numbers = [contact.phone_number, *(contact.alternate_numbers or [])]
     return {
         "lead_id": contact.id,
@@ -1038,8 +1085,8 @@ def lead_json(contact: Contact) -> dict[str, Any]:
         "user_id": contact.user_id or contact.phone_number,
         "attempt_count": contact.attempts_made,
         "failure_count": contact.failures_on_number or 0,
-        "callback_count": 0,
-        "redirect_count": 0,
+        "callback_count": (honoured or {}).get(followups.CALLBACK, 0),
+        "redirect_count": (honoured or {}).get(followups.REDIRECT, 0),
         "do_not_call": contact.disposition
         in (Disposition.DNC, Disposition.REMOVED, Disposition.CANCELLED),
         "terminal_disposition": TERMINAL.get(contact.disposition or "", "couldnt_process")
@@ -1102,11 +1149,12 @@ async def list_leads(request: web.Request) -> web.Response:
         if query.get("cursor"):
             statement = statement.where(Contact.id > query["cursor"])
         contacts = list(await session.scalars(statement.order_by(Contact.id).limit(limit + 1)))
-    has_more = len(contacts) > limit
-    contacts = contacts[:limit]
+        has_more = len(contacts) > limit
+        contacts = contacts[:limit]
+        honoured = await followups.per_contact(session, [c.id for c in contacts])
     return web.json_response(
         {
-            "leads": [lead_json(c) for c in contacts],
+            "leads": [lead_json(c, honoured.get(c.id)) for c in contacts],
             "next_cursor": contacts[-1].id if has_more else None,
             "has_more": has_more,
         }
@@ -1131,7 +1179,8 @@ async def read_lead(request: web.Request) -> web.Response:
     async with request.app[SESSIONMAKER]() as session:
         campaign = await _campaign(session, request.match_info["campaign_id"])
         contact = await _lead(session, campaign.id, request.match_info["lead_id"])
-    return web.json_response(lead_json(contact))
+        honoured = await followups.per_contact(session, [contact.id])
+    return web.json_response(lead_json(contact, honoured.get(contact.id)))
 
 
 @api.delete(
@@ -1171,7 +1220,20 @@ async def delete_lead(request: web.Request) -> web.Response:
 # -- calls --------------------------------------------------------------------------------
 
 
-def call_json(attempt: Attempt, contact: Contact, last: bool) -> dict[str, Any]:
+@dataclass(frozen=True)
+class CallFollowUps:
+    """What follow-ups made a call, and what a call's follow-ups decided."""
+
+    # Why the call was placed: initial, retry, callback or redirect.
+    intent: str = "initial"
+    # A follow-up asked in the call and what the campaign did about it (followups.Decision).
+    decision: str | None = None
+
+
+def call_json(
+    attempt: Attempt, contact: Contact, last: bool, follow: CallFollowUps | None = None
+) -> dict[str, Any]:
+    follow = follow or CallFollowUps("initial" if attempt.number == 1 else "retry")
     result = CALL_RESULT.get(attempt.outcome or "")
     if attempt.status in AttemptStatus.LIVE:
         status = "submitted"
@@ -1180,7 +1242,9 @@ def call_json(attempt: Attempt, contact: Contact, last: bool) -> dict[str, Any]:
     else:
         status = "completed"
     decision = None
-    if status != "submitted":
+    if status != "submitted" and follow.decision is not None:
+        decision = follow.decision
+    elif status != "submitted":
         if not last:
             decision = "retry_queued"
         elif contact.state == ContactState.DONE:
@@ -1192,7 +1256,7 @@ def call_json(attempt: Attempt, contact: Contact, last: bool) -> dict[str, Any]:
     return {
         "intent_id": attempt.id,
         "lead_id": attempt.contact_id,
-        "intent_type": "initial" if attempt.number == 1 else "retry",
+        "intent_type": follow.intent,
         "cold_attempt": attempt.number,
         "status": status,
         "phone_number": attempt.phone_number,
@@ -1208,7 +1272,7 @@ def call_json(attempt: Attempt, contact: Contact, last: bool) -> dict[str, Any]:
 
 async def _calls(
     session: Any, campaign_id: str, query: dict[str, Any], limit: int | None
-) -> list[tuple[Attempt, Contact, bool]]:
+) -> list[tuple[Attempt, Contact, bool, CallFollowUps]]:
     statement = (
         select(Attempt, Contact)
         .join(Contact, Contact.id == Attempt.contact_id)
@@ -1228,13 +1292,45 @@ async def _calls(
         statement = statement.limit(limit)
     rows = (await session.execute(statement)).all()
     latest: dict[str, int] = {}
-    for contact_id, number in (
+    # Each contact's calls in order, to tell which follow-up (if any) placed each one.
+    order: dict[str, list[tuple[Any, str]]] = {}
+    for attempt_id, contact_id, number, created_at, status in (
         await session.execute(
-            select(Attempt.contact_id, Attempt.number).where(Attempt.campaign_id == campaign_id)
+            select(
+                Attempt.id, Attempt.contact_id, Attempt.number, Attempt.created_at, Attempt.status
+            ).where(Attempt.campaign_id == campaign_id)
         )
     ).all():
         latest[contact_id] = max(latest.get(contact_id, 0), number)
-    return [(a, c, latest.get(a.contact_id) == a.number) for a, c in rows]
+        if status != AttemptStatus.NOT_PLACED:
+            order.setdefault(contact_id, []).append((created_at, attempt_id))
+    asked: dict[str, list[tuple[str, str]]] = {}
+    for attempt_id, kind, decision in (
+        await session.execute(
+            select(FollowUpRequest.attempt_id, FollowUpRequest.kind, FollowUpRequest.decision)
+            .where(FollowUpRequest.campaign_id == campaign_id)
+            .order_by(FollowUpRequest.kind)
+        )
+    ).all():
+        asked.setdefault(attempt_id, []).append((kind, decision))
+    intent: dict[str, str] = {}
+    for calls in order.values():
+        previous: str | None = None
+        for _, attempt_id in sorted(calls):
+            if previous is None:
+                intent[attempt_id] = "initial"
+            else:
+                queued = [k for k, d in asked.get(previous, []) if d in followups.Decision.QUEUED]
+                intent[attempt_id] = queued[0] if queued else "retry"
+            previous = attempt_id
+
+    def follow(attempt: Attempt) -> CallFollowUps:
+        decisions = [d for _, d in asked.get(attempt.id, [])]
+        stop = followups.Decision.DO_NOT_CALL
+        decision = stop if stop in decisions else next(iter(decisions), None)
+        return CallFollowUps(intent.get(attempt.id, "initial"), decision)
+
+    return [(a, c, latest.get(a.contact_id) == a.number, follow(a)) for a, c in rows]
 
 
 @api.get(
@@ -1259,8 +1355,8 @@ async def list_calls(request: web.Request) -> web.Response:
     calls = []
     has_more = False
     last_id = None
-    for attempt, contact, last in rows:
-        view = call_json(attempt, contact, last)
+    for attempt, contact, last, follow in rows:
+        view = call_json(attempt, contact, last, follow)
         if query.get("status") and view["status"] != query["status"]:
             continue
         if results and view["call_result"] not in results:
@@ -1305,8 +1401,8 @@ async def export_calls(request: web.Request) -> web.Response:
     out = io.StringIO()
     writer = csv.writer(out)
     writer.writerow(EXPORT_COLUMNS)
-    for attempt, contact, last in rows:
-        view = {**call_json(attempt, contact, last), "recipient_id": contact.external_id}
+    for attempt, contact, last, follow in rows:
+        view = {**call_json(attempt, contact, last, follow), "recipient_id": contact.external_id}
         writer.writerow(
             [neutralise("" if view[c] is None else str(view[c])) for c in EXPORT_COLUMNS]
         )

@@ -22,6 +22,8 @@ from bridge.media.client_tools import ClientToolRegistry
 from bridge.media.conversation import AgentConversation, open_conversation
 from bridge.media.live_record import LiveRecord
 from bridge.telephony.elevenlabs import AgentApiError, ElevenLabsClient, initiation_data
+from bridge.webhooks.elevenlabs import apply_waiting_reports
+from campaigns import followups
 from campaigns.inbound import callback_variables
 from campaigns.models import Attempt, AttemptStatus, Campaign, Contact, Direction
 
@@ -65,7 +67,8 @@ async def load_context(sm: async_sessionmaker[AsyncSession], attempt_id: str) ->
         if row is None:
             return None
         attempt, campaign, contact = row
-        variables = dict(contact.dynamic_variables or {})
+        # A follow-up call is told what the campaign passes about the call before.
+        variables = await followups.call_variables(session, attempt, contact)
         if attempt.direction == Direction.INBOUND:
             # A call back: the agent is also told why the person was called.
             variables = await callback_variables(session, attempt, contact)
@@ -182,6 +185,9 @@ class AgentConnector:
                     .where(Attempt.id == attempt_id, Attempt.conversation_id.is_(None))
                     .values(conversation_id=conversation_id)
                 )
+            # A short call's report may have come before its conversation was known: it is
+            # applied now.
+            await apply_waiting_reports(self._sm, attempt_id, conversation_id)
         except Exception:
             log.exception("could not store conversation id for attempt %s", attempt_id)
 

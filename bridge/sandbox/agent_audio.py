@@ -113,9 +113,32 @@ class Ear:
         return [speech("undecodable", 0)]
 
 
-def callee_frame(kind: str, index: int) -> bytes:
-    """What the answering side says: a person speaks, then listens; a voicemail box greets,
-    then beeps."""
+# A person's request travels in every frame of their speech, after this mark, as the words a
+# transcriber would hear (outcomes.follow_up_words); the rest of each frame is speech.
+WORDS_MARK = b"\x01\x02SAYS:"
+WORDS_LIMIT = FRAME_BYTES - len(WORDS_MARK) - 1
+
+
+def saying(words: str, index: int) -> bytes:
+    """A frame of speech that carries ``words`` (at most WORDS_LIMIT bytes of UTF-8)."""
+    text = words.encode()[:WORDS_LIMIT]
+    head = WORDS_MARK + text + b"\x00"
+    return head + speech("callee-words", index)[len(head) :]
+
+
+def words_in(frame: bytes) -> str | None:
+    """The words a frame carries, or None. Only audio that reached the agent unconverted (μ-law
+    all the way) carries them: a resampled frame is not understood, as a garbled line is not."""
+    if not frame.startswith(WORDS_MARK):
+        return None
+    return frame[len(WORDS_MARK) :].split(b"\x00", 1)[0].decode(errors="replace")
+
+
+def callee_frame(kind: str, index: int, words: str | None = None) -> bytes:
+    """What the answering side says: a person speaks (``words``, if they ask for something),
+    then listens; a voicemail box greets, then beeps."""
+    if words and kind == "human" and index < HELLO_FRAMES:
+        return saying(words, index)
     if kind == "voicemail":
         return BEEP if index >= VOICEMAIL_GREETING_FRAMES else speech("callee-voicemail", index)
     return SILENCE if index >= HELLO_FRAMES else speech(f"callee-{kind}", index)

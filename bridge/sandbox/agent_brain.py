@@ -16,7 +16,13 @@ from dataclasses import asdict, dataclass, field
 from typing import Any, Protocol
 
 from bridge.sandbox import agent_audio, recording
-from bridge.sandbox.agent_events import ERROR_CLOSE_CODE, TOOL_WAIT_SECONDS, Narrator
+from bridge.sandbox.agent_events import (
+    ERROR_CLOSE_CODE,
+    FOLLOW_UP_TOOL_WAIT_SECONDS,
+    FOLLOW_UP_TOOLS,
+    TOOL_WAIT_SECONDS,
+    Narrator,
+)
 
 # The callee's turn is over after this much silence (0.1 s) following speech.
 END_OF_TURN_FRAMES = 5
@@ -57,6 +63,8 @@ class ConversationRecord:
     marks: list[str] = field(default_factory=list)
     voicemail: bool = False
     ended_by: str | None = None  # agent | callee | error
+    # What the callee asked for, as heard ("<item>=<value>", outcomes.follow_up_words).
+    asked: str | None = None
     # Client tools the agent called: {tool_name, tool_call_id, result, is_error, answered_after_ms}.
     client_tool_calls: list[dict[str, Any]] = field(default_factory=list)
     failure_reason: str | None = None
@@ -113,6 +121,9 @@ async def converse(record: ConversationRecord, channel: Channel) -> None:
             record.ended_by = "callee"
             break
         record.user_frames += 1
+        words = agent_audio.words_in(frame)
+        if words:
+            record.asked = words
         if narrator is not None:
             speech = not (agent_audio.is_silence(frame) or agent_audio.is_beep(frame))
             await narrator.heard(record.user_frames, speech)
@@ -152,7 +163,7 @@ async def _between_turns(record: ConversationRecord, channel: Channel, narrator:
     """The callee's turn is over: transcribe it, then call the client tool or fail, as the agent
     does. True when the conversation ends here (on an error, or the callee hanging up)."""
     if not record.voicemail:
-        await narrator.callee_turn(CALLEE_WORDS)
+        await narrator.callee_turn(callee_words(record))
     behaviour = narrator.behaviour
     if behaviour.error_mid_call:
         await narrator.fail()
@@ -160,21 +171,77 @@ async def _between_turns(record: ConversationRecord, channel: Channel, narrator:
         return True
     if behaviour.client_tool:
         await narrator.call_client_tool(behaviour.client_tool, {"account": "sandbox"})
-        deadline = time.monotonic() + TOOL_WAIT_SECONDS
-        # The callee's audio keeps coming while the agent waits: the result is read with it.
-        while not narrator.tool_answered.is_set() and time.monotonic() < deadline:
-            try:
-                frame = await asyncio.wait_for(channel.hear(), deadline - time.monotonic())
-            except TimeoutError:
-                break
-            if frame is None:
-                record.ended_by = "callee"
-                break
-            record.user_frames += 1
-        record.client_tool_calls = [
-            {k: v for k, v in call.items() if k != "sent_at"} for call in narrator.tool_calls
-        ]
+        await _await_tool(record, channel, narrator)
+    asked = follow_up(record)
+    if behaviour.follow_up_tools and asked is not None:
+        tool, parameter = FOLLOW_UP_TOOLS[asked[0]]
+        await narrator.call_client_tool(tool, {parameter: asked[1]} if parameter else {})
+        await _await_tool(record, channel, narrator, FOLLOW_UP_TOOL_WAIT_SECONDS)
     return record.ended_by is not None
+
+
+async def _await_tool(
+    record: ConversationRecord,
+    channel: Channel,
+    narrator: Narrator,
+    wait_seconds: float = TOOL_WAIT_SECONDS,
+) -> None:
+    narrator.tool_answered.clear()
+    deadline = time.monotonic() + wait_seconds
+    # The callee's audio keeps coming while the agent waits: the result is read with it.
+    while not narrator.tool_answered.is_set() and time.monotonic() < deadline:
+        try:
+            frame = await asyncio.wait_for(channel.hear(), deadline - time.monotonic())
+        except TimeoutError:
+            break
+        if frame is None:
+            record.ended_by = "callee"
+            break
+        record.user_frames += 1
+    record.client_tool_calls = [
+        {k: v for k, v in call.items() if k != "sent_at"} for call in narrator.tool_calls
+    ]
+
+
+def follow_up(record: ConversationRecord) -> tuple[str, str] | None:
+    """(item, value) of the follow-up the callee asked for, or None."""
+    if not record.asked or "=" not in record.asked:
+        return None
+    item, _, value = record.asked.partition("=")
+    return (item, value) if item in FOLLOW_UP_TOOLS else None
+
+
+def callee_words(record: ConversationRecord) -> str:
+    """What the callee said in their turn, as the transcript shows it."""
+    asked = follow_up(record)
+    if asked is None:
+        return CALLEE_WORDS
+    item, value = asked
+    if item == "callback_time":
+        return f"{CALLEE_WORDS} Please call me back at {value}."
+    if item == "redirect_phone_number":
+        return f"{CALLEE_WORDS} Please call me on {value} instead."
+    return f"{CALLEE_WORDS} Please do not call me again."
+
+
+def _collected(record: ConversationRecord) -> dict[str, Any]:
+    """The data collection results: what the agent counted, and the follow-up asked for."""
+    results: dict[str, Any] = {
+        "frames_heard": {
+            "data_collection_id": "frames_heard",
+            "value": record.user_frames,
+            "rationale": "counted by the sandbox agent",
+        }
+    }
+    asked = follow_up(record)
+    if asked is not None:
+        item, value = asked
+        results[item] = {
+            "data_collection_id": item,
+            "value": True if item == "stop" else value,
+            "rationale": "said by the callee",
+        }
+    return results
 
 
 def _greeting(variables: dict[str, Any]) -> str:
@@ -228,7 +295,7 @@ def transcription_webhook(record: ConversationRecord) -> dict[str, Any]:
             transcript.append(
                 {
                     "role": "user",
-                    "message": "Yes, speaking.",
+                    "message": callee_words(record),
                     "tool_calls": [],
                     "time_in_call_secs": 1,
                 }
@@ -262,7 +329,6 @@ def transcription_webhook(record: ConversationRecord) -> dict[str, Any]:
             "external_number": record.to_number or "",
             "agent_number": record.from_number or "",
         }
-    heard = record.user_frames
     return {
         "type": "post_call_transcription",
         "event_timestamp": int(time.time()),
@@ -279,13 +345,7 @@ def transcription_webhook(record: ConversationRecord) -> dict[str, Any]:
             "analysis": {
                 "call_successful": "failure" if record.voicemail else "success",
                 "transcript_summary": summary(record),
-                "data_collection_results": {
-                    "frames_heard": {
-                        "data_collection_id": "frames_heard",
-                        "value": heard,
-                        "rationale": "counted by the sandbox agent",
-                    }
-                },
+                "data_collection_results": _collected(record),
             },
             "conversation_initiation_client_data": {
                 "dynamic_variables": record.dynamic_variables,

@@ -7,6 +7,10 @@ so that a test picks it by naming its agent, with no configuration:
 
 - an id containing ``client_tool`` calls the client tool ``lookup_account`` after the callee's
   first turn and waits (up to TOOL_WAIT_SECONDS) for the `client_tool_result`;
+- an id containing ``followup_tools`` has callbridge's follow-up client tools: when the callee
+  asks for a callback, another number or a stop (bridge/sandbox/outcomes.py FOLLOW_UP_TABLE),
+  it calls ``callbridge_schedule_callback``, ``callbridge_call_other_number`` or
+  ``callbridge_do_not_call`` after the callee's turn and waits for the result to confirm it;
 - an id containing ``error_mid_call`` sends an `error` after the callee's first turn and closes
   the conversation with code 1002, as ElevenLabs does on an LLM timeout.
 """
@@ -26,6 +30,8 @@ from campaigns.clock import iso_z
 # How long the agent waits for a client tool's result before going on without it (ElevenLabs
 # lets a tool configure its own; a stalled client shows here as a long wait).
 TOOL_WAIT_SECONDS = 5.0
+# callbridge's follow-up tools are declared with a longer response timeout (README).
+FOLLOW_UP_TOOL_WAIT_SECONDS = 10.0
 CLIENT_TOOL = "lookup_account"
 ERROR_CLOSE_CODE = 1002
 ERROR_MESSAGE = "The language model did not answer in time."
@@ -41,13 +47,23 @@ class AgentBehaviour:
 
     client_tool: str | None = None
     error_mid_call: bool = False
+    follow_up_tools: bool = False
 
 
 def behaviour_for(agent_id: str) -> AgentBehaviour:
     return AgentBehaviour(
         client_tool=CLIENT_TOOL if "client_tool" in agent_id else None,
         error_mid_call="error_mid_call" in agent_id,
+        follow_up_tools="followup_tools" in agent_id,
     )
+
+
+# The client tool that carries each follow-up the callee asks for, and its parameter.
+FOLLOW_UP_TOOLS = {
+    "callback_time": ("callbridge_schedule_callback", "callback_time"),
+    "redirect_phone_number": ("callbridge_call_other_number", "phone_number"),
+    "stop": ("callbridge_do_not_call", None),
+}
 
 
 # ---------------------------------------------------------------------- the messages

@@ -38,7 +38,12 @@ from bridge.sandbox import account, wire
 from bridge.sandbox.delivery import JOURNAL_LIMIT, Sender, loggable_url
 from bridge.sandbox.faults import CallbackFate, CreateFault, FaultInjector, Faults
 from bridge.sandbox.inspection import InspectionGuard, guarded
-from bridge.sandbox.outcomes import SimulatedOutcome, planned_outcome, rule_for
+from bridge.sandbox.outcomes import (
+    SimulatedOutcome,
+    follow_up_words,
+    planned_outcome,
+    rule_for,
+)
 from bridge.sandbox.recent import DEFAULT_RECORDS, Recent
 from bridge.sandbox.store import (
     Callback,
@@ -866,6 +871,8 @@ class SandboxCarrier:
         self._follow(call, read_twiml(text), callee)
 
     def _follow(self, call: SandboxCall, plan: TwimlPlan, callee: str) -> None:
+        # A person on some numbers asks for a follow-up once they answer (FOLLOW_UP_TABLE).
+        words = follow_up_words(call.to_number, utcnow()) if callee == "human" else None
         live = self._live.get(call.sid)
         if plan.said:
             self._said.setdefault(call.sid, []).extend(plan.said)
@@ -873,7 +880,11 @@ class SandboxCarrier:
             return
         if plan.stream is not None:
             self._streams.start(
-                call.sid, plan.stream, callee, lambda: live.request_hangup("completed")
+                call.sid,
+                plan.stream,
+                callee,
+                lambda: live.request_hangup("completed"),
+                words,
             )
         elif plan.hangup or (plan.said and self._inbound_call(call)):
             # With its TwiML said and nothing left to do, Twilio ends the call.

@@ -3,13 +3,20 @@
 The table is data so that the documentation, the simulation and the tests read the same rules:
 a number ending in 00-59 is a person, 60-69 a voicemail box, and so on. Some ranges change with
 the attempt number so that retry logic can be rehearsed end to end (busy first, then answered).
+Some numbers (FOLLOW_UP_TABLE) are people who ask, once they answer, for a follow-up: a callback,
+another number, or never to be called again.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from datetime import datetime, time, timedelta
 from types import MappingProxyType
+from zoneinfo import ZoneInfo
+
+import phonenumbers
+from phonenumbers import timezone
 
 
 @dataclass(frozen=True)
@@ -142,3 +149,84 @@ def rule_for(number: str) -> OutcomeRule:
 def planned_outcome(to: str, attempt_number: int) -> SimulatedOutcome:
     """The outcome of the `attempt_number`-th call (1-based) the sandbox places to `to`."""
     return rule_for(to).outcome_for(attempt_number)
+
+
+# -- what the person asks for -------------------------------------------------------------------
+
+# The words a person's follow-up request is said in (agent_audio carries them to the agent):
+# "<item>=<value>", the item named as the agent's data collection names it.
+CALLBACK_ITEM = "callback_time"
+REDIRECT_ITEM = "redirect_phone_number"
+STOP_ITEM = "stop"
+# A callback asked for this long after the call is answered: the call and its report are over
+# by then, so the callback is the lead's next call.
+CALLBACK_AFTER_SECONDS = 20
+# A callback asked for at this local hour of the next day: outside any usual calling hours.
+NIGHT_HOUR = 3
+# What an invalid redirect names: too short to be a number anywhere.
+INVALID_NUMBER = "555-01"
+# A redirect goes to the dialled number with its last four digits replaced: 0320 -> 0420, which
+# a person answers and asks for nothing.
+REDIRECT_SHIFT = 100
+
+
+@dataclass(frozen=True)
+class FollowUpRule:
+    """Numbers whose last FOUR digits fall in [first, last] ask, in every answered call, for a
+    follow-up of ``kind`` (callback, callback_at_night, redirect, redirect_invalid or stop)."""
+
+    first: int
+    last: int
+    kind: str
+    description: str
+
+    def covers(self, suffix: int) -> bool:
+        return self.first <= suffix <= self.last
+
+
+# 555-0300..0349: outside the 555-01xx and 555-026x ranges; a person answers them (last two
+# digits 00-49) and says what they ask for.
+FOLLOW_UP_TABLE: tuple[FollowUpRule, ...] = (
+    FollowUpRule(
+        300,
+        309,
+        "callback",
+        f"asks to be called back {CALLBACK_AFTER_SECONDS} s later, said as local wall-clock time",
+    ),
+    FollowUpRule(
+        310, 319, "callback_at_night", f"asks to be called back at {NIGHT_HOUR:02d}:00 local time"
+    ),
+    FollowUpRule(320, 329, "redirect", "asks to be called on the number ending 04xx instead"),
+    FollowUpRule(330, 339, "redirect_invalid", f"asks to be called on {INVALID_NUMBER!r}"),
+    FollowUpRule(340, 349, "stop", "asks never to be called again"),
+)
+
+
+def follow_up_rule(number: str) -> FollowUpRule | None:
+    if sum(ch.isdigit() for ch in number) < 4:
+        return None
+    suffix = number_suffix(number, 4)
+    return next((rule for rule in FOLLOW_UP_TABLE if rule.covers(suffix)), None)
+
+
+def follow_up_words(number: str, now: datetime) -> str | None:
+    """What the person on ``number`` asks for when they answer at ``now``, as they say it:
+    ``<item>=<value>``; None when they ask for nothing. Times are the person's wall-clock time
+    (the first zone of their number), with no zone, as people say them."""
+    rule = follow_up_rule(number)
+    if rule is None:
+        return None
+    if rule.kind in ("callback", "callback_at_night"):
+        zones = [z for z in timezone.time_zones_for_number(phonenumbers.parse(number)) if "/" in z]
+        local_now = now.astimezone(ZoneInfo(zones[0] if zones else "UTC"))
+        if rule.kind == "callback":
+            wanted = local_now + timedelta(seconds=CALLBACK_AFTER_SECONDS)
+        else:
+            wanted = datetime.combine(local_now.date() + timedelta(days=1), time(NIGHT_HOUR))
+        return f"{CALLBACK_ITEM}={wanted.replace(tzinfo=None, microsecond=0).isoformat()}"
+    if rule.kind == "redirect":
+        head, tail = number[:-4], number_suffix(number, 4)
+        return f"{REDIRECT_ITEM}={head}{tail + REDIRECT_SHIFT:04d}"
+    if rule.kind == "redirect_invalid":
+        return f"{REDIRECT_ITEM}={INVALID_NUMBER}"
+    return f"{STOP_ITEM}=true"

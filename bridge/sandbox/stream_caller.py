@@ -128,7 +128,9 @@ class StreamPlayer:
         instruction: StreamInstruction,
         callee: str,
         on_application_close: Callable[[], object],
+        words: str | None = None,
     ) -> None:
+        """``words``: what the callee asks for when they speak (outcomes.follow_up_words)."""
         if call_sid in self._tasks:
             return
         stats = StreamStats(url=instruction.url, stream_sid="MZ" + uuid.uuid4().hex)
@@ -136,7 +138,7 @@ class StreamPlayer:
         hangup = asyncio.Event()
         self._hangups[call_sid] = hangup
         self._tasks[call_sid] = asyncio.create_task(
-            self._play(call_sid, instruction, callee, stats, hangup, on_application_close),
+            self._play(call_sid, instruction, callee, stats, hangup, on_application_close, words),
             name=f"sandbox-stream-{call_sid}",
         )
 
@@ -168,6 +170,7 @@ class StreamPlayer:
         stats: StreamStats,
         hangup: asyncio.Event,
         on_application_close: Callable[[], object],
+        words: str | None = None,
     ) -> None:
         signature = self._validator.compute_signature(instruction.url, {})
         sequence = 0
@@ -200,7 +203,8 @@ class StreamPlayer:
                 listener = asyncio.create_task(self._listen(ws, stats, message))
                 index = 0
                 while not hangup.is_set() and not listener.done():
-                    payload = base64.b64encode(agent_audio.callee_frame(callee, index)).decode()
+                    frame = agent_audio.callee_frame(callee, index, words)
+                    payload = base64.b64encode(frame).decode()
                     media = {
                         "track": "inbound",
                         "chunk": str(index + 1),

@@ -66,6 +66,15 @@ def call_sid_of(envelope: dict[str, Any]) -> str | None:
     return str(sid) if sid else None
 
 
+def collected_values(collected: dict[str, Any]) -> dict[str, Any]:
+    """A report's data collection results ({id: {data_collection_id, value, rationale}}) as
+    {id: value}."""
+    return {
+        str(key): item.get("value") if isinstance(item, dict) else item
+        for key, item in collected.items()
+    }
+
+
 def transcription(
     envelope: dict[str, Any],
     *,

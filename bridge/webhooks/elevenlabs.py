@@ -12,17 +12,21 @@ import hmac
 import logging
 import time
 from dataclasses import replace
+from datetime import datetime
 
 from aiohttp import web
 from sqlalchemy import or_, select
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from bridge.api.bodies import BadJson, loads, read_body
 from bridge.api.errors import error_response
 from bridge.keys import SESSIONMAKER, SETTINGS
 from bridge.telephony import elevenlabs_outcomes as outcomes
+from campaigns import followups, transitions
 from campaigns.call_events import record_event
+from campaigns.call_updates import CallUpdate
 from campaigns.clock import utcnow
-from campaigns.models import Attempt, Campaign
+from campaigns.models import Attempt, CallEvent, Campaign
 
 log = logging.getLogger(__name__)
 
@@ -95,6 +99,62 @@ async def _attempt_for(
     return best[0], best[1], best[3]
 
 
+async def _follow_ups(
+    sm: async_sessionmaker[AsyncSession], attempt_id: str, update: CallUpdate, now: datetime
+) -> None:
+    """Follow-ups the conversation asked for (a callback, another number, a stop), read from
+    the data collection items the campaign names."""
+    if update.data_collection:
+        await followups.from_report(
+            sm, attempt_id, outcomes.collected_values(update.data_collection), now
+        )
+
+
+async def apply_waiting_reports(
+    sm: async_sessionmaker[AsyncSession], attempt_id: str, conversation_id: str
+) -> int:
+    """Apply the post-call reports of ``conversation_id`` that came before the attempt knew its
+    conversation (a short call's report can beat it), stored then as not applied. Returns how
+    many were applied."""
+    async with sm() as session:
+        waiting = list(
+            await session.scalars(
+                select(CallEvent.id).where(
+                    CallEvent.provider_call_id == conversation_id,
+                    CallEvent.provider == outcomes.PROVIDER,
+                    CallEvent.kind == "post_call_transcription",
+                    CallEvent.applied.is_(False),
+                )
+            )
+        )
+    applied = 0
+    for event_id in waiting:
+        async with sm.begin() as session:
+            event = await session.get(CallEvent, event_id, with_for_update=True)
+            attempt = await session.scalar(
+                select(Attempt).where(Attempt.id == attempt_id).with_for_update()
+            )
+            if event is None or event.applied or attempt is None:
+                continue
+            campaign = await session.get(Campaign, attempt.campaign_id)
+            now = utcnow()
+            update = outcomes.transcription(
+                event.payload,
+                provider_call_id=conversation_id,
+                attempt_id=attempt.id,
+                ends_call=campaign is not None and campaign.agent_connection == "native",
+                received_at=event.received_at,
+            )
+            update = replace(update, stand_in_call_id=True)
+            event.applied = True
+            event.attempt_id = attempt.id
+            await transitions.apply_event(session, attempt, update, now)
+        applied += 1
+        log.info("ElevenLabs report for %s applied once its conversation was known", attempt_id)
+        await _follow_ups(sm, attempt_id, update, now)
+    return applied
+
+
 @routes.post("/webhooks/elevenlabs")
 async def post_call(request: web.Request) -> web.Response:
     body = await read_body(request, WEBHOOK_LIMIT_BYTES)
@@ -140,6 +200,17 @@ async def post_call(request: web.Request) -> web.Response:
         # conversation id keys it, but the attempt learns its call id from the provider.
         update = replace(update, stand_in_call_id=True)
     applied = await record_event(request.app[SESSIONMAKER], update)
+    if kind == "post_call_transcription" and applied.attempt_id:
+        await _follow_ups(request.app[SESSIONMAKER], applied.attempt_id, update, now)
+    if applied.result == "unknown" and conversation_id and kind == "post_call_transcription":
+        # The attempt may have learnt its conversation id between the look-up above and the
+        # store: whichever of the two writes comes second applies the report (the relay's
+        # record of the id looks for waiting reports too).
+        found = await _attempt_for(request, conversation_id, None)
+        if found is not None and await apply_waiting_reports(
+            request.app[SESSIONMAKER], found[0], conversation_id
+        ):
+            return web.json_response({"result": "applied", "attempt_id": found[0], "type": kind})
     if applied.result == "unknown":
         log.warning(
             "ElevenLabs %s for unknown conversation %s stored, not applied", kind, conversation_id
