@@ -282,9 +282,10 @@ def test_workspace_config_is_versioned_and_taken_by_campaigns_without_a_policy(
         client.config.update(
             expected_version=2,
             config=CampaignConfigInput(
-                policy=PolicyConfigInput(retry=RetryPolicy(max_callbacks=1))
+                policy=PolicyConfigInput(retry=RetryPolicy(interval_placement="rotate"))
             ),
         )
+    # Refused whole: a rotation needs its step.
     assert caught.value.status_code == 422
     stored = _query(database_url, "SELECT version, config FROM outbound_config")
     assert len(stored) == 1 and stored[0][0] == 2
