@@ -275,3 +275,12 @@ def test_a_campaign_page_shows_its_policy_attention_items_and_follow_ups(
     [after] = view()["attention"]["items"]
     assert after["id"] == item["id"] and after["open"] is False
     assert after["resolved_at"] is not None and after["resolution"] == "caller id replaced"
+    assert page["outbound_campaign"] is True
+
+    # A campaign of callbridge's own API shows the policy it runs under all the same.
+    plain = create_campaign(service, max_attempts=2, retry_delay_seconds=3600)
+    shown = service.api("GET", f"/api/v1/dashboard/campaigns/{plain}").json()
+    assert shown["outbound_campaign"] is False
+    assert shown["policy"]["words"]["windows"] == ["Any time of day"]
+    assert shown["policy"]["words"]["retry"][0] == "At most 2 calls per lead, at least 1 h apart."
+    assert shown["attention"] == {"items": [], "more": False}

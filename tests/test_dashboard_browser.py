@@ -355,4 +355,14 @@ def test_a_campaign_page_shows_its_policy_attention_and_follow_ups(
     expect(page.locator("#policy-retry li")).to_have_count(3)
     expect(page.locator("#policy-retry")).to_contain_text("15 min later into it")
     expect(page.locator("#no-follow-ups")).to_be_visible()
+    expect(item.get_by_role("button", name="Retry (resume the campaign)")).to_be_visible()
     screenshot(page, "campaign-panels.png")
+
+    # Resolved from the page (an outbound campaign's item): marked resolved, the campaign paused.
+    item.get_by_label("How it was handled").fill("caller id replaced")
+    item.get_by_role("button", name="Resolve").click()
+    resolved = page.locator('#attention-items li[data-open="false"]')
+    expect(resolved.locator(".badge")).to_have_text("Resolved", timeout=15_000)
+    expect(resolved).to_contain_text("caller id replaced")
+    expect(page.locator("#attention-count")).to_have_text("0")
+    expect(page.locator("#campaign-status")).to_have_text("Paused")

@@ -93,6 +93,10 @@ VIEW = api.schema(
                     "words": {"type": "object"},
                 },
             },
+            "outbound_campaign": {
+                "type": "boolean",
+                "description": "Created through the outbound-campaigns API",
+            },
             "attention": _PANEL,
             "follow_ups": _PANEL,
             "calls_per_minute": {

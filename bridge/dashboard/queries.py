@@ -14,6 +14,7 @@ from typing import Any
 from sqlalchemy import ColumnElement, func, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from campaigns.api_tables import OutboundCampaign
 from campaigns.clock import as_utc, iso_z, utcnow
 from campaigns.follow_up_listing import recent_follow_ups
 from campaigns.models import (
@@ -307,6 +308,8 @@ async def campaign_view(session: AsyncSession, campaign: Campaign) -> dict[str, 
     body["live_calls"] = await live_calls(session, campaign.id)
     body["calls_per_minute"] = await calls_per_minute(session, campaign)
     body["policy"] = policy_json(campaign)
+    # Outbound campaigns' attention items can be resolved without resuming (their API's resolve).
+    body["outbound_campaign"] = await session.get(OutboundCampaign, campaign.id) is not None
     body["attention"] = await attention_items(session, campaign)
     body["follow_ups"] = await follow_ups(session, campaign.id)
     return body

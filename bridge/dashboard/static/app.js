@@ -111,7 +111,10 @@ async function api(method, path, options = {}) {
   const type = response.headers.get("Content-Type") || "";
   const body = type.includes("json") ? await response.json() : null;
   if (!response.ok) {
-    const message = (body && body.error && body.error.message) || response.statusText;
+    // callbridge's routes answer {"error": {message}}, the ElevenLabs-compatible ones {"detail"}.
+    const detail = body && body.detail;
+    const message = (body && body.error && body.error.message)
+      || (typeof detail === "string" ? detail : detail && detail.message) || response.statusText;
     throw new ApiError(message, response.status, body);
   }
   return body;
@@ -565,9 +568,14 @@ function onCampaign(campaign) {
   renderDispositions(c);
   renderCallsPerMinute(campaign.calls_per_minute.minutes);
   renderLiveCalls(campaign.live_calls, c.live_calls);
-  renderPolicy(campaign.policy);
-  renderAttention(campaign.attention);
-  renderFollowUps(campaign.follow_ups);
+  // Re-drawn only when they change, so a resolution being typed is not wiped by the stream.
+  const panels = JSON.stringify([campaign.policy, campaign.attention, campaign.follow_ups, campaign.status]);
+  if (view.lastPanels !== panels) {
+    view.lastPanels = panels;
+    renderPolicy(campaign.policy);
+    renderAttention(campaign.attention, campaign);
+    renderFollowUps(campaign.follow_ups);
+  }
   // The table follows the campaign: re-read it when the counts move, at most once a second.
   const counts = JSON.stringify(c);
   if (view.lastCounts !== null && view.lastCounts !== counts) refreshContactsSoon(view);
@@ -682,7 +690,7 @@ function renderPolicy(policy) {
     h("ul", { id: "policy-retry" }, words.retry.map((line) => h("li", { text: line }))));
 }
 
-function renderAttention(attention) {
+function renderAttention(attention, campaign) {
   const open = attention.items.filter((item) => item.open).length;
   $("#attention-count").textContent = String(open);
   const box = $("#attention");
@@ -698,8 +706,45 @@ function renderAttention(attention) {
           text: item.open ? "Open" : item.resolved_at ? "Resolved" : "Campaign ended" })),
       h("p", { text: item.message }),
       h("p", { class: "hint", text: item.remedy }),
-      h("p", { class: "hint", text: attentionWhen(item) })))),
+      h("p", { class: "hint", text: attentionWhen(item) }),
+      ...attentionActions(item, campaign)))),
   ...(attention.more ? [h("p", { class: "hint", text: "Older items are not shown." })] : []));
+}
+
+// Retry is the campaign's resume (which resolves its items); an outbound campaign's item can
+// also be resolved alone, saying how, and the campaign stays paused.
+function attentionActions(item, campaign) {
+  if (!item.open || !canWrite()) return [];
+  const nodes = [];
+  if (campaign.status === "paused") {
+    nodes.push(h("button", {
+      type: "button", text: "Retry (resume the campaign)", dataset: { attentionAction: "retry" },
+      on: { click: (event) => runAction(campaign, "resume", event.currentTarget) },
+    }));
+  }
+  if (campaign.outbound_campaign) {
+    const id = `resolution-${item.id}`;
+    const input = h("input", { id, required: true, maxlength: "2000", autocomplete: "off" });
+    const form = h("form", { class: "actions", dataset: { attentionAction: "resolve" } },
+      h("label", { for: id, text: "How it was handled" }), input,
+      h("button", { type: "submit", text: "Resolve" }));
+    form.addEventListener("submit", async (event) => {
+      event.preventDefault();
+      const button = form.querySelector("button");
+      button.disabled = true;
+      try {
+        await api("POST", `/v1/convai/outbound-campaigns/attention/${item.id}/resolve`, {
+          json: { resolution: input.value.trim() },
+        });
+        toast("Attention item resolved; the campaign stays paused until resumed.");
+      } catch (error) {
+        button.disabled = false;
+        if (error.status !== 401) toast(`Could not resolve: ${error.message}`);
+      }
+    });
+    nodes.push(form);
+  }
+  return nodes.length ? [h("div", { class: "actions" }, ...nodes)] : [];
 }
 
 function attentionWhen(item) {
