@@ -278,9 +278,19 @@ def test_a_campaign_page_shows_its_policy_attention_items_and_follow_ups(
     assert page["outbound_campaign"] is True
 
     # A campaign of callbridge's own API shows the policy it runs under all the same.
-    plain = create_campaign(service, max_attempts=2, retry_delay_seconds=3600)
+    plain = create_campaign(
+        service,
+        max_attempts=2,
+        retry_delay_seconds=3600,
+        rule_set="us_tcpa",
+        max_attempts_per_day=1,
+    )
     shown = service.api("GET", f"/api/v1/dashboard/campaigns/{plain}").json()
     assert shown["outbound_campaign"] is False
-    assert shown["policy"]["words"]["windows"] == ["Any time of day"]
-    assert shown["policy"]["words"]["retry"][0] == "At most 2 calls per lead, at least 1 h apart."
+    assert shown["policy"]["rule_set"] == "us_tcpa"
+    words = shown["policy"]["words"]
+    assert words["windows"] == ["Any time of day"]
+    assert "US TCPA hours (08:00-21:00 local) and state rules apply" in words["zone"]
+    assert words["retry"][0] == "At most 2 calls per lead, at least 1 h apart."
+    assert words["retry"][-1] == "At most 1 call per lead per local day."
     assert shown["attention"] == {"items": [], "more": False}

@@ -351,6 +351,10 @@ def windows_in_words(periods: list[Any] | None) -> list[str]:
     return [f"{days_in_words(list(days))} {', '.join(spans)}" for days, spans in by_days.items()]
 
 
+def _calls(count: int) -> str:
+    return f"{count} call" if count == 1 else f"{count} calls"
+
+
 def _duration(seconds: int) -> str:
     if seconds and seconds % 3600 == 0:
         return f"{seconds // 3600} h"
@@ -369,8 +373,8 @@ def policy_json(campaign: Campaign) -> dict[str, Any]:
     if campaign.rule_set == "us_tcpa":
         zone_words += " US TCPA hours (08:00-21:00 local) and state rules apply as well."
     retry_words = [
-        f"At most {campaign.max_attempts} call{'s' if campaign.max_attempts != 1 else ''} "
-        f"per lead, at least {_duration(campaign.retry_delay_seconds)} apart."
+        f"At most {_calls(campaign.max_attempts)} per lead, "
+        f"at least {_duration(campaign.retry_delay_seconds)} apart."
     ]
     if campaign.max_short_retries is not None:
         placement = PLACEMENT_WORDS.get(
@@ -397,7 +401,9 @@ def policy_json(campaign: Campaign) -> dict[str, Any]:
         f"lead's next number is called ({then} when it has no other)."
     )
     if campaign.max_attempts_per_day:
-        retry_words.append(f"At most {campaign.max_attempts_per_day} calls per lead per local day.")
+        retry_words.append(
+            f"At most {_calls(campaign.max_attempts_per_day)} per lead per local day."
+        )
     return {
         "timezone": campaign.timezone,
         "windows_read_in": "recipient",
