@@ -124,3 +124,44 @@ def assert_matches_table(service: Service, campaign_id: str, phones: list[str]) 
     ]
     assert not over, f"sandbox dial counts off the table: {over}; their calls: {extra}"
     assert not twice, f"attempts dialled more than once: {twice}"
+
+
+# Every hour of the week, so the campaign calls now, in two periods and three intervals.
+ALL_WEEK = [
+    {
+        "weekdays": [0, 1, 2, 3, 4],
+        "intervals": [{"start": "00:00", "end": "12:00"}, {"start": "12:00", "end": "24:00"}],
+    },
+    {"weekdays": [5, 6], "intervals": [{"start": "00:00", "end": "24:00"}]},
+]
+
+
+def outbound_campaign(service: Service, caller_id: str, count: int = 12) -> str:
+    """An outbound campaign created through the ElevenLabs-compatible API, with a full policy."""
+    response = service.api(
+        "POST",
+        "/v1/convai/outbound-campaigns/campaigns/submit",
+        json={
+            "call_name": "panels",
+            "agent_id": "agent_e2e",
+            "recipients": [
+                {"id": f"r{i}", "phone_number": phone} for i, phone in enumerate(numbers(count))
+            ],
+            "channel_config": {"channel": "phone", "agent_phone_number_id": caller_id},
+            "target_concurrency_limit": 2,
+            "policy": {
+                "timezone": "America/Chicago",
+                "calling_periods": ALL_WEEK,
+                "retry": {
+                    "retry_delay_seconds": 1,
+                    "max_short_retries": 2,
+                    "interval_placement": "rotate",
+                    "rotate_step_seconds": 900,
+                    "max_total_calls": 4,
+                    "max_consecutive_failures_per_number": 2,
+                },
+            },
+        },
+    )
+    assert response.status_code == 201, response.text
+    return str(response.json()["campaign"]["campaign_id"])

@@ -1,5 +1,5 @@
 """The dashboard's server side against `callbridge serve`: assets, stream tickets, the live stream,
-the intake preview and the contact search."""
+the intake preview, the contact search, and a campaign's policy, attention items and follow-ups."""
 
 from __future__ import annotations
 
@@ -14,8 +14,17 @@ import requests
 
 from bridge.dashboard.pages import STATIC
 from bridge.dashboard.session import COOKIE, STREAM_PATH, Tickets
-from tests.campaign_flow import contacts_csv, create_campaign, numbers, predicted, start, upload
-from tests.service import API_KEY, Service
+from bridge.sandbox.wire import UNVERIFIED_FROM
+from tests.campaign_flow import (
+    contacts_csv,
+    create_campaign,
+    numbers,
+    outbound_campaign,
+    predicted,
+    start,
+    upload,
+)
+from tests.service import API_KEY, Service, wait_until
 
 
 @pytest.fixture
@@ -199,3 +208,89 @@ def test_contacts_search_by_number_external_id_and_filters(service: Service) -> 
     assert detail["dynamic_variables"] == {"first_name": "Person 0"}
     unauthenticated = requests.get(f"{service.url}{path}", timeout=10)
     assert unauthenticated.status_code == 401
+
+
+def test_a_campaign_page_shows_its_policy_attention_items_and_follow_ups(
+    service: Service,
+) -> None:
+    # A caller id the account may not use: every call fails with 21210, the circuit breaker
+    # pauses the campaign and raises an attention item.
+    campaign_id = outbound_campaign(service, UNVERIFIED_FROM)
+    path = f"/api/v1/dashboard/campaigns/{campaign_id}"
+
+    def view() -> dict[str, Any]:
+        response = service.api("GET", path)
+        assert response.status_code == 200, response.text
+        return dict(response.json())
+
+    page = wait_until(
+        lambda: (v := view())["attention"]["items"] and v["status"] == "paused" and v,
+        timeout=60,
+        what="the circuit breaker's attention item on the campaign page",
+    )
+    policy = page["policy"]
+    assert policy["timezone"] == "America/Chicago" and policy["windows_read_in"] == "recipient"
+    assert policy["calling_periods"] == [
+        {"weekdays": [0, 1, 2, 3, 4], "start": "00:00", "end": "12:00"},
+        {"weekdays": [0, 1, 2, 3, 4], "start": "12:00", "end": "24:00"},
+        {"weekdays": [5, 6], "start": "00:00", "end": "24:00"},
+    ]
+    assert policy["retry"] == {
+        "retry_delay_seconds": 1,
+        "max_total_calls": 4,
+        "max_short_retries": 2,
+        "interval_placement": "rotate",
+        "rotate_step_seconds": 900,
+        "max_consecutive_failures_per_number": 2,
+        "end_after_number_failures": True,
+        "max_attempts_per_day": None,
+    }
+    words = policy["words"]
+    assert words["windows"] == ["Mon-Fri 00:00-12:00, 12:00-24:00", "Sat-Sun 00:00-24:00"]
+    assert "each recipient's own time zone" in words["zone"]
+    assert "America/Chicago" in words["zone"]
+    assert words["retry"] == [
+        "At most 4 calls per lead, at least 1 s apart.",
+        "At most 3 calls of a lead in one calling window; the next goes to a later window, "
+        "15 min later into it than the last call.",
+        "After 2 failed calls in a row on one number, the lead's next number is called (then "
+        "the lead ends when it has no other).",
+    ]
+
+    [item] = page["attention"]["items"]
+    assert item["open"] is True
+    assert item["reason"] == "circuit_breaker" and item["code"] == "21210"
+    assert "21210" in item["message"] and UNVERIFIED_FROM in item["remedy"]
+    assert item["since"].endswith("Z") and item["resolved_at"] is None
+    # No stored follow-up request yet: the panel's data is empty, not missing.
+    assert page["follow_ups"] == {"items": [], "more": False}
+
+    # Resolved through the outbound-campaigns API: still listed, marked resolved, with how.
+    resolved = service.api(
+        "POST",
+        f"/v1/convai/outbound-campaigns/attention/{item['id']}/resolve",
+        json={"resolution": "caller id replaced"},
+    )
+    assert resolved.status_code == 200, resolved.text
+    [after] = view()["attention"]["items"]
+    assert after["id"] == item["id"] and after["open"] is False
+    assert after["resolved_at"] is not None and after["resolution"] == "caller id replaced"
+    assert page["outbound_campaign"] is True
+
+    # A campaign of callbridge's own API shows the policy it runs under all the same.
+    plain = create_campaign(
+        service,
+        max_attempts=2,
+        retry_delay_seconds=3600,
+        rule_set="us_tcpa",
+        max_attempts_per_day=1,
+    )
+    shown = service.api("GET", f"/api/v1/dashboard/campaigns/{plain}").json()
+    assert shown["outbound_campaign"] is False
+    assert shown["policy"]["rule_set"] == "us_tcpa"
+    words = shown["policy"]["words"]
+    assert words["windows"] == ["Any time of day"]
+    assert "US TCPA hours (08:00-21:00 local) and state rules apply" in words["zone"]
+    assert words["retry"][0] == "At most 2 calls per lead, at least 1 h apart."
+    assert words["retry"][-1] == "At most 1 call per lead per local day."
+    assert shown["attention"] == {"items": [], "more": False}

@@ -1,7 +1,8 @@
 """The dashboard in headless Chromium (Debian's), driven by Playwright, against `callbridge serve`.
 
 These tests use the page the way a person would: log in, check a CSV, create and start a
-campaign, watch it to the end without reloading, pause and resume it, read a contact's attempts.
+campaign, watch it to the end without reloading, pause and resume it, read a contact's attempts,
+and read a campaign's policy, attention items and follow-ups.
 """
 
 from __future__ import annotations
@@ -15,8 +16,9 @@ from pathlib import Path
 import pytest
 from playwright.sync_api import Browser, Page, Request, expect, sync_playwright
 
-from tests.campaign_flow import predicted
-from tests.service import API_KEY, Service
+from bridge.sandbox.wire import UNVERIFIED_FROM
+from tests.campaign_flow import outbound_campaign, predicted
+from tests.service import API_KEY, Service, wait_until
 
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = [
@@ -323,3 +325,44 @@ def test_a_read_key_sees_the_campaigns_and_is_offered_no_writes(
     page.goto(service.url + "/#/new")
     expect(page.get_by_role("heading", name="This API key can only read")).to_be_visible()
     assert service.api("GET", f"/api/v1/campaigns/{campaign_id}").json()["status"] == "draft"
+
+
+def test_a_campaign_page_shows_its_policy_attention_and_follow_ups(
+    page: Page, service: Service
+) -> None:
+    # Created through the outbound-campaigns API with a caller id every call is refused for: the
+    # circuit breaker pauses it with an attention item.
+    campaign_id = outbound_campaign(service, UNVERIFIED_FROM)
+    wait_until(
+        lambda: service.api("GET", f"/api/v1/campaigns/{campaign_id}/attention").json()["items"],
+        timeout=60,
+        what="the circuit breaker's attention item",
+    )
+    log_in(page, service)
+    page.get_by_role("link", name="panels").click()
+    expect(page.locator("#campaign-status")).to_have_text("Paused")
+    item = page.locator('#attention-items li[data-open="true"]')
+    expect(item).to_have_count(1)
+    expect(item.locator("strong")).to_have_text("Circuit breaker (21210)")
+    expect(item.locator(".badge")).to_have_text("Open")
+    expect(item).to_contain_text(UNVERIFIED_FROM)
+    expect(item).to_contain_text("Since ")
+    expect(page.locator("#attention-count")).to_have_text("1")
+    expect(page.locator("#policy-windows li")).to_have_text(
+        ["Mon-Fri 00:00-12:00, 12:00-24:00", "Sat-Sun 00:00-24:00"]
+    )
+    expect(page.locator("#policy-zone")).to_contain_text("America/Chicago")
+    expect(page.locator("#policy-retry li")).to_have_count(3)
+    expect(page.locator("#policy-retry")).to_contain_text("15 min later into it")
+    expect(page.locator("#no-follow-ups")).to_be_visible()
+    expect(item.get_by_role("button", name="Retry (resume the campaign)")).to_be_visible()
+    screenshot(page, "campaign-panels.png")
+
+    # Resolved from the page (an outbound campaign's item): marked resolved, the campaign paused.
+    item.get_by_label("How it was handled").fill("caller id replaced")
+    item.get_by_role("button", name="Resolve").click()
+    resolved = page.locator('#attention-items li[data-open="false"]')
+    expect(resolved.locator(".badge")).to_have_text("Resolved", timeout=15_000)
+    expect(resolved).to_contain_text("caller id replaced")
+    expect(page.locator("#attention-count")).to_have_text("0")
+    expect(page.locator("#campaign-status")).to_have_text("Paused")

@@ -49,6 +49,15 @@ _COUNTS = {
         "dispositions": {"type": "object", "additionalProperties": {"type": "integer"}},
     },
 }
+# The newest rows of a campaign page's panel, capped; "more" says older ones exist.
+_PANEL = {
+    "type": "object",
+    "required": ["items", "more"],
+    "properties": {
+        "items": {"type": "array", "items": {"type": "object"}},
+        "more": {"type": "boolean"},
+    },
+}
 SUMMARY = api.schema(
     "DashboardCampaign",
     {
@@ -68,9 +77,28 @@ VIEW = api.schema(
     {
         "allOf": [SUMMARY],
         "type": "object",
-        "required": ["live_calls", "calls_per_minute"],
+        "required": ["live_calls", "calls_per_minute", "policy", "attention", "follow_ups"],
         "properties": {
             "live_calls": {"type": "array", "items": {"type": "object"}},
+            "policy": {
+                "type": "object",
+                "description": "What the campaign's calls obey, with the same facts in words",
+                "required": ["timezone", "windows_read_in", "calling_periods", "retry", "words"],
+                "properties": {
+                    "timezone": {"type": "string"},
+                    "windows_read_in": {"enum": ["recipient"]},
+                    "calling_periods": {"type": "array", "items": {"type": "object"}},
+                    "rule_set": {"type": ["string", "null"]},
+                    "retry": {"type": "object"},
+                    "words": {"type": "object"},
+                },
+            },
+            "outbound_campaign": {
+                "type": "boolean",
+                "description": "Created through the outbound-campaigns API",
+            },
+            "attention": _PANEL,
+            "follow_ups": _PANEL,
             "calls_per_minute": {
                 "type": "object",
                 "required": ["minutes"],
@@ -186,7 +214,10 @@ async def campaigns(request: web.Request) -> web.Response:
 
 @api.get(
     "/api/v1/dashboard/campaigns/{campaign_id}",
-    summary="One campaign as its page shows it: progress, live calls, calls per minute",
+    summary=(
+        "One campaign as its page shows it: progress, live calls, calls per minute, its policy, "
+        "attention items and follow-up requests"
+    ),
     responses={200: VIEW},
 )
 async def campaign(request: web.Request) -> web.Response:

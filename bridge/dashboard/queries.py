@@ -1,4 +1,5 @@
-"""What the dashboard reads: campaign summaries, live calls, calls per minute, contacts, attempts.
+"""What the dashboard reads: campaign summaries, live calls, calls per minute, contacts, attempts,
+and a campaign's policy (in words), attention items and follow-up requests.
 
 Every function takes an open session and runs a handful of grouped queries, so a refresh costs the
 same whatever the campaign's size (apart from the contact search, which pages).
@@ -13,10 +14,13 @@ from typing import Any
 from sqlalchemy import ColumnElement, func, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from campaigns.api_tables import OutboundCampaign
 from campaigns.clock import as_utc, iso_z, utcnow
+from campaigns.follow_up_listing import recent_follow_ups
 from campaigns.models import (
     Attempt,
     AttemptStatus,
+    AttentionItem,
     Campaign,
     CampaignStatus,
     Contact,
@@ -26,10 +30,13 @@ from campaigns.models import (
 
 MAX_CAMPAIGNS = 200
 MAX_LIVE_CALLS = 50
+# The campaign page shows this many attention items and follow-up requests, newest first.
+MAX_PANEL_ROWS = 20
 CHART_MINUTES = 30
 # What a number looks like when people type it: digits, spaces, brackets, dots, dashes, a plus.
 _PHONE_LIKE = re.compile(r"[\d\s()+.\-]+")
 ACTIVE = (CampaignStatus.SCHEDULED, CampaignStatus.RUNNING, CampaignStatus.PAUSED)
+ENDED = (CampaignStatus.COMPLETED, CampaignStatus.CANCELLED)
 
 
 def _empty_counts() -> dict[str, Any]:
@@ -300,4 +307,190 @@ async def campaign_view(session: AsyncSession, campaign: Campaign) -> dict[str, 
     body = await campaign_summary(session, campaign)
     body["live_calls"] = await live_calls(session, campaign.id)
     body["calls_per_minute"] = await calls_per_minute(session, campaign)
+    body["policy"] = policy_json(campaign)
+    # Outbound campaigns' attention items can be resolved without resuming (their API's resolve).
+    body["outbound_campaign"] = await session.get(OutboundCampaign, campaign.id) is not None
+    body["attention"] = await attention_items(session, campaign)
+    body["follow_ups"] = await follow_ups(session, campaign.id)
     return body
+
+
+WEEKDAYS = ("Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun")
+PLACEMENT_WORDS = {
+    None: "at its start",
+    "start": "at its start",
+    "random": "at a random time inside it",
+}
+
+
+def days_in_words(weekdays: list[int]) -> str:
+    """Mon-Fri, Sat-Sun, Mon, Wed, Fri, Every day: runs of days as ranges."""
+    days = sorted(set(weekdays))
+    if len(days) == 7:
+        return "Every day"
+    runs: list[list[int]] = []
+    for day in days:
+        if runs and runs[-1][-1] == day - 1:
+            runs[-1].append(day)
+        else:
+            runs.append([day])
+    return ", ".join(
+        WEEKDAYS[run[0]] if len(run) == 1 else f"{WEEKDAYS[run[0]]}-{WEEKDAYS[run[-1]]}"
+        for run in runs
+    )
+
+
+def windows_in_words(periods: list[Any] | None) -> list[str]:
+    """One line per set of days: "Mon-Fri 09:00-12:00, 13:00-17:00"."""
+    if not periods:
+        return ["Any time of day"]
+    by_days: dict[tuple[int, ...], list[str]] = {}
+    for period in periods:
+        days = tuple(sorted(set(period["weekdays"])))
+        by_days.setdefault(days, []).append(f"{period['start']}-{period['end']}")
+    return [f"{days_in_words(list(days))} {', '.join(spans)}" for days, spans in by_days.items()]
+
+
+def _calls(count: int) -> str:
+    return f"{count} call" if count == 1 else f"{count} calls"
+
+
+def _duration(seconds: int) -> str:
+    if seconds and seconds % 3600 == 0:
+        return f"{seconds // 3600} h"
+    if seconds and seconds % 60 == 0:
+        return f"{seconds // 60} min"
+    return f"{seconds} s"
+
+
+def policy_json(campaign: Campaign) -> dict[str, Any]:
+    """What the campaign's calls obey, as stored on the campaign (whatever API created it),
+    with the same facts in words for the page."""
+    zone_words = (
+        "Read in each recipient's own time zone (a number in several zones is called only when "
+        f"all of them are inside); numbers without a zone of their own use {campaign.timezone}."
+    )
+    if campaign.rule_set == "us_tcpa":
+        zone_words += " US TCPA hours (08:00-21:00 local) and state rules apply as well."
+    retry_words = [
+        f"At most {_calls(campaign.max_attempts)} per lead, "
+        f"at least {_duration(campaign.retry_delay_seconds)} apart."
+    ]
+    if campaign.max_short_retries is not None:
+        placement = PLACEMENT_WORDS.get(
+            campaign.interval_placement,
+            f"{_duration(campaign.rotate_step_seconds or 0)} later into it than the last call",
+        )
+        retry_words.append(
+            f"At most {1 + campaign.max_short_retries} calls of a lead in one calling window; "
+            f"the next goes to a later window, {placement}."
+        )
+    elif campaign.interval_placement is not None:
+        placement = PLACEMENT_WORDS.get(
+            campaign.interval_placement,
+            f"{_duration(campaign.rotate_step_seconds or 0)} later into it than the last call",
+        )
+        retry_words.append(f"A call pushed to a later window lands {placement}.")
+    then = (
+        "then the lead ends"
+        if campaign.end_after_number_failures
+        else "then the lead keeps that number"
+    )
+    retry_words.append(
+        f"After {campaign.max_failures_per_number} failed calls in a row on one number, the "
+        f"lead's next number is called ({then} when it has no other)."
+    )
+    if campaign.max_attempts_per_day:
+        retry_words.append(
+            f"At most {_calls(campaign.max_attempts_per_day)} per lead per local day."
+        )
+    return {
+        "timezone": campaign.timezone,
+        "windows_read_in": "recipient",
+        "calling_periods": campaign.calling_periods or [],
+        "rule_set": campaign.rule_set,
+        "retry": {
+            "retry_delay_seconds": campaign.retry_delay_seconds,
+            "max_total_calls": campaign.max_attempts,
+            "max_short_retries": campaign.max_short_retries,
+            "interval_placement": campaign.interval_placement,
+            "rotate_step_seconds": campaign.rotate_step_seconds,
+            "max_consecutive_failures_per_number": campaign.max_failures_per_number,
+            "end_after_number_failures": campaign.end_after_number_failures,
+            "max_attempts_per_day": campaign.max_attempts_per_day,
+        },
+        "words": {
+            "windows": windows_in_words(campaign.calling_periods),
+            "zone": zone_words,
+            "retry": retry_words,
+        },
+    }
+
+
+async def attention_items(
+    session: AsyncSession, campaign: Campaign, limit: int = MAX_PANEL_ROWS
+) -> dict[str, Any]:
+    """The campaign's attention items, open ones first, then the newest."""
+    rows = list(
+        await session.scalars(
+            select(AttentionItem)
+            .where(AttentionItem.campaign_id == campaign.id)
+            .order_by(
+                AttentionItem.resolved_at.is_not(None),
+                AttentionItem.created_at.desc(),
+                AttentionItem.id.desc(),
+            )
+            .limit(limit + 1)
+        )
+    )
+    return {
+        "items": [
+            {
+                "id": item.id,
+                "reason": item.kind,
+                "code": item.code,
+                "message": item.message,
+                "remedy": item.remedy,
+                # Resuming the campaign resolves it; a campaign that ended needs nothing more.
+                # (Not "while paused": the campaign row may have been read before the pause
+                # that committed with the item.)
+                "open": item.resolved_at is None and campaign.status not in ENDED,
+                "since": iso_z(item.created_at),
+                "resolved_at": iso_z(item.resolved_at),
+                "resolution": (item.details or {}).get("resolution"),
+            }
+            for item in rows[:limit]
+        ],
+        "more": len(rows) > limit,
+    }
+
+
+async def follow_ups(
+    session: AsyncSession, campaign_id: str, limit: int = MAX_PANEL_ROWS
+) -> dict[str, Any]:
+    listing = await recent_follow_ups(session, campaign_id, limit)
+    return {
+        "items": [
+            {
+                "id": entry.id,
+                "lead": {
+                    "id": entry.lead_id,
+                    "external_id": entry.lead_external_id,
+                    "phone_number": entry.lead_phone_number,
+                    "state": entry.lead_state,
+                    "disposition": entry.lead_disposition,
+                },
+                "kind": entry.kind,
+                "asked": entry.asked,
+                "source": entry.source,
+                "decision": entry.decision,
+                "reason": entry.reason,
+                "call_at": iso_z(entry.call_at),
+                "phone_number": entry.phone_number,
+                "requested_at": iso_z(entry.created_at),
+                "applied_at": iso_z(entry.applied_at),
+            }
+            for entry in listing.entries
+        ],
+        "more": listing.more,
+    }

@@ -111,7 +111,10 @@ async function api(method, path, options = {}) {
   const type = response.headers.get("Content-Type") || "";
   const body = type.includes("json") ? await response.json() : null;
   if (!response.ok) {
-    const message = (body && body.error && body.error.message) || response.statusText;
+    // callbridge's routes answer {"error": {message}}, the ElevenLabs-compatible ones {"detail"}.
+    const detail = body && body.detail;
+    const message = (body && body.error && body.error.message)
+      || (typeof detail === "string" ? detail : detail && detail.message) || response.statusText;
     throw new ApiError(message, response.status, body);
   }
   return body;
@@ -496,6 +499,16 @@ function renderCampaign(main, campaignId) {
     h("section", { class: "card", "aria-labelledby": "live-title" },
       h("h2", { id: "live-title" }, "Live calls ", h("span", { class: "count", id: "live-count", text: "0" })),
       h("div", { id: "live-calls" })),
+    h("section", { class: "card", id: "attention-panel", "aria-labelledby": "attention-title" },
+      h("h2", { id: "attention-title" }, "Needs attention ", h("span", { class: "count", id: "attention-count", text: "0" })),
+      h("div", { id: "attention" })),
+    h("div", { class: "grid" },
+      h("section", { class: "card", id: "policy-panel", "aria-labelledby": "policy-title" },
+        h("h2", { id: "policy-title", text: "Calling policy" }),
+        h("div", { id: "policy" })),
+      h("section", { class: "card", id: "follow-ups-panel", "aria-labelledby": "follow-ups-title" },
+        h("h2", { id: "follow-ups-title", text: "Follow-ups asked for" }),
+        h("div", { id: "follow-ups" }))),
     h("section", { class: "card", "aria-labelledby": "contacts-title" },
       h("h2", { id: "contacts-title", text: "Contacts and attempts" }),
       filters,
@@ -555,6 +568,14 @@ function onCampaign(campaign) {
   renderDispositions(c);
   renderCallsPerMinute(campaign.calls_per_minute.minutes);
   renderLiveCalls(campaign.live_calls, c.live_calls);
+  // Re-drawn only when they change, so a resolution being typed is not wiped by the stream.
+  const panels = JSON.stringify([campaign.policy, campaign.attention, campaign.follow_ups, campaign.status]);
+  if (view.lastPanels !== panels) {
+    view.lastPanels = panels;
+    renderPolicy(campaign.policy);
+    renderAttention(campaign.attention, campaign);
+    renderFollowUps(campaign.follow_ups);
+  }
   // The table follows the campaign: re-read it when the counts move, at most once a second.
   const counts = JSON.stringify(c);
   if (view.lastCounts !== null && view.lastCounts !== counts) refreshContactsSoon(view);
@@ -657,6 +678,106 @@ function renderLiveCalls(calls, count) {
       h("td", { text: `#${call.number}` }),
       h("td", { text: call.answered_by ? `${call.status} (${call.answered_by})` : call.status }),
       h("td", { text: when(call.since) })))))));
+}
+
+function renderPolicy(policy) {
+  const words = policy.words;
+  $("#policy").replaceChildren(
+    h("h3", { text: "Calling windows" }),
+    h("ul", { id: "policy-windows" }, words.windows.map((line) => h("li", { text: line }))),
+    h("p", { id: "policy-zone", class: "hint", text: words.zone }),
+    h("h3", { text: "Retries and caps" }),
+    h("ul", { id: "policy-retry" }, words.retry.map((line) => h("li", { text: line }))));
+}
+
+function renderAttention(attention, campaign) {
+  const open = attention.items.filter((item) => item.open).length;
+  $("#attention-count").textContent = String(open);
+  const box = $("#attention");
+  if (!attention.items.length) {
+    box.replaceChildren(h("p", { class: "hint", text: "Nothing needs attention." }));
+    return;
+  }
+  box.replaceChildren(h("ul", { class: "attention", id: "attention-items" },
+    attention.items.map((item) => h("li", { dataset: { attention: item.id, open: String(item.open) } },
+      h("div", { class: "attempt-head" },
+        h("strong", { text: label(item.reason) + (item.code ? ` (${item.code})` : "") }),
+        h("span", { class: "badge", dataset: { status: item.open ? "attention" : "resolved" },
+          text: item.open ? "Open" : item.resolved_at ? "Resolved" : "Campaign ended" })),
+      h("p", { text: item.message }),
+      h("p", { class: "hint", text: item.remedy }),
+      h("p", { class: "hint", text: attentionWhen(item) }),
+      ...attentionActions(item, campaign)))),
+  ...(attention.more ? [h("p", { class: "hint", text: "Older items are not shown." })] : []));
+}
+
+// Retry is the campaign's resume (which resolves its items); an outbound campaign's item can
+// also be resolved alone, saying how, and the campaign stays paused.
+function attentionActions(item, campaign) {
+  if (!item.open || !canWrite()) return [];
+  const nodes = [];
+  if (campaign.status === "paused") {
+    nodes.push(h("button", {
+      type: "button", text: "Retry (resume the campaign)", dataset: { attentionAction: "retry" },
+      on: { click: (event) => runAction(campaign, "resume", event.currentTarget) },
+    }));
+  }
+  if (campaign.outbound_campaign) {
+    const id = `resolution-${item.id}`;
+    const input = h("input", { id, required: true, maxlength: "2000", autocomplete: "off" });
+    const form = h("form", { class: "actions", dataset: { attentionAction: "resolve" } },
+      h("label", { for: id, text: "How it was handled" }), input,
+      h("button", { type: "submit", text: "Resolve" }));
+    form.addEventListener("submit", async (event) => {
+      event.preventDefault();
+      const button = form.querySelector("button");
+      button.disabled = true;
+      try {
+        await api("POST", `/v1/convai/outbound-campaigns/attention/${item.id}/resolve`, {
+          json: { resolution: input.value.trim() },
+        });
+        toast("Attention item resolved; the campaign stays paused until resumed.");
+      } catch (error) {
+        button.disabled = false;
+        if (error.status !== 401) toast(`Could not resolve: ${error.message}`);
+      }
+    });
+    nodes.push(form);
+  }
+  return nodes.length ? [h("div", { class: "actions" }, ...nodes)] : [];
+}
+
+function attentionWhen(item) {
+  const since = `Since ${when(item.since)}`;
+  if (item.open) return `${since}. Resuming the campaign resolves it.`;
+  if (!item.resolved_at) return `${since}; the campaign has ended.`;
+  return `${since}; resolved ${when(item.resolved_at)}${item.resolution ? `: ${item.resolution}` : ""}.`;
+}
+
+const FOLLOW_UP_KINDS = { callback: "Callback", redirect: "Call another number", stop: "Stop calling" };
+
+function renderFollowUps(followUps) {
+  const box = $("#follow-ups");
+  if (!followUps.items.length) {
+    box.replaceChildren(h("p", { class: "hint", id: "no-follow-ups",
+      text: "No lead has asked for a callback, another number or a stop." }));
+    return;
+  }
+  box.replaceChildren(h("div", { class: "table-scroll" }, h("table", { id: "follow-up-rows" },
+    h("caption", { class: "sr-only", text: "Follow-ups the leads asked for, newest first" }),
+    h("thead", {}, h("tr", {},
+      h("th", { scope: "col", text: "Lead" }),
+      h("th", { scope: "col", text: "Asked for" }),
+      h("th", { scope: "col", text: "When / number" }),
+      h("th", { scope: "col", text: "Decision" }),
+      h("th", { scope: "col", text: "Lead now" }))),
+    h("tbody", {}, followUps.items.map((f) => h("tr", { dataset: { followUp: f.id } },
+      h("td", { class: "mono", text: f.lead.external_id ? `${f.lead.external_id} ${f.lead.phone_number}` : f.lead.phone_number }),
+      h("td", { text: FOLLOW_UP_KINDS[f.kind] || label(f.kind) }),
+      h("td", { text: f.call_at ? when(f.call_at) : f.phone_number || f.asked || "—" }),
+      h("td", { text: label(f.decision) + (f.reason ? `: ${f.reason}` : "") }),
+      h("td", { text: f.lead.disposition ? label(f.lead.disposition) : label(f.lead.state) })))))),
+  ...(followUps.more ? [h("p", { class: "hint", text: "Older follow-ups are not shown." })] : []));
 }
 
 async function loadContacts() {
