@@ -9,17 +9,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
 
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from campaigns import models
-from campaigns.models import Contact
-
-# The follow-up requests table arrives with campaigns.followups; a schema without it has recorded
-# no request, and every listing is empty.
-_REQUESTS: Any = getattr(models, "FollowUpRequest", None)
+from campaigns.models import Contact, FollowUpRequest
 
 
 @dataclass(frozen=True)
@@ -57,14 +51,12 @@ async def recent_follow_ups(
     session: AsyncSession, campaign_id: str, limit: int = 50
 ) -> FollowUpListing:
     """The campaign's ``limit`` newest follow-up requests, with their leads."""
-    if _REQUESTS is None:
-        return FollowUpListing(entries=[], more=False)
     rows = (
         await session.execute(
-            select(_REQUESTS, Contact)
-            .join(Contact, Contact.id == _REQUESTS.contact_id)
-            .where(_REQUESTS.campaign_id == campaign_id)
-            .order_by(_REQUESTS.created_at.desc(), _REQUESTS.id.desc())
+            select(FollowUpRequest, Contact)
+            .join(Contact, Contact.id == FollowUpRequest.contact_id)
+            .where(FollowUpRequest.campaign_id == campaign_id)
+            .order_by(FollowUpRequest.created_at.desc(), FollowUpRequest.id.desc())
             # One more than shown, to tell whether there are more.
             .limit(limit + 1)
         )

@@ -192,6 +192,13 @@ def _run(service: Service, database_url: str, *, agent_id: str, tools: bool) -> 
         "redirect_queued": 6,
         "redirect_number_invalid": 6,
     }
+    # The dashboard's campaign page lists the newest of them (a panel of 20), each as decided.
+    panel = service.api("GET", f"/api/v1/dashboard/campaigns/{campaign_id}").json()["follow_ups"]
+    decided = dict(_query(database_url, "SELECT id, decision FROM follow_up_requests"))
+    assert len(decided) == 36 and panel["more"] is True and len(panel["items"]) == 20
+    assert all(item["decision"] == decided[item["id"]] for item in panel["items"])
+    shown_at = [item["requested_at"] for item in panel["items"]]
+    assert shown_at == sorted(shown_at, reverse=True)
     progress = campaigns.get_progress(campaign_id)
     assert progress.leads.finished_by_disposition == {
         "callback_ceiling_reached": 6,
