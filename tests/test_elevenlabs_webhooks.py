@@ -132,6 +132,8 @@ async def test_a_signed_report_is_applied_once_however_often_it_arrives(client: 
         "stale",
         "future",
     ],
+    # Named, not shown: a signature holds the time it was made, and ids must not change per run.
+    ids=["missing", "garbled", "another-body", "another-secret", "stale", "future"],
 )
 async def test_a_bad_signature_is_refused_and_nothing_is_stored(client: Any, header: Any) -> None:
     attempt = await answered_attempt(client.app, conversation_id="conv_2")
