@@ -11,7 +11,8 @@ What the request does to the contact waits for the call's end when the call is s
 attempt's settlement takes the request instead of the retry policy); a request reported after
 the call ended takes effect at once. A honoured callback makes the contact's next call due at
 the instant named; a redirect makes it go to the new number, in the next opening of its window;
-a refused request ends the contact with the refusal's disposition.
+a refused request ends the contact with the refusal's disposition (campaigns.follow_up_steps says
+which step, campaigns.transitions carries it out).
 """
 
 from __future__ import annotations
@@ -27,16 +28,21 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from campaigns import dnc, policy, transitions
 from campaigns.clock import BadInstant, parse_instant
-from campaigns.events import ContactsDue, emit
+from campaigns.follow_up_steps import (
+    CALLBACK,
+    KINDS,
+    REDIRECT,
+    STOP,
+    Decision,
+    next_step,
+)
 from campaigns.ids import new_id
 from campaigns.models import (
     Attempt,
     AttemptStatus,
     Campaign,
-    CampaignStatus,
     Contact,
     ContactState,
-    Disposition,
     FollowUpRequest,
     FollowUpSettings,
 )
@@ -45,10 +51,6 @@ from campaigns.windows import is_open, zone
 
 log = logging.getLogger(__name__)
 
-CALLBACK = "callback"
-REDIRECT = "redirect"
-STOP = "stop"
-KINDS = (CALLBACK, REDIRECT, STOP)
 # Where a request came from: the agent's tool during the call, or the report after it.
 LIVE_CALL = "live_call"
 REPORT = "report"
@@ -67,21 +69,6 @@ CONTEXT = {
 # A call's type, as follow-up calls are told it.
 INITIAL = "initial"
 RETRY = "retry"
-
-
-class Decision:
-    """What the campaign decided about a request."""
-
-    CALLBACK_QUEUED = "callback_queued"
-    REDIRECT_QUEUED = "redirect_queued"
-    DO_NOT_CALL = "do_not_call"
-    CALLBACK_TIME_INVALID = Disposition.CALLBACK_TIME_INVALID
-    CALLBACK_CEILING = Disposition.CALLBACK_CEILING
-    REDIRECT_NUMBER_INVALID = Disposition.REDIRECT_NUMBER_INVALID
-    REDIRECT_CEILING = Disposition.REDIRECT_CEILING
-    ATTEMPT_CEILING = Disposition.ATTEMPT_CEILING
-
-    QUEUED = frozenset({CALLBACK_QUEUED, REDIRECT_QUEUED})
 
 
 class FollowUpError(ValueError):
@@ -199,7 +186,9 @@ async def _request_in(
     )
     live = attempt.status not in AttemptStatus.TERMINAL
     if not (live and contact.state == ContactState.IN_PROGRESS):
-        await _apply(session, campaign, contact, attempt, now)
+        step = await next_step(session, campaign, contact, attempt, now)
+        if step is not None:
+            await transitions.follow_up(session, campaign, contact, step, now)
     return _outcome(row, read_in)
 
 
@@ -296,107 +285,6 @@ async def _decide_redirect(
     elif not _out_of_calls(campaign, contact, row):
         row.decision = Decision.REDIRECT_QUEUED
         row.phone_number = number
-
-
-async def settle(
-    session: AsyncSession, campaign: Campaign, contact: Contact, attempt: Attempt, now: datetime
-) -> bool:
-    """The call ``attempt`` ended while its contact was in progress: apply the requests made in
-    it. True when there were any (they, not the retry policy, decide the contact's next step)."""
-    return await _apply(session, campaign, contact, attempt, now)
-
-
-async def _apply(
-    session: AsyncSession, campaign: Campaign, contact: Contact, attempt: Attempt, now: datetime
-) -> bool:
-    pending = list(
-        await session.scalars(
-            select(FollowUpRequest).where(
-                FollowUpRequest.attempt_id == attempt.id, FollowUpRequest.applied_at.is_(None)
-            )
-        )
-    )
-    if not pending:
-        return False
-    for row in pending:
-        row.applied_at = now
-    if not _may_change(contact, campaign):
-        # The contact was removed or cancelled since, or the campaign stopped: that stands (a
-        # stop listed the number when it was asked). A contact still held by the call is
-        # settled by the retry policy, which a stopped campaign ends.
-        return contact.state != ContactState.IN_PROGRESS
-    by_kind = {r.kind: r for r in pending}
-    # A stop outweighs anything else asked in the same call; a refusal ends the lead.
-    if STOP in by_kind:
-        await _finish(session, campaign, contact, Disposition.DNC, now)
-        return True
-    refused = [r for r in pending if r.decision not in Decision.QUEUED]
-    if refused:
-        await _finish(session, campaign, contact, refused[0].decision, now)
-        return True
-    at: datetime | None = None
-    redirect = by_kind.get(REDIRECT)
-    if redirect is not None and redirect.phone_number:
-        _move_to(contact, redirect.phone_number)
-    callback = by_kind.get(CALLBACK)
-    if callback is not None and callback.call_at is not None:
-        at = callback.call_at
-    else:
-        at = policy.plan(campaign, contact, now)
-        if at is None:
-            await _finish(session, campaign, contact, Disposition.EXPIRED, now)
-            return True
-    contact.state = ContactState.PENDING
-    contact.disposition = None
-    contact.finished_at = None
-    contact.next_attempt_at = at
-    if campaign.status == CampaignStatus.COMPLETED:
-        # The report came after the call's end had completed the campaign: it has work again.
-        campaign.status = CampaignStatus.RUNNING
-        campaign.completed_at = None
-    emit(session, ContactsDue(campaign.id))
-    return True
-
-
-def _may_change(contact: Contact, campaign: Campaign) -> bool:
-    if campaign.status == CampaignStatus.CANCELLED:
-        return False
-    return not (
-        contact.state == ContactState.DONE
-        and contact.disposition
-        in (Disposition.REMOVED, Disposition.CANCELLED, Disposition.DNC, Disposition.EXPIRED)
-    )
-
-
-async def _finish(
-    session: AsyncSession, campaign: Campaign, contact: Contact, disposition: str, now: datetime
-) -> None:
-    if contact.state == ContactState.DONE:
-        # The call's end finished the contact already (the report came after it): relabelled.
-        contact.disposition = disposition
-        contact.finished_at = now
-        return
-    transitions.finish_contact(session, contact, disposition, now)
-    await _complete(session, campaign, now)
-
-
-async def _complete(session: AsyncSession, campaign: Campaign, now: datetime) -> None:
-    await session.flush()
-    await transitions.complete_if_finished(session, campaign, now)
-
-
-def _move_to(contact: Contact, number: str) -> None:
-    """The contact's next calls go to ``number``: one of its numbers, or a new last one."""
-    alternates = list(contact.alternate_numbers or [])
-    if number == contact.phone_number:
-        contact.number_index = 0
-    else:
-        if number not in alternates:
-            alternates.append(number)
-            contact.alternate_numbers = alternates
-        contact.number_index = alternates.index(number) + 1
-    # A new number starts with no failures against it.
-    contact.failures_on_number = 0
 
 
 # -- what later calls are given -------------------------------------------------------------

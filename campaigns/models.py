@@ -454,7 +454,7 @@ class FollowUpRequest(Base):
     # What the person asked for, as it came (a time, a number); empty for a stop.
     asked: Mapped[str] = mapped_column(String(200), default="")
     source: Mapped[str] = mapped_column(String(16))  # live_call | report
-    # What the campaign decided (followups.Decision); why, in words, when it refused.
+    # What the campaign decided (follow_up_steps.Decision); why, in words, when it refused.
     decision: Mapped[str] = mapped_column(String(32))
     reason: Mapped[str | None] = mapped_column(Text)
     # A callback's instant, a redirect's number (E.164), when honoured.

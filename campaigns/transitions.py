@@ -18,7 +18,7 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from campaigns import followups, policy
+from campaigns import follow_up_steps, policy
 from campaigns.call_updates import MACHINE_ANSWERS, CallUpdate, provider_call_update
 from campaigns.clock import utcnow
 from campaigns.dialing import ProviderCall
@@ -199,8 +199,10 @@ async def settle_contact(
         return
     campaign = await session.get(Campaign, attempt.campaign_id)
     assert campaign is not None
-    if await followups.settle(session, campaign, contact, attempt, now):
+    step = await follow_up_steps.next_step(session, campaign, contact, attempt, now)
+    if step is not None:
         # The person asked, during the call, for what happens next.
+        await follow_up(session, campaign, contact, step, now)
         return
     dials = await _dial_times(session, campaign, contact)
     retry_as = Disposition.VOICEMAIL if outcome == Disposition.VOICEMAIL_LEFT else outcome
@@ -466,6 +468,59 @@ def replan_after_close(
         finish_contact(session, contact, Disposition.EXPIRED, now)
     else:
         contact.next_attempt_at = planned
+
+
+async def follow_up(
+    session: AsyncSession,
+    campaign: Campaign,
+    contact: Contact,
+    step: follow_up_steps.FollowUpStep,
+    now: datetime,
+) -> None:
+    """Carry out what the person asked for in a call (follow_up_steps), once that call is over:
+    at its end, or at once for a request reported after it."""
+    disposition = step.disposition
+    if step.again:
+        if step.number is not None:
+            _move_to(contact, step.number)
+        at = step.at or policy.plan(campaign, contact, now)
+        if at is not None:
+            contact.state = ContactState.PENDING
+            contact.disposition = None
+            contact.finished_at = None
+            contact.next_attempt_at = at
+            if campaign.status == CampaignStatus.COMPLETED:
+                # The report came after the call's end had completed the campaign: it has work
+                # again.
+                campaign.status = CampaignStatus.RUNNING
+                campaign.completed_at = None
+            emit(session, ContactsDue(campaign.id))
+            return
+        disposition = Disposition.EXPIRED
+    if disposition is None:
+        return
+    if contact.state == ContactState.DONE:
+        # The call's end finished the contact already (the report came after it): relabelled.
+        contact.disposition = disposition
+        contact.finished_at = now
+        return
+    finish_contact(session, contact, disposition, now)
+    await session.flush()
+    await complete_if_finished(session, campaign, now)
+
+
+def _move_to(contact: Contact, number: str) -> None:
+    """The contact's next calls go to ``number``: one of its numbers, or a new last one."""
+    alternates = list(contact.alternate_numbers or [])
+    if number == contact.phone_number:
+        contact.number_index = 0
+    else:
+        if number not in alternates:
+            alternates.append(number)
+            contact.alternate_numbers = alternates
+        contact.number_index = alternates.index(number) + 1
+    # A new number starts with no failures against it.
+    contact.failures_on_number = 0
 
 
 def reopen(session: AsyncSession, contact: Contact, now: datetime) -> None:
