@@ -11,14 +11,14 @@ from sqlalchemy import update
 from bridge.keys import CONNECTIONS, DIALER, ELEVENLABS, SESSIONMAKER, SETTINGS
 from bridge.ops.setup import metered_dialer
 from bridge.settings import Settings
-from bridge.telephony import elevenlabs, twilio
+from bridge.telephony import elevenlabs, elevenlabs_sip, twilio
 from bridge.telephony.port import Connection, DialerParts
 from bridge.telephony.routing import DialerRouter
 from campaigns.lifecycle import AgentConnections
 from campaigns.models import Attempt
 
 # Each telephony package's connections; a new package adds its own here and nowhere else.
-PACKAGES = (twilio.CONNECTIONS, elevenlabs.CONNECTIONS)
+PACKAGES = (twilio.CONNECTIONS, elevenlabs.CONNECTIONS, elevenlabs_sip.CONNECTIONS)
 
 
 def registered() -> dict[str, Connection]:
