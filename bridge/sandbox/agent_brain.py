@@ -267,6 +267,7 @@ def transcription_webhook(record: ConversationRecord) -> dict[str, Any]:
             "call_sid": record.sip_call_id,
             "external_number": record.to_number or "",
             "agent_number": record.from_number or "",
+            "call_result": _call_result(record),
         }
     elif record.call_sid:
         metadata["phone_call"] = {
@@ -310,6 +311,13 @@ def transcription_webhook(record: ConversationRecord) -> dict[str, Any]:
             },
         },
     }
+
+
+def _call_result(record: ConversationRecord) -> str:
+    """phone_call.call_result: how the call went, as ElevenLabs reports it for SIP-trunk calls."""
+    if record.status == "failed":
+        return {"busy": "busy", "no-answer": "no_answer"}.get(record.failure_reason or "", "failed")
+    return "voicemail" if record.voicemail else "answered"
 
 
 def audio_webhook(record: ConversationRecord) -> dict[str, Any]:

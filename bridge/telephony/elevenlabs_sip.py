@@ -14,23 +14,21 @@ import logging
 from datetime import datetime
 from typing import Any
 
+from bridge.telephony import elevenlabs_outcomes as outcomes
 from bridge.telephony.elevenlabs import AgentApiError, AgentPlacedDialer
 from bridge.telephony.port import Connection, DialerParts
+from campaigns.call_updates import AGENT_VOICEMAIL
 from campaigns.dialing import ProviderCall
 
 log = logging.getLogger(__name__)
 
 NAME = "sip_trunk"
 CONVERSATION_PREFIX = "conv_"
-# GET Conversation's status, in the domain's call-status words ("processing": the call is over
-# and its analysis under way).
-CALL_STATUS = {
-    "initiated": "ringing",
-    "in-progress": "in-progress",
-    "processing": "completed",
-    "done": "completed",
-    "failed": "failed",
-}
+# GET Conversation's status, in the domain's call-status words, while the call is not over
+# ("processing": over, but its report is still being made, so its outcome is not known yet).
+LIVE_STATUS = {"initiated": "ringing", "in-progress": "in-progress", "processing": "in-progress"}
+# phone_call.call_result of a conversation that failed, in the domain's words.
+FAILED_STATUS = {"busy": "busy", "no_answer": "no-answer"}
 
 
 class SipTrunkDialer(AgentPlacedDialer):
@@ -45,6 +43,8 @@ class SipTrunkDialer(AgentPlacedDialer):
         return str(conversation_id) if conversation_id else None
 
     async def fetch_call(self, call_id: str) -> ProviderCall | None:
+        """How the call stands, told as the post-call webhooks would tell it: the restart sweep
+        and the stale-call check may ask before those webhooks arrive, or after they were lost."""
         try:
             body = await asyncio.wait_for(self._client.conversation(call_id), self._timeout)
         except AgentApiError as exc:
@@ -53,11 +53,23 @@ class SipTrunkDialer(AgentPlacedDialer):
             raise
         metadata = body.get("metadata") or {}
         phone_call = metadata.get("phone_call") or {}
+        result = str(phone_call.get("call_result") or "")
+        status = str(body.get("status") or "")
+        answered_by = None
+        if status == "done":
+            final = "completed"
+            if result == "voicemail" or outcomes.voicemail_detected(body):
+                answered_by = AGENT_VOICEMAIL
+        elif status == "failed":
+            final = FAILED_STATUS.get(result, "failed")
+        else:
+            final = LIVE_STATUS.get(status, "in-progress")
         duration = metadata.get("call_duration_secs")
         return ProviderCall(
             call_id=call_id,
             to=str(phone_call.get("external_number") or ""),
-            status=CALL_STATUS.get(str(body.get("status")), "in-progress"),
+            status=final,
+            answered_by=answered_by,
             duration_seconds=int(duration) if isinstance(duration, int | float) else None,
         )
 
