@@ -190,6 +190,7 @@ def _import_main(database_url: str, csv_path: str, result_path: str) -> None:
     from sqlalchemy import func, select
 
     from bridge.migrate import upgrade_to_head
+    from bridge.telephony.factory import registered
     from campaigns.db import make_engine, make_sessionmaker
     from campaigns.intake.contacts import import_contacts
     from campaigns.lifecycle import CampaignSpec, create_campaign
@@ -200,7 +201,8 @@ def _import_main(database_url: str, csv_path: str, result_path: str) -> None:
         try:
             await upgrade_to_head(engine)
             sm = make_sessionmaker(engine)
-            campaign = await create_campaign(sm, CampaignSpec(name="B1 intake"))
+            connections = {name: c.needs for name, c in registered().items()}
+            campaign = await create_campaign(sm, CampaignSpec(name="B1 intake"), connections)
             cpu = _cpu()
             started = time.perf_counter()
             report = await import_contacts(

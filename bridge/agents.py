@@ -1,5 +1,5 @@
-"""Wiring for the agent side: media relay, post-call webhooks, ElevenLabs client, native dialer,
-and (in sandbox mode) the in-process sandbox agent."""
+"""Wiring for the agent side: media relay, post-call webhooks, the ElevenLabs client, and (in
+sandbox mode) the in-process sandbox agent."""
 
 from __future__ import annotations
 
@@ -7,11 +7,9 @@ from collections.abc import AsyncIterator
 
 import aiohttp
 from aiohttp import web
-from sqlalchemy import update
 
 from bridge.keys import (
     AGENT_CONNECTOR,
-    DIALER,
     ELEVENLABS,
     MEDIA_TOKEN_SECRET,
     SANDBOX_AGENT,
@@ -25,17 +23,14 @@ from bridge.media.tokens import derive_secret
 from bridge.sandbox.agent import SandboxAgent
 from bridge.sandbox.inspection import inspection_guard
 from bridge.settings import Settings
-from bridge.telephony.elevenlabs import ElevenLabsClient, ElevenLabsDialer
-from bridge.telephony.routing import DialerRouter
+from bridge.telephony.elevenlabs import ElevenLabsClient
 from bridge.webhooks import elevenlabs as elevenlabs_webhooks
-from bridge.webhooks.elevenlabs import apply_waiting_reports
-from campaigns.models import Attempt
 
 SANDBOX_AGENT_PATH = "/sandbox/elevenlabs"
 
 
 def setup(app: web.Application, settings: Settings) -> None:
-    """Add routes and resources; call after the Twilio dialer's cleanup context is added."""
+    """Add routes and resources; call before the telephony factory (its dialers use the client)."""
     app.add_routes(media_routes.routes)
     app.add_routes(elevenlabs_webhooks.routes)
     app[MEDIA_TOKEN_SECRET] = derive_secret(settings.twilio_auth_token)
@@ -69,19 +64,6 @@ async def _agents(app: web.Application) -> AsyncIterator[None]:
         timeout_seconds=settings.provider_timeout_seconds,
     )
 
-    async def remember(attempt_id: str, conversation_id: str) -> None:
-        async with sm.begin() as db:
-            await db.execute(
-                update(Attempt)
-                .where(Attempt.id == attempt_id, Attempt.conversation_id.is_(None))
-                .values(conversation_id=conversation_id)
-            )
-        # A short call's report may have come first: it is applied now.
-        await apply_waiting_reports(sm, attempt_id, conversation_id)
-
-    native = ElevenLabsDialer(
-        client, timeout_seconds=settings.provider_timeout_seconds, on_conversation=remember
-    )
     connector = AgentConnector(
         client,
         session,
@@ -91,8 +73,6 @@ async def _agents(app: web.Application) -> AsyncIterator[None]:
     )
     app[ELEVENLABS] = client
     app[AGENT_CONNECTOR] = connector
-    # Every user of the app's dialer (the dispatcher above all) now picks per campaign.
-    app[DIALER] = DialerRouter(app[DIALER], native)  # type: ignore[assignment]
     sandbox_agent = app.get(SANDBOX_AGENT)
     if sandbox_agent is not None:
         await sandbox_agent.start()

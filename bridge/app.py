@@ -41,7 +41,7 @@ from bridge.ops.retention import Pruner
 from bridge.sandbox.carrier import SandboxCarrier
 from bridge.sandbox.inspection import inspection_guard
 from bridge.settings import Settings
-from bridge.telephony.twilio import TwilioDialer
+from bridge.telephony.factory import setup as telephony_setup
 from bridge.webhooks import inbound as inbound_webhooks
 from bridge.webhooks import twilio as twilio_webhooks
 from bridge.webhooks.applier import new_applier
@@ -115,11 +115,11 @@ def create_app(settings: Settings) -> web.Application:
         app[CARRIER] = carrier
         app.add_subapp("/sandbox", carrier.app())
         app.cleanup_ctx.append(_sandbox)
-    app.cleanup_ctx.append(_telephony)
+    # The agents' client first: the dialers of calls ElevenLabs places are built on it.
+    agents_setup(app, settings)
+    telephony_setup(app)
     # After the dialer: closed before it, so a hang-up in flight can finish.
     app.cleanup_ctx.append(background_tasks)
-    # After the Twilio dialer exists and before the dispatcher takes it: agents wrap it.
-    agents_setup(app, settings)
     app.cleanup_ctx.append(_dispatching)
     dashboard.setup(app)
     return app
@@ -147,33 +147,6 @@ async def _sandbox(app: web.Application) -> AsyncIterator[None]:
     await carrier.close()
 
 
-def _sdk_base_url(settings: Settings) -> str | None:
-    if settings.twilio_api_base_url:
-        return settings.twilio_api_base_url
-    if settings.sandbox and settings.sandbox_url:
-        return f"{settings.sandbox_url}/sandbox"
-    if settings.sandbox:
-        # The mounted sandbox answers on our own listening address, whatever the public URL.
-        host = "127.0.0.1" if settings.host in ("0.0.0.0", "::", "") else settings.host
-        return f"http://{host}:{settings.port}/sandbox"
-    return None
-
-
-async def _telephony(app: web.Application) -> AsyncIterator[None]:
-    settings = app[SETTINGS]
-    dialer = TwilioDialer(
-        account_sid=settings.twilio_account_sid,
-        auth_token=settings.twilio_auth_token,
-        public_url=settings.base_url,
-        api_base_url=_sdk_base_url(settings),
-        default_from=settings.from_number,
-        timeout_seconds=settings.provider_timeout_seconds,
-    )
-    app[DIALER] = dialer
-    yield
-    await dialer.close()
-
-
 async def _dispatching(app: web.Application) -> AsyncIterator[None]:
     settings = app[SETTINGS]
     sm = app[SESSIONMAKER]
@@ -183,7 +156,7 @@ async def _dispatching(app: web.Application) -> AsyncIterator[None]:
         if scheduler is not None:
             scheduler.wake_dispatcher_at(at)  # type: ignore[arg-type]
 
-    dialer = ops.metered_dialer(app)
+    dialer = app[DIALER]
     dispatcher = Dispatcher(
         sm,
         dialer,

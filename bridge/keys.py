@@ -17,8 +17,10 @@ ENGINE = web.AppKey("engine", AsyncEngine)
 SESSIONMAKER = web.AppKey("sessionmaker", async_sessionmaker[AsyncSession])
 # Domain events of SESSIONMAKER's sessions: add listeners before the app starts.
 EVENTS = web.AppKey("events", EventBus)
-# The Twilio dialer, or the router that also sends native-mode campaigns to ElevenLabs.
-DIALER = web.AppKey("dialer", "DialerRouter")
+# The one dialer chain (bridge/telephony/factory.py): metered, routed by agent connection.
+DIALER = web.AppKey("dialer", "MeteredDialer")
+# The agent connections the telephony packages registered, by name.
+CONNECTIONS = web.AppKey("connections", dict)
 DISPATCHER = web.AppKey("dispatcher", Dispatcher)
 # Provider events are applied through it, in groups (bridge/webhooks/applier.py).
 APPLIER = web.AppKey("applier", "EventApplier")

@@ -19,7 +19,8 @@ class DialRequest:
     ring_timeout_seconds: int
     time_limit_seconds: int
     dynamic_variables: dict[str, Any] = field(default_factory=dict)
-    # register | stream | native: which Dialer places the call and how the agent joins it.
+    # The campaign's agent connection (a name the edge registered): which Dialer places the call
+    # and how the agent joins it.
     agent_connection: str = "stream"
     agent_phone_number_id: str | None = None
     # Record the call at the provider.

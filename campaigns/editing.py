@@ -8,7 +8,7 @@ from typing import Any
 from sqlalchemy import delete
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from campaigns.lifecycle import CampaignError, CampaignSpec, get_campaign
+from campaigns.lifecycle import AgentConnections, CampaignError, CampaignSpec, get_campaign
 from campaigns.models import Campaign, CampaignStatus
 
 EDITABLE_STATUSES = (CampaignStatus.DRAFT, CampaignStatus.PAUSED)
@@ -25,7 +25,10 @@ def spec_of(campaign: Campaign) -> CampaignSpec:
 
 
 async def update_campaign(
-    sm: async_sessionmaker[AsyncSession], campaign_id: str, changes: dict[str, Any]
+    sm: async_sessionmaker[AsyncSession],
+    campaign_id: str,
+    changes: dict[str, Any],
+    connections: AgentConnections,
 ) -> Campaign:
     async with sm.begin() as session:
         campaign = await _locked(session, campaign_id)
@@ -35,7 +38,7 @@ async def update_campaign(
                 code="conflict",
             )
         spec = dataclasses.replace(spec_of(campaign), **changes)
-        spec.validate()
+        spec.validate(connections)
         for name in changes:
             value = getattr(spec, name)
             if name == "name":

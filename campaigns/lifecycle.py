@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -42,7 +43,11 @@ class CampaignError(ValueError):
 
 
 MACHINE_DETECTION_MODES = ("DetectMessageEnd", "Enable", "")
-AGENT_CONNECTIONS = ("register", "stream", "native")
+
+# The ways a campaign's calls may reach its agent, as the edge registered them: each name with
+# the campaign settings a campaign on it cannot do without. The domain knows no name itself, so
+# a new way to place calls is registered at the edge, not added here.
+AgentConnections = Mapping[str, tuple[str, ...]]
 
 
 @dataclass(frozen=True)
@@ -79,7 +84,7 @@ class CampaignSpec:
     # None: phones.DEFAULT_NUMBER_TYPES.
     allowed_number_types: list[str] | None = None
 
-    def validate(self) -> None:
+    def validate(self, connections: AgentConnections) -> None:
         checks = [
             (bool(self.name.strip()), "name must not be empty"),
             (len(self.default_region) == 2, "default_region must be a two-letter region code"),
@@ -93,20 +98,24 @@ class CampaignSpec:
             ),
             (5 <= self.ring_timeout_seconds <= 600, "ring_timeout_seconds must be 5..600"),
             (1 <= self.time_limit_seconds <= 14400, "time_limit_seconds must be 1..14400"),
-            (
-                self.agent_connection in AGENT_CONNECTIONS,
-                "agent_connection must be register, stream or native",
-            ),
-            (
-                self.agent_connection != "native"
-                or bool(self.agent_id and self.agent_phone_number_id),
-                "agent_connection native needs agent_id and agent_phone_number_id",
-            ),
         ]
         for ok, message in checks:
             if not ok:
                 raise CampaignError(message)
+        self._validate_connection(connections)
         self._validate_number_types()
+
+    def _validate_connection(self, connections: AgentConnections) -> None:
+        needs = connections.get(self.agent_connection)
+        if needs is None:
+            names = sorted(connections)
+            listed = ", ".join(names[:-1]) + f" or {names[-1]}" if len(names) > 1 else names[0]
+            raise CampaignError(f"agent_connection must be {listed}")
+        missing = [name for name in needs if not getattr(self, name, None)]
+        if missing:
+            raise CampaignError(
+                f"agent_connection {self.agent_connection} needs {' and '.join(needs)}"
+            )
 
     def _validate_number_types(self) -> None:
         chosen = self.allowed_number_types
@@ -124,8 +133,10 @@ class CampaignSpec:
             )
 
 
-async def create_campaign(sm: async_sessionmaker[AsyncSession], spec: CampaignSpec) -> Campaign:
-    spec.validate()
+async def create_campaign(
+    sm: async_sessionmaker[AsyncSession], spec: CampaignSpec, connections: AgentConnections
+) -> Campaign:
+    spec.validate(connections)
     campaign = Campaign(
         id=new_id("cmp"),
         name=spec.name.strip(),

@@ -72,12 +72,12 @@ class Campaign(Base):
     concurrency: Mapped[int] = mapped_column(Integer, default=5)
     cps: Mapped[float | None] = mapped_column(default=None)
     machine_detection: Mapped[str] = mapped_column(String(32), default="DetectMessageEnd")
-    # How answered calls reach the agent: register (ElevenLabs register-call TwiML), stream (our
-    # own media relay) or native (ElevenLabs places the call through its Twilio integration).
+    # How the campaign's calls are placed and reach the agent: one of the names the telephony
+    # edge registers (the domain only checks it against them, at create and edit).
     agent_connection: Mapped[str] = mapped_column(
         String(16), default="stream", server_default="stream"
     )
-    # The ElevenLabs phone number id that places native calls.
+    # The agent platform's id of the number that places the calls, for connections that need one.
     agent_phone_number_id: Mapped[str | None] = mapped_column(String(200))
     ring_timeout_seconds: Mapped[int] = mapped_column(Integer, default=30)
     time_limit_seconds: Mapped[int] = mapped_column(Integer, default=600)

@@ -35,7 +35,9 @@ async def the_attempt(sm: Any, *, settled: bool) -> Attempt:
 
 async def one_contact_running(sm: Any) -> None:
     """A running campaign of one contact, +1 212 555 0100, that may be called once."""
-    campaign = await create_campaign(sm, CampaignSpec(name="retries", max_attempts=1))
+    campaign = await create_campaign(
+        sm, CampaignSpec(name="retries", max_attempts=1), {"stream": ()}
+    )
     await import_contacts(
         sm, campaign.id, io.BytesIO(b"phone_number\n+12125550100\n"), default_region="US"
     )

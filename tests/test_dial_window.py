@@ -46,6 +46,7 @@ async def one_campaign(sm: Any, csv: bytes) -> str:
     campaign = await create_campaign(
         sm,
         CampaignSpec(name="window", calling_periods=NINE_TO_FIVE, max_attempts=3),
+        {"stream": ()},
     )
     await import_contacts(sm, campaign.id, io.BytesIO(csv), default_region="US")
     return campaign.id

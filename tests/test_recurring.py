@@ -25,7 +25,7 @@ async def test_one_firing_is_released_once_however_often_it_is_asked(sm) -> None
     report = await recurring.replace_list(sm, "today", io.BytesIO(LIST), default_region="US")
     assert report.accepted == 3
     spec = CampaignSpec(name="daily", schedule_cron="0 8 * * 1-5", schedule_list="today")
-    created = await create_campaign(sm, spec)
+    created = await create_campaign(sm, spec, {"stream": ()})
     await start_now(sm, created.id)
     monday_8am = datetime(2027, 1, 11, 8, 0, tzinfo=UTC)  # the campaign reads cron in UTC
     # Two nodes (or a node and its restarted self) release the same firing at once.

@@ -29,6 +29,7 @@ from bridge.keys import AGENT_CONNECTOR, MEDIA_TOKEN_SECRET, SCHEDULER, SESSIONM
 from bridge.media import tokens
 from bridge.media.connector import load_context
 from bridge.media.routes import stream_url
+from bridge.telephony.factory import agent_connections
 from campaigns.api_tables import BatchCall
 from campaigns.batches import BATCH_STATUS, batch_counts, recipients, retry_batch, touch
 from campaigns.clock import BadInstant, from_unix, utcnow
@@ -452,7 +453,7 @@ async def submit(request: web.Request) -> web.Response:
             f"{len(parsed.errors)} recipient(s) cannot be called; nothing was created",
             [_recipient_error(error) for error in parsed.errors],
         )
-    campaign = await create_campaign(sm, _spec(body))
+    campaign = await create_campaign(sm, _spec(body), agent_connections(request.app))
     try:
         async with sm.begin() as session:
             report = ImportReport()

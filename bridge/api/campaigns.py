@@ -16,6 +16,7 @@ from bridge.api.errors import ApiError
 from bridge.api.export import export_response
 from bridge.api.openapi import PAGE_HEADERS, PAGE_QUERY, Api, Response, body_of, query_of, ref
 from bridge.keys import SCHEDULER, SESSIONMAKER
+from bridge.telephony.factory import agent_connections
 from campaigns.clock import BadInstant, iso_z, parse_instant, utcnow
 from campaigns.contact_list import ContactItem, add_contacts
 from campaigns.editing import delete_draft, update_campaign
@@ -513,7 +514,9 @@ async def list_attempts(request: web.Request, *conditions: ColumnElement[bool]) 
 )
 async def create(request: web.Request) -> web.Response:
     spec = _spec_from(body_of(request))
-    campaign = await create_campaign(request.app[SESSIONMAKER], spec)
+    campaign = await create_campaign(
+        request.app[SESSIONMAKER], spec, agent_connections(request.app)
+    )
     return web.json_response(campaign_json(campaign), status=201)
 
 
@@ -564,7 +567,10 @@ async def read(request: web.Request) -> web.Response:
 async def update(request: web.Request) -> web.Response:
     changes = _spec_values(body_of(request))
     campaign = await update_campaign(
-        request.app[SESSIONMAKER], request.match_info["campaign_id"], changes
+        request.app[SESSIONMAKER],
+        request.match_info["campaign_id"],
+        changes,
+        agent_connections(request.app),
     )
     return web.json_response(campaign_json(campaign))
 

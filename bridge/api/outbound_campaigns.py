@@ -50,6 +50,7 @@ from bridge.api.errors import ApiError
 from bridge.api.export import neutralise
 from bridge.api.openapi import Api, Response, body_of, query_of
 from bridge.keys import SCHEDULER, SESSIONMAKER
+from bridge.telephony.factory import agent_connections
 from campaigns import followups
 from campaigns import policy as planning
 from campaigns.api_tables import OutboundCampaign, OutboundConfig
@@ -735,7 +736,7 @@ async def submit(request: web.Request) -> web.Response:
             f"{len(errors)} recipient number(s) cannot be called; nothing was created",
             [_recipient_error(error) for error in sorted(errors, key=lambda e: e.row)],
         )
-    campaign = await create_campaign(sm, spec)
+    campaign = await create_campaign(sm, spec, agent_connections(request.app))
     try:
         async with sm.begin() as session:
             await add_parsed(session, campaign.id, parsed, utcnow(), ImportReport())

@@ -183,9 +183,6 @@ class MeteredDialer:
         # Attempts this process handed to the provider: graceful shutdown waits for them.
         self.placed = placed
 
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self._inner, name)
-
     async def place_call(self, request: DialRequest) -> str:
         try:
             call_id = await self._inner.place_call(request)
@@ -208,6 +205,13 @@ class MeteredDialer:
 
     async def hang_up(self, call_id: str) -> None:
         await self._inner.hang_up(call_id)
+
+    async def leave_message(self, call_id: str, message: str) -> None:
+        """Voicemail: say ``message`` on the live call, then hang up (where its provider can)."""
+        leave = getattr(self._inner, "leave_message", None)
+        if leave is None:
+            raise NotImplementedError("this dialer cannot leave a message")
+        await leave(call_id, message)
 
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]

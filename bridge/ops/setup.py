@@ -6,11 +6,12 @@ from typing import Any
 
 from aiohttp import web
 
-from bridge.keys import DIALER, ENGINE, EVENTS, METRICS, OPS_STATE, PLACED_CALLS
+from bridge.keys import ENGINE, EVENTS, METRICS, OPS_STATE, PLACED_CALLS
 from bridge.ops import attention, health, memory, metrics
 from bridge.ops.health import OpsState
 from bridge.ops.metrics import MeteredDialer, Metrics
 from campaigns import breaker
+from campaigns.dialing import Dialer
 from campaigns.events import AttemptEnded
 
 
@@ -38,6 +39,6 @@ def setup(app: web.Application) -> None:
     app[METRICS].watch(memory.watcher(app))
 
 
-def metered_dialer(app: web.Application) -> MeteredDialer:
-    """The app's dialer, counted: hand this to the Dispatcher."""
-    return MeteredDialer(app[DIALER], app[METRICS], app[PLACED_CALLS])
+def metered_dialer(app: web.Application, dialer: Dialer) -> MeteredDialer:
+    """``dialer``, counted, with the calls this node placed remembered (for a graceful stop)."""
+    return MeteredDialer(dialer, app[METRICS], app[PLACED_CALLS])

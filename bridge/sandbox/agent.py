@@ -2,8 +2,9 @@
 
 It speaks the parts of ElevenLabs that callbridge uses: the conversation WebSocket (initiation
 data, metadata, audio, ping/pong), signed URLs, register-call (TwiML for a Twilio call we
-placed) and outbound-call (it places the call itself on the sandbox carrier, as ElevenLabs does
-through an imported Twilio number), and it sends signed post-call webhooks. It records what it
+placed), outbound-call over Twilio and over a SIP trunk (it places the call itself on the sandbox
+carrier, as ElevenLabs does through an imported Twilio number, or through the user's trunk), GET
+Conversation, and it sends signed post-call webhooks. It records what it
 received in each conversation, the dynamic variables above all (`GET /conversations`).
 """
 
@@ -300,6 +301,8 @@ class SandboxAgent:
         app.router.add_patch(f"{API_PREFIX}/agents/{{agent_id}}", self._patch_agent)
         app.router.add_post(f"{API_PREFIX}/twilio/register-call", self._register_call)
         app.router.add_post(f"{API_PREFIX}/twilio/outbound-call", self._outbound_call)
+        app.router.add_post(f"{API_PREFIX}/sip-trunk/outbound-call", self._sip_outbound_call)
+        app.router.add_get(f"{API_PREFIX}/conversations/{{conversation_id}}", self._conversation)
         app.router.add_post("/twilio/inbound", self._inbound_twiml)
         app.router.add_post("/twilio/status", self._call_status)
         app.router.add_get("/twilio/media", self._twilio_media)
@@ -440,6 +443,35 @@ class SandboxAgent:
         return self._stream_twiml(record)
 
     async def _outbound_call(self, request: web.Request) -> web.Response:
+        """Twilio outbound call: ElevenLabs dials from the Twilio number imported into it."""
+        record, answer = await self._place(request, "native")
+        return web.json_response(
+            {
+                "success": answer is None,
+                "message": answer or "Success",
+                "conversation_id": record.conversation_id if answer is None else None,
+                "callSid": record.call_sid if answer is None else None,
+            }
+        )
+
+    async def _sip_outbound_call(self, request: web.Request) -> web.Response:
+        """SIP-trunk outbound call: ElevenLabs sends the INVITE to the user's trunk. Here the
+        trunk ends on the sandbox carrier, which plays the number's outcome as for any call."""
+        record, answer = await self._place(request, "sip_trunk")
+        return web.json_response(
+            {
+                "success": answer is None,
+                "message": answer or "Success",
+                "conversation_id": record.conversation_id if answer is None else None,
+                "sip_call_id": record.sip_call_id if answer is None else None,
+            }
+        )
+
+    async def _place(
+        self, request: web.Request, mode: str
+    ) -> tuple[ConversationRecord, str | None]:
+        """A call ElevenLabs places itself, on the sandbox carrier: its record, and the reason
+        the carrier refused it (None: placed)."""
         self._check_key(request)
         body = await self._json(request)
         missing = [k for k in ("agent_id", "agent_phone_number_id", "to_number") if not body.get(k)]
@@ -449,7 +481,7 @@ class SandboxAgent:
             )
         try:
             record = self._record(
-                str(body["agent_id"]), "native", body.get("conversation_initiation_client_data")
+                str(body["agent_id"]), mode, body.get("conversation_initiation_client_data")
             )
         except OverrideRefused as exc:
             raise _refused(exc) from exc
@@ -467,7 +499,8 @@ class SandboxAgent:
             "Timeout": str(int(telephony.get("ringing_timeout_secs") or 60)),
         }
         detection = (telephony.get("twilio_machine_detection") or {}).get("mode")
-        if detection in MACHINE_DETECTION:
+        # Twilio's answering-machine detection: ignored for other providers, as ElevenLabs does.
+        if mode == "native" and detection in MACHINE_DETECTION:
             # Synchronous: the verdict comes with the TwiML request, before the stream starts.
             form["MachineDetection"] = MACHINE_DETECTION[detection]
         assert self._session is not None
@@ -479,23 +512,23 @@ class SandboxAgent:
         if response.status >= 400:
             record.status = "failed"
             record.failure_reason = str(answer.get("message"))
-            return web.json_response(
-                {
-                    "success": False,
-                    "message": record.failure_reason,
-                    "conversation_id": None,
-                    "callSid": None,
-                }
-            )
+            return record, record.failure_reason
         record.call_sid = str(answer["sid"])
-        return web.json_response(
-            {
-                "success": True,
-                "message": "Success",
-                "conversation_id": record.conversation_id,
-                "callSid": record.call_sid,
-            }
-        )
+        if mode == "sip_trunk":
+            # A SIP Call-ID, as the INVITE to the trunk carried it.
+            record.sip_call_id = f"{secrets.token_hex(16)}@sip.sandbox.elevenlabs.invalid"
+        return record, None
+
+    async def _conversation(self, request: web.Request) -> web.Response:
+        """GET Conversation: what the transcription webhook carries, with the status so far."""
+        self._check_key(request)
+        record = self.conversations.get(request.match_info["conversation_id"])
+        if record is None:
+            raise web.HTTPNotFound(
+                text='{"detail": "Conversation not found"}', content_type="application/json"
+            )
+        data = agent_brain.transcription_webhook(record)["data"]
+        return web.json_response({**data, "status": record.status})
 
     async def _inspect(self, request: web.Request) -> web.Response:
         return web.json_response([r.to_json() for r in self.conversations.values()])

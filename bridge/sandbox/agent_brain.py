@@ -34,6 +34,11 @@ CALLEE_WORDS = "Yes, speaking."
 REPLY = "Thank you, goodbye."
 
 
+# A failed call's SIP response by its status, where the carrier gave none, and their texts.
+SIP_FAILURES = {"busy": 486, "no-answer": 487}
+SIP_REASONS = {486: "Busy Here", 487: "Request Terminated", 500: "Server Internal Error"}
+
+
 def new_conversation_id() -> str:
     return "conv_" + uuid.uuid4().hex[:24]
 
@@ -44,7 +49,7 @@ class ConversationRecord:
 
     conversation_id: str
     agent_id: str
-    mode: str  # websocket | register | native
+    mode: str  # websocket | register | native | sip_trunk
     dynamic_variables: dict[str, Any] = field(default_factory=dict)
     conversation_config_override: dict[str, Any] | None = None
     # conversation_initiation_client_data.user_id: who the caller says the person is.
@@ -52,6 +57,8 @@ class ConversationRecord:
     to_number: str | None = None
     from_number: str | None = None
     call_sid: str | None = None
+    # A SIP-trunk call's SIP Call-ID (call_sid is then the sandbox carrier's own leg).
+    sip_call_id: str | None = None
     # The Media Stream the call's audio came over, and the agent's phone number (native calls).
     stream_sid: str | None = None
     phone_number_id: str | None = None
@@ -319,7 +326,17 @@ def transcription_webhook(record: ConversationRecord) -> dict[str, Any]:
         "termination_reason": reason,
         "features_usage": {"voicemail_detection": {"used": record.voicemail}},
     }
-    if record.call_sid:
+    if record.mode == "sip_trunk" and record.sip_call_id:
+        metadata["phone_call"] = {
+            "type": "sip_trunking",
+            "direction": "outbound",
+            "phone_number_id": record.phone_number_id or "",
+            "call_sid": record.sip_call_id,
+            "external_number": record.to_number or "",
+            "agent_number": record.from_number or "",
+            "call_result": _call_result(record),
+        }
+    elif record.call_sid:
         metadata["phone_call"] = {
             "type": "twilio",
             "direction": "outbound",
@@ -356,6 +373,13 @@ def transcription_webhook(record: ConversationRecord) -> dict[str, Any]:
     }
 
 
+def _call_result(record: ConversationRecord) -> str:
+    """phone_call.call_result: how the call went, as ElevenLabs reports it for SIP-trunk calls."""
+    if record.status == "failed":
+        return {"busy": "busy", "no-answer": "no_answer"}.get(record.failure_reason or "", "failed")
+    return "voicemail" if record.voicemail else "answered"
+
+
 def audio_webhook(record: ConversationRecord) -> dict[str, Any]:
     """The `post_call_audio` body: the conversation's recording, base64 MP3."""
     _, duration = _duration(record)
@@ -373,6 +397,18 @@ def audio_webhook(record: ConversationRecord) -> dict[str, Any]:
 def initiation_failure_webhook(record: ConversationRecord, form: dict[str, str]) -> dict[str, Any]:
     status = form.get("CallStatus", "")
     reason = status if status in ("busy", "no-answer") else "unknown"
+    metadata: dict[str, Any] = {"type": "twilio", "body": form}
+    if record.mode == "sip_trunk":
+        # The trunk's final SIP response to the INVITE, not a Twilio callback.
+        code = int(form.get("SipResponseCode") or SIP_FAILURES.get(status, 500))
+        metadata = {
+            "type": "sip",
+            "body": {
+                "sip_call_id": record.sip_call_id or "",
+                "sip_status_code": code,
+                "sip_status_text": SIP_REASONS.get(code, ""),
+            },
+        }
     return {
         "type": "call_initiation_failure",
         "event_timestamp": int(time.time()),
@@ -380,6 +416,6 @@ def initiation_failure_webhook(record: ConversationRecord, form: dict[str, str])
             "agent_id": record.agent_id,
             "conversation_id": record.conversation_id,
             "failure_reason": reason,
-            "metadata": {"type": "twilio", "body": form},
+            "metadata": metadata,
         },
     }

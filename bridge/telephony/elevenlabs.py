@@ -1,8 +1,8 @@
-"""ElevenLabs' agents API: register-call TwiML, native outbound calls, conversation URLs.
+"""ElevenLabs' agents API: register-call TwiML, outbound calls it places itself, conversation URLs.
 
-One client serves the three ways a call reaches an agent: the TwiML handler asks it for
-register-call TwiML, the media relay for a conversation URL, and the native Dialer places calls
-through ElevenLabs' own Twilio integration with it.
+One client serves the ways a call reaches an agent: the TwiML handler asks it for register-call
+TwiML, the media relay for a conversation URL, and the agent-placed dialers (native here: through
+ElevenLabs' own Twilio integration) ask it to place calls.
 """
 
 from __future__ import annotations
@@ -10,13 +10,13 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-from collections.abc import Awaitable, Callable
 from datetime import datetime
 from typing import Any
 from urllib.parse import urlencode
 
 import aiohttp
 
+from bridge.telephony.port import Connection, ConversationStarted, DialerParts
 from campaigns.dialing import DialAmbiguous, DialRefused, DialRequest, ProviderCall
 
 log = logging.getLogger(__name__)
@@ -149,8 +149,13 @@ class ElevenLabsClient:
             raise AgentApiError("register-call answered no TwiML")
         return text
 
-    async def outbound_call(self, body: dict[str, Any]) -> dict[str, Any]:
-        return await self._json("POST", "/v1/convai/twilio/outbound-call", json=body)
+    async def outbound_call(self, path: str, body: dict[str, Any]) -> dict[str, Any]:
+        """Ask ElevenLabs to place a call itself (``path``: through which telephony)."""
+        return await self._json("POST", path, json=body)
+
+    async def conversation(self, conversation_id: str) -> dict[str, Any]:
+        """GET Conversation: its status and metadata."""
+        return await self._json("GET", f"/v1/convai/conversations/{conversation_id}")
 
     async def conversation_url(self, agent_id: str) -> str:
         """A WebSocket URL for one conversation: signed when we hold an API key."""
@@ -167,16 +172,14 @@ class ElevenLabsClient:
         return f"{websocket_url(self._base)}/v1/convai/conversation?{query}"
 
 
-ConversationStarted = Callable[[str, str], Awaitable[None]]
+class AgentPlacedDialer:
+    """Places calls that ElevenLabs dials itself, for the agent it connects them to.
 
-
-class ElevenLabsDialer:
-    """Places calls through ElevenLabs' Twilio integration (`agent_connection` native).
-
-    ElevenLabs dials from the Twilio number imported into it, so the call also exists on that
-    Twilio account: listing, fetching and hanging up go through the Twilio Dialer (the router
-    does that); this class only creates calls.
+    The request and the answer's handling are shared; each telephony ElevenLabs dials over says
+    where to post, what telephony settings to send and which of the answer's ids names the call.
     """
+
+    path: str = ""
 
     def __init__(
         self,
@@ -189,18 +192,21 @@ class ElevenLabsDialer:
         self._timeout = timeout_seconds
         self._on_conversation = on_conversation
 
+    def telephony_config(self, request: DialRequest) -> dict[str, Any]:
+        return {"ringing_timeout_secs": request.ring_timeout_seconds}
+
+    def call_id(self, answer: dict[str, Any]) -> str | None:
+        """The provider call id to store for the placed call."""
+        conversation_id = answer.get("conversation_id")
+        return str(conversation_id) if conversation_id else None
+
     async def place_call(self, request: DialRequest) -> str:
         if not request.agent_id or not request.agent_phone_number_id:
             raise DialRefused(
-                "native calls need the campaign's agent_id and agent_phone_number_id",
+                f"{request.agent_connection} calls need the campaign's agent_id and "
+                "agent_phone_number_id",
                 code="agent_not_configured",
             )
-        telephony: dict[str, Any] = {"ringing_timeout_secs": request.ring_timeout_seconds}
-        if request.record:
-            telephony["twilio_call_recording_enabled"] = True
-        mode = MACHINE_DETECTION_MODES.get(request.machine_detection or "")
-        if mode:
-            telephony["twilio_machine_detection"] = {"mode": mode}
         body = {
             "agent_id": request.agent_id,
             "agent_phone_number_id": request.agent_phone_number_id,
@@ -208,26 +214,27 @@ class ElevenLabsDialer:
             "conversation_initiation_client_data": initiation_data(
                 request.dynamic_variables, request.agent_override, request.user_id
             ),
-            "telephony_call_config": telephony,
+            "telephony_call_config": self.telephony_config(request),
         }
         try:
-            answer = await asyncio.wait_for(self._client.outbound_call(body), self._timeout)
+            answer = await asyncio.wait_for(
+                self._client.outbound_call(self.path, body), self._timeout
+            )
         except TimeoutError as exc:
             raise DialAmbiguous("ElevenLabs outbound-call timed out") from exc
         except AgentApiError as exc:
             raise _classify(exc) from exc
-        call_sid = answer.get("callSid") or answer.get("call_sid")
+        call_id = self.call_id(answer)
         conversation_id = answer.get("conversation_id")
-        if not answer.get("success", True) or not (call_sid or conversation_id):
+        if not answer.get("success", True) or not call_id:
             raise DialRefused(
                 str(answer.get("message") or "ElevenLabs did not place the call"),
                 code="agent_refused",
             )
         if conversation_id and self._on_conversation is not None:
             await self._on_conversation(request.attempt_id, str(conversation_id))
-        return str(call_sid or conversation_id)
+        return call_id
 
-    # The router sends these to the Twilio Dialer; kept for the Dialer protocol's sake.
     async def find_calls(self, to: str, since: datetime) -> list[ProviderCall]:
         return []
 
@@ -236,6 +243,49 @@ class ElevenLabsDialer:
 
     async def hang_up(self, call_id: str) -> None:
         return None
+
+
+class ElevenLabsDialer(AgentPlacedDialer):
+    """Places calls through ElevenLabs' Twilio integration (`agent_connection` native).
+
+    ElevenLabs dials from the Twilio number imported into it, so the call also exists on that
+    Twilio account: listing, fetching and hanging up go to the Twilio Dialer (the router sends
+    them there, as it owns the call SID); this class only creates calls.
+    """
+
+    path = "/v1/convai/twilio/outbound-call"
+
+    def telephony_config(self, request: DialRequest) -> dict[str, Any]:
+        telephony = super().telephony_config(request)
+        if request.record:
+            telephony["twilio_call_recording_enabled"] = True
+        mode = MACHINE_DETECTION_MODES.get(request.machine_detection or "")
+        if mode:
+            telephony["twilio_machine_detection"] = {"mode": mode}
+        return telephony
+
+    def call_id(self, answer: dict[str, Any]) -> str | None:
+        call_sid = answer.get("callSid") or answer.get("call_sid")
+        return str(call_sid) if call_sid else super().call_id(answer)
+
+
+def _native(parts: DialerParts) -> ElevenLabsDialer:
+    return ElevenLabsDialer(
+        parts.agents,
+        timeout_seconds=parts.settings.provider_timeout_seconds,
+        on_conversation=parts.on_conversation,
+    )
+
+
+# Native calls send no Twilio callbacks to us: the post-call webhook ends them.
+CONNECTIONS = (
+    Connection(
+        "native",
+        needs=("agent_id", "agent_phone_number_id"),
+        ended_by_report=True,
+        dialer=_native,
+    ),
+)
 
 
 def _classify(exc: AgentApiError) -> Exception:

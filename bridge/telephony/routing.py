@@ -1,35 +1,53 @@
-"""One Dialer for the dispatcher that hands each call to the provider its campaign asks for."""
+"""One Dialer for the dispatcher that hands each call to the dialer its campaign's connection
+registered, and each question about a call to the dialer that owns it."""
 
 from __future__ import annotations
 
+from collections.abc import Callable, Mapping
 from datetime import datetime
 
 from campaigns.dialing import Dialer, DialRequest, ProviderCall
 
+OwnsCall = Callable[[str], bool] | None
+
 
 class DialerRouter:
-    """`native` calls go to ElevenLabs; everything else, and every question about an existing
-    call, goes to Twilio (native calls are placed on the same Twilio account)."""
+    """Connections without a dialer of their own, and every call no other dialer owns, go to
+    the carrier's dialer (calls an agent platform places over the carrier live on it too)."""
 
-    def __init__(self, twilio: Dialer, native: Dialer) -> None:
-        self.twilio = twilio
-        self._twilio = twilio
-        self._native = native
+    def __init__(self, carrier: Dialer, dialers: Mapping[str, tuple[Dialer, OwnsCall]]) -> None:
+        self._carrier = carrier
+        self._dialers = dict(dialers)
 
     def _for(self, request: DialRequest) -> Dialer:
-        return self._native if request.agent_connection == "native" else self._twilio
+        found = self._dialers.get(request.agent_connection)
+        return found[0] if found is not None else self._carrier
+
+    def _owner(self, call_id: str) -> Dialer:
+        for dialer, owns in self._dialers.values():
+            if owns is not None and owns(call_id):
+                return dialer
+        return self._carrier
 
     async def place_call(self, request: DialRequest) -> str:
         return await self._for(request).place_call(request)
 
     async def find_calls(self, to: str, since: datetime) -> list[ProviderCall]:
-        return await self._twilio.find_calls(to, since)
+        found = await self._carrier.find_calls(to, since)
+        for dialer, owns in self._dialers.values():
+            if owns is not None:
+                found += await dialer.find_calls(to, since)
+        return found
 
     async def fetch_call(self, call_id: str) -> ProviderCall | None:
-        return await self._twilio.fetch_call(call_id)
+        return await self._owner(call_id).fetch_call(call_id)
 
     async def hang_up(self, call_id: str) -> None:
-        await self._twilio.hang_up(call_id)
+        await self._owner(call_id).hang_up(call_id)
 
     async def leave_message(self, call_id: str, message: str) -> None:
-        await self._twilio.leave_message(call_id, message)
+        owner = self._owner(call_id)
+        leave = getattr(owner, "leave_message", None)
+        if leave is None:
+            raise NotImplementedError("this call's provider cannot leave a message")
+        await leave(call_id, message)

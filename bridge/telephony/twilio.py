@@ -14,12 +14,17 @@ from twilio.http.async_http_client import AsyncTwilioHttpClient
 from twilio.rest import Client
 from twilio.twiml.voice_response import VoiceResponse
 
+from bridge.telephony.port import Connection
 from campaigns.clock import as_utc
 from campaigns.dialing import DialAmbiguous, DialRefused, DialRequest, ProviderCall
 
 log = logging.getLogger(__name__)
 
 STATUS_EVENTS = ["initiated", "ringing", "answered", "completed"]
+
+# Calls placed by the Twilio dialer; the TwiML handler joins the agent to the answered call over
+# our own media relay (stream) or with ElevenLabs' register-call TwiML (register).
+CONNECTIONS = (Connection("stream"), Connection("register"))
 
 
 def callback_url(base_url: str, path: str, attempt_id: str) -> str:

@@ -20,7 +20,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from bridge.api.bodies import BadJson, loads, read_body
 from bridge.api.errors import error_response
-from bridge.keys import SESSIONMAKER, SETTINGS
+from bridge.keys import CONNECTIONS, SESSIONMAKER, SETTINGS
 from bridge.telephony import elevenlabs_outcomes as outcomes
 from campaigns import followups, transitions
 from campaigns.call_events import record_event
@@ -182,13 +182,14 @@ async def post_call(request: web.Request) -> web.Response:
     if not provider_call_id:
         return error_response(400, "bad_webhook", "no conversation_id or call SID")
     now = utcnow()
+    registered = request.app[CONNECTIONS].get(connection or "")
     if kind == "post_call_transcription":
         update = outcomes.transcription(
             envelope,
             provider_call_id=provider_call_id,
             attempt_id=attempt_id,
-            # Native calls send us no Twilio callbacks: this report is how they end.
-            ends_call=connection == "native",
+            # Calls ElevenLabs places itself send us no carrier callbacks: this report ends them.
+            ends_call=registered is not None and registered.ended_by_report,
             received_at=now,
         )
     else:

@@ -354,7 +354,7 @@ async def test_a_recurring_campaign_releases_only_the_number_types_it_calls(
             schedule_list="daily",
             allowed_number_types=types,
         )
-        created = await create_campaign(sm, spec)
+        created = await create_campaign(sm, spec, {"stream": ()})
         await start_now(sm, created.id)
         await recurring.release(sm, created.id, monday_8am)
         async with sm() as session:

@@ -1,0 +1,96 @@
+"""The one factory of the telephony edge: the agent connections its packages register, and the
+dialer chain built from them once, shared by the dispatcher, the webhooks and the API."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Mapping
+
+from aiohttp import web
+from sqlalchemy import update
+
+from bridge.keys import CONNECTIONS, DIALER, ELEVENLABS, SESSIONMAKER, SETTINGS
+from bridge.ops.setup import metered_dialer
+from bridge.settings import Settings
+from bridge.telephony import elevenlabs, elevenlabs_sip, twilio
+from bridge.telephony.port import Connection, DialerParts
+from bridge.telephony.routing import DialerRouter
+from bridge.webhooks.elevenlabs import apply_waiting_reports
+from campaigns.lifecycle import AgentConnections
+from campaigns.models import Attempt
+
+# Each telephony package's connections; a new package adds its own here and nowhere else.
+PACKAGES = (twilio.CONNECTIONS, elevenlabs.CONNECTIONS, elevenlabs_sip.CONNECTIONS)
+
+
+def registered() -> dict[str, Connection]:
+    connections: dict[str, Connection] = {}
+    for package in PACKAGES:
+        for connection in package:
+            if connection.name in connections:
+                raise ValueError(f"agent connection {connection.name} registered twice")
+            connections[connection.name] = connection
+    return connections
+
+
+def agent_connections(app: web.Application) -> AgentConnections:
+    """What the domain checks a campaign's agent_connection against."""
+    return {name: connection.needs for name, connection in app[CONNECTIONS].items()}
+
+
+def sdk_base_url(settings: Settings) -> str | None:
+    """Where the Twilio SDK sends its requests: Twilio, or the sandbox carrier."""
+    if settings.twilio_api_base_url:
+        return settings.twilio_api_base_url
+    if settings.sandbox and settings.sandbox_url:
+        return f"{settings.sandbox_url}/sandbox"
+    if settings.sandbox:
+        # The mounted sandbox answers on our own listening address, whatever the public URL.
+        host = "127.0.0.1" if settings.host in ("0.0.0.0", "::", "") else settings.host
+        return f"http://{host}:{settings.port}/sandbox"
+    return None
+
+
+def setup(app: web.Application) -> None:
+    """Register the connections; add after the agents' cleanup context (its client is used)."""
+    app[CONNECTIONS] = registered()
+    app.cleanup_ctx.append(_dialers)
+
+
+async def _dialers(app: web.Application) -> AsyncIterator[None]:
+    settings = app[SETTINGS]
+    sm = app[SESSIONMAKER]
+
+    async def remember(attempt_id: str, conversation_id: str) -> None:
+        async with sm.begin() as db:
+            await db.execute(
+                update(Attempt)
+                .where(Attempt.id == attempt_id, Attempt.conversation_id.is_(None))
+                .values(conversation_id=conversation_id)
+            )
+        # A short call's report may have come first: it is applied now.
+        await apply_waiting_reports(sm, attempt_id, conversation_id)
+
+    carrier = twilio.TwilioDialer(
+        account_sid=settings.twilio_account_sid,
+        auth_token=settings.twilio_auth_token,
+        public_url=settings.base_url,
+        api_base_url=sdk_base_url(settings),
+        default_from=settings.from_number,
+        timeout_seconds=settings.provider_timeout_seconds,
+    )
+    parts = DialerParts(
+        settings=settings, carrier=carrier, agents=app[ELEVENLABS], on_conversation=remember
+    )
+    connections: Mapping[str, Connection] = app[CONNECTIONS]
+    router = DialerRouter(
+        carrier,
+        {
+            name: (connection.dialer(parts), connection.owns_call)
+            for name, connection in connections.items()
+            if connection.dialer is not None
+        },
+    )
+    # The one chain: every user of app[DIALER] (dispatcher, reconciler, webhooks, API) sees it.
+    app[DIALER] = metered_dialer(app, router)
+    yield
+    await carrier.close()
