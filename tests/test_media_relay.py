@@ -194,6 +194,34 @@ async def test_the_agent_hanging_up_ends_the_stream_within_a_second(
     assert ended - closing["at"] < 1.0
 
 
+async def test_agent_audio_that_cannot_be_decoded_ends_the_call_cleanly(
+    client: Any, agent: ScriptedAgent
+) -> None:
+    """A PCM agent's chunk that is not base64 cannot be converted: the call ends, both sides
+    closed with a close frame, instead of being left half-relayed."""
+    agent.output_format = "pcm_16000"
+
+    async def script(ws: web.WebSocketResponse, me: ScriptedAgent) -> None:
+        await me.listen(ws, lambda: len(me.user_audio) >= 1)
+        await me.send(ws, audio(1, "abcde"))  # 5 base64 characters: no whole byte count
+        await me.listen(ws, lambda: False)
+
+    agent.script = script
+    attempt = await answered_attempt(client.app)
+    url, parameters = await fetch_twiml(client, attempt)
+    async with aiohttp.ClientSession() as session:
+        ws = await open_stream(session, url)
+        twilio = TwilioStreamSide(ws, str(attempt.provider_call_id))
+        await twilio.begin(parameters)
+        for index in range(3):
+            await twilio.media(index, frame("caller", index))
+        message = await asyncio.wait_for(ws.receive(), 5)
+        while message.type == aiohttp.WSMsgType.TEXT:
+            message = await asyncio.wait_for(ws.receive(), 5)
+    assert message.type == aiohttp.WSMsgType.CLOSE
+    await asyncio.wait_for(agent.closed.wait(), 5)
+
+
 async def test_a_bad_token_or_signature_is_refused_before_any_agent_connection(
     client: Any, agent: ScriptedAgent
 ) -> None:

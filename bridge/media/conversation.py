@@ -180,6 +180,10 @@ class AgentConversation:
                         self._delivering = False
         except (aiohttp.ClientError, ConnectionError) as exc:
             log.info("agent connection lost: %r", exc)
+        except Exception:
+            # What the sink could not take (audio that does not decode, say) ends the call, as
+            # an error in the relay's own task did: the conversation is over, not left half-read.
+            log.exception("agent conversation ended on an error in its reader")
         finally:
             self.ready.set()
             self.ended.set()
