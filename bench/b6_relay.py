@@ -54,6 +54,9 @@ STAMP_CHARS = 24  # base64 characters that hold STAMP (16 bytes -> 24 chars)
 
 
 AGENT_FRAME_BYTES = {"ulaw_8000": FRAME_BYTES, "pcm_16000": 640}  # 20 ms in each format
+# Set to a file path: serve runs under cProfile and writes its statistics there on exit
+# (`python -m pstats`); the figures of such a run are the profiler's, not the relay's.
+PROFILE_ENV = "CALLBRIDGE_B6_PROFILE"
 
 
 def payload(call: int, seq: int, size: int = FRAME_BYTES) -> str:
@@ -693,7 +696,17 @@ def serve_watched(log_path: str) -> int:
             log.write(f"{time.monotonic_ns()} {(time.monotonic() - started[0]) * 1000:.3f}\n")
 
     gc.callbacks.append(timed)
-    return callbridge(["serve"])
+    profile_path = os.environ.get(PROFILE_ENV)
+    if not profile_path:
+        return callbridge(["serve"])
+    # Where serve's CPU goes, function by function (thread CPU time: waiting is not counted).
+    import cProfile
+
+    profiler = cProfile.Profile(time.thread_time)
+    try:
+        return int(profiler.runcall(callbridge, ["serve"]) or 0)
+    finally:
+        profiler.dump_stats(profile_path)
 
 
 class WatchedService:

@@ -19,6 +19,9 @@ from aiohttp import web
 
 from bridge.app import create_app
 from bridge.keys import SESSIONMAKER
+from bridge.media import agent_wire
+from bridge.media.agent_wire import Audio, Interruption
+from bridge.media.conversation import AgentConversation
 from bridge.settings import Settings
 from campaigns.models import Attempt
 from tests.agent_fixtures import (
@@ -28,6 +31,7 @@ from tests.agent_fixtures import (
     housekeeping_finished,
     open_stream,
 )
+from tests.conftest import eventually
 from tests.scripted_agent import ScriptedAgent, audio, frame
 from tests.service import free_port
 
@@ -190,6 +194,34 @@ async def test_the_agent_hanging_up_ends_the_stream_within_a_second(
     assert ended - closing["at"] < 1.0
 
 
+async def test_agent_audio_that_cannot_be_decoded_ends_the_call_cleanly(
+    client: Any, agent: ScriptedAgent
+) -> None:
+    """A PCM agent's chunk that is not base64 cannot be converted: the call ends, both sides
+    closed with a close frame, instead of being left half-relayed."""
+    agent.output_format = "pcm_16000"
+
+    async def script(ws: web.WebSocketResponse, me: ScriptedAgent) -> None:
+        await me.listen(ws, lambda: len(me.user_audio) >= 1)
+        await me.send(ws, audio(1, "abcde"))  # 5 base64 characters: no whole byte count
+        await me.listen(ws, lambda: False)
+
+    agent.script = script
+    attempt = await answered_attempt(client.app)
+    url, parameters = await fetch_twiml(client, attempt)
+    async with aiohttp.ClientSession() as session:
+        ws = await open_stream(session, url)
+        twilio = TwilioStreamSide(ws, str(attempt.provider_call_id))
+        await twilio.begin(parameters)
+        for index in range(3):
+            await twilio.media(index, frame("caller", index))
+        message = await asyncio.wait_for(ws.receive(), 5)
+        while message.type == aiohttp.WSMsgType.TEXT:
+            message = await asyncio.wait_for(ws.receive(), 5)
+    assert message.type == aiohttp.WSMsgType.CLOSE
+    await asyncio.wait_for(agent.closed.wait(), 5)
+
+
 async def test_a_bad_token_or_signature_is_refused_before_any_agent_connection(
     client: Any, agent: ScriptedAgent
 ) -> None:
@@ -230,3 +262,69 @@ async def test_a_bad_token_or_signature_is_refused_before_any_agent_connection(
     async with client.app[SESSIONMAKER]() as session:
         unclaimed = await session.get(Attempt, other.id)
     assert unclaimed is not None and unclaimed.conversation_id is None
+
+
+class _FullTwilioSide:
+    """Stands where the relay's CallerSink sends to Twilio: takes each event, then holds the
+    conversation's reader there until released, as a Twilio socket that takes no more does."""
+
+    def __init__(self) -> None:
+        self.audio_ids: list[int] = []
+        self.released = asyncio.Event()
+
+    async def audio(self, event: Audio) -> None:
+        self.audio_ids.append(event.event_id)
+        await self.released.wait()
+
+    async def interruption(self, event: Interruption) -> None:
+        await self.released.wait()
+
+
+async def test_agent_audio_is_read_as_fast_as_twilio_takes_it_and_a_stuck_send_holds_no_end(
+    agent: ScriptedAgent,
+) -> None:
+    """The conversation's reader hands each audio event to Twilio's side itself and waits for
+    it: while Twilio's side takes nothing, nothing more is read from the agent (no audio piles
+    up in between; a ping behind the audio waits too). When the call ends with the reader
+    stuck there, the conversation still closes at once."""
+    speak, more = asyncio.Event(), asyncio.Event()
+
+    async def script(ws: web.WebSocketResponse, me: ScriptedAgent) -> None:
+        await speak.wait()
+        await me.send(ws, audio(1, frame("agent", 1)))
+        await me.send(ws, {"type": "ping", "ping_event": {"event_id": 77}})
+        await me.send(ws, audio(2, frame("agent", 2)))
+        listening = asyncio.create_task(me.listen(ws, lambda: False))
+        await more.wait()
+        await me.send(ws, audio(3, frame("agent", 3)))
+        await listening
+
+    agent.script = script
+    twilio = _FullTwilioSide()
+    async with aiohttp.ClientSession() as session:
+        ws = await session.ws_connect(
+            f"ws://127.0.0.1:{agent.port}/v1/convai/conversation?agent_id=agent_x"
+        )
+        await ws.send_str(agent_wire.initiation({}))
+        conversation = AgentConversation(ws)
+        conversation.start()
+        await asyncio.wait_for(conversation.ready.wait(), 5)
+        await conversation.attach(twilio)
+        speak.set()
+        await eventually(lambda: twilio.audio_ids == [1], within=5, what="the first audio event")
+        # The reader waits inside Twilio's send: the ping sent after that audio is not read yet.
+        assert agent.pongs == []
+        twilio.released.set()
+        await eventually(lambda: agent.pongs == [77], within=5, what="the pong, once released")
+        assert twilio.audio_ids == [1, 2]
+        twilio.released.clear()
+        more.set()
+        await eventually(lambda: twilio.audio_ids == [1, 2, 3], within=5, what="audio event 3")
+        # The call ends while the reader is stuck in a send that Twilio will never take.
+        conversation.detach()
+        started = time.monotonic()
+        await asyncio.wait_for(conversation.close(), 5)
+        # (close() ends its reader when waiting for it is cancelled: the bound is the check.)
+        assert time.monotonic() - started < 1.0
+        await asyncio.wait_for(agent.closed.wait(), 5)
+    assert conversation.ended.is_set()

@@ -1,11 +1,14 @@
 """The agent's side of one call: an ElevenLabs conversation WebSocket, read by its own task.
 
-It is opened while Twilio waits for TwiML, before the Media Stream exists, so everything the
-agent says in the meantime is queued; pings and client tool calls are answered at once, whoever
-is listening. Transcript turns, tool calls and an `error` go to the call's LiveRecord; an
-`error` also ends the conversation, and with it the call. It counts as open once the agent's
-metadata has come (or the agent has gone): the metadata names the audio formats the relay must
-convert.
+It is opened while Twilio waits for TwiML, before the Media Stream exists, so what the agent
+says in the meantime is held; once the stream attaches its AudioSink, what was held goes to it
+in order, and from then on the reader hands each audio event straight to the sink and awaits
+it: no queue and no second task between the agent and Twilio, and while Twilio's side cannot
+take more, the agent's socket is not read (the backpressure reaches the agent). Pings and
+client tool calls are answered as they are read, whoever is listening. Transcript turns, tool
+calls and an `error` go to the call's LiveRecord; an `error` also ends the conversation, and
+with it the call. It counts as open once the agent's metadata has come (or the agent has gone):
+the metadata names the audio formats the relay must convert.
 """
 
 from __future__ import annotations
@@ -13,8 +16,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+from collections import deque
 from collections.abc import Awaitable, Callable
-from typing import Any
+from typing import Any, Protocol
 
 import aiohttp
 
@@ -37,8 +41,15 @@ from bridge.telephony.elevenlabs import ElevenLabsClient
 log = logging.getLogger(__name__)
 
 ConversationIdListener = Callable[[str], Awaitable[None]]
-# What the agent said, in order; None when the agent has closed the conversation.
-Outgoing = Audio | Interruption | None
+
+
+class AudioSink(Protocol):
+    """Where the agent's audio goes once the call's Media Stream has the conversation. Called
+    by the conversation's reader, in the agent's order, one event at a time."""
+
+    async def audio(self, event: Audio) -> None: ...
+
+    async def interruption(self, event: Interruption) -> None: ...
 
 
 class AgentConversation:
@@ -57,13 +68,17 @@ class AgentConversation:
         # The agent's error, when it ended the conversation on one.
         self.error: str | None = None
         self.conversation_id: str | None = None
-        self.outbox: asyncio.Queue[Outgoing] = asyncio.Queue()
+        # What the agent said before a sink was attached, in order.
+        self._held: deque[Audio | Interruption] = deque()
+        self._sink: AudioSink | None = None
+        self._delivering = False  # the reader is inside a sink call
         # Agent audio with an event id up to this one was interrupted: it must not be played.
         self.interrupted_upto = -1
         self.pings_answered = 0
         # As the agent announced them (agent_output_audio_format, user_input_audio_format).
         self.audio_formats: tuple[str | None, str | None] = (None, None)
         self.ready = asyncio.Event()  # the metadata came, or the agent went without it
+        self.ended = asyncio.Event()  # the agent has gone; all it said was handed on
         # Only a conversation a Media Stream took is the call's: one opened on another node for
         # the same call, never claimed, must not record its id on the attempt.
         self._claimed = False
@@ -97,10 +112,37 @@ class AgentConversation:
     def is_stale(self, audio: Audio) -> bool:
         return audio.event_id <= self.interrupted_upto
 
-    async def send_audio(self, payload: str, *, encoded_here: bool = False) -> None:
-        """``encoded_here``: the payload is base64 callbridge made (converted audio)."""
-        if not self._ws.closed:
-            await self._ws.send_str(agent_wire.user_audio(payload, encoded_here=encoded_here))
+    async def attach(self, sink: AudioSink) -> None:
+        """The call's Media Stream takes the agent's audio: what was held is handed to ``sink``
+        first, then the reader hands it each event as it comes."""
+        held = self._held
+        while held:
+            # The reader keeps adding to what is held while this awaits, so the order stays.
+            event = held.popleft()
+            if isinstance(event, Interruption):
+                await sink.interruption(event)
+            elif not self.is_stale(event):
+                await sink.audio(event)
+        self._sink = sink
+
+    def detach(self) -> None:
+        """The Media Stream has ended: nothing more goes to its sink. A reader waiting inside
+        the sink (for Twilio's side to take more) is stopped: the call is over."""
+        self._sink = None
+        if self._delivering and self._reader is not None and not self._reader.done():
+            self._reader.cancel()
+
+    def audio_sender(self, *, encoded_here: bool = False) -> Callable[[str], Awaitable[None]]:
+        """What sends the caller's audio to the agent, one `user_audio_chunk` per payload.
+        ``encoded_here``: the payloads are base64 callbridge made (converted audio)."""
+        ws = self._ws
+        build = agent_wire.user_audio
+
+        async def send(payload: str) -> None:
+            if not ws.closed:
+                await ws.send_str(build(payload, encoded_here=encoded_here))
+
+        return send
 
     async def close(self) -> None:
         if not self._ws.closed:
@@ -123,24 +165,48 @@ class AgentConversation:
                 except ValueError:
                     log.warning("agent sent a message that is not JSON; ignored")
                     continue
-                await self._handle(event)
+                if type(event) is not Audio:
+                    await self._handle(event)
+                elif event.event_id > self.interrupted_upto:
+                    # 50 a second: handed on here, with no call between the reader and the sink.
+                    sink = self._sink
+                    if sink is None:
+                        self._held.append(event)
+                        continue
+                    self._delivering = True
+                    try:
+                        await sink.audio(event)
+                    finally:
+                        self._delivering = False
         except (aiohttp.ClientError, ConnectionError) as exc:
             log.info("agent connection lost: %r", exc)
+        except Exception:
+            # What the sink could not take (audio that does not decode, say) ends the call, as
+            # an error in the relay's own task did: the conversation is over, not left half-read.
+            log.exception("agent conversation ended on an error in its reader")
         finally:
             self.ready.set()
-            self.outbox.put_nowait(None)
+            self.ended.set()
+
+    async def _interrupted(self, event: Interruption) -> None:
+        self.interrupted_upto = max(self.interrupted_upto, event.event_id)
+        sink = self._sink
+        if sink is None:
+            self._held.append(event)
+            return
+        self._delivering = True
+        try:
+            await sink.interruption(event)
+        finally:
+            self._delivering = False
 
     async def _handle(self, event: agent_wire.AgentEvent) -> None:
         match event:
-            case Audio():
-                if not self.is_stale(event):
-                    self.outbox.put_nowait(event)
             case Ping():
                 await self._ws.send_str(agent_wire.pong(event.event_id))
                 self.pings_answered += 1
             case Interruption():
-                self.interrupted_upto = max(self.interrupted_upto, event.event_id)
-                self.outbox.put_nowait(event)
+                await self._interrupted(event)
             case Metadata():
                 self.conversation_id = event.conversation_id
                 self.audio_formats = (

@@ -5,8 +5,9 @@ what the callee has heard. Agent -> Twilio: each `audio` event becomes `media` m
 call's AudioPath converts the agent's format, or passes μ-law 8000 untouched), with
 `mark`s between; an `interruption` drops the agent audio older than it not sent yet (what
 conversion still holds of it too), and a `clear` drops what Twilio holds unplayed (see
-playback.py). When either side ends, the other is
-closed at once.
+playback.py). Agent audio is sent by the conversation's own reader, through this call's
+CallerSink: one task woken per agent frame, not a queue and a second task. When either side
+ends, the other is closed at once.
 """
 
 from __future__ import annotations
@@ -31,6 +32,9 @@ log = logging.getLogger(__name__)
 async def _caller_to_agent(
     twilio: web.WebSocketResponse, agent: AgentConversation, playback: Playback, audio: AudioPath
 ) -> str:
+    # Looked up once: the loop runs 50 times a second.
+    to_agent = audio.to_agent
+    send = agent.audio_sender(encoded_here=audio.converts_to_agent)
     async for message in twilio:
         if message.type != aiohttp.WSMsgType.TEXT:
             continue
@@ -39,10 +43,10 @@ async def _caller_to_agent(
         except ValueError:
             log.warning("Media Stream sent a message that is not JSON; ignored")
             continue
-        if isinstance(event, Media):
-            chunk = audio.to_agent(event.payload)
+        if type(event) is Media:
+            chunk = to_agent(event.payload)
             if chunk is not None:
-                await agent.send_audio(chunk, encoded_here=audio.converts_to_agent)
+                await send(chunk)
         elif isinstance(event, Mark):
             playback.echoed(event.name)
         elif isinstance(event, Stop):
@@ -50,28 +54,57 @@ async def _caller_to_agent(
     return "caller"
 
 
+class CallerSink:
+    """The agent's audio as this call's Twilio `media` messages (the conversation's AudioSink).
+
+    Its sends are awaited by the conversation's reader: while Twilio's side cannot take more,
+    the agent is not read either. Audio for a Twilio side that has gone is dropped: the relay
+    learns of the caller's end from the caller's own side."""
+
+    __slots__ = ("_audio", "_play", "_playback", "_to_caller", "_twilio")
+
+    def __init__(self, twilio: web.WebSocketResponse, playback: Playback, audio: AudioPath) -> None:
+        self._twilio = twilio
+        self._playback = playback
+        self._play = playback.play
+        self._audio = audio
+        # Passed through, an agent payload is a Twilio payload as it is: no list per frame.
+        self._to_caller = audio.to_caller if audio.converts_to_caller else None
+
+    async def audio(self, event: Audio) -> None:
+        if self._twilio.closed:
+            return
+        try:
+            if self._to_caller is None:
+                await self._play(event.payload)
+                return
+            for payload in self._to_caller(event.payload):
+                await self._play(payload, encoded_here=True)
+        except ConnectionError:
+            return  # Twilio's side went in between: its reader ends the relay
+
+    async def interruption(self, event: Interruption) -> None:
+        # In the agent's order: everything converted so far was said before the interruption
+        # (later audio comes after it), so what conversion still holds is cut.
+        self._audio.interrupted()
+        if self._twilio.closed:
+            return
+        with contextlib.suppress(ConnectionError):
+            await self._playback.interrupt()
+
+
 async def _agent_to_caller(
     twilio: web.WebSocketResponse, playback: Playback, agent: AgentConversation, audio: AudioPath
 ) -> str:
-    encoded_here = audio.converts_to_caller
-    while True:
-        item = await agent.outbox.get()
-        if item is None:
-            if not twilio.closed:
-                # The agent has gone: the last of its audio still in conversion is sent.
-                for payload in audio.caller_tail():
-                    await playback.play(payload, encoded_here=True)
-            return "agent"
-        if twilio.closed:
-            return "caller"
-        if isinstance(item, Interruption):
-            # In the outbox's order: everything converted so far was said before the
-            # interruption (later audio comes after it), so what conversion still holds is cut.
-            audio.interrupted()
-            await playback.interrupt()
-        elif isinstance(item, Audio) and not agent.is_stale(item):
-            for payload in audio.to_caller(item.payload):
-                await playback.play(payload, encoded_here=encoded_here)
+    # What the agent said while the stream was set up is sent first; from then on the
+    # conversation's reader sends each event itself, and this task only waits for the end.
+    await agent.attach(CallerSink(twilio, playback, audio))
+    await agent.ended.wait()
+    if not twilio.closed:
+        # The agent has gone: the last of its audio still in conversion is sent.
+        for payload in audio.caller_tail():
+            await playback.play(payload, encoded_here=True)
+    return "agent"
 
 
 async def relay(
@@ -94,6 +127,7 @@ async def relay(
         with contextlib.suppress(Exception):
             ended_by = first.result()
     finally:
+        agent.detach()
         for task in (inbound, outbound):
             task.cancel()
         await asyncio.gather(inbound, outbound, return_exceptions=True)
