@@ -120,15 +120,36 @@ def zone(name: str) -> ZoneInfo:
         raise WindowError(f"unknown time zone {name!r}") from exc
 
 
-def _local_instant(day: date, minutes: int, tz: ZoneInfo) -> datetime:
+def _local_instant(day: date, minutes: int, tz: ZoneInfo, *, latest: bool = False) -> datetime:
     """Local wall time on ``day`` as a UTC instant.
 
-    A wall time skipped by a spring-forward change maps to the instant just after the gap, and
-    one repeated by a fall-back change to its first occurrence (zoneinfo's fold=0).
+    A wall time skipped by a spring-forward change maps to the change itself, the first instant
+    whose wall time is past it. One repeated by a fall-back change maps to its first occurrence,
+    or with ``latest`` to its second: hours read by the wall clock are open through both, so a
+    window closing then closes at the second.
     """
     if minutes >= MINUTES_PER_DAY:
-        return _local_instant(day + timedelta(days=1), 0, tz)
-    return datetime.combine(day, time(minutes // 60, minutes % 60), tzinfo=tz).astimezone(UTC)
+        return _local_instant(day + timedelta(days=1), 0, tz, latest=latest)
+    wall = datetime.combine(day, time(minutes // 60, minutes % 60))
+    first = wall.replace(tzinfo=tz).astimezone(UTC)
+    second = wall.replace(tzinfo=tz, fold=1).astimezone(UTC)
+    if first.astimezone(tz).replace(tzinfo=None) != wall:
+        # Skipped: zoneinfo reads the time with the offset before the change (``first``, past
+        # the gap) and after it (``second``, before the gap); the change lies between.
+        return _offset_change(second, first, tz)
+    return second if latest else first
+
+
+def _offset_change(before: datetime, after: datetime, tz: ZoneInfo) -> datetime:
+    """The instant in (``before``, ``after``] at which ``tz`` takes its offset at ``after``."""
+    target = after.astimezone(tz).utcoffset()
+    while after - before > timedelta(microseconds=1):
+        middle = before + (after - before) // 2
+        if middle.astimezone(tz).utcoffset() == target:
+            after = middle
+        else:
+            before = middle
+    return after
 
 
 @dataclass(frozen=True)
@@ -158,7 +179,7 @@ def window_at(windows: Sequence[Window], zones: Sequence[str], instant: datetime
                 return None
             day = local.date()
             opened = min(_local_instant(day, p.start, tz) for p in holding)
-            closes = max(_local_instant(day, p.end, tz) for p in holding)
+            closes = max(_local_instant(day, p.end, tz, latest=True) for p in holding)
             start = opened if start is None else max(start, opened)
             end = closes if end is None else min(end, closes)
     if start is None or end is None or not start <= instant < end:

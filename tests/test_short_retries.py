@@ -177,6 +177,26 @@ def test_a_window_is_the_intersection_of_every_zone_and_rule() -> None:
     assert window_at([parse_periods(None)], zones, inside) is None
 
 
+def test_a_window_across_a_clock_change_holds_every_instant_its_hours_are_open() -> None:
+    """Hours are read by the wall clock: a window opening in the hour a spring-forward change
+    skips opens at the change; one closing in the hour a fall-back change repeats closes at the
+    second pass. Every open instant lies in its window, so its calls are counted."""
+    windows = [parse_periods([{"weekdays": EVERY_DAY, "start": "02:30", "end": "05:00"}])]
+    # 2027-03-14, New York: 02:00 EST jumps to 03:00 EDT (07:00 UTC).
+    after_the_jump = datetime(2027, 3, 14, 7, 10, tzinfo=UTC)  # 03:10 EDT
+    assert is_open(windows, [NEW_YORK], after_the_jump)
+    assert window_at(windows, [NEW_YORK], after_the_jump) == Span(
+        datetime(2027, 3, 14, 7, 0, tzinfo=UTC), datetime(2027, 3, 14, 9, 0, tzinfo=UTC)
+    )
+    windows = [parse_periods([{"weekdays": EVERY_DAY, "start": "00:00", "end": "01:30"}])]
+    # 2027-11-07, New York: 01:00-02:00 is lived twice (EDT, then EST from 06:00 UTC).
+    second_pass = datetime(2027, 11, 7, 6, 15, tzinfo=UTC)  # 01:15 EST
+    assert is_open(windows, [NEW_YORK], second_pass)
+    assert window_at(windows, [NEW_YORK], second_pass) == Span(
+        datetime(2027, 11, 7, 4, 0, tzinfo=UTC), datetime(2027, 11, 7, 6, 30, tzinfo=UTC)
+    )
+
+
 def test_rotate_needs_its_step() -> None:
     with pytest.raises(policy.PolicyError, match="rotate_step_seconds"):
         _campaign("rotate", rotate_step_seconds=None)
