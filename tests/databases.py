@@ -3,9 +3,13 @@
 from __future__ import annotations
 
 import asyncio
+from typing import Any
 
 import asyncpg
+from sqlalchemy import text
 from sqlalchemy.engine import make_url
+
+from campaigns.db import make_engine
 
 
 def on_server(url: str, statement: str) -> None:
@@ -26,3 +30,17 @@ def on_server(url: str, statement: str) -> None:
             await conn.close()
 
     asyncio.run(run())
+
+
+def query_rows(database_url: str, sql: str, **params: Any) -> list[Any]:
+    """Rows of a query on a service's database, read apart from the service."""
+
+    async def run() -> list[Any]:
+        engine = make_engine(database_url)
+        try:
+            async with engine.connect() as connection:
+                return list((await connection.execute(text(sql), params)).all())
+        finally:
+            await engine.dispose()
+
+    return asyncio.run(run())

@@ -8,7 +8,6 @@ database."""
 
 from __future__ import annotations
 
-import asyncio
 from collections import Counter
 from collections.abc import Iterator
 from datetime import UTC, datetime
@@ -26,9 +25,8 @@ from elevenlabs.types import (
     RetryPolicy,
     SubmitCampaignRecipient,
 )
-from sqlalchemy import text
 
-from campaigns.db import make_engine
+from tests.databases import query_rows
 from tests.service import API_KEY, Service, wait_until
 
 # A Wednesday at noon in San Francisco (415): inside the 08:00-20:00 calling periods, and a
@@ -61,18 +59,6 @@ def service(database_url: str, tmp_path: Path) -> Iterator[Service]:
     ).start()
     yield svc
     svc.stop()
-
-
-def _query(database_url: str, sql: str, **params: Any) -> list[Any]:
-    async def run() -> list[Any]:
-        engine = make_engine(database_url)
-        try:
-            async with engine.connect() as connection:
-                return list((await connection.execute(text(sql), params)).all())
-        finally:
-            await engine.dispose()
-
-    return asyncio.run(run())
 
 
 def _instant(value: Any) -> datetime:
@@ -128,13 +114,13 @@ def _run(service: Service, database_url: str, *, agent_id: str, tools: bool) -> 
     dials = Counter(c["to"] for c in calls)
     leads = {
         row[0]: row[1:]
-        for row in _query(
+        for row in query_rows(
             database_url,
             "SELECT phone_number, state, disposition, id FROM contacts WHERE campaign_id = :c",
             c=campaign_id,
         )
     }
-    requests = _query(
+    requests = query_rows(
         database_url,
         "SELECT c.phone_number, f.kind, f.decision, f.call_at, f.phone_number, f.source "
         "FROM follow_up_requests f JOIN contacts c ON c.id = f.contact_id "
@@ -172,7 +158,7 @@ def _run(service: Service, database_url: str, *, agent_id: str, tools: bool) -> 
         assert dials[phone] == 1
         assert leads[phone][:2] == ("done", "redirect_number_invalid")
     # A stop is on the do-not-call list, and the number is never dialled again.
-    listed = {row[0] for row in _query(database_url, "SELECT phone_number FROM dnc_entries")}
+    listed = {row[0] for row in query_rows(database_url, "SELECT phone_number FROM dnc_entries")}
     for phone in STOP:
         assert phone in listed and dials[phone] == 1
         assert leads[phone][:2] == ("done", "dnc")
@@ -194,7 +180,7 @@ def _run(service: Service, database_url: str, *, agent_id: str, tools: bool) -> 
     }
     # The dashboard's campaign page lists the newest of them (a panel of 20), each as decided.
     panel = service.api("GET", f"/api/v1/dashboard/campaigns/{campaign_id}").json()["follow_ups"]
-    decided = dict(_query(database_url, "SELECT id, decision FROM follow_up_requests"))
+    decided = dict(query_rows(database_url, "SELECT id, decision FROM follow_up_requests"))
     assert len(decided) == 36 and panel["more"] is True and len(panel["items"]) == 20
     assert all(item["decision"] == decided[item["id"]] for item in panel["items"])
     shown_at = [item["requested_at"] for item in panel["items"]]

@@ -28,11 +28,11 @@ from elevenlabs.types import (
     RetryPolicy,
     SubmitCampaignRecipient,
 )
-from sqlalchemy import text
 
 from campaigns.attention import pause_for
 from campaigns.db import make_engine, make_sessionmaker
 from tests.campaign_flow import numbers
+from tests.databases import query_rows
 from tests.service import API_KEY, Service, wait_until
 
 PHONE = {"channel": "phone", "agent_phone_number_id": "+15005550006"}
@@ -47,20 +47,6 @@ def service(database_url: str, tmp_path: Path) -> Iterator[Service]:
 
 def _client(service: Service) -> Any:
     return ElevenLabs(api_key=API_KEY, base_url=service.url).conversational_ai.outbound_campaigns
-
-
-def _query(database_url: str, sql: str, **params: Any) -> list[Any]:
-    """Rows of a query on the service's database (read apart from the service)."""
-
-    async def run() -> list[Any]:
-        engine = make_engine(database_url)
-        try:
-            async with engine.connect() as connection:
-                return list((await connection.execute(text(sql), params)).all())
-        finally:
-            await engine.dispose()
-
-    return asyncio.run(run())
 
 
 def _dials(service: Service, phones: list[str]) -> Counter[str]:
@@ -121,8 +107,8 @@ def test_a_policy_runs_as_written_and_every_read_shows_it(
         idempotency_key="create-once",
     )
     assert again.created is False and again.campaign.campaign_id == campaign_id
-    assert _query(database_url, "SELECT count(*) FROM outbound_campaigns")[0][0] == 1
-    row = _query(
+    assert query_rows(database_url, "SELECT count(*) FROM outbound_campaigns")[0][0] == 1
+    row = query_rows(
         database_url,
         "SELECT max_attempts, retry_delay_seconds, max_failures_per_number, "
         "end_after_number_failures, timezone FROM campaigns WHERE id = :id",
@@ -164,7 +150,7 @@ def test_a_policy_runs_as_written_and_every_read_shows_it(
     assert [c.phone_number for c in r2_calls] == [busy_then_answers[0]] * 2 + [busy_then_answers[1]]
     assert [c.decision_disposition for c in r2_calls] == ["retry_queued"] * 2 + ["completed"]
     assert [c.intent_type for c in r2_calls] == ["initial", "retry", "retry"]
-    attempts = _query(
+    attempts = query_rows(
         database_url, "SELECT count(*) FROM attempts WHERE campaign_id = :id", id=campaign_id
     )
     assert attempts[0][0] == 6
@@ -230,7 +216,7 @@ def test_a_rotation_with_no_step_is_refused_whole(service: Service, database_url
         "rotate_step_seconds",
     ]
     # Nothing was written, nothing dialled.
-    assert _query(database_url, "SELECT count(*) FROM campaigns")[0][0] == 0
+    assert query_rows(database_url, "SELECT count(*) FROM campaigns")[0][0] == 0
     assert _dials(service, [phone]) == {}
 
 
@@ -287,7 +273,7 @@ def test_workspace_config_is_versioned_and_taken_by_campaigns_without_a_policy(
         )
     # Refused whole: a rotation needs its step.
     assert caught.value.status_code == 422
-    stored = _query(database_url, "SELECT version, config FROM outbound_config")
+    stored = query_rows(database_url, "SELECT version, config FROM outbound_config")
     assert len(stored) == 1 and stored[0][0] == 2
     read = client.config.get()
     assert read.version == 2 and read.config.policy.retry.max_total_calls == 3
@@ -356,7 +342,7 @@ def test_calling_periods_are_read_in_the_recipients_zone(
         what="the lead to be planned at the window's opening in New York",
     )
     assert progress.leads.uncalled == 1
-    due = _query(
+    due = query_rows(
         database_url,
         "SELECT next_attempt_at, attempts_made FROM contacts WHERE campaign_id = :id",
         id=created.campaign.campaign_id,
@@ -398,9 +384,9 @@ def test_pause_resume_stop_leads_and_attention(service: Service, database_url: s
     ).campaign.campaign_id
 
     def status_in_db(campaign_id: str) -> str:
-        return _query(database_url, "SELECT status FROM campaigns WHERE id = :id", id=campaign_id)[
-            0
-        ][0]
+        return query_rows(
+            database_url, "SELECT status FROM campaigns WHERE id = :id", id=campaign_id
+        )[0][0]
 
     wait_until(lambda: _dials(service, phones[:30]), timeout=30, what="a first dial")
     paused = client.pause(first)
@@ -420,7 +406,7 @@ def test_pause_resume_stop_leads_and_attention(service: Service, database_url: s
     removed = waiting[0]
     suppressed = client.leads.delete(first, removed.lead_id)
     assert suppressed.lead_id == removed.lead_id and suppressed.has_calls_in_flight is False
-    assert _query(
+    assert query_rows(
         database_url, "SELECT state, disposition FROM contacts WHERE id = :id", id=removed.lead_id
     ) == [("done", "removed")]
     assert client.leads.get(first, removed.lead_id).terminal_disposition == "removed"
@@ -436,7 +422,7 @@ def test_pause_resume_stop_leads_and_attention(service: Service, database_url: s
     stopped = client.stop(first)
     assert stopped.status in ("stopping", "stopped") and status_in_db(first) == "cancelled"
     wait_until(lambda: client.get(first).status == "stopped", timeout=30, what="stopped")
-    cancelled = _query(
+    cancelled = query_rows(
         database_url,
         "SELECT count(*) FROM contacts WHERE campaign_id = :id AND disposition = 'cancelled'",
         id=first,
@@ -499,7 +485,7 @@ def test_pause_resume_stop_leads_and_attention(service: Service, database_url: s
     retried = client.attention.retry(item_id)
     assert retried.status == "resolved"
     assert status_in_db(second) == "running"
-    assert _query(
+    assert query_rows(
         database_url,
         "SELECT resolved_at IS NOT NULL FROM attention_items WHERE id = :id",
         id=item_id,
@@ -568,7 +554,7 @@ def test_a_scheduled_campaign_waits_for_its_time(service: Service, database_url:
     assert created.campaign.scheduled_time_unix == later
     assert created.campaign.status == "active"
     assert created.campaign.policy.retry.retry_delay_seconds == 0
-    row = _query(
+    row = query_rows(
         database_url,
         "SELECT status, start_at, retry_delay_seconds FROM campaigns WHERE id = :id",
         id=created.campaign.campaign_id,
@@ -597,8 +583,8 @@ def test_concurrent_creates_with_one_key_make_one_campaign(
         answers = list(pool.map(create, range(6)))
     assert len({a.campaign.campaign_id for a in answers}) == 1
     assert sum(a.created for a in answers) == 1
-    assert _query(database_url, "SELECT count(*) FROM campaigns")[0][0] == 1
-    assert _query(database_url, "SELECT count(*) FROM contacts")[0][0] == len(phones)
+    assert query_rows(database_url, "SELECT count(*) FROM campaigns")[0][0] == 1
+    assert query_rows(database_url, "SELECT count(*) FROM contacts")[0][0] == len(phones)
     _finished(client, answers[0].campaign.campaign_id)
     assert _dials(service, phones) == dict.fromkeys(phones, 1)
     with pytest.raises(ApiError) as caught:
