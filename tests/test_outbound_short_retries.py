@@ -15,8 +15,9 @@ import pytest
 from elevenlabs.types import CallingIntervalPolicy, CallingPeriod, PolicyConfigInput, RetryPolicy
 
 from campaigns.clock import as_utc
+from tests.databases import query_rows
 from tests.service import Service, wait_until
-from tests.test_outbound_campaigns_sdk import PHONE, _client, _query, _recipient
+from tests.test_outbound_campaigns_sdk import PHONE, _client, _recipient
 
 NEW_YORK = ZoneInfo("America/New_York")
 # A Wednesday, half a minute into the first window (10:00-10:01 in New York), so that its three
@@ -81,7 +82,7 @@ def _instant(value: Any) -> datetime:
 
 def _dials(database_url: str, campaign_id: str) -> list[tuple[datetime, str]]:
     """(planned instant, number) of each call the campaign placed, in order."""
-    rows = _query(
+    rows = query_rows(
         database_url,
         "SELECT scheduled_at, phone_number FROM attempts WHERE campaign_id = :id "
         "AND status != 'not_placed' ORDER BY scheduled_at",
@@ -96,7 +97,7 @@ def _inside(at: datetime, window: tuple[datetime, datetime]) -> bool:
 
 def _settled(database_url: str, lead_id: str) -> bool:
     """The lead is done, or its next call is planned past the second window."""
-    ((state, upcoming),) = _query(
+    ((state, upcoming),) = query_rows(
         database_url,
         "SELECT state, next_attempt_at FROM contacts WHERE id = :id",
         id=lead_id,
