@@ -23,7 +23,6 @@ from datetime import datetime
 from typing import Any
 
 from sqlalchemy import func, select
-from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from campaigns import dnc, policy, transitions
@@ -47,6 +46,7 @@ from campaigns.models import (
     FollowUpSettings,
 )
 from campaigns.phones import DEFAULT_NUMBER_TYPES, PhoneRejected, mask, normalize
+from campaigns.sqlutil import record_once
 from campaigns.windows import is_open, zone
 
 log = logging.getLogger(__name__)
@@ -113,14 +113,8 @@ async def request(
     decision. Raises FollowUpError for an unknown call or kind."""
     if kind not in KINDS:
         raise FollowUpError(f"no follow-up of kind {kind!r}")
-    for _ in range(2):
-        try:
-            async with sm.begin() as session:
-                return await _request_in(session, attempt_id, kind, asked, source, now)
-        except IntegrityError:
-            # The same request recorded meanwhile by another path: its decision is the answer.
-            continue
-    async with sm() as session:
+
+    async def recorded(session: AsyncSession) -> Outcome:
         existing = await session.scalar(
             select(FollowUpRequest).where(
                 FollowUpRequest.attempt_id == attempt_id, FollowUpRequest.kind == kind
@@ -129,6 +123,11 @@ async def request(
         if existing is None:
             raise FollowUpError(f"the follow-up for {attempt_id!r} could not be recorded")
         return _outcome(existing, None)
+
+    # Asked twice at once, one request records it and the other reads its decision.
+    return await record_once(
+        sm, lambda session: _request_in(session, attempt_id, kind, asked, source, now), recorded
+    )
 
 
 async def _request_in(

@@ -16,14 +16,13 @@ from typing import Any
 
 import phonenumbers
 from sqlalchemy import func, or_, select
-from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from campaigns import transitions
 from campaigns.dnc import blocked_numbers
 from campaigns.models import Attempt, CallEvent, Campaign, Contact, Direction
 from campaigns.phones import mask
-from campaigns.sqlutil import insert_ignoring_conflicts
+from campaigns.sqlutil import insert_ignoring_conflicts, record_once
 
 log = logging.getLogger(__name__)
 
@@ -70,15 +69,12 @@ async def answer(
 
     Asked twice for one call (the provider retries its request), it answers the same attempt.
     """
-    for _ in range(2):
-        try:
-            async with sm.begin() as session:
-                return await _answer_in(session, provider, call_id, caller, raw, now)
-        except IntegrityError:
-            # The same call answered meanwhile by another request: read what it stored.
-            continue
-    async with sm() as session:
-        return await _known_call(session, call_id)
+    # The same call answered meanwhile by another request: what it stored is the answer.
+    return await record_once(
+        sm,
+        lambda session: _answer_in(session, provider, call_id, caller, raw, now),
+        lambda session: _known_call(session, call_id),
+    )
 
 
 async def _known_call(session: AsyncSession, call_id: str) -> InboundCall | None:

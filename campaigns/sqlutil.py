@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Awaitable, Callable
+from typing import Any, TypeVar
 
 from sqlalchemy import Table
 from sqlalchemy.dialects import postgresql, sqlite
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+T = TypeVar("T")
 
 
 def dialect_name(session: AsyncSession) -> str:
@@ -26,3 +30,21 @@ def insert_many_ignoring_conflicts(
     """One multi-row INSERT … ON CONFLICT DO NOTHING RETURNING ``returning`` of the rows added."""
     module = postgresql if dialect_name(session) == "postgresql" else sqlite
     return module.insert(table).values(rows).on_conflict_do_nothing().returning(returning)
+
+
+async def record_once(
+    sm: async_sessionmaker[AsyncSession],
+    write: Callable[[AsyncSession], Awaitable[T]],
+    read: Callable[[AsyncSession], Awaitable[T]],
+) -> T:
+    """``write`` in a transaction of its own; when a unique key says another request recorded the
+    same thing meanwhile (a provider's retry, the same fact told by two paths), ``read`` answers
+    what that request stored. A second try covers a conflict on a row the first try only read."""
+    for _ in range(2):
+        try:
+            async with sm.begin() as session:
+                return await write(session)
+        except IntegrityError:
+            continue
+    async with sm() as session:
+        return await read(session)

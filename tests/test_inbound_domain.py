@@ -3,6 +3,7 @@ back finds, what it does to that contact, and what it leaves alone."""
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 from datetime import timedelta
 from typing import Any
@@ -96,6 +97,23 @@ async def end(sm: SM, call_id: str, status: str = AttemptStatus.COMPLETED) -> No
 async def fresh(sm: SM, model: type, key: str) -> object:
     async with sm() as session:
         return await session.get(model, key)
+
+
+async def test_a_call_asked_about_by_several_requests_at_once_is_one_attempt(sm: SM) -> None:
+    # A provider that retries its request while the first is still being answered: every
+    # request answers the same attempt, and the contact is held once.
+    contact = await contact_in(sm)
+    call_id = "CA" + uuid.uuid4().hex
+    answers = await asyncio.gather(*(call_back(sm, call_id) for _ in range(4)))
+    assert answers[0] is not None and answers[0].contact_id == contact.id
+    assert all(answer == answers[0] for answer in answers)
+    async with sm() as session:
+        attempts = (
+            await session.scalars(select(Attempt.id).where(Attempt.contact_id == contact.id))
+        ).all()
+    assert attempts == [answers[0].attempt_id]
+    held = await fresh(sm, Contact, contact.id)
+    assert isinstance(held, Contact) and held.attempts_made == 1
 
 
 async def test_the_most_recent_contact_is_held_while_the_call_lasts_then_answered(
