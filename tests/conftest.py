@@ -8,6 +8,7 @@ import inspect
 import os
 import secrets
 from collections.abc import AsyncIterator, Callable, Iterator
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -18,6 +19,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from bridge.migrate import upgrade_to_head
 from campaigns.db import make_engine, make_sessionmaker
 from tests.databases import on_server
+from tests.service import Service
 
 TEST_DATABASE_URL_ENV = "CALLBRIDGE_TEST_DATABASE_URL"
 
@@ -90,6 +92,26 @@ async def sm(database_url: str) -> AsyncIterator[async_sessionmaker[AsyncSession
         yield make_sessionmaker(engine)
     finally:
         await engine.dispose()
+
+
+@pytest.fixture
+def service(request: pytest.FixtureRequest, database_url: str, tmp_path: Path) -> Iterator[Service]:
+    """`callbridge serve` with the sandbox, as a subprocess, on the test's own database.
+
+    A module or a test sets the service's environment with ``pytest.mark.service_env(NAME="value",
+    ...)``; ``shown=<an aware datetime>`` starts the service's clock at that instant (the offset is
+    taken when the service starts, not when the module is read).
+    """
+    env: dict[str, Any] = {}
+    for marker in reversed(list(request.node.iter_markers("service_env"))):
+        env.update(marker.kwargs)
+    shown = env.pop("shown", None)
+    if shown is not None:
+        assert isinstance(shown, datetime), "service_env(shown=...) takes an aware datetime"
+        env["CALLBRIDGE_CLOCK_OFFSET_SECONDS"] = str((shown - datetime.now(UTC)).total_seconds())
+    running = Service(database_url, tmp_path, **env).start()
+    yield running
+    running.stop()
 
 
 @pytest.fixture

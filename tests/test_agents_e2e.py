@@ -7,7 +7,6 @@ what it was given and sends signed post-call webhooks back to the service.
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -40,12 +39,10 @@ def contacts_csv() -> bytes:
     return ("\n".join(rows) + "\n").encode()
 
 
-@pytest.fixture
-def service(database_url: str, tmp_path: Path):
+pytestmark = pytest.mark.service_env(
     # Long enough talk time that the agent, not the callee, ends each answered conversation.
-    svc = Service(database_url, tmp_path, CALLBRIDGE_SANDBOX_TALK_SECONDS="8").start()
-    yield svc
-    svc.stop()
+    CALLBRIDGE_SANDBOX_TALK_SECONDS="8",
+)
 
 
 def get_json(service: Service, path: str) -> Any:

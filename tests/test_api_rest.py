@@ -7,10 +7,7 @@ import io
 import os
 import subprocess
 import sys
-from collections.abc import Iterator
-from pathlib import Path
 
-import pytest
 import requests
 
 from tests.campaign_flow import create_campaign, start, wait_completed
@@ -25,13 +22,6 @@ DANGEROUS = {
     "cr": "\r=1+1",
 }
 FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
-
-
-@pytest.fixture
-def service(database_url: str, tmp_path: Path) -> Iterator[Service]:
-    svc = Service(database_url, tmp_path).start()
-    yield svc
-    svc.stop()
 
 
 def test_campaigns_contacts_and_calls_over_rest(service: Service) -> None:

@@ -8,9 +8,7 @@ from __future__ import annotations
 import threading
 import xml.etree.ElementTree as ElementTree
 from collections import Counter
-from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qsl
 
@@ -26,13 +24,6 @@ from tests.campaign_flow import create_campaign, numbers
 from tests.service import API_KEY, Service, wait_until
 
 FINISHED = {"completed", "failed", "voicemail", "cancelled"}
-
-
-@pytest.fixture
-def service(database_url: str, tmp_path: Path) -> Iterator[Service]:
-    svc = Service(database_url, tmp_path).start()
-    yield svc
-    svc.stop()
 
 
 def _client(service: Service) -> ElevenLabs:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from collections import Counter
-from pathlib import Path
 
 import pytest
 from elevenlabs import ElevenLabs
@@ -14,13 +13,6 @@ from tests.campaign_flow import numbers, predicted
 from tests.service import API_KEY, Service, wait_until
 
 ACTIVE = {"dispatched", "initiated", "in_progress"}
-
-
-@pytest.fixture
-def service(database_url: str, tmp_path: Path):
-    svc = Service(database_url, tmp_path).start()
-    yield svc
-    svc.stop()
 
 
 def _recipients(phones: list[str]) -> list[OutboundCallRecipient]:

@@ -6,10 +6,8 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
-import pytest
 import requests
 
 from bridge.dashboard.pages import STATIC
@@ -25,13 +23,6 @@ from tests.campaign_flow import (
     upload,
 )
 from tests.service import API_KEY, Service, wait_until
-
-
-@pytest.fixture
-def service(database_url: str, tmp_path: Path) -> Iterator[Service]:
-    svc = Service(database_url, tmp_path).start()
-    yield svc
-    svc.stop()
 
 
 def ticket_cookie(service: Service) -> str:

@@ -37,12 +37,10 @@ LAPTOP = {"width": 1366, "height": 768}
 PHONE = {"width": 390, "height": 844}
 
 
-@pytest.fixture
-def service(database_url: str, tmp_path: Path) -> Iterator[Service]:
+pytestmark = pytest.mark.service_env(
     # Calls that talk for a while, so a campaign runs long enough to pause it.
-    svc = Service(database_url, tmp_path, CALLBRIDGE_SANDBOX_TALK_SECONDS="1.5").start()
-    yield svc
-    svc.stop()
+    CALLBRIDGE_SANDBOX_TALK_SECONDS="1.5",
+)
 
 
 @pytest.fixture

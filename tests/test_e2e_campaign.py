@@ -4,8 +4,6 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import pytest
-
 from tests.campaign_flow import (
     assert_matches_table,
     contacts_csv,
@@ -16,13 +14,6 @@ from tests.campaign_flow import (
     wait_completed,
 )
 from tests.service import Service, wait_until
-
-
-@pytest.fixture
-def service(database_url: str, tmp_path: Path):
-    svc = Service(database_url, tmp_path).start()
-    yield svc
-    svc.stop()
 
 
 def test_campaign_runs_to_the_tables_dispositions(service: Service) -> None:

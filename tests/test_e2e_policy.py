@@ -26,13 +26,6 @@ def calls_to(service: Service, number: str) -> list[dict[str, Any]]:
     return [c for c in service.sandbox_calls() if c["to"] == number]
 
 
-@pytest.fixture
-def service(database_url: str, tmp_path: Path):
-    svc = Service(database_url, tmp_path).start()
-    yield svc
-    svc.stop()
-
-
 def test_each_recipient_is_called_only_inside_its_own_local_window(
     database_url: str, tmp_path: Path
 ) -> None:

@@ -9,9 +9,7 @@ database."""
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Iterator
 from datetime import UTC, datetime
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -47,18 +45,11 @@ def redirected(number: str) -> str:
     return f"{number[:-4]}{int(number[-4:]) + 100:04d}"
 
 
-@pytest.fixture
-def service(database_url: str, tmp_path: Path) -> Iterator[Service]:
-    offset = (SHOWN - datetime.now(UTC)).total_seconds()
+pytestmark = pytest.mark.service_env(
+    shown=SHOWN,
     # The person stays on the line until the agent has confirmed and hung up.
-    svc = Service(
-        database_url,
-        tmp_path,
-        CALLBRIDGE_CLOCK_OFFSET_SECONDS=str(offset),
-        CALLBRIDGE_SANDBOX_TALK_SECONDS="8",
-    ).start()
-    yield svc
-    svc.stop()
+    CALLBRIDGE_SANDBOX_TALK_SECONDS="8",
+)
 
 
 def _instant(value: Any) -> datetime:

@@ -62,19 +62,13 @@ def receiver() -> Iterator[Receiver]:
     r.close()
 
 
-@pytest.fixture
-def service(database_url: str, tmp_path: Path) -> Iterator[Service]:
-    svc = Service(
-        database_url,
-        tmp_path,
-        # Long enough that the agent, not the caller, ends each conversation.
-        CALLBRIDGE_SANDBOX_TALK_SECONDS="8",
-        CALLBRIDGE_WEBHOOK_POLL_SECONDS="0.2",
-        # The webhook receiver listens on the loopback.
-        CALLBRIDGE_WEBHOOK_ALLOW_PRIVATE_TARGETS="true",
-    ).start()
-    yield svc
-    svc.stop()
+pytestmark = pytest.mark.service_env(
+    # Long enough that the agent, not the caller, ends each conversation.
+    CALLBRIDGE_SANDBOX_TALK_SECONDS="8",
+    CALLBRIDGE_WEBHOOK_POLL_SECONDS="0.2",
+    # The webhook receiver listens on the loopback.
+    CALLBRIDGE_WEBHOOK_ALLOW_PRIVATE_TARGETS="true",
+)
 
 
 def get_json(service: Service, path: str, **params: str) -> Any:

@@ -6,7 +6,6 @@ from __future__ import annotations
 from pathlib import Path
 
 import jsonschema
-import pytest
 import requests
 
 from bridge.api.openapi import DOCUMENTED_PREFIXES, build_document, documented_routes, operation_of
@@ -71,13 +70,6 @@ def test_document_is_valid_openapi_31_and_refs_resolve(tmp_path: Path) -> None:
                         assert validator.is_valid({"detail": [item]})
                     else:
                         assert validator.is_valid({"detail": {"status": "x", "message": "y"}})
-
-
-@pytest.fixture
-def service(database_url: str, tmp_path: Path):
-    svc = Service(database_url, tmp_path).start()
-    yield svc
-    svc.stop()
 
 
 def test_served_document_docs_page_and_body_validation(service: Service) -> None:

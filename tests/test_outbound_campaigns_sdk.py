@@ -8,10 +8,8 @@ import csv
 import io
 import time
 from collections import Counter
-from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime, timedelta
-from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -36,13 +34,6 @@ from tests.databases import query_rows
 from tests.service import API_KEY, Service, wait_until
 
 PHONE = {"channel": "phone", "agent_phone_number_id": "+15005550006"}
-
-
-@pytest.fixture
-def service(database_url: str, tmp_path: Path) -> Iterator[Service]:
-    svc = Service(database_url, tmp_path).start()
-    yield svc
-    svc.stop()
 
 
 def _client(service: Service) -> Any:

@@ -5,9 +5,7 @@ puts the call; max_total_calls and max_consecutive_failures_per_number hold exac
 from __future__ import annotations
 
 import itertools
-from collections.abc import Iterator
-from datetime import UTC, datetime, timedelta
-from pathlib import Path
+from datetime import datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -48,12 +46,9 @@ LEADS = {
 LOS_ANGELES = "+13105550184"
 
 
-@pytest.fixture
-def service(database_url: str, tmp_path: Path) -> Iterator[Service]:
-    offset = (SHOWN - datetime.now(UTC)).total_seconds()
-    svc = Service(database_url, tmp_path, CALLBRIDGE_CLOCK_OFFSET_SECONDS=str(offset)).start()
-    yield svc
-    svc.stop()
+pytestmark = pytest.mark.service_env(
+    shown=SHOWN,
+)
 
 
 def _policy(placement: str) -> PolicyConfigInput:

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import json
 from collections import Counter
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -46,13 +45,11 @@ CAMPAIGN = {
 }
 
 
-@pytest.fixture
-def service(database_url: str, tmp_path: Path):
+pytestmark = pytest.mark.service_env(
     # Long enough for the agent, not the callee, to end each answered call: a voicemail box
     # hung up before the agent heard its beep would be a person to it.
-    svc = Service(database_url, tmp_path, CALLBRIDGE_SANDBOX_TALK_SECONDS="8").start()
-    yield svc
-    svc.stop()
+    CALLBRIDGE_SANDBOX_TALK_SECONDS="8",
+)
 
 
 def get_json(service: Service, path: str) -> Any:

@@ -22,7 +22,6 @@ import json
 import time
 from collections import Counter
 from collections.abc import Callable
-from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qsl, urlsplit
 
@@ -124,12 +123,10 @@ def contacts_csv() -> bytes:
     return ("\n".join(rows) + "\n").encode()
 
 
-@pytest.fixture
-def service(database_url: str, tmp_path: Path):
+pytestmark = pytest.mark.service_env(
     # Talk long enough for the agent to greet, hear the callee and answer.
-    svc = Service(database_url, tmp_path, CALLBRIDGE_SANDBOX_TALK_SECONDS="3").start()
-    yield svc
-    svc.stop()
+    CALLBRIDGE_SANDBOX_TALK_SECONDS="3",
+)
 
 
 def get_json(service: Service, path: str, **kw: Any) -> Any:

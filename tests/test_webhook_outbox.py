@@ -8,7 +8,6 @@ import threading
 from collections import Counter
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -67,20 +66,14 @@ def receiver() -> Iterator[Receiver]:
     r.close()
 
 
-@pytest.fixture
-def service(database_url: str, tmp_path: Path) -> Iterator[Service]:
-    svc = Service(
-        database_url,
-        tmp_path,
-        # Backoff in fractions of a second instead of minutes; the schedule's shape is the same.
-        CALLBRIDGE_WEBHOOK_RETRY_BASE_SECONDS="0.2",
-        CALLBRIDGE_WEBHOOK_RETRY_MAX_SECONDS="1",
-        CALLBRIDGE_WEBHOOK_POLL_SECONDS="0.2",
-        # The receiver listens on the loopback, which webhooks may reach only when allowed.
-        CALLBRIDGE_WEBHOOK_ALLOW_PRIVATE_TARGETS="true",
-    ).start()
-    yield svc
-    svc.stop()
+pytestmark = pytest.mark.service_env(
+    # Backoff in fractions of a second instead of minutes; the schedule's shape is the same.
+    CALLBRIDGE_WEBHOOK_RETRY_BASE_SECONDS="0.2",
+    CALLBRIDGE_WEBHOOK_RETRY_MAX_SECONDS="1",
+    CALLBRIDGE_WEBHOOK_POLL_SECONDS="0.2",
+    # The receiver listens on the loopback, which webhooks may reach only when allowed.
+    CALLBRIDGE_WEBHOOK_ALLOW_PRIVATE_TARGETS="true",
+)
 
 
 def test_receiver_down_then_up_gets_every_event_once_signed(
