@@ -275,7 +275,7 @@ async def end_unconnected_registrations(
 
 
 def _callable_number(to: str, campaign: Campaign) -> Phone:
-    """``to`` read as the campaign reads its contacts' numbers, or a 422 with the reason."""
+    """``to`` read as the campaign reads its contacts' numbers; CampaignError says why not."""
     number_types = number_types_of(campaign.allowed_number_types)
     try:
         return normalize(to, campaign.default_region, number_types)
