@@ -14,6 +14,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from campaigns import transitions
+from campaigns.call_at import BadCallAt, parse_call_at
 from campaigns.clock import utcnow
 from campaigns.dnc import blocked_numbers
 from campaigns.events import ContactsDue, emit
@@ -21,7 +22,6 @@ from campaigns.ids import new_id
 from campaigns.lifecycle import CampaignError, get_campaign
 from campaigns.models import Attempt, AttemptStatus, Campaign, CampaignStatus, Contact
 from campaigns.phones import ANY_NUMBER_TYPE, Phone, PhoneRejected, normalize, number_types_of
-from campaigns.reminders import BadCallAt, parse_call_at
 from campaigns.sqlutil import insert_ignoring_conflicts
 
 

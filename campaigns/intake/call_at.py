@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from datetime import datetime
 
+from campaigns.call_at import BadCallAt, parse_call_at
 from campaigns.intake.rows import ParsedContact
-from campaigns.reminders import BadCallAt, parse_call_at
 
 # A column of this name makes each row a reminder (ISO 8601; naive means the recipient's time).
 CALL_AT_COLUMN = "call_at"
