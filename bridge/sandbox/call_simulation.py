@@ -33,7 +33,7 @@ from bridge.sandbox.outcomes import (
 )
 from bridge.sandbox.outgoing import Outgoing
 from bridge.sandbox.recent import Recent
-from bridge.sandbox.store import CallStore, SandboxCall, Stage
+from bridge.sandbox.store import CallSettings, CallStore, SandboxCall, Stage, new_call
 from bridge.sandbox.stream_caller import TwimlPlan, read_twiml
 from campaigns.clock import utcnow
 from campaigns.phones import mask
@@ -138,34 +138,23 @@ class CallSimulator:
         number = account.owned_number(called)
         if number is None:
             raise wire.TwilioError(404, 20404, f"{called!r} is not a number of this account")
-        now = utcnow()
+        settings = CallSettings(
+            to_number=number,
+            from_number=caller_e164,
+            url=self.voice_url_of(number),
+            status_callback=self._voice_status_callback,
+            # A number's status callback reports the end of each call it receives.
+            status_callback_events=["completed"],
+            machine_detection=None,
+            async_amd=False,
+            async_amd_status_callback=None,
+            timeout=wire.DEFAULT_TIMEOUT,
+            time_limit=wire.DEFAULT_TIME_LIMIT,
+            params={wire.DIRECTION_PARAM: wire.INBOUND},
+        )
+        sid = "CA" + uuid.uuid4().hex
         call = await self._store.insert_call(
-            {
-                "sid": "CA" + uuid.uuid4().hex,
-                "account_sid": self._account_sid,
-                "to_number": number,
-                "from_number": caller_e164,
-                "url": self.voice_url_of(number),
-                "status_callback": self._voice_status_callback,
-                # A number's status callback reports the end of each call it receives.
-                "status_callback_events": ["completed"],
-                "machine_detection": None,
-                "async_amd": False,
-                "async_amd_status_callback": None,
-                "timeout": wire.DEFAULT_TIMEOUT,
-                "time_limit": wire.DEFAULT_TIME_LIMIT,
-                "status": "ringing",
-                "stage": Stage.CREATED,
-                "answered_by": None,
-                "duration": None,
-                "sequence": 0,
-                "created_at": now,
-                "start_time": None,
-                "answered_at": None,
-                "end_time": None,
-                "updated_at": now,
-                "params": {wire.DIRECTION_PARAM: wire.INBOUND},
-            }
+            new_call(sid, self._account_sid, settings, "ringing", utcnow())
         )
         logger.info("sandbox call %s from %s to %s received", call.sid, mask(caller_e164), number)
         self.launch(call.sid, call)

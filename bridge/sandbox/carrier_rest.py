@@ -23,7 +23,7 @@ from bridge.sandbox.carrier_auth import AccountAuth
 from bridge.sandbox.faults import CreateFault, FaultInjector
 from bridge.sandbox.outcomes import planned_outcome
 from bridge.sandbox.recent import Recent
-from bridge.sandbox.store import CallStore, CreateAbandoned, SandboxCall, Stage
+from bridge.sandbox.store import CallStore, CreateAbandoned, SandboxCall, new_call
 from campaigns.clock import utcnow
 from campaigns.phones import mask
 
@@ -89,31 +89,7 @@ class CallsApi:
         # client gave up would defeat its reconciliation, so a create that waited is dropped.
         not_after = now + timedelta(seconds=CREATE_DEADLINE_SECONDS)
         call = await self._store.insert_call(
-            {
-                "sid": "CA" + uuid.uuid4().hex,
-                "account_sid": account_sid,
-                "to_number": spec.to,
-                "from_number": spec.from_,
-                "url": spec.url,
-                "status_callback": spec.status_callback,
-                "status_callback_events": spec.status_callback_events,
-                "machine_detection": spec.machine_detection,
-                "async_amd": spec.async_amd,
-                "async_amd_status_callback": spec.async_amd_status_callback,
-                "timeout": spec.timeout,
-                "time_limit": spec.time_limit,
-                "status": "queued",
-                "stage": Stage.CREATED,
-                "answered_by": None,
-                "duration": None,
-                "sequence": 0,
-                "created_at": now,
-                "start_time": None,
-                "answered_at": None,
-                "end_time": None,
-                "updated_at": now,
-                "params": spec.params,
-            },
+            new_call("CA" + uuid.uuid4().hex, account_sid, spec, "queued", now),
             not_after=not_after,
         )
         logger.info(

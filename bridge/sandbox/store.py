@@ -148,9 +148,10 @@ sandbox_callbacks = Table(
 
 
 @dataclass(frozen=True)
-class SandboxCall:
-    sid: str
-    account_sid: str
+class CallSettings:
+    """What a call is placed with: who calls whom, where the carrier asks what to do and reports
+    to, answering-machine detection, time limits, and the create form as received."""
+
     to_number: str
     from_number: str
     url: str | None
@@ -161,6 +162,13 @@ class SandboxCall:
     async_amd_status_callback: str | None
     timeout: int
     time_limit: int
+    params: dict[str, Any]
+
+
+@dataclass(frozen=True)
+class SandboxCall(CallSettings):
+    sid: str
+    account_sid: str
     status: str
     stage: str
     answered_by: str | None
@@ -172,7 +180,6 @@ class SandboxCall:
     answered_at: datetime | None
     end_time: datetime | None
     updated_at: datetime
-    params: dict[str, Any]
 
     @property
     def terminal(self) -> bool:
@@ -218,6 +225,7 @@ class CallFilter:
 
 
 _CALL_FIELDS = tuple(f.name for f in fields(SandboxCall))
+_SETTINGS_FIELDS = tuple(f.name for f in fields(CallSettings))
 _CALLBACK_FIELDS = tuple(f.name for f in fields(Callback))
 
 
@@ -229,6 +237,28 @@ def _call(row: Any) -> SandboxCall:
 def _callback(row: Any) -> Callback:
     mapping = row._mapping
     return Callback(**{name: mapping[name] for name in _CALLBACK_FIELDS})
+
+
+def new_call(
+    sid: str, account_sid: str, settings: CallSettings, status: str, now: datetime
+) -> dict[str, Any]:
+    """The row of a call just placed or received, for `CallStore.insert_call`: not yet under
+    way, nothing reported."""
+    return {
+        "sid": sid,
+        "account_sid": account_sid,
+        **{name: getattr(settings, name) for name in _SETTINGS_FIELDS},
+        "status": status,
+        "stage": Stage.CREATED,
+        "answered_by": None,
+        "duration": None,
+        "sequence": 0,
+        "created_at": now,
+        "start_time": None,
+        "answered_at": None,
+        "end_time": None,
+        "updated_at": now,
+    }
 
 
 def _is_duplicate_object(exc: DBAPIError) -> bool:
