@@ -593,17 +593,8 @@ async def _apply_writes(conn: Any, batch: list[_Write]) -> None:
         for write in transitions:
             by_columns.setdefault(tuple(sorted(write.changes)), []).append(write)
         for columns, writes in by_columns.items():
-            statement = (
-                update(sandbox_calls)
-                .where(calls.sid == bindparam("w_sid", type_=calls.sid.type))
-                .values({name: bindparam(f"w_{name}", type_=calls[name].type) for name in columns})
-            )
-            await conn.execute(
-                statement,
-                [
-                    {"w_sid": w.sid, **{f"w_{name}": w.changes[name] for name in columns}}
-                    for w in writes
-                ],
+            await _update_each(
+                conn, sandbox_calls, "sid", columns, [(w.sid, w.changes) for w in writes]
             )
     rows = [row for write in transitions for row in write.callbacks]
     if rows:
@@ -638,17 +629,35 @@ async def _apply_writes(conn: Any, batch: list[_Write]) -> None:
             ]
     finished = [w for w in batch if w.callback_id is not None]
     if finished:
-        cbs = sandbox_callbacks.c
         columns = ("state", "attempts", "response_status", "finished_at")
-        statement = (
-            update(sandbox_callbacks)
-            .where(cbs.id == bindparam("w_id", type_=cbs.id.type))
-            .values({name: bindparam(f"w_{name}", type_=cbs[name].type) for name in columns})
+        await _update_each(
+            conn,
+            sandbox_callbacks,
+            "id",
+            columns,
+            [(w.callback_id, w.changes) for w in finished],
         )
-        await conn.execute(
-            statement,
-            [
-                {"w_id": w.callback_id, **{f"w_{name}": w.changes[name] for name in columns}}
-                for w in finished
-            ],
-        )
+
+
+async def _update_each(
+    conn: Any,
+    table: Table,
+    key: str,
+    columns: Sequence[str],
+    rows: Sequence[tuple[Any, dict[str, Any]]],
+) -> None:
+    """One UPDATE run for every (key value, values) of ``rows`` as one executemany: the row of
+    ``table`` whose ``key`` column has that value gets its ``columns`` set from the values."""
+    c = table.c
+    statement = (
+        update(table)
+        .where(c[key] == bindparam(f"w_{key}", type_=c[key].type))
+        .values({name: bindparam(f"w_{name}", type_=c[name].type) for name in columns})
+    )
+    await conn.execute(
+        statement,
+        [
+            {f"w_{key}": value, **{f"w_{name}": row[name] for name in columns}}
+            for value, row in rows
+        ],
+    )
