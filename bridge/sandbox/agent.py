@@ -64,6 +64,22 @@ class OverrideRefused(Exception):
     """A conversation overrides settings its agent does not allow to be overridden."""
 
 
+def _placed(
+    record: ConversationRecord, answer: str | None, call_key: str, call_id: str | None
+) -> web.Response:
+    """The answer to an outbound-call request: the conversation and the call (its id under
+    ``call_key``) if placed, else why the carrier refused it (``answer``)."""
+    placed = answer is None
+    return web.json_response(
+        {
+            "success": placed,
+            "message": answer or "Success",
+            "conversation_id": record.conversation_id if placed else None,
+            call_key: call_id if placed else None,
+        }
+    )
+
+
 def _refused(exc: OverrideRefused) -> web.HTTPException:
     return web.HTTPForbidden(
         text=json.dumps({"detail": {"status": "override_not_allowed", "message": str(exc)}}),
@@ -445,27 +461,13 @@ class SandboxAgent:
     async def _outbound_call(self, request: web.Request) -> web.Response:
         """Twilio outbound call: ElevenLabs dials from the Twilio number imported into it."""
         record, answer = await self._place(request, "native")
-        return web.json_response(
-            {
-                "success": answer is None,
-                "message": answer or "Success",
-                "conversation_id": record.conversation_id if answer is None else None,
-                "callSid": record.call_sid if answer is None else None,
-            }
-        )
+        return _placed(record, answer, "callSid", record.call_sid)
 
     async def _sip_outbound_call(self, request: web.Request) -> web.Response:
         """SIP-trunk outbound call: ElevenLabs sends the INVITE to the user's trunk. Here the
         trunk ends on the sandbox carrier, which plays the number's outcome as for any call."""
         record, answer = await self._place(request, "sip_trunk")
-        return web.json_response(
-            {
-                "success": answer is None,
-                "message": answer or "Success",
-                "conversation_id": record.conversation_id if answer is None else None,
-                "sip_call_id": record.sip_call_id if answer is None else None,
-            }
-        )
+        return _placed(record, answer, "sip_call_id", record.sip_call_id)
 
     async def _place(
         self, request: web.Request, mode: str
