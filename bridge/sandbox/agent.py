@@ -32,7 +32,7 @@ from bridge.sandbox.agent_brain import ConversationRecord
 from bridge.sandbox.agent_events import Narrator, behaviour_for
 from bridge.sandbox.agent_profiles import AgentProfile, exists, profile_for
 from bridge.sandbox.delivery import JOURNAL_LIMIT, Journal
-from bridge.sandbox.inspection import InspectionGuard, guarded
+from bridge.sandbox.inspection import InspectionGuard, guarded, journal_reply
 from bridge.sandbox.recent import DEFAULT_RECORDS, Recent
 
 log = logging.getLogger(__name__)
@@ -537,19 +537,11 @@ class SandboxAgent:
 
     async def _inspect_sent(self, request: web.Request) -> web.Response:
         """Every webhook sent, body and signature as sent (``?after=<seq>`` for the newer)."""
-        try:
-            after = int(request.query.get("after", "0"))
-        except ValueError as exc:
-            raise web.HTTPBadRequest(text='{"detail": "after must be an integer"}') from exc
-        return web.json_response(self.journal.entries(after))
+        return journal_reply(request, self.journal)
 
     async def _inspect_messages(self, request: web.Request) -> web.Response:
         """Every conversation WebSocket message, both ways (``?after=<seq>`` for the newer)."""
-        try:
-            after = int(request.query.get("after", "0"))
-        except ValueError as exc:
-            raise web.HTTPBadRequest(text='{"detail": "after must be an integer"}') from exc
-        return web.json_response(self.messages.entries(after))
+        return journal_reply(request, self.messages)
 
     def _tap(self, direction: str, message: dict[str, Any]) -> None:
         self.messages.record(direction=direction, message=message)

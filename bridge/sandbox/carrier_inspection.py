@@ -10,7 +10,7 @@ from aiohttp import web
 
 from bridge.sandbox import wire
 from bridge.sandbox.call_simulation import CallSimulator, is_inbound
-from bridge.sandbox.inspection import InspectionGuard, guarded
+from bridge.sandbox.inspection import InspectionGuard, guarded, journal_reply
 from bridge.sandbox.outcomes import planned_outcome
 from bridge.sandbox.outgoing import Outgoing
 from bridge.sandbox.recent import Recent
@@ -80,13 +80,8 @@ class CarrierInspection:
 
     async def _inspect_sent(self, request: web.Request) -> web.Response:
         """Every TwiML request and callback sent, as sent (``?after=<seq>`` for the newer)."""
-        try:
-            after = int(request.query.get("after", "0"))
-        except ValueError as exc:
-            raise web.HTTPBadRequest(text='{"detail": "after must be an integer"}') from exc
         sender = self._outgoing.sender
-        entries = sender.journal.entries(after) if sender is not None else []
-        return web.json_response(entries)
+        return journal_reply(request, sender.journal if sender is not None else None)
 
     async def _inspect_media(self, request: web.Request) -> web.Response:
         streams = self._outgoing.streams
