@@ -38,7 +38,7 @@ from bridge.keys import (
 from bridge.migrate import upgrade_to_head
 from bridge.ops import setup as ops
 from bridge.ops.retention import Pruner
-from bridge.sandbox.carrier import SandboxCarrier
+from bridge.sandbox.carrier import build_carrier
 from bridge.sandbox.inspection import inspection_guard
 from bridge.settings import Settings
 from bridge.telephony.factory import setup as telephony_setup
@@ -98,20 +98,7 @@ def create_app(settings: Settings) -> web.Application:
     api_setup(app)
     # With CALLBRIDGE_SANDBOX_URL the sandbox runs as a process of its own, shared by every node.
     if settings.sandbox and not settings.sandbox_url:
-        carrier = SandboxCarrier(
-            engine,
-            account_sid=settings.twilio_account_sid,
-            auth_token=settings.twilio_auth_token,
-            ring_seconds=settings.sandbox_ring_seconds,
-            talk_seconds=settings.sandbox_talk_seconds,
-            faults=settings.sandbox_faults,
-            inspection_guard=inspection_guard(app),
-            # The sandbox's numbers send the calls they receive to this service.
-            voice_url=settings.inbound_url,
-            voice_status_callback=f"{settings.base_url}/webhooks/twilio/status",
-            records_limit=settings.sandbox_memory_records,
-            journal_limit=settings.sandbox_journal_entries,
-        )
+        carrier = build_carrier(engine, settings, inspection_guard=inspection_guard(app))
         app[CARRIER] = carrier
         app.add_subapp("/sandbox", carrier.app())
         app.cleanup_ctx.append(_sandbox)

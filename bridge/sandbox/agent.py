@@ -32,7 +32,7 @@ from bridge.sandbox.agent_brain import ConversationRecord
 from bridge.sandbox.agent_events import Narrator, behaviour_for
 from bridge.sandbox.agent_profiles import AgentProfile, exists, profile_for
 from bridge.sandbox.delivery import JOURNAL_LIMIT, Journal
-from bridge.sandbox.inspection import InspectionGuard, guarded
+from bridge.sandbox.inspection import InspectionGuard, guarded, journal_reply
 from bridge.sandbox.recent import DEFAULT_RECORDS, Recent
 
 log = logging.getLogger(__name__)
@@ -62,6 +62,22 @@ WireTap = Callable[[str, dict[str, Any]], None]
 
 class OverrideRefused(Exception):
     """A conversation overrides settings its agent does not allow to be overridden."""
+
+
+def _placed(
+    record: ConversationRecord, answer: str | None, call_key: str, call_id: str | None
+) -> web.Response:
+    """The answer to an outbound-call request: the conversation and the call (its id under
+    ``call_key``) if placed, else why the carrier refused it (``answer``)."""
+    placed = answer is None
+    return web.json_response(
+        {
+            "success": placed,
+            "message": answer or "Success",
+            "conversation_id": record.conversation_id if placed else None,
+            call_key: call_id if placed else None,
+        }
+    )
 
 
 def _refused(exc: OverrideRefused) -> web.HTTPException:
@@ -445,27 +461,13 @@ class SandboxAgent:
     async def _outbound_call(self, request: web.Request) -> web.Response:
         """Twilio outbound call: ElevenLabs dials from the Twilio number imported into it."""
         record, answer = await self._place(request, "native")
-        return web.json_response(
-            {
-                "success": answer is None,
-                "message": answer or "Success",
-                "conversation_id": record.conversation_id if answer is None else None,
-                "callSid": record.call_sid if answer is None else None,
-            }
-        )
+        return _placed(record, answer, "callSid", record.call_sid)
 
     async def _sip_outbound_call(self, request: web.Request) -> web.Response:
         """SIP-trunk outbound call: ElevenLabs sends the INVITE to the user's trunk. Here the
         trunk ends on the sandbox carrier, which plays the number's outcome as for any call."""
         record, answer = await self._place(request, "sip_trunk")
-        return web.json_response(
-            {
-                "success": answer is None,
-                "message": answer or "Success",
-                "conversation_id": record.conversation_id if answer is None else None,
-                "sip_call_id": record.sip_call_id if answer is None else None,
-            }
-        )
+        return _placed(record, answer, "sip_call_id", record.sip_call_id)
 
     async def _place(
         self, request: web.Request, mode: str
@@ -535,19 +537,11 @@ class SandboxAgent:
 
     async def _inspect_sent(self, request: web.Request) -> web.Response:
         """Every webhook sent, body and signature as sent (``?after=<seq>`` for the newer)."""
-        try:
-            after = int(request.query.get("after", "0"))
-        except ValueError as exc:
-            raise web.HTTPBadRequest(text='{"detail": "after must be an integer"}') from exc
-        return web.json_response(self.journal.entries(after))
+        return journal_reply(request, self.journal)
 
     async def _inspect_messages(self, request: web.Request) -> web.Response:
         """Every conversation WebSocket message, both ways (``?after=<seq>`` for the newer)."""
-        try:
-            after = int(request.query.get("after", "0"))
-        except ValueError as exc:
-            raise web.HTTPBadRequest(text='{"detail": "after must be an integer"}') from exc
-        return web.json_response(self.messages.entries(after))
+        return journal_reply(request, self.messages)
 
     def _tap(self, direction: str, message: dict[str, Any]) -> None:
         self.messages.record(direction=direction, message=message)

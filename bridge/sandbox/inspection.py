@@ -18,6 +18,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from bridge.api.auth import key_matches, presented_key
 from bridge.api.errors import error_response
 from bridge.keys import SESSIONMAKER, SETTINGS
+from bridge.sandbox.delivery import Journal
 from campaigns.apikeys import find_key
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
@@ -74,3 +75,13 @@ def inspection_guard(app: web.Application) -> InspectionGuard | None:
     if not settings.exposed_sandbox:
         return None
     return api_key_guard(settings.api_keys, app[SESSIONMAKER])
+
+
+def journal_reply(request: web.Request, journal: Journal | None) -> web.Response:
+    """The entries of ``journal`` after the request's ``?after=<seq>`` (all without it; none
+    without a journal); 400 if ``after`` is not an integer."""
+    try:
+        after = int(request.query.get("after", "0"))
+    except ValueError as exc:
+        raise web.HTTPBadRequest(text='{"detail": "after must be an integer"}') from exc
+    return web.json_response(journal.entries(after) if journal is not None else [])

@@ -16,7 +16,7 @@ from aiohttp import web
 
 from bridge.migrate import upgrade_to_head
 from bridge.ops.retention import PRUNE_EVERY_SECONDS
-from bridge.sandbox.carrier import SandboxCarrier
+from bridge.sandbox.carrier import SandboxCarrier, build_carrier
 from bridge.sandbox.credentials import GENERATORS, stored_auth_token
 from bridge.sandbox.inspection import api_key_guard
 from bridge.settings import SANDBOX_AUTH_TOKEN, Settings, is_loopback
@@ -48,20 +48,11 @@ def create_sandbox_app(settings: Settings, host: str = "127.0.0.1") -> web.Appli
     # A token set in the environment is used as it is; else the installation's, once stored.
     follows_installation = settings.twilio_auth_token == SANDBOX_AUTH_TOKEN
     guard = api_key_guard(settings.api_keys, make_sessionmaker(engine)) if exposed else None
-    carrier = SandboxCarrier(
+    carrier = build_carrier(
         engine,
-        account_sid=settings.twilio_account_sid,
-        auth_token=settings.twilio_auth_token,
-        ring_seconds=settings.sandbox_ring_seconds,
-        talk_seconds=settings.sandbox_talk_seconds,
-        faults=settings.sandbox_faults,
-        installation_token=stored_auth_token(engine) if follows_installation else None,
+        settings,
         inspection_guard=guard,
-        # The nodes' public URL: where the sandbox's numbers send the calls they receive.
-        voice_url=settings.inbound_url,
-        voice_status_callback=f"{settings.base_url}/webhooks/twilio/status",
-        records_limit=settings.sandbox_memory_records,
-        journal_limit=settings.sandbox_journal_entries,
+        installation_token=stored_auth_token(engine) if follows_installation else None,
     )
     app = web.Application()
     app.add_subapp("/sandbox", carrier.app())

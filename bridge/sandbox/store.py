@@ -148,9 +148,10 @@ sandbox_callbacks = Table(
 
 
 @dataclass(frozen=True)
-class SandboxCall:
-    sid: str
-    account_sid: str
+class CallSettings:
+    """What a call is placed with: who calls whom, where the carrier asks what to do and reports
+    to, answering-machine detection, time limits, and the create form as received."""
+
     to_number: str
     from_number: str
     url: str | None
@@ -161,6 +162,13 @@ class SandboxCall:
     async_amd_status_callback: str | None
     timeout: int
     time_limit: int
+    params: dict[str, Any]
+
+
+@dataclass(frozen=True)
+class SandboxCall(CallSettings):
+    sid: str
+    account_sid: str
     status: str
     stage: str
     answered_by: str | None
@@ -172,7 +180,6 @@ class SandboxCall:
     answered_at: datetime | None
     end_time: datetime | None
     updated_at: datetime
-    params: dict[str, Any]
 
     @property
     def terminal(self) -> bool:
@@ -218,6 +225,7 @@ class CallFilter:
 
 
 _CALL_FIELDS = tuple(f.name for f in fields(SandboxCall))
+_SETTINGS_FIELDS = tuple(f.name for f in fields(CallSettings))
 _CALLBACK_FIELDS = tuple(f.name for f in fields(Callback))
 
 
@@ -229,6 +237,28 @@ def _call(row: Any) -> SandboxCall:
 def _callback(row: Any) -> Callback:
     mapping = row._mapping
     return Callback(**{name: mapping[name] for name in _CALLBACK_FIELDS})
+
+
+def new_call(
+    sid: str, account_sid: str, settings: CallSettings, status: str, now: datetime
+) -> dict[str, Any]:
+    """The row of a call just placed or received, for `CallStore.insert_call`: not yet under
+    way, nothing reported."""
+    return {
+        "sid": sid,
+        "account_sid": account_sid,
+        **{name: getattr(settings, name) for name in _SETTINGS_FIELDS},
+        "status": status,
+        "stage": Stage.CREATED,
+        "answered_by": None,
+        "duration": None,
+        "sequence": 0,
+        "created_at": now,
+        "start_time": None,
+        "answered_at": None,
+        "end_time": None,
+        "updated_at": now,
+    }
 
 
 def _is_duplicate_object(exc: DBAPIError) -> bool:
@@ -563,17 +593,8 @@ async def _apply_writes(conn: Any, batch: list[_Write]) -> None:
         for write in transitions:
             by_columns.setdefault(tuple(sorted(write.changes)), []).append(write)
         for columns, writes in by_columns.items():
-            statement = (
-                update(sandbox_calls)
-                .where(calls.sid == bindparam("w_sid", type_=calls.sid.type))
-                .values({name: bindparam(f"w_{name}", type_=calls[name].type) for name in columns})
-            )
-            await conn.execute(
-                statement,
-                [
-                    {"w_sid": w.sid, **{f"w_{name}": w.changes[name] for name in columns}}
-                    for w in writes
-                ],
+            await _update_each(
+                conn, sandbox_calls, "sid", columns, [(w.sid, w.changes) for w in writes]
             )
     rows = [row for write in transitions for row in write.callbacks]
     if rows:
@@ -608,17 +629,35 @@ async def _apply_writes(conn: Any, batch: list[_Write]) -> None:
             ]
     finished = [w for w in batch if w.callback_id is not None]
     if finished:
-        cbs = sandbox_callbacks.c
         columns = ("state", "attempts", "response_status", "finished_at")
-        statement = (
-            update(sandbox_callbacks)
-            .where(cbs.id == bindparam("w_id", type_=cbs.id.type))
-            .values({name: bindparam(f"w_{name}", type_=cbs[name].type) for name in columns})
+        await _update_each(
+            conn,
+            sandbox_callbacks,
+            "id",
+            columns,
+            [(w.callback_id, w.changes) for w in finished],
         )
-        await conn.execute(
-            statement,
-            [
-                {"w_id": w.callback_id, **{f"w_{name}": w.changes[name] for name in columns}}
-                for w in finished
-            ],
-        )
+
+
+async def _update_each(
+    conn: Any,
+    table: Table,
+    key: str,
+    columns: Sequence[str],
+    rows: Sequence[tuple[Any, dict[str, Any]]],
+) -> None:
+    """One UPDATE run for every (key value, values) of ``rows`` as one executemany: the row of
+    ``table`` whose ``key`` column has that value gets its ``columns`` set from the values."""
+    c = table.c
+    statement = (
+        update(table)
+        .where(c[key] == bindparam(f"w_{key}", type_=c[key].type))
+        .values({name: bindparam(f"w_{name}", type_=c[name].type) for name in columns})
+    )
+    await conn.execute(
+        statement,
+        [
+            {f"w_{key}": value, **{f"w_{name}": row[name] for name in columns}}
+            for value, row in rows
+        ],
+    )

@@ -21,7 +21,7 @@ from aiohttp import web
 from multidict import MultiMapping
 
 from bridge.sandbox.geography import location_params
-from bridge.sandbox.store import CallFilter, SandboxCall
+from bridge.sandbox.store import CallFilter, CallSettings, SandboxCall
 from campaigns.clock import parse_instant, within_range
 
 API_VERSION = "2010-04-01"
@@ -199,23 +199,6 @@ def inspection_record(call: SandboxCall, planned: str) -> dict[str, Any]:
 # ---------------------------------------------------------------------------- create requests
 
 
-@dataclass(frozen=True)
-class CallRequest:
-    """A validated create-call form."""
-
-    to: str
-    from_: str
-    url: str | None
-    status_callback: str | None
-    status_callback_events: list[str]
-    machine_detection: str | None
-    async_amd: bool
-    async_amd_status_callback: str | None
-    timeout: int
-    time_limit: int
-    params: dict[str, Any]
-
-
 def raw_params(form: MultiMapping[Any]) -> dict[str, Any]:
     """The form as received: one string per key, a list for keys that were repeated."""
     params: dict[str, Any] = {}
@@ -326,7 +309,7 @@ def _machine_detection(form: MultiMapping[Any]) -> str | None:
     return None if _text(form, "SendDigits") else mode
 
 
-def parse_call_request(form: MultiMapping[Any]) -> CallRequest:
+def parse_call_request(form: MultiMapping[Any]) -> CallSettings:
     to = _text(form, "To")
     if to is None:
         raise TwilioError(400, 21201, "No 'To' number is specified")
@@ -344,9 +327,9 @@ def parse_call_request(form: MultiMapping[Any]) -> CallRequest:
         raise TwilioError(400, 21205, f"Url is not a valid URL: {url}")
     for key in ("Method", "StatusCallbackMethod", "AsyncAmdStatusCallbackMethod"):
         _method(form, key)
-    return CallRequest(
-        to=to_e164,
-        from_=from_,
+    return CallSettings(
+        to_number=to_e164,
+        from_number=from_,
         url=url,
         status_callback=_callback_url(form, "StatusCallback"),
         status_callback_events=_events(form),
