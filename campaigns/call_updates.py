@@ -35,6 +35,8 @@ class CallUpdate:
     raw: dict[str, Any] = field(default_factory=dict)
     attempt_id: str | None = None
     status: str | None = None
+    # The update's ordinal among the call's status updates (the adapter fills it from the
+    # provider's own numbering), so a repeated update is recognised.
     sequence: int | None = None
     answered_by: str | None = None
     duration_seconds: int | None = None
@@ -55,7 +57,8 @@ class CallUpdate:
     @property
     def dedupe_key(self) -> str:
         if self.kind == "status":
-            # Twilio numbers callbacks per call; the status guards against a missing number.
+            # ``sequence`` is the update's ordinal among the call's status updates, as the
+            # provider's adapter numbers them; the status guards against a missing ordinal.
             return f"{self.provider_call_id}:status:{self.sequence}:{self.status}"
         return f"{self.provider_call_id}:{self.kind}"
 

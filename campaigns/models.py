@@ -269,7 +269,7 @@ class CallEvent(Base):
 
     __tablename__ = "call_events"
     __table_args__ = (
-        # Twilio retries a callback once: the second copy is recognised, stored once.
+        # A provider may deliver a callback twice: the second copy is recognised, stored once.
         UniqueConstraint("provider", "dedupe_key", name="uq_call_events_dedupe"),
         # Retention deletes the oldest (campaigns/retention.py) without reading the whole table.
         Index("ix_call_events_received_at", "received_at"),

@@ -241,8 +241,8 @@ async def register_call(
     return attempt
 
 
-# How long a registered call may take to start its audio stream (Twilio starts it within seconds
-# of the TwiML) before its attempt is ended as never connected.
+# How long a registered call may take to start its audio stream (the carrier starts it within
+# seconds of the call set-up) before its attempt is ended as never connected.
 REGISTERED_STREAM_WAIT = timedelta(minutes=2)
 NO_STREAM = "no_stream"
 

@@ -78,6 +78,7 @@ async def status_callback(request: web.Request) -> web.Response:
         raw=params,
         attempt_id=request.query.get("attempt_id"),
         status=params.get("CallStatus") or None,
+        # Twilio numbers a call's callbacks: the domain's ordinal of the update.
         sequence=_int(params.get("SequenceNumber")),
         answered_by=params.get("AnsweredBy") or None,
         duration_seconds=_int(params.get("CallDuration")),
