@@ -42,6 +42,8 @@ class CallUpdate:
     duration_seconds: int | None = None
     sip_response_code: int | None = None
     error_code: str | None = None
+    # error_code classified by the provider's adapter (campaigns.failures.ErrorClass).
+    error_class: str | None = None
     error_message: str | None = None
     # What the agent's post-call report says about the conversation (None: not reported).
     conversation_id: str | None = None

@@ -51,10 +51,19 @@ class ProviderCall:
 class DialRefused(Exception):
     """The provider answered and created nothing."""
 
-    def __init__(self, message: str, *, code: str | None = None, retryable: bool = False):
+    def __init__(
+        self,
+        message: str,
+        *,
+        code: str | None = None,
+        retryable: bool = False,
+        error_class: str | None = None,
+    ):
         super().__init__(message)
         self.code = code
         self.retryable = retryable
+        # The provider's code classified by its adapter (campaigns.failures.ErrorClass).
+        self.error_class = error_class
 
 
 class DialAmbiguous(Exception):

@@ -236,6 +236,8 @@ class Attempt(Base):
     talk_seconds: Mapped[int | None] = mapped_column(Integer)
     sip_response_code: Mapped[int | None] = mapped_column(Integer)
     error_code: Mapped[str | None] = mapped_column(String(32))
+    # The provider's error code classified by its adapter (campaigns.failures.ErrorClass).
+    error_class: Mapped[str | None] = mapped_column(String(32))
     error_message: Mapped[str | None] = mapped_column(Text)
     # What was done on reaching an answering machine: "hung_up" or "message_left".
     voicemail_action: Mapped[str | None] = mapped_column(String(16))

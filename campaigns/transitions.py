@@ -130,6 +130,7 @@ def _fill_terminal_details(attempt: Attempt, update: CallUpdate) -> None:
         attempt.sip_response_code = update.sip_response_code
     if update.error_code and attempt.error_code is None:
         attempt.error_code = update.error_code
+        attempt.error_class = update.error_class
         attempt.error_message = update.error_message
     if attempt.ring_seconds is None and attempt.dialed_at is not None:
         ring_end = attempt.answered_at or attempt.ended_at
@@ -207,7 +208,7 @@ async def settle_contact(
     dials = await _dial_times(session, campaign, contact)
     retry_as = Disposition.VOICEMAIL if outcome == Disposition.VOICEMAIL_LEFT else outcome
     policy.next_number_after_failure(campaign, contact, retry_as)
-    step = policy.after_attempt(campaign, contact, retry_as, now, attempt.error_code, dials)
+    step = policy.after_attempt(campaign, contact, retry_as, now, attempt.error_class, dials)
     if isinstance(step, policy.Retry) and campaign.status == CampaignStatus.CANCELLED:
         # A call that was live when the campaign was cancelled ends it for this contact.
         step = policy.Final(retry_as)
@@ -445,10 +446,16 @@ async def not_placed(
 
 
 async def refused(
-    session: AsyncSession, attempt: Attempt, code: str | None, message: str, now: datetime
+    session: AsyncSession,
+    attempt: Attempt,
+    code: str | None,
+    message: str,
+    now: datetime,
+    error_class: str | None = None,
 ) -> None:
     """The provider refused the create for good: the attempt failed, and counts."""
     attempt.error_code = code
+    attempt.error_class = error_class
     attempt.error_message = message[:500]
     attempt.lease_expires_at = None
     await end_attempt(session, attempt, AttemptStatus.FAILED, now)
