@@ -8,21 +8,6 @@ from typing import Any
 
 from campaigns.dialing import ProviderCall
 
-# AnsweredBy values that mean nobody picked up in person.
-# The agent's own voicemail detection (its voicemail_detection tool) as an AnsweredBy value.
-AGENT_VOICEMAIL = "voicemail_detection"
-
-MACHINE_ANSWERS = frozenset(
-    {
-        "machine_start",
-        "machine_end_beep",
-        "machine_end_silence",
-        "machine_end_other",
-        "fax",
-        AGENT_VOICEMAIL,
-    }
-)
-
 
 @dataclass(frozen=True)
 class CallUpdate:
@@ -38,7 +23,10 @@ class CallUpdate:
     # The update's ordinal among the call's status updates (the adapter fills it from the
     # provider's own numbering), so a repeated update is recognised.
     sequence: int | None = None
+    # The provider's answered-by value as it gave it, and its class (models.Answerer) as the
+    # provider's adapter classified it.
     answered_by: str | None = None
+    answerer: str | None = None
     duration_seconds: int | None = None
     sip_response_code: int | None = None
     error_code: str | None = None
@@ -73,5 +61,6 @@ def provider_call_update(call: ProviderCall, now: datetime) -> CallUpdate:
         received_at=now,
         status=call.status,
         answered_by=call.answered_by,
+        answerer=call.answerer,
         duration_seconds=call.duration_seconds,
     )

@@ -45,6 +45,8 @@ class ProviderCall:
     status: str
     created_at: datetime | None = None
     answered_by: str | None = None
+    # answered_by classified by the provider's adapter (campaigns.models.Answerer).
+    answerer: str | None = None
     duration_seconds: int | None = None
 
 

@@ -36,6 +36,24 @@ class ContactState:
     DONE = "done"  # has a final disposition
 
 
+class Answerer:
+    """Who (or what) answered a call, in the domain's words: the provider's adapter classifies its
+    own answered-by value into one of these. The provider's value is kept beside it
+    (Attempt.answered_by), as it is what users see."""
+
+    HUMAN = "human"
+    # An answering machine whose greeting may still be playing.
+    MACHINE = "machine"
+    # An answering machine whose greeting has ended: a message left now is recorded.
+    MACHINE_GREETING_OVER = "machine_greeting_over"
+    FAX = "fax"
+    UNKNOWN = "unknown"
+
+    # Nobody picked up in person: the call ends as a voicemail.
+    NOT_A_PERSON = frozenset({MACHINE, MACHINE_GREETING_OVER, FAX})
+    MACHINES = frozenset({MACHINE, MACHINE_GREETING_OVER})
+
+
 class Disposition:
     ANSWERED = "answered"
     VOICEMAIL = "voicemail"
@@ -230,7 +248,9 @@ class Attempt(Base):
     provider_call_id: Mapped[str | None] = mapped_column(String(64), unique=True)
     status: Mapped[str] = mapped_column(String(16), default=AttemptStatus.DIALING)
     last_sequence: Mapped[int] = mapped_column(Integer, default=-1)
+    # The provider's own answered-by value (shown to users), and its class (Answerer).
     answered_by: Mapped[str | None] = mapped_column(String(32))
+    answerer: Mapped[str | None] = mapped_column(String(24))
     outcome: Mapped[str | None] = mapped_column(String(16))
     ring_seconds: Mapped[int | None] = mapped_column(Integer)
     talk_seconds: Mapped[int | None] = mapped_column(Integer)

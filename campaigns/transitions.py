@@ -19,7 +19,7 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from campaigns import follow_up_steps, policy
-from campaigns.call_updates import MACHINE_ANSWERS, CallUpdate, provider_call_update
+from campaigns.call_updates import CallUpdate, provider_call_update
 from campaigns.clock import utcnow
 from campaigns.dialing import ProviderCall
 from campaigns.events import (
@@ -31,6 +31,7 @@ from campaigns.events import (
 )
 from campaigns.ids import new_id
 from campaigns.models import (
+    Answerer,
     Attempt,
     AttemptStatus,
     Campaign,
@@ -62,7 +63,7 @@ def outcome_of(attempt: Attempt) -> str | None:
     """The attempt's result in campaign terms, or None while the call is live."""
     status = attempt.status
     if status == AttemptStatus.COMPLETED:
-        if attempt.answered_by in MACHINE_ANSWERS:
+        if attempt.answerer in Answerer.NOT_A_PERSON:
             return Disposition.VOICEMAIL
         return Disposition.ANSWERED
     if status == AttemptStatus.BUSY:
@@ -82,6 +83,7 @@ def apply_update(attempt: Attempt, update: CallUpdate) -> bool:
         attempt.provider_call_id = update.provider_call_id
     if update.answered_by:
         attempt.answered_by = update.answered_by
+        attempt.answerer = update.answerer
     # Status callbacks carry a status; so do agent reports when the agent placed the call itself.
     if update.status:
         _apply_status(attempt, update)

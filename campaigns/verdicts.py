@@ -17,7 +17,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from campaigns.call_updates import provider_call_update
 from campaigns.clock import utcnow
 from campaigns.dialing import Dialer
-from campaigns.models import Attempt, AttemptStatus, Campaign
+from campaigns.models import Answerer, Attempt, AttemptStatus, Campaign
 from campaigns.transitions import apply_event
 
 log = logging.getLogger(__name__)
@@ -63,7 +63,9 @@ async def refresh_missing_verdicts(
             if attempt is None or attempt.answered_by is not None:
                 continue
             if call is None or not call.answered_by:
-                attempt.answered_by = "unknown"
+                # No verdict from the provider: shown as "unknown".
+                attempt.answered_by = Answerer.UNKNOWN
+                attempt.answerer = Answerer.UNKNOWN
                 continue
             await apply_event(session, attempt, provider_call_update(call, now), now)
             relabelled += 1

@@ -18,7 +18,7 @@ from bridge.telephony.port import Connection
 from campaigns.clock import as_utc
 from campaigns.dialing import DialAmbiguous, DialRefused, DialRequest, ProviderCall
 from campaigns.failures import ErrorClass
-from campaigns.models import AttemptStatus
+from campaigns.models import Answerer, AttemptStatus
 
 log = logging.getLogger(__name__)
 
@@ -38,6 +38,26 @@ CALL_STATUSES = {
     "failed": AttemptStatus.FAILED,
     "canceled": AttemptStatus.CANCELED,
 }
+
+# Twilio's AnsweredBy values and the domain's class of each (the value itself is kept and shown).
+ANSWERERS = {
+    "human": Answerer.HUMAN,
+    "machine_start": Answerer.MACHINE,
+    # With DetectMessageEnd: the greeting has ended (at a beep, a silence, or otherwise).
+    "machine_end_beep": Answerer.MACHINE_GREETING_OVER,
+    "machine_end_silence": Answerer.MACHINE_GREETING_OVER,
+    "machine_end_other": Answerer.MACHINE_GREETING_OVER,
+    "fax": Answerer.FAX,
+    "unknown": Answerer.UNKNOWN,
+}
+
+
+def answerer(answered_by: str | None) -> str | None:
+    """The domain's class of a Twilio AnsweredBy value (None when Twilio gave none)."""
+    if not answered_by:
+        return None
+    return ANSWERERS.get(answered_by, Answerer.UNKNOWN)
+
 
 # Twilio error codes and the domain's class of each; a code not here has no class.
 ERROR_CLASSES = {
@@ -221,5 +241,6 @@ def _provider_call(call: Any) -> ProviderCall:
         status=attempt_status(str(status)),
         created_at=as_utc(call.date_created) if isinstance(call.date_created, datetime) else None,
         answered_by=call.answered_by,
+        answerer=answerer(call.answered_by),
         duration_seconds=int(duration) if duration not in (None, "") else None,
     )
