@@ -36,6 +36,21 @@ class ContactState:
     DONE = "done"  # has a final disposition
 
 
+class MachineDetection:
+    """Whether, and how far, to listen for an answering machine once a call is answered: a
+    campaign's (or a contact's) setting, stored and shown as these values. They are spelled like
+    one provider's parameter values, but they are the domain's own: each provider's dialer says
+    what each one means to it."""
+
+    OFF = ""
+    # Tell whether a machine answered, as soon as that is known.
+    DETECT = "Enable"
+    # Also wait for the machine's greeting to end, so a message left after it is recorded.
+    UNTIL_GREETING_ENDS = "DetectMessageEnd"
+
+    ALL = (UNTIL_GREETING_ENDS, DETECT, OFF)
+
+
 class Answerer:
     """Who (or what) answered a call, in the domain's words: the provider's adapter classifies its
     own answered-by value into one of these. The provider's value is kept beside it
@@ -89,7 +104,9 @@ class Campaign(Base):
     retry_delay_seconds: Mapped[int] = mapped_column(Integer, default=300)
     concurrency: Mapped[int] = mapped_column(Integer, default=5)
     cps: Mapped[float | None] = mapped_column(default=None)
-    machine_detection: Mapped[str] = mapped_column(String(32), default="DetectMessageEnd")
+    machine_detection: Mapped[str] = mapped_column(
+        String(32), default=MachineDetection.UNTIL_GREETING_ENDS
+    )
     # How the campaign's calls are placed and reach the agent: one of the names the telephony
     # edge registers (the domain only checks it against them, at create and edit).
     agent_connection: Mapped[str] = mapped_column(

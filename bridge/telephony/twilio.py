@@ -18,7 +18,7 @@ from bridge.telephony.port import Connection
 from campaigns.clock import as_utc
 from campaigns.dialing import DialAmbiguous, DialRefused, DialRequest, ProviderCall
 from campaigns.failures import ErrorClass
-from campaigns.models import Answerer, AttemptStatus
+from campaigns.models import Answerer, AttemptStatus, MachineDetection
 
 log = logging.getLogger(__name__)
 
@@ -37,6 +37,12 @@ CALL_STATUSES = {
     "no-answer": AttemptStatus.NO_ANSWER,
     "failed": AttemptStatus.FAILED,
     "canceled": AttemptStatus.CANCELED,
+}
+
+# The domain's machine-detection settings as Twilio's MachineDetection parameter (OFF: not sent).
+MACHINE_DETECTION = {
+    MachineDetection.DETECT: "Enable",
+    MachineDetection.UNTIL_GREETING_ENDS: "DetectMessageEnd",
 }
 
 # Twilio's AnsweredBy values and the domain's class of each (the value itself is kept and shown).
@@ -166,9 +172,10 @@ class TwilioDialer:
         }
         if request.record:
             params["record"] = True
-        if request.machine_detection:
+        machine_detection = MACHINE_DETECTION.get(request.machine_detection or "")
+        if machine_detection:
             params |= {
-                "machine_detection": request.machine_detection,
+                "machine_detection": machine_detection,
                 "async_amd": "true",
                 "async_amd_status_callback": callback_url(
                     self._public_url, "/webhooks/twilio/amd", request.attempt_id
