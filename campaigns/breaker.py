@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import logging
 from collections import Counter
-from dataclasses import dataclass
+from collections.abc import Mapping
 from datetime import datetime
 from typing import Any
 
@@ -21,6 +21,7 @@ from sqlalchemy.orm import Session
 
 from campaigns.clock import utcnow
 from campaigns.events import AttemptEnded, EventBus
+from campaigns.failures import ErrorClass
 from campaigns.ids import new_id
 from campaigns.models import (
     Attempt,
@@ -39,60 +40,51 @@ MIN_ENDED = 5
 TRIP_SHARE = 0.8
 
 
-@dataclass(frozen=True)
-class Diagnosis:
-    what: str
-    fix: str
-
-
-_GEO = Diagnosis(
-    "The provider account's geographic permissions do not allow calls to these destinations.",
-    "Enable the destination countries in the Twilio console (Voice > Settings > Geo "
-    "permissions), then resume the campaign.",
+# What is wrong, for each class of account-level failure (campaigns.failures.ErrorClass). How to
+# fix it depends on the provider: its adapter says (Remedies); GENERIC_FIX when it says nothing.
+_DESTINATIONS = (
+    "The provider account's geographic permissions do not allow calls to these destinations."
 )
-# Provider errors that say the account, not the contact, is the problem.
-DIAGNOSES: dict[str, Diagnosis] = {
-    "20003": Diagnosis(
-        "The provider refused the service's credentials (authentication failed).",
-        "Check TWILIO_ACCOUNT_SID and TWILIO_AUTH_TOKEN (a rotated or revoked auth token is the "
-        "usual cause), restart the service with the right ones, then resume the campaign.",
+DIAGNOSES: dict[str, str] = {
+    ErrorClass.CREDENTIALS_REFUSED: (
+        "The provider refused the service's credentials (authentication failed)."
     ),
-    "21210": Diagnosis(
+    ErrorClass.CALLER_ID_NOT_OWNED: (
         "The campaign's caller id {from_number} is not verified or bought on the provider "
-        "account, so every call from it is refused.",
-        "Buy {from_number} or add it as a Verified Caller ID in the Twilio console, or set the "
-        "campaign's from_number to a number the account owns, then resume the campaign.",
+        "account, so every call from it is refused."
     ),
-    "21212": Diagnosis(
-        "The campaign's caller id {from_number} is not a valid phone number.",
-        "Set the campaign's from_number to a number the account owns, in E.164 form, then "
-        "resume the campaign.",
+    ErrorClass.CALLER_ID_INVALID: (
+        "The campaign's caller id {from_number} is not a valid phone number."
     ),
-    "21215": _GEO,
-    "13227": _GEO,
-    "21219": Diagnosis(
-        "The provider account is a trial account, which may only call verified numbers.",
-        "Upgrade the Twilio account (or verify the numbers to call), then resume the campaign.",
+    ErrorClass.DESTINATION_REFUSED: _DESTINATIONS,
+    ErrorClass.DESTINATION_NOT_ENABLED: _DESTINATIONS,
+    ErrorClass.TRIAL_ACCOUNT: (
+        "The provider account is a trial account, which may only call verified numbers."
     ),
 }
+GENERIC_FIX = "Fix the provider account's settings, then resume the campaign."
+# How to fix each class of failure, in the provider's own terms: {from_number} is filled in.
+Remedies = Mapping[str, str]
 
 
-def install(events: EventBus) -> None:
-    """Check every transaction that ends attempts, inside that transaction."""
-    events.before_commit.append(check)
+def install(events: EventBus, remedies: Remedies | None = None) -> None:
+    """Check every transaction that ends attempts, inside that transaction; ``remedies`` are the
+    provider's how-to-fix texts."""
+    fixes = dict(remedies or {})
+    events.before_commit.append(lambda session, committed: check(session, committed, fixes))
 
 
-def check(session: Session, events: list[Any]) -> None:
+def check(session: Session, events: list[Any], remedies: Remedies | None = None) -> None:
     failing = {
         e.campaign_id
         for e in events
         if isinstance(e, AttemptEnded) and e.status == AttemptStatus.FAILED
     }
     for campaign_id in sorted(failing):
-        _check_campaign(session, campaign_id)
+        _check_campaign(session, campaign_id, remedies or {})
 
 
-def _check_campaign(session: Session, campaign_id: str) -> None:
+def _check_campaign(session: Session, campaign_id: str, remedies: Remedies) -> None:
     # Locked and re-read: two transactions ending failed calls at once must not both trip it.
     campaign = session.get(Campaign, campaign_id, with_for_update=True, populate_existing=True)
     if campaign is None or campaign.status != CampaignStatus.RUNNING:
@@ -102,33 +94,43 @@ def _check_campaign(session: Session, campaign_id: str) -> None:
             AttentionItem.campaign_id == campaign_id, AttentionItem.kind == KIND
         )
     )
-    query = select(Attempt.error_code).where(
+    query = select(Attempt.error_class, Attempt.error_code).where(
         Attempt.campaign_id == campaign_id,
         Attempt.status.in_(AttemptStatus.TERMINAL - {AttemptStatus.NOT_PLACED}),
         Attempt.ended_at.is_not(None),
     )
     if since is not None:
         query = query.where(Attempt.created_at > since)
-    codes = list(session.scalars(query.order_by(Attempt.ended_at.desc()).limit(WINDOW)))
-    if len(codes) < MIN_ENDED:
+    ended = list(session.execute(query.order_by(Attempt.ended_at.desc()).limit(WINDOW)))
+    if len(ended) < MIN_ENDED:
         return
-    counted = Counter(code for code in codes if code in DIAGNOSES).most_common(1)
+    # Counted per provider code: the message names the code that failed the calls.
+    counted = Counter(
+        (error_class, code) for error_class, code in ended if error_class in DIAGNOSES
+    ).most_common(1)
     if not counted:
         return
-    code, failed = counted[0]
-    if failed < TRIP_SHARE * len(codes):
+    (error_class, code), failed = counted[0]
+    if failed < TRIP_SHARE * len(ended):
         return
-    trip(session, campaign, code, failed, len(codes), utcnow())
+    fix = remedies.get(error_class, GENERIC_FIX)
+    trip(session, campaign, error_class, code, fix, failed, len(ended), utcnow())
 
 
 def trip(
-    session: Session, campaign: Campaign, code: str, failed: int, looked_at: int, now: datetime
+    session: Session,
+    campaign: Campaign,
+    error_class: str,
+    code: str,
+    fix: str,
+    failed: int,
+    looked_at: int,
+    now: datetime,
 ) -> AttentionItem:
-    diagnosis = DIAGNOSES[code]
     from_number = campaign.from_number or "(the default caller id)"
     message = (
         f"Campaign paused: {failed} of its last {looked_at} calls failed with provider error "
-        f"{code}. " + diagnosis.what.format(from_number=from_number)
+        f"{code}. " + DIAGNOSES[error_class].format(from_number=from_number)
     )
     item = AttentionItem(
         id=new_id("atn"),
@@ -136,7 +138,7 @@ def trip(
         kind=KIND,
         code=code,
         message=message,
-        remedy=diagnosis.fix.format(from_number=from_number),
+        remedy=fix.format(from_number=from_number),
         details={"failed": failed, "recent_calls": looked_at, "error_code": code},
         created_at=now,
     )

@@ -8,21 +8,6 @@ from typing import Any
 
 from campaigns.dialing import ProviderCall
 
-# AnsweredBy values that mean nobody picked up in person.
-# The agent's own voicemail detection (its voicemail_detection tool) as an AnsweredBy value.
-AGENT_VOICEMAIL = "voicemail_detection"
-
-MACHINE_ANSWERS = frozenset(
-    {
-        "machine_start",
-        "machine_end_beep",
-        "machine_end_silence",
-        "machine_end_other",
-        "fax",
-        AGENT_VOICEMAIL,
-    }
-)
-
 
 @dataclass(frozen=True)
 class CallUpdate:
@@ -35,11 +20,18 @@ class CallUpdate:
     raw: dict[str, Any] = field(default_factory=dict)
     attempt_id: str | None = None
     status: str | None = None
+    # The update's ordinal among the call's status updates (the adapter fills it from the
+    # provider's own numbering), so a repeated update is recognised.
     sequence: int | None = None
+    # The provider's answered-by value as it gave it, and its class (models.Answerer) as the
+    # provider's adapter classified it.
     answered_by: str | None = None
+    answerer: str | None = None
     duration_seconds: int | None = None
     sip_response_code: int | None = None
     error_code: str | None = None
+    # error_code classified by the provider's adapter (campaigns.failures.ErrorClass).
+    error_class: str | None = None
     error_message: str | None = None
     # What the agent's post-call report says about the conversation (None: not reported).
     conversation_id: str | None = None
@@ -55,7 +47,8 @@ class CallUpdate:
     @property
     def dedupe_key(self) -> str:
         if self.kind == "status":
-            # Twilio numbers callbacks per call; the status guards against a missing number.
+            # ``sequence`` is the update's ordinal among the call's status updates, as the
+            # provider's adapter numbers them; the status guards against a missing ordinal.
             return f"{self.provider_call_id}:status:{self.sequence}:{self.status}"
         return f"{self.provider_call_id}:{self.kind}"
 
@@ -68,5 +61,6 @@ def provider_call_update(call: ProviderCall, now: datetime) -> CallUpdate:
         received_at=now,
         status=call.status,
         answered_by=call.answered_by,
+        answerer=call.answerer,
         duration_seconds=call.duration_seconds,
     )

@@ -45,16 +45,27 @@ class ProviderCall:
     status: str
     created_at: datetime | None = None
     answered_by: str | None = None
+    # answered_by classified by the provider's adapter (campaigns.models.Answerer).
+    answerer: str | None = None
     duration_seconds: int | None = None
 
 
 class DialRefused(Exception):
     """The provider answered and created nothing."""
 
-    def __init__(self, message: str, *, code: str | None = None, retryable: bool = False):
+    def __init__(
+        self,
+        message: str,
+        *,
+        code: str | None = None,
+        retryable: bool = False,
+        error_class: str | None = None,
+    ):
         super().__init__(message)
         self.code = code
         self.retryable = retryable
+        # The provider's code classified by its adapter (campaigns.failures.ErrorClass).
+        self.error_class = error_class
 
 
 class DialAmbiguous(Exception):

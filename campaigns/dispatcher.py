@@ -527,7 +527,9 @@ class Dispatcher:
                 # Nothing was created and the provider asked us to slow down: not an attempt.
                 await transitions.not_placed(session, attempt, now + timedelta(seconds=30))
                 return
-            await transitions.refused(session, attempt, refusal.code, str(refusal), now)
+            await transitions.refused(
+                session, attempt, refusal.code, str(refusal), now, refusal.error_class
+            )
 
 
 async def _callable(

@@ -22,6 +22,7 @@ from campaigns.models import (
     Contact,
     ContactState,
     Disposition,
+    MachineDetection,
 )
 from campaigns.phones import CHOOSABLE_NUMBER_TYPES
 from campaigns.transitions import complete_if_finished, finish_contact
@@ -42,8 +43,6 @@ class CampaignError(ValueError):
         self.details = details
 
 
-MACHINE_DETECTION_MODES = ("DetectMessageEnd", "Enable", "")
-
 # The ways a campaign's calls may reach its agent, as the edge registered them: each name with
 # the campaign settings a campaign on it cannot do without. The domain knows no name itself, so
 # a new way to place calls is registered at the edge, not added here.
@@ -60,7 +59,7 @@ class CampaignSpec:
     retry_delay_seconds: int = 300
     concurrency: int = 5
     cps: float | None = None
-    machine_detection: str = "DetectMessageEnd"
+    machine_detection: str = MachineDetection.UNTIL_GREETING_ENDS
     ring_timeout_seconds: int = 30
     time_limit_seconds: int = 600
     start_at: datetime | None = None
@@ -93,7 +92,7 @@ class CampaignSpec:
             (1 <= self.concurrency <= 10_000, "concurrency must be between 1 and 10000"),
             (self.cps is None or 0 < self.cps <= 1000, "cps must be > 0 and <= 1000"),
             (
-                self.machine_detection in MACHINE_DETECTION_MODES,
+                self.machine_detection in MachineDetection.ALL,
                 "machine_detection must be DetectMessageEnd, Enable or empty",
             ),
             (5 <= self.ring_timeout_seconds <= 600, "ring_timeout_seconds must be 5..600"),

@@ -36,6 +36,39 @@ class ContactState:
     DONE = "done"  # has a final disposition
 
 
+class MachineDetection:
+    """Whether, and how far, to listen for an answering machine once a call is answered: a
+    campaign's (or a contact's) setting, stored and shown as these values. They are spelled like
+    one provider's parameter values, but they are the domain's own: each provider's dialer says
+    what each one means to it."""
+
+    OFF = ""
+    # Tell whether a machine answered, as soon as that is known.
+    DETECT = "Enable"
+    # Also wait for the machine's greeting to end, so a message left after it is recorded.
+    UNTIL_GREETING_ENDS = "DetectMessageEnd"
+
+    ALL = (UNTIL_GREETING_ENDS, DETECT, OFF)
+
+
+class Answerer:
+    """Who (or what) answered a call, in the domain's words: the provider's adapter classifies its
+    own answered-by value into one of these. The provider's value is kept beside it
+    (Attempt.answered_by), as it is what users see."""
+
+    HUMAN = "human"
+    # An answering machine whose greeting may still be playing.
+    MACHINE = "machine"
+    # An answering machine whose greeting has ended: a message left now is recorded.
+    MACHINE_GREETING_OVER = "machine_greeting_over"
+    FAX = "fax"
+    UNKNOWN = "unknown"
+
+    # Nobody picked up in person: the call ends as a voicemail.
+    NOT_A_PERSON = frozenset({MACHINE, MACHINE_GREETING_OVER, FAX})
+    MACHINES = frozenset({MACHINE, MACHINE_GREETING_OVER})
+
+
 class Disposition:
     ANSWERED = "answered"
     VOICEMAIL = "voicemail"
@@ -71,7 +104,9 @@ class Campaign(Base):
     retry_delay_seconds: Mapped[int] = mapped_column(Integer, default=300)
     concurrency: Mapped[int] = mapped_column(Integer, default=5)
     cps: Mapped[float | None] = mapped_column(default=None)
-    machine_detection: Mapped[str] = mapped_column(String(32), default="DetectMessageEnd")
+    machine_detection: Mapped[str] = mapped_column(
+        String(32), default=MachineDetection.UNTIL_GREETING_ENDS
+    )
     # How the campaign's calls are placed and reach the agent: one of the names the telephony
     # edge registers (the domain only checks it against them, at create and edit).
     agent_connection: Mapped[str] = mapped_column(
@@ -230,12 +265,16 @@ class Attempt(Base):
     provider_call_id: Mapped[str | None] = mapped_column(String(64), unique=True)
     status: Mapped[str] = mapped_column(String(16), default=AttemptStatus.DIALING)
     last_sequence: Mapped[int] = mapped_column(Integer, default=-1)
+    # The provider's own answered-by value (shown to users), and its class (Answerer).
     answered_by: Mapped[str | None] = mapped_column(String(32))
+    answerer: Mapped[str | None] = mapped_column(String(24))
     outcome: Mapped[str | None] = mapped_column(String(16))
     ring_seconds: Mapped[int | None] = mapped_column(Integer)
     talk_seconds: Mapped[int | None] = mapped_column(Integer)
     sip_response_code: Mapped[int | None] = mapped_column(Integer)
     error_code: Mapped[str | None] = mapped_column(String(32))
+    # The provider's error code classified by its adapter (campaigns.failures.ErrorClass).
+    error_class: Mapped[str | None] = mapped_column(String(32))
     error_message: Mapped[str | None] = mapped_column(Text)
     # What was done on reaching an answering machine: "hung_up" or "message_left".
     voicemail_action: Mapped[str | None] = mapped_column(String(16))
@@ -269,7 +308,7 @@ class CallEvent(Base):
 
     __tablename__ = "call_events"
     __table_args__ = (
-        # Twilio retries a callback once: the second copy is recognised, stored once.
+        # A provider may deliver a callback twice: the second copy is recognised, stored once.
         UniqueConstraint("provider", "dedupe_key", name="uq_call_events_dedupe"),
         # Retention deletes the oldest (campaigns/retention.py) without reading the whole table.
         Index("ix_call_events_received_at", "received_at"),

@@ -21,6 +21,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from campaigns.compliance import rule_for, rule_windows
+from campaigns.failures import ErrorClass
 from campaigns.models import Campaign, Contact, Disposition
 from campaigns.phones import ANY_NUMBER_TYPE, normalize, own_time_zones
 from campaigns.windows import (
@@ -33,9 +34,6 @@ from campaigns.windows import (
     window_at,
     zone,
 )
-
-# Provider error codes that no retry can fix: the number itself is unusable.
-PERMANENT_ERROR_CODES = frozenset({"21211", "21214", "21215", "21216", "21217", "21202"})
 
 RETRY_OUTCOMES = (
     Disposition.BUSY,
@@ -327,16 +325,16 @@ def after_attempt(
     contact: Contact,
     outcome: str,
     now: datetime,
-    error_code: str | None = None,
+    error_class: str | None = None,
     dials: Sequence[datetime] = (),
     rng: random.Random | None = None,
 ) -> Retry | Final:
     """Decide the contact's next step once an attempt has ended with ``outcome``.
 
     ``dials`` are the instants of the contact's calls so far, this one included (needed for
-    caps and for short retries per window).
+    caps and for short retries per window). ``error_class`` is the failure's ErrorClass, if any.
     """
-    if error_code in PERMANENT_ERROR_CODES:
+    if error_class in ErrorClass.PERMANENT:
         return Final(outcome)
     rule = parse_retry_rules(campaign.retry_rules, campaign.retry_delay_seconds).get(outcome)
     if rule is None or not rule.retry or contact.attempts_made >= campaign.max_attempts:

@@ -20,7 +20,14 @@ from campaigns.dnc import blocked_numbers
 from campaigns.events import ContactsDue, emit
 from campaigns.ids import new_id
 from campaigns.lifecycle import CampaignError, get_campaign
-from campaigns.models import Attempt, AttemptStatus, Campaign, CampaignStatus, Contact
+from campaigns.models import (
+    Attempt,
+    AttemptStatus,
+    Campaign,
+    CampaignStatus,
+    Contact,
+    MachineDetection,
+)
 from campaigns.phones import ANY_NUMBER_TYPE, Phone, PhoneRejected, normalize, number_types_of
 from campaigns.sqlutil import insert_ignoring_conflicts
 
@@ -86,7 +93,7 @@ async def _default_campaign(
                 "max_attempts": 1 if registered else 3,
                 "retry_delay_seconds": 300,
                 "concurrency": 10,
-                "machine_detection": "DetectMessageEnd",
+                "machine_detection": MachineDetection.UNTIL_GREETING_ENDS,
                 "ring_timeout_seconds": 30,
                 "time_limit_seconds": 600,
                 "timezone": "UTC",
@@ -241,8 +248,8 @@ async def register_call(
     return attempt
 
 
-# How long a registered call may take to start its audio stream (Twilio starts it within seconds
-# of the TwiML) before its attempt is ended as never connected.
+# How long a registered call may take to start its audio stream (the carrier starts it within
+# seconds of the call set-up) before its attempt is ended as never connected.
 REGISTERED_STREAM_WAIT = timedelta(minutes=2)
 NO_STREAM = "no_stream"
 

@@ -19,7 +19,7 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from campaigns import follow_up_steps, policy
-from campaigns.call_updates import MACHINE_ANSWERS, CallUpdate, provider_call_update
+from campaigns.call_updates import CallUpdate, provider_call_update
 from campaigns.clock import utcnow
 from campaigns.dialing import ProviderCall
 from campaigns.events import (
@@ -31,6 +31,7 @@ from campaigns.events import (
 )
 from campaigns.ids import new_id
 from campaigns.models import (
+    Answerer,
     Attempt,
     AttemptStatus,
     Campaign,
@@ -62,7 +63,7 @@ def outcome_of(attempt: Attempt) -> str | None:
     """The attempt's result in campaign terms, or None while the call is live."""
     status = attempt.status
     if status == AttemptStatus.COMPLETED:
-        if attempt.answered_by in MACHINE_ANSWERS:
+        if attempt.answerer in Answerer.NOT_A_PERSON:
             return Disposition.VOICEMAIL
         return Disposition.ANSWERED
     if status == AttemptStatus.BUSY:
@@ -82,6 +83,7 @@ def apply_update(attempt: Attempt, update: CallUpdate) -> bool:
         attempt.provider_call_id = update.provider_call_id
     if update.answered_by:
         attempt.answered_by = update.answered_by
+        attempt.answerer = update.answerer
     # Status callbacks carry a status; so do agent reports when the agent placed the call itself.
     if update.status:
         _apply_status(attempt, update)
@@ -130,6 +132,7 @@ def _fill_terminal_details(attempt: Attempt, update: CallUpdate) -> None:
         attempt.sip_response_code = update.sip_response_code
     if update.error_code and attempt.error_code is None:
         attempt.error_code = update.error_code
+        attempt.error_class = update.error_class
         attempt.error_message = update.error_message
     if attempt.ring_seconds is None and attempt.dialed_at is not None:
         ring_end = attempt.answered_at or attempt.ended_at
@@ -207,7 +210,7 @@ async def settle_contact(
     dials = await _dial_times(session, campaign, contact)
     retry_as = Disposition.VOICEMAIL if outcome == Disposition.VOICEMAIL_LEFT else outcome
     policy.next_number_after_failure(campaign, contact, retry_as)
-    step = policy.after_attempt(campaign, contact, retry_as, now, attempt.error_code, dials)
+    step = policy.after_attempt(campaign, contact, retry_as, now, attempt.error_class, dials)
     if isinstance(step, policy.Retry) and campaign.status == CampaignStatus.CANCELLED:
         # A call that was live when the campaign was cancelled ends it for this contact.
         step = policy.Final(retry_as)
@@ -445,10 +448,16 @@ async def not_placed(
 
 
 async def refused(
-    session: AsyncSession, attempt: Attempt, code: str | None, message: str, now: datetime
+    session: AsyncSession,
+    attempt: Attempt,
+    code: str | None,
+    message: str,
+    now: datetime,
+    error_class: str | None = None,
 ) -> None:
     """The provider refused the create for good: the attempt failed, and counts."""
     attempt.error_code = code
+    attempt.error_class = error_class
     attempt.error_message = message[:500]
     attempt.lease_expires_at = None
     await end_attempt(session, attempt, AttemptStatus.FAILED, now)

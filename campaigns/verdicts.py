@@ -17,7 +17,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from campaigns.call_updates import provider_call_update
 from campaigns.clock import utcnow
 from campaigns.dialing import Dialer
-from campaigns.models import Attempt, AttemptStatus, Campaign
+from campaigns.models import Answerer, Attempt, AttemptStatus, Campaign, MachineDetection
 from campaigns.transitions import apply_event
 
 log = logging.getLogger(__name__)
@@ -38,7 +38,7 @@ async def refresh_missing_verdicts(
                     select(Attempt.id, Attempt.provider_call_id)
                     .join(Campaign, Campaign.id == Attempt.campaign_id)
                     .where(
-                        Campaign.machine_detection != "",
+                        Campaign.machine_detection != MachineDetection.OFF,
                         # "completed" means answered, even when the "in-progress" callback
                         # that would have set answered_at was lost too.
                         Attempt.status == AttemptStatus.COMPLETED,
@@ -63,7 +63,9 @@ async def refresh_missing_verdicts(
             if attempt is None or attempt.answered_by is not None:
                 continue
             if call is None or not call.answered_by:
-                attempt.answered_by = "unknown"
+                # No verdict from the provider: shown as "unknown".
+                attempt.answered_by = Answerer.UNKNOWN
+                attempt.answerer = Answerer.UNKNOWN
                 continue
             await apply_event(session, attempt, provider_call_update(call, now), now)
             relabelled += 1

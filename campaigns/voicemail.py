@@ -8,11 +8,8 @@ from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from campaigns.call_updates import MACHINE_ANSWERS
-from campaigns.models import Attempt, AttemptStatus, Campaign, Contact
+from campaigns.models import Answerer, Attempt, AttemptStatus, Campaign, Contact
 
-# Only once the greeting has ended (DetectMessageEnd) can a message be heard after the beep.
-MESSAGE_END_ANSWERS = frozenset({"machine_end_beep", "machine_end_silence", "machine_end_other"})
 _PLACEHOLDER = re.compile(r"\{\{\s*([A-Za-z0-9_]+)\s*\}\}")
 
 
@@ -30,10 +27,10 @@ def render(template: str, variables: dict[str, Any]) -> str:
 
 
 async def action_for(
-    sm: async_sessionmaker[AsyncSession], attempt_id: str | None, answered_by: str | None
+    sm: async_sessionmaker[AsyncSession], attempt_id: str | None, answerer: str | None
 ) -> VoicemailAction | None:
     """Decide, and record on the attempt, what the campaign wants done with a machine answer."""
-    if not attempt_id or answered_by not in MACHINE_ANSWERS:
+    if not attempt_id or answerer not in Answerer.NOT_A_PERSON:
         return None
     async with sm.begin() as session:
         attempt = await session.get(Attempt, attempt_id, with_for_update=True)
@@ -49,7 +46,8 @@ async def action_for(
         if campaign is None or contact is None:
             return None
         policy = campaign.voicemail_policy
-        if policy == "leave_message" and answered_by in MESSAGE_END_ANSWERS:
+        # Only once the greeting has ended can a message be heard after the beep.
+        if policy == "leave_message" and answerer == Answerer.MACHINE_GREETING_OVER:
             attempt.voicemail_action = "message_left"
             message = render(campaign.voicemail_message or "", contact.dynamic_variables or {})
             return VoicemailAction(attempt.id, attempt.provider_call_id, "leave_message", message)

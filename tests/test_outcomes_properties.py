@@ -9,6 +9,7 @@ from datetime import UTC, datetime, timedelta
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from bridge.telephony.twilio import answerer
 from campaigns.call_updates import CallUpdate
 from campaigns.models import Attempt, AttemptStatus
 from campaigns.transitions import apply_update, outcome_of
@@ -24,6 +25,7 @@ KEPT = (
     "provider_call_id",
     "last_sequence",
     "answered_by",
+    "answerer",
     "talk_seconds",
     "sip_response_code",
     "error_code",
@@ -87,6 +89,7 @@ def calls(draw: st.DrawFn) -> Call:
     if answered_by and draw(st.booleans()):
         # With asynchronous AMD, Twilio repeats the verdict on the final status callback.
         terminal["answered_by"] = answered_by
+        terminal["answerer"] = answerer(answered_by)
     events.append(status_event(len(path), final, **terminal))
     if answered_by:
         verdict = CallUpdate(
@@ -95,6 +98,7 @@ def calls(draw: st.DrawFn) -> Call:
             kind="amd",
             received_at=DIALED_AT + timedelta(seconds=3),
             answered_by=answered_by,
+            answerer=answerer(answered_by),
         )
         events.insert(draw(st.integers(0, len(events))), verdict)
     return Call(events)

@@ -18,13 +18,17 @@ import aiohttp
 
 from bridge.telephony.port import Connection, ConversationStarted, DialerParts
 from campaigns.dialing import DialAmbiguous, DialRefused, DialRequest, ProviderCall
+from campaigns.models import MachineDetection
 
 log = logging.getLogger(__name__)
 
 # Contact columns that ElevenLabs' own batch calling turns into overrides, not variables.
 OVERRIDE_COLUMNS = ("language", "first_message", "system_prompt", "voice_id")
 
-MACHINE_DETECTION_MODES = {"DetectMessageEnd": "detect_message_end", "Enable": "enable"}
+MACHINE_DETECTION_MODES = {
+    MachineDetection.UNTIL_GREETING_ENDS: "detect_message_end",
+    MachineDetection.DETECT: "enable",
+}
 
 
 class AgentApiError(Exception):

@@ -9,13 +9,17 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from campaigns.call_updates import AGENT_VOICEMAIL, CallUpdate
+from campaigns.call_updates import CallUpdate
+from campaigns.models import Answerer
 
 PROVIDER = "elevenlabs"
 AGENT_UNAVAILABLE = "agent_unavailable"
 # call_initiation_failure reasons, in Twilio's CallStatus vocabulary.
 FAILURE_STATUSES = {"busy": "busy", "no-answer": "no-answer", "no_answer": "no-answer"}
 VOICEMAIL_TOOL = "voicemail_detection"
+# The answered-by value of a call whose agent found a voicemail (its voicemail_detection tool):
+# an answering machine, to the domain.
+AGENT_VOICEMAIL = VOICEMAIL_TOOL
 
 
 def agent_failure(
@@ -100,6 +104,7 @@ def transcription(
         attempt_id=attempt_id,
         status="completed" if ends_call else None,
         answered_by=AGENT_VOICEMAIL if voicemail_detected(data) else None,
+        answerer=Answerer.MACHINE if voicemail_detected(data) else None,
         duration_seconds=duration if ends_call else None,
         conversation_id=str(data.get("conversation_id") or "") or None,
         transcript=transcript if isinstance(transcript, list) else None,

@@ -17,8 +17,8 @@ from typing import Any
 from bridge.telephony import elevenlabs_outcomes as outcomes
 from bridge.telephony.elevenlabs import AgentApiError, AgentPlacedDialer
 from bridge.telephony.port import Connection, DialerParts
-from campaigns.call_updates import AGENT_VOICEMAIL
 from campaigns.dialing import ProviderCall
+from campaigns.models import Answerer
 
 log = logging.getLogger(__name__)
 
@@ -59,7 +59,7 @@ class SipTrunkDialer(AgentPlacedDialer):
         if status == "done":
             final = "completed"
             if result == "voicemail" or outcomes.voicemail_detected(body):
-                answered_by = AGENT_VOICEMAIL
+                answered_by = outcomes.AGENT_VOICEMAIL
         elif status == "failed":
             final = FAILED_STATUS.get(result, "failed")
         else:
@@ -70,6 +70,7 @@ class SipTrunkDialer(AgentPlacedDialer):
             to=str(phone_call.get("external_number") or ""),
             status=final,
             answered_by=answered_by,
+            answerer=Answerer.MACHINE if answered_by else None,
             duration_seconds=int(duration) if isinstance(duration, int | float) else None,
         )
 

@@ -26,6 +26,7 @@ from bridge.media.calls import NotThisCall, answered_call
 from bridge.media.connector import CallContext
 from bridge.media.routes import record_agent_failure, stream_url
 from bridge.telephony.elevenlabs import AgentApiError, initiation_data
+from bridge.telephony.twilio import answerer, attempt_status, error_class
 from bridge.webhooks.signatures import verified_form
 from campaigns import voicemail
 from campaigns.call_updates import CallUpdate
@@ -77,12 +78,15 @@ async def status_callback(request: web.Request) -> web.Response:
         received_at=utcnow(),
         raw=params,
         attempt_id=request.query.get("attempt_id"),
-        status=params.get("CallStatus") or None,
+        status=attempt_status(params.get("CallStatus") or "") or None,
+        # Twilio numbers a call's callbacks: the domain's ordinal of the update.
         sequence=_int(params.get("SequenceNumber")),
         answered_by=params.get("AnsweredBy") or None,
+        answerer=answerer(params.get("AnsweredBy")),
         duration_seconds=_int(params.get("CallDuration")),
         sip_response_code=_int(params.get("SipResponseCode")),
         error_code=params.get("ErrorCode") or None,
+        error_class=error_class(params.get("ErrorCode")),
         error_message=params.get("ErrorMessage") or None,
     )
     return await _apply(request, update)
@@ -99,10 +103,11 @@ async def amd_callback(request: web.Request) -> web.Response:
         raw=params,
         attempt_id=request.query.get("attempt_id"),
         answered_by=params.get("AnsweredBy") or None,
+        answerer=answerer(params.get("AnsweredBy")),
     )
     response = await _apply(request, update)
     action = await voicemail.action_for(
-        request.app[SESSIONMAKER], update.attempt_id, update.answered_by
+        request.app[SESSIONMAKER], update.attempt_id, update.answerer
     )
     if action is not None:
         # Acted on after answering: the provider may be waiting for this response.
