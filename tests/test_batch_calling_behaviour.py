@@ -31,7 +31,7 @@ def _client(service: Service) -> ElevenLabs:
 
 
 def _one_call_status(phone: str) -> str:
-    """What ElevenLabs reports after one call, by the sandbox table (bridge/sandbox/outcomes.py):
+    """What ElevenLabs reports after one call, by the sandbox table (sandbox/number_table.py):
     00-59 a person, 60-69 a voicemail box; no answer, busy and failed calls are all failed."""
     suffix = int(phone[-2:])
     if suffix < 60:

@@ -1,6 +1,6 @@
 """Follow-ups the conversations ask for, end to end: 30 leads of an outbound campaign, created
 through the official elevenlabs SDK against `callbridge serve`, whose sandbox people ask (by
-number, bridge/sandbox/outcomes.py FOLLOW_UP_TABLE) for a callback, a callback at night, another
+number, bridge/sandbox/number_table.py FOLLOW_UP_TABLE) for a callback, a callback at night, another
 number, an invalid number, or never to be called again. Run once with the requests read from
 the post-call webhook's data collection results, once with the agent's client tools answered by
 callbridge during the call; the effects are read in the sandbox carrier's call log and the

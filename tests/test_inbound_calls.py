@@ -35,7 +35,7 @@ from tests.test_webhook_outbox import Receiver
 __all__ = ["browser", "page"]
 
 FROM_NUMBER = "+15005550006"
-# 555-0260..0269: voicemail first, then the person calls back (bridge/sandbox/outcomes.py).
+# 555-0260..0269: voicemail first, then the person calls back (bridge/sandbox/number_table.py).
 CALLERS = {
     f"+1212555026{i}": {"first_name": name, "balance": f"{10 + i}.00"}
     for i, name in enumerate(

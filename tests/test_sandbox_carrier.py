@@ -22,7 +22,7 @@ from twilio.request_validator import RequestValidator
 from twilio.rest import Client
 
 from bridge.sandbox.carrier import SandboxCarrier
-from bridge.sandbox.outcomes import OUTCOME_TABLE, planned_outcome
+from bridge.sandbox.number_table import OUTCOME_TABLE, planned_outcome
 from bridge.sandbox.store import ensure_schema
 from bridge.settings import SANDBOX_ACCOUNT_SID, SANDBOX_AUTH_TOKEN
 from campaigns.clock import utcnow

@@ -43,7 +43,7 @@ from tests.service import API_KEY, Service, wait_until
 SPEC = Path(__file__).parent / "specs" / "elevenlabs-openapi.json"
 # Bounded so the run takes well under a minute on a shared machine.
 MAX_EXAMPLES = "15"
-# The sandbox table (bridge/sandbox/outcomes.py): a person, a voicemail box, no answer, busy.
+# The sandbox table (bridge/sandbox/number_table.py): a person, a voicemail box, no answer, busy.
 PHONES = ["+14155550100", "+14155550160", "+14155550170", "+12125550181"]
 # Served by the sandbox agent, not by callbridge (see the module docstring).
 NOT_SERVED = "^/v1/convai/conversation"

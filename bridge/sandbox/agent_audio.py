@@ -114,7 +114,7 @@ class Ear:
 
 
 # A person's request travels in every frame of their speech, after this mark, as the words a
-# transcriber would hear (outcomes.follow_up_words); the rest of each frame is speech.
+# transcriber would hear (number_table.follow_up_words); the rest of each frame is speech.
 WORDS_MARK = b"\x01\x02SAYS:"
 WORDS_LIMIT = FRAME_BYTES - len(WORDS_MARK) - 1
 

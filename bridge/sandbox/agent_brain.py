@@ -70,7 +70,7 @@ class ConversationRecord:
     marks: list[str] = field(default_factory=list)
     voicemail: bool = False
     ended_by: str | None = None  # agent | callee | error
-    # What the callee asked for, as heard ("<item>=<value>", outcomes.follow_up_words).
+    # What the callee asked for, as heard ("<item>=<value>", number_table.follow_up_words).
     asked: str | None = None
     # Client tools the agent called: {tool_name, tool_call_id, result, is_error, answered_after_ms}.
     client_tool_calls: list[dict[str, Any]] = field(default_factory=list)

@@ -8,7 +8,7 @@ so that a test picks it by naming its agent, with no configuration:
 - an id containing ``client_tool`` calls the client tool ``lookup_account`` after the callee's
   first turn and waits (up to TOOL_WAIT_SECONDS) for the `client_tool_result`;
 - an id containing ``followup_tools`` has callbridge's follow-up client tools: when the callee
-  asks for a callback, another number or a stop (bridge/sandbox/outcomes.py FOLLOW_UP_TABLE),
+  asks for a callback, another number or a stop (bridge/sandbox/number_table.py FOLLOW_UP_TABLE),
   it calls ``callbridge_schedule_callback``, ``callbridge_call_other_number`` or
   ``callbridge_do_not_call`` after the callee's turn and waits for the result to confirm it;
 - an id containing ``error_mid_call`` sends an `error` after the callee's first turn and closes

@@ -2,7 +2,7 @@
 
 Each call is simulated by its own task, in stages recorded in the database (`store.Stage`), so a
 restarted service carries unfinished calls on from where they were: an outbound call is
-initiated, rings, is answered (or not) as the number table says (`bridge.sandbox.outcomes`), asks
+initiated, rings, is answered (or not) as the number table says (`sandbox.number_table`), asks
 the application for its TwiML, reports the answering-machine verdict, plays a Media Stream and
 hangs up; a received call rings while the number's voice URL is asked what to do, and lasts until
 either side hangs up. Every state change is committed with the callbacks it fires, which a
@@ -22,16 +22,16 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from bridge.sandbox import account, wire
+from bridge.sandbox.carrier_senders import Outgoing
 from bridge.sandbox.courier import Courier
 from bridge.sandbox.delivery import loggable_url
 from bridge.sandbox.live_call import LiveCall
-from bridge.sandbox.outcomes import (
+from bridge.sandbox.number_table import (
     SimulatedOutcome,
     follow_up_words,
     planned_outcome,
     rule_for,
 )
-from bridge.sandbox.outgoing import Outgoing
 from bridge.sandbox.recent import Recent
 from bridge.sandbox.store import CallSettings, CallStore, SandboxCall, Stage, new_call
 from bridge.sandbox.stream_caller import TwimlPlan, read_twiml

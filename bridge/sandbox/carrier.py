@@ -3,7 +3,7 @@
 The real twilio SDK talks to it (point ``client.api.base_url`` at ``…/sandbox``), and it posts
 signed status, TwiML and AMD requests back the way Twilio does, so the demo, the tests and
 users' rehearsals exercise the production dialer and webhook code. How each call ends is given by
-`bridge.sandbox.outcomes`.
+`bridge.sandbox.number_table`.
 
 It also receives calls: ``POST /sandbox/inbound`` (or a call-back rule of the outcome table) has
 a person call one of the account's numbers; the carrier asks that number's voice URL what to do,
@@ -33,11 +33,11 @@ from bridge.sandbox.call_simulation import CallSimulator
 from bridge.sandbox.carrier_auth import AccountAuth, TokenSource
 from bridge.sandbox.carrier_inspection import CarrierInspection
 from bridge.sandbox.carrier_rest import CallsApi, twilio_errors
+from bridge.sandbox.carrier_senders import Outgoing
 from bridge.sandbox.courier import Courier
 from bridge.sandbox.delivery import JOURNAL_LIMIT
 from bridge.sandbox.faults import FaultInjector, Faults
 from bridge.sandbox.inspection import InspectionGuard
-from bridge.sandbox.outgoing import Outgoing
 from bridge.sandbox.recent import DEFAULT_RECORDS
 from bridge.sandbox.store import CallStore, SandboxCall, ensure_schema
 from bridge.settings import Settings

@@ -10,9 +10,9 @@ from aiohttp import web
 
 from bridge.sandbox import wire
 from bridge.sandbox.call_simulation import CallSimulator, is_inbound
+from bridge.sandbox.carrier_senders import Outgoing
 from bridge.sandbox.inspection import InspectionGuard, guarded, journal_reply
-from bridge.sandbox.outcomes import planned_outcome
-from bridge.sandbox.outgoing import Outgoing
+from bridge.sandbox.number_table import planned_outcome
 from bridge.sandbox.recent import Recent
 from bridge.sandbox.store import CallStore, SandboxCall
 

@@ -21,7 +21,7 @@ from bridge.sandbox import account, wire
 from bridge.sandbox.call_simulation import CallSimulator
 from bridge.sandbox.carrier_auth import AccountAuth
 from bridge.sandbox.faults import CreateFault, FaultInjector
-from bridge.sandbox.outcomes import planned_outcome
+from bridge.sandbox.number_table import planned_outcome
 from bridge.sandbox.recent import Recent
 from bridge.sandbox.store import CallStore, CreateAbandoned, SandboxCall, new_call
 from campaigns.clock import utcnow

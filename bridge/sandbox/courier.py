@@ -11,9 +11,9 @@ from __future__ import annotations
 import asyncio
 import logging
 
+from bridge.sandbox.carrier_senders import Outgoing
 from bridge.sandbox.faults import CallbackFate, FaultInjector
 from bridge.sandbox.live_call import LiveCall
-from bridge.sandbox.outgoing import Outgoing
 from bridge.sandbox.store import Callback, CallbackState, CallStore
 
 logger = logging.getLogger(__name__)

@@ -130,7 +130,7 @@ class StreamPlayer:
         on_application_close: Callable[[], object],
         words: str | None = None,
     ) -> None:
-        """``words``: what the callee asks for when they speak (outcomes.follow_up_words)."""
+        """``words``: what the callee asks for when they speak (number_table.follow_up_words)."""
         if call_sid in self._tasks:
             return
         stats = StreamStats(url=instruction.url, stream_sid="MZ" + uuid.uuid4().hex)
