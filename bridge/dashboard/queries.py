@@ -14,6 +14,7 @@ from typing import Any
 from sqlalchemy import ColumnElement, func, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from bridge.api.representations import attempt_json
 from campaigns.api_tables import OutboundCampaign
 from campaigns.clock import as_utc, iso_z, utcnow
 from campaigns.follow_up_listing import recent_follow_ups
@@ -266,40 +267,13 @@ def contact_json(contact: Contact, last: Attempt | None = None) -> dict[str, Any
     }
 
 
-def attempt_json(attempt: Attempt) -> dict[str, Any]:
-    return {
-        "id": attempt.id,
-        "number": attempt.number,
-        "phone_number": attempt.phone_number,
-        "direction": attempt.direction,
-        "status": attempt.status,
-        "outcome": attempt.outcome,
-        "answered_by": attempt.answered_by,
-        "ring_seconds": attempt.ring_seconds,
-        "talk_seconds": attempt.talk_seconds,
-        "sip_response_code": attempt.sip_response_code,
-        "error_code": attempt.error_code,
-        "error_message": attempt.error_message,
-        "conversation_id": attempt.conversation_id,
-        "transcript_summary": attempt.transcript_summary,
-        # Written turn by turn while the call is live (the post-call transcript comes later).
-        "live_transcript": attempt.live_transcript or [],
-        "tool_calls": attempt.tool_calls or [],
-        "agent_error": attempt.agent_error,
-        "created_at": iso_z(attempt.created_at),
-        "dialed_at": iso_z(attempt.dialed_at),
-        "answered_at": iso_z(attempt.answered_at),
-        "ended_at": iso_z(attempt.ended_at),
-    }
-
-
 async def contact_attempts(session: AsyncSession, contact: Contact) -> list[dict[str, Any]]:
     attempts = await session.scalars(
         select(Attempt)
         .where(Attempt.contact_id == contact.id)
         .order_by(Attempt.number, Attempt.created_at)
     )
-    return [attempt_json(a) for a in attempts]
+    return [attempt_json(a, detail=False) for a in attempts]
 
 
 async def campaign_view(session: AsyncSession, campaign: Campaign) -> dict[str, Any]:
