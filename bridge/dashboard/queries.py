@@ -17,6 +17,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from bridge.api.representations import attempt_json
 from campaigns.api_tables import OutboundCampaign
 from campaigns.clock import as_utc, iso_z, utcnow
+from campaigns.contact_counts import contact_counts
 from campaigns.follow_up_listing import recent_follow_ups
 from campaigns.models import (
     Attempt,
@@ -40,38 +41,20 @@ ACTIVE = (CampaignStatus.SCHEDULED, CampaignStatus.RUNNING, CampaignStatus.PAUSE
 ENDED = (CampaignStatus.COMPLETED, CampaignStatus.CANCELLED)
 
 
-def _empty_counts() -> dict[str, Any]:
-    return {
-        "contacts": 0,
-        "done": 0,
-        "pending": 0,
-        "in_progress": 0,
-        "dispositions": dict.fromkeys(Disposition.ALL, 0),
-    }
-
-
 async def _counts(session: AsyncSession, ids: list[str]) -> dict[str, dict[str, Any]]:
-    counts = {campaign_id: _empty_counts() for campaign_id in ids}
     if not ids:
-        return counts
-    rows = await session.execute(
-        select(Contact.campaign_id, Contact.state, Contact.disposition, func.count())
-        .where(Contact.campaign_id.in_(ids))
-        .group_by(Contact.campaign_id, Contact.state, Contact.disposition)
-    )
-    for campaign_id, state, disposition, n in rows:
-        entry = counts[campaign_id]
-        entry["contacts"] += n
-        if state == ContactState.DONE:
-            entry["done"] += n
+        return {}
+    counts = {
+        campaign_id: {
+            "contacts": found.contacts,
+            "done": found.done,
+            "pending": found.pending,
+            "in_progress": found.in_progress,
             # Dispositions beyond the core five (dnc, expired, cancelled, ...) show up as they come.
-            key = disposition or "unknown"
-            entry["dispositions"][key] = entry["dispositions"].get(key, 0) + n
-        elif state in (ContactState.PENDING, ContactState.IN_PROGRESS):
-            entry[state] += n
-        else:
-            # A state this page does not know yet still counts as not finished.
-            entry["pending"] += n
+            "dispositions": {**dict.fromkeys(Disposition.ALL, 0), **found.dispositions},
+        }
+        for campaign_id, found in (await contact_counts(session, ids)).items()
+    }
     next_calls = await session.execute(
         select(Contact.campaign_id, func.min(Contact.next_attempt_at))
         .where(Contact.campaign_id.in_(ids), Contact.state == ContactState.PENDING)
