@@ -28,45 +28,44 @@ import io
 import itertools
 import json
 import time
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
 from aiohttp import web
-from sqlalchemy import and_, or_, select
+from sqlalchemy import or_, select
 from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncSession
 
-from bridge.api.batch_calling import (
+from bridge.api.elevenlabs_shared import (
     CLIENT_DATA,
     MACHINE_DETECTION_MODES,
-    _agent_options,
-    _caller_id,
-    _e164_or_none,
-    _recipient_error,
-    _recording,
-    _unix,
-    _variables,
+    client_variables,
+    create_and_start,
+    default_caller_id,
+    e164_or_none,
+    recipient_error,
+    recording_option,
+    unix_seconds,
 )
 from bridge.api.errors import ApiError
 from bridge.api.export import neutralise
 from bridge.api.openapi import Api, Response, body_of, query_of
-from bridge.keys import SCHEDULER, SESSIONMAKER
-from bridge.telephony.factory import agent_connections
+from bridge.api.paging import after_cursor, cursor_page
+from bridge.keys import SESSIONMAKER
 from campaigns import followups
 from campaigns import policy as planning
 from campaigns.api_tables import OutboundCampaign, OutboundConfig
 from campaigns.clock import BadInstant, from_unix, utcnow
-from campaigns.contact_list import ContactItem, add_parsed, parse_items, set_agent_options
-from campaigns.editing import delete_draft
-from campaigns.intake.report import ImportReport, RowError
+from campaigns.contact_list import ContactItem, parse_items
+from campaigns.intake.report import RowError
 from campaigns.lifecycle import (
     CampaignError,
     CampaignSpec,
     cancel,
-    create_campaign,
     get_campaign,
     pause,
     remove_contact,
-    request_start,
     resume,
 )
 from campaigns.models import (
@@ -510,7 +509,7 @@ def _spec(body: dict[str, Any], policy: dict[str, Any]) -> CampaignSpec:
         "retry_delay_seconds": retry["retry_delay_seconds"],
         "calling_periods": _periods(policy),
         "timezone": body.get("timezone") or policy.get("timezone") or "UTC",
-        "from_number": _e164_or_none(body["channel_config"].get("agent_phone_number_id")),
+        "from_number": e164_or_none(body["channel_config"].get("agent_phone_number_id")),
     }
     for name in ("max_short_retries", "interval_placement", "rotate_step_seconds"):
         values[name] = retry.get(name)
@@ -616,9 +615,9 @@ async def campaign_json(session: Any, campaign: Campaign, default_phone: str) ->
         "policy": _snapshot(row.policy, campaign),
         "variant": row.variant,
         "source": "api",
-        "created_at_unix": _unix(campaign.created_at),
-        "scheduled_time_unix": _unix(campaign.start_at) if campaign.start_at else None,
-        "updated_at_unix": _unix(updated),
+        "created_at_unix": unix_seconds(campaign.created_at),
+        "scheduled_time_unix": unix_seconds(campaign.start_at) if campaign.start_at else None,
+        "updated_at_unix": unix_seconds(updated),
         "target_concurrency_limit": campaign.concurrency,
         "channel": "phone",
         "mode": "voice",
@@ -649,6 +648,13 @@ def _request_hash(body: dict[str, Any]) -> str:
     return hashlib.sha256(canonical.encode()).hexdigest()
 
 
+async def _by_key(session: Any, key: str | None) -> OutboundCampaign | None:
+    """The outbound campaign a submit with this idempotency_key made."""
+    return await session.scalar(
+        select(OutboundCampaign).where(OutboundCampaign.idempotency_key == key)
+    )
+
+
 async def _config(session: Any) -> OutboundConfig | None:
     return await session.get(OutboundConfig, 1)
 
@@ -666,7 +672,9 @@ def _items(body: dict[str, Any]) -> tuple[list[ContactItem], list[list[str]]]:
             ContactItem(
                 phone_number=numbers[0],
                 external_id=recipient.get("id") or None,
-                dynamic_variables=_variables(recipient.get("conversation_initiation_client_data")),
+                dynamic_variables=client_variables(
+                    recipient.get("conversation_initiation_client_data")
+                ),
             )
         )
         alternates.append(numbers[1:])
@@ -708,9 +716,7 @@ async def submit(request: web.Request) -> web.Response:
     key = body.get("idempotency_key")
     async with sm() as session:
         if key:
-            existing = await session.scalar(
-                select(OutboundCampaign).where(OutboundCampaign.idempotency_key == key)
-            )
+            existing = await _by_key(session, key)
             if existing is not None:
                 return await _repeat(request, session, existing, request_hash)
         config = await _config(session)
@@ -734,62 +740,38 @@ async def submit(request: web.Request) -> web.Response:
             422,
             "invalid_recipients",
             f"{len(errors)} recipient number(s) cannot be called; nothing was created",
-            [_recipient_error(error) for error in sorted(errors, key=lambda e: e.row)],
+            [recipient_error(error) for error in sorted(errors, key=lambda e: e.row)],
         )
-    campaign = await create_campaign(sm, spec, agent_connections(request.app))
+
+    async def write(session: AsyncSession, campaign_id: str) -> None:
+        session.add(
+            OutboundCampaign(
+                campaign_id=campaign_id,
+                idempotency_key=key,
+                request_hash=request_hash,
+                variant=body.get("variant") or "advanced",
+                phone_number_id=channel["agent_phone_number_id"],
+                mode_config=channel.get("mode_config"),
+                policy=policy,
+                updated_at=utcnow(),
+            )
+        )
+        session.add(follow_up_settings(policy, campaign_id))
+
+    recording = recording_option(channel.get("mode_config"))
     try:
-        async with sm.begin() as session:
-            await add_parsed(session, campaign.id, parsed, utcnow(), ImportReport())
-            recording = _recording(channel.get("mode_config"))
-            await set_agent_options(
-                session,
-                campaign.id,
-                {
-                    c.e164: _agent_options(
-                        body["recipients"][c.row - 1].get("conversation_initiation_client_data"),
-                        recording,
-                    )
-                    for c in parsed.contacts
-                },
-            )
-            session.add(
-                OutboundCampaign(
-                    campaign_id=campaign.id,
-                    idempotency_key=key,
-                    request_hash=request_hash,
-                    variant=body.get("variant") or "advanced",
-                    phone_number_id=channel["agent_phone_number_id"],
-                    mode_config=channel.get("mode_config"),
-                    policy=policy,
-                    updated_at=utcnow(),
-                )
-            )
-            session.add(follow_up_settings(policy, campaign.id))
-        campaign = await request_start(sm, campaign.id)
+        campaign = await create_and_start(
+            request, spec, parsed, body["recipients"], recording, write
+        )
     except IntegrityError:
         # The same key was used by a create that committed first: that campaign is the answer.
-        await delete_draft(sm, campaign.id)
         async with sm() as session:
-            existing = await session.scalar(
-                select(OutboundCampaign).where(OutboundCampaign.idempotency_key == key)
-            )
+            existing = await _by_key(session, key)
             if existing is None:
                 raise
             return await _repeat(request, session, existing, request_hash)
-    except BaseException:
-        # Nothing half-written: the campaign goes with whatever part of it was made.
-        await delete_draft(sm, campaign.id)
-        raise
-    if campaign.status == CampaignStatus.SCHEDULED:
-        assert campaign.start_at is not None
-        request.app[SCHEDULER].schedule_campaign_start(campaign.id, campaign.start_at)
     async with sm() as session:
-        answer = {
-            "campaign": await campaign_json(session, campaign, _caller_id(request)),
-            "created": True,
-            "within_calling_window": await _within_window(session, campaign),
-        }
-    return web.json_response(answer, status=201)
+        return await _submitted(request, session, campaign, created=True)
 
 
 # How many leads are looked at to tell whether calling starts now (their zones differ).
@@ -824,12 +806,20 @@ async def _repeat(
             "this idempotency_key was used by another request",
         )
     campaign = await get_campaign(session, existing.campaign_id)
+    return await _submitted(request, session, campaign, created=False)
+
+
+async def _submitted(
+    request: web.Request, session: Any, campaign: Campaign, *, created: bool
+) -> web.Response:
+    """What a submit answers: 201 with the campaign it created, 200 with the one it repeats."""
     return web.json_response(
         {
-            "campaign": await campaign_json(session, campaign, _caller_id(request)),
-            "created": False,
+            "campaign": await campaign_json(session, campaign, default_caller_id(request)),
+            "created": created,
             "within_calling_window": await _within_window(session, campaign),
-        }
+        },
+        status=201 if created else 200,
     )
 
 
@@ -837,10 +827,6 @@ def _many(request: web.Request, name: str) -> set[str]:
     """A list parameter: repeated (``?status=a&status=b``, as the SDK sends a list) or
     comma-separated."""
     return {v for raw in request.query.getall(name, []) for v in raw.split(",") if v}
-
-
-def _after(model_created: Any, model_id: Any, after: Any) -> Any:
-    return or_(model_created < after[0], and_(model_created == after[0], model_id < after[1]))
 
 
 @api.get(
@@ -875,11 +861,8 @@ async def list_campaigns(request: web.Request) -> web.Response:
         if query.get("search"):
             statement = statement.where(Campaign.name.contains(query["search"], autoescape=True))
         if query.get("cursor"):
-            after = await session.get(Campaign, query["cursor"])
-            if after is None:
-                raise ApiError(400, "bad_query", "cursor names no campaign")
             statement = statement.where(
-                _after(Campaign.created_at, Campaign.id, (after.created_at, after.id))
+                await after_cursor(session, Campaign, query["cursor"], "campaign")
             )
         statement = statement.order_by(Campaign.created_at.desc(), Campaign.id.desc())
         found: list[dict[str, Any]] = []
@@ -889,7 +872,7 @@ async def list_campaigns(request: web.Request) -> web.Response:
         # the hundred, not the million: they are read whole rather than streamed while each
         # one's counts are queried on the same connection.
         for campaign in list(await session.scalars(statement)):
-            view = await campaign_json(session, campaign, _caller_id(request))
+            view = await campaign_json(session, campaign, default_caller_id(request))
             if wanted and view["status"] not in wanted:
                 continue
             if len(found) == limit:
@@ -914,18 +897,21 @@ async def list_campaigns(request: web.Request) -> web.Response:
 async def read(request: web.Request) -> web.Response:
     async with request.app[SESSIONMAKER]() as session:
         campaign = await _campaign(session, request.match_info["campaign_id"])
-        return web.json_response(await campaign_json(session, campaign, _caller_id(request)))
+        return web.json_response(await campaign_json(session, campaign, default_caller_id(request)))
 
 
-async def _answer(request: web.Request, campaign_id: str) -> web.Response:
-    async with request.app[SESSIONMAKER]() as session:
+async def _change(
+    request: web.Request, action: Callable[[Any, str], Awaitable[Any]]
+) -> web.Response:
+    """Apply a lifecycle ``action`` (pause, resume, cancel) to the campaign the path names, and
+    answer with the campaign as it is then."""
+    sm = request.app[SESSIONMAKER]
+    async with sm() as session:
+        campaign_id = (await _campaign(session, request.match_info["campaign_id"])).id
+    await action(sm, campaign_id)
+    async with sm() as session:
         campaign = await get_campaign(session, campaign_id)
-        return web.json_response(await campaign_json(session, campaign, _caller_id(request)))
-
-
-async def _checked(request: web.Request) -> str:
-    async with request.app[SESSIONMAKER]() as session:
-        return (await _campaign(session, request.match_info["campaign_id"])).id
+        return web.json_response(await campaign_json(session, campaign, default_caller_id(request)))
 
 
 @api.post(
@@ -934,9 +920,7 @@ async def _checked(request: web.Request) -> str:
     responses={200: CAMPAIGN, 409: None},
 )
 async def pause_campaign(request: web.Request) -> web.Response:
-    campaign_id = await _checked(request)
-    await pause(request.app[SESSIONMAKER], campaign_id)
-    return await _answer(request, campaign_id)
+    return await _change(request, pause)
 
 
 @api.post(
@@ -945,9 +929,7 @@ async def pause_campaign(request: web.Request) -> web.Response:
     responses={200: CAMPAIGN, 409: None},
 )
 async def resume_campaign(request: web.Request) -> web.Response:
-    campaign_id = await _checked(request)
-    await resume(request.app[SESSIONMAKER], campaign_id)
-    return await _answer(request, campaign_id)
+    return await _change(request, resume)
 
 
 @api.post(
@@ -956,9 +938,7 @@ async def resume_campaign(request: web.Request) -> web.Response:
     responses={200: CAMPAIGN, 409: None},
 )
 async def stop_campaign(request: web.Request) -> web.Response:
-    campaign_id = await _checked(request)
-    await cancel(request.app[SESSIONMAKER], campaign_id)
-    return await _answer(request, campaign_id)
+    return await _change(request, cancel)
 
 
 @api.post(
@@ -1036,7 +1016,9 @@ async def progress(request: web.Request) -> web.Response:
                 "in_progress": counts.live_calls,
                 "awaiting_analysis": 0,
             },
-            "next_call_time_unix": _unix(counts.next_call_at) if counts.next_call_at else None,
+            "next_call_time_unix": unix_seconds(counts.next_call_at)
+            if counts.next_call_at
+            else None,
         }
     )
 
@@ -1093,8 +1075,8 @@ def lead_json(contact: Contact, honoured: dict[str, int] | None = None) -> dict[
         "terminal_disposition": TERMINAL.get(contact.disposition or "", "couldnt_process")
         if contact.state == ContactState.DONE
         else None,
-        "created_at_unix": _unix(contact.created_at),
-        "updated_at_unix": _unix(contact.finished_at or contact.created_at),
+        "created_at_unix": unix_seconds(contact.created_at),
+        "updated_at_unix": unix_seconds(contact.finished_at or contact.created_at),
         "dynamic_variables": dict(contact.dynamic_variables or {}),
         "overrides": _overrides(contact.agent_override),
     }
@@ -1149,9 +1131,9 @@ async def list_leads(request: web.Request) -> web.Response:
             )
         if query.get("cursor"):
             statement = statement.where(Contact.id > query["cursor"])
-        contacts = list(await session.scalars(statement.order_by(Contact.id).limit(limit + 1)))
-        has_more = len(contacts) > limit
-        contacts = contacts[:limit]
+        contacts, has_more = cursor_page(
+            list(await session.scalars(statement.order_by(Contact.id).limit(limit + 1))), limit
+        )
         honoured = await followups.per_contact(session, [c.id for c in contacts])
     return web.json_response(
         {
@@ -1261,11 +1243,11 @@ def call_json(
         "cold_attempt": attempt.number,
         "status": status,
         "phone_number": attempt.phone_number,
-        "scheduled_time_unix": _unix(attempt.scheduled_at),
+        "scheduled_time_unix": unix_seconds(attempt.scheduled_at),
         "conversation_id": attempt.conversation_id,
         "outcome": OUTCOME.get(result or "", "failed") if result else None,
         "call_result": result,
-        "outcome_at_unix": _unix(attempt.ended_at) if attempt.ended_at else None,
+        "outcome_at_unix": unix_seconds(attempt.ended_at) if attempt.ended_at else None,
         "decision_disposition": decision,
         "direction": attempt.direction,
     }
@@ -1282,12 +1264,7 @@ async def _calls(
     if query.get("lead_id"):
         statement = statement.where(Attempt.contact_id == query["lead_id"])
     if query.get("cursor"):
-        after = await session.get(Attempt, query["cursor"])
-        if after is None:
-            raise ApiError(400, "bad_query", "cursor names no call")
-        statement = statement.where(
-            _after(Attempt.created_at, Attempt.id, (after.created_at, after.id))
-        )
+        statement = statement.where(await after_cursor(session, Attempt, query["cursor"], "call"))
     statement = statement.order_by(Attempt.created_at.desc(), Attempt.id.desc())
     if limit is not None:
         statement = statement.limit(limit)
@@ -1428,8 +1405,8 @@ def attention_json(item: AttentionItem) -> dict[str, Any]:
         # A paused campaign's calls go ahead once resumed: every item callbridge raises is.
         "retryable": item.resolved_at is None,
         "resolution": resolution,
-        "created_at_unix": _unix(item.created_at),
-        "updated_at_unix": _unix(item.resolved_at or item.created_at),
+        "created_at_unix": unix_seconds(item.created_at),
+        "updated_at_unix": unix_seconds(item.resolved_at or item.created_at),
     }
 
 
@@ -1455,21 +1432,14 @@ async def list_attention(request: web.Request) -> web.Response:
         if not query.get("include_resolved"):
             statement = statement.where(AttentionItem.resolved_at.is_(None))
         if query.get("cursor"):
-            after = await session.get(AttentionItem, query["cursor"])
-            if after is None:
-                raise ApiError(400, "bad_query", "cursor names no attention item")
+            cursor = query["cursor"]
             statement = statement.where(
-                _after(AttentionItem.created_at, AttentionItem.id, (after.created_at, after.id))
+                await after_cursor(session, AttentionItem, cursor, "attention item")
             )
-        items = list(
-            await session.scalars(
-                statement.order_by(AttentionItem.created_at.desc(), AttentionItem.id.desc()).limit(
-                    limit + 1
-                )
-            )
+        newest_first = (AttentionItem.created_at.desc(), AttentionItem.id.desc())
+        items, has_more = cursor_page(
+            list(await session.scalars(statement.order_by(*newest_first).limit(limit + 1))), limit
         )
-    has_more = len(items) > limit
-    items = items[:limit]
     return web.json_response(
         {
             "attention": [attention_json(i) for i in items],
@@ -1497,10 +1467,7 @@ async def _attention(session: Any, attention_id: str) -> AttentionItem:
 )
 async def retry_attention(request: web.Request) -> web.Response:
     sm = request.app[SESSIONMAKER]
-    async with sm() as session:
-        item = await _attention(session, request.match_info["attention_id"])
-    if item.resolved_at is not None:
-        raise ApiError(409, "conflict", "the attention item is already resolved")
+    item = await _open_attention(request)
     assert item.campaign_id is not None
     async with sm() as session:
         campaign = await get_campaign(session, item.campaign_id)
@@ -1509,8 +1476,21 @@ async def retry_attention(request: web.Request) -> web.Response:
         await resume(sm, item.campaign_id)
     else:
         await _resolve(sm, item.id, None)
-    async with sm() as session:
-        return web.json_response(attention_json(await _attention(session, item.id)))
+    return await _attention_answer(request, item.id)
+
+
+async def _open_attention(request: web.Request) -> AttentionItem:
+    """The attention item the path names; 409 once it is resolved."""
+    async with request.app[SESSIONMAKER]() as session:
+        item = await _attention(session, request.match_info["attention_id"])
+    if item.resolved_at is not None:
+        raise ApiError(409, "conflict", "the attention item is already resolved")
+    return item
+
+
+async def _attention_answer(request: web.Request, attention_id: str) -> web.Response:
+    async with request.app[SESSIONMAKER]() as session:
+        return web.json_response(attention_json(await _attention(session, attention_id)))
 
 
 async def _resolve(sm: Any, attention_id: str, resolution: str | None) -> None:
@@ -1536,13 +1516,9 @@ async def _resolve(sm: Any, attention_id: str, resolution: str | None) -> None:
 async def resolve_attention(request: web.Request) -> web.Response:
     body = body_of(request)
     sm = request.app[SESSIONMAKER]
-    async with sm() as session:
-        item = await _attention(session, request.match_info["attention_id"])
-    if item.resolved_at is not None:
-        raise ApiError(409, "conflict", "the attention item is already resolved")
+    item = await _open_attention(request)
     await _resolve(sm, item.id, body["resolution"])
-    async with sm() as session:
-        return web.json_response(attention_json(await _attention(session, item.id)))
+    return await _attention_answer(request, item.id)
 
 
 # -- workspace configuration --------------------------------------------------------------

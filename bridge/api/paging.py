@@ -7,8 +7,10 @@ from collections.abc import Callable, Sequence
 from typing import Any, TypeVar
 
 from aiohttp import web
-from sqlalchemy import ColumnElement, func, select
+from sqlalchemy import ColumnElement, and_, func, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
+
+from bridge.api.errors import ApiError
 
 T = TypeVar("T")
 
@@ -45,3 +47,17 @@ def paged(body: list[Any], total: int, page: int, per_page: int) -> web.Response
 def cursor_page(rows: Sequence[T], limit: int) -> tuple[list[T], bool]:
     """The first ``limit`` of ``rows`` (read with ``limit + 1``), and whether more follow."""
     return list(rows[:limit]), len(rows) > limit
+
+
+def older_than(created: Any, row_id: Any, after: Any) -> ColumnElement[bool]:
+    """Rows after ``after`` in newest-first order (created_at, then id, both descending)."""
+    return or_(created < after.created_at, and_(created == after.created_at, row_id < after.id))
+
+
+async def after_cursor(session: AsyncSession, entity: Any, cursor: str, what: str) -> Any:
+    """The condition for the rows of ``entity`` after the cursor row, newest first; a cursor that
+    names no row is a bad query."""
+    after = await session.get(entity, cursor)
+    if after is None:
+        raise ApiError(400, "bad_query", f"cursor names no {what}")
+    return older_than(entity.created_at, entity.id, after)
