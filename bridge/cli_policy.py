@@ -26,7 +26,7 @@ ALIASES = {
     "ring_timeout": "ring_timeout_seconds",
     "time_limit": "time_limit_seconds",
 }
-# Every field of the API's CampaignCreate body (bridge/api/campaigns.py): anything else in a
+# Every field of the API's CampaignCreate body (bridge/api/campaign_schemas.py): anything else in a
 # policy file is a typo, refused before anything is created.
 FIELDS = {
     "name",

@@ -12,6 +12,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from campaigns import breaker, policy, recurring
 from campaigns.clock import utcnow
+from campaigns.contact_counts import contact_counts
 from campaigns.events import ContactsDue, emit
 from campaigns.ids import new_id
 from campaigns.models import (
@@ -230,25 +231,13 @@ async def start_now(sm: async_sessionmaker[AsyncSession], campaign_id: str) -> C
 
 
 async def campaign_counts(session: AsyncSession, campaign_id: str) -> dict[str, Any]:
-    rows = (
-        await session.execute(
-            select(Contact.state, Contact.disposition, func.count())
-            .where(Contact.campaign_id == campaign_id)
-            .group_by(Contact.state, Contact.disposition)
-        )
-    ).all()
+    found = (await contact_counts(session, [campaign_id]))[campaign_id]
     counts: dict[str, Any] = {
-        "contacts": 0,
-        "pending": 0,
-        "in_progress": 0,
-        "dispositions": dict.fromkeys(Disposition.ALL, 0),
+        "contacts": found.contacts,
+        "pending": found.pending,
+        "in_progress": found.in_progress,
+        "dispositions": {**dict.fromkeys(Disposition.ALL, 0), **found.dispositions},
     }
-    for state, disposition, n in rows:
-        counts["contacts"] += n
-        if state == ContactState.DONE:
-            counts["dispositions"][disposition] = counts["dispositions"].get(disposition, 0) + n
-        elif state in (ContactState.PENDING, ContactState.IN_PROGRESS):
-            counts[state] += n
     counts["attempts"] = await session.scalar(
         select(func.count())
         .select_from(Attempt)

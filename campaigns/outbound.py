@@ -6,10 +6,11 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from datetime import datetime
 
-from sqlalchemy import case, func, select
+from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from campaigns.api_tables import OutboundCampaign
+from campaigns.contact_counts import contact_counts
 from campaigns.lifecycle import cancel, pause
 from campaigns.models import (
     Attempt,
@@ -44,26 +45,14 @@ class LeadCounts:
 
 
 async def lead_counts(session: AsyncSession, campaign_id: str) -> LeadCounts:
-    counts = LeadCounts()
-    uncalled = case((Contact.attempts_made == 0, 1), else_=0)
-    rows = await session.execute(
-        select(Contact.state, Contact.disposition, func.count(), func.sum(uncalled))
-        .where(Contact.campaign_id == campaign_id)
-        .group_by(Contact.state, Contact.disposition)
+    found = (await contact_counts(session, [campaign_id], never_called=True))[campaign_id]
+    counts = LeadCounts(
+        total=found.contacts,
+        finished=found.done,
+        uncalled=found.never_called,
+        live=found.in_progress + found.pending - found.never_called,
+        finished_by_disposition=found.dispositions,
     )
-    for state, disposition, number, never_called in rows:
-        counts.total += number
-        if state == ContactState.DONE:
-            counts.finished += number
-            key = disposition or ""
-            counts.finished_by_disposition[key] = (
-                counts.finished_by_disposition.get(key, 0) + number
-            )
-        elif state == ContactState.IN_PROGRESS:
-            counts.live += number
-        else:
-            counts.uncalled += int(never_called or 0)
-            counts.live += number - int(never_called or 0)
     counts.open_attention = int(
         await session.scalar(
             select(func.count()).where(

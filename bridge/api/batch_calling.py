@@ -14,49 +14,52 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import time
-from datetime import datetime
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from aiohttp import web
-from sqlalchemy import and_, or_, select
 from sqlalchemy import delete as sa_delete
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession
 from twilio.twiml.voice_response import VoiceResponse
 
+from bridge.api.elevenlabs_shared import (
+    CLIENT_DATA,
+    MACHINE_DETECTION_MODES,
+    agent_options,
+    client_variables,
+    create_and_start,
+    default_caller_id,
+    e164_or_none,
+    recipient_error,
+    recording_option,
+    unix_seconds,
+)
 from bridge.api.errors import ApiError
 from bridge.api.export import export_response
 from bridge.api.openapi import Api, Response, body_of, query_of
-from bridge.keys import AGENT_CONNECTOR, MEDIA_TOKEN_SECRET, SCHEDULER, SESSIONMAKER, SETTINGS
+from bridge.api.paging import cursor_page, older_than
+from bridge.keys import AGENT_CONNECTOR, MEDIA_TOKEN_SECRET, SESSIONMAKER, SETTINGS
 from bridge.media import tokens
 from bridge.media.connector import load_context
 from bridge.media.routes import stream_url
-from bridge.telephony.factory import agent_connections
 from campaigns.api_tables import BatchCall
 from campaigns.batches import BATCH_STATUS, batch_counts, recipients, retry_batch, touch
-from campaigns.clock import BadInstant, from_unix, utcnow
+from campaigns.clock import BadInstant, from_unix
 from campaigns.contact_list import (
-    AgentOptions,
     ContactItem,
-    add_parsed,
     parse_items,
-    set_agent_options,
 )
-from campaigns.editing import delete_draft
 from campaigns.ids import new_id
-from campaigns.intake.report import ImportReport, RowError
 from campaigns.lifecycle import (
     CampaignError,
     CampaignSpec,
     cancel,
-    create_campaign,
     get_campaign,
-    request_start,
 )
 from campaigns.models import Attempt, Campaign, CampaignStatus
 from campaigns.phones import (
-    ANY_NUMBER_TYPE,
     CHOOSABLE_NUMBER_TYPES,
-    PhoneRejected,
-    normalize,
     number_types_of,
 )
 from campaigns.single_calls import place_single_call, register_call
@@ -72,20 +75,6 @@ MAX_RECIPIENTS = 10_000
 # How long outbound-call waits for the provider's call id before answering without it.
 OUTBOUND_WAIT_SECONDS = 10.0
 
-# A null value is accepted, as ElevenLabs accepts it, and passed on to the agent as null.
-VARIABLES = {
-    "type": "object",
-    "additionalProperties": {"type": ["string", "number", "boolean", "null"]},
-}
-CLIENT_DATA = {
-    "type": ["object", "null"],
-    "properties": {
-        "dynamic_variables": {"anyOf": [VARIABLES, {"type": "null"}]},
-        # Passed to the agent as given; the agent's settings decide whether it may apply them.
-        "conversation_config_override": {"type": ["object", "null"]},
-        "user_id": {"type": ["string", "null"], "maxLength": 200},
-    },
-}
 MACHINE_DETECTION = {
     "type": ["object", "null"],
     "properties": {"mode": {"enum": ["enable", "detect_message_end", None]}},
@@ -265,59 +254,11 @@ OUTBOUND_RESPONSE = api.schema(
 )
 
 
-def _unix(value: datetime | None) -> int:
-    return int(value.timestamp()) if value is not None else 0
-
-
-def _e164_or_none(value: str | None) -> str | None:
-    if not value or not value.startswith("+"):
-        return None
-    try:
-        # A caller id, not a number to call: any type will do (Twilio's test caller ids are
-        # personal numbers).
-        return normalize(value, "US", ANY_NUMBER_TYPE).e164
-    except PhoneRejected:
-        return None
-
-
-def _recipient_error(error: RowError) -> dict[str, Any]:
-    """A refused recipient by its 0-based position, with the reason (and type) it was refused."""
-    details = error.to_dict()
-    del details["row"]
-    return {"recipient": error.row - 1, **details}
-
-
-def _variables(client_data: dict[str, Any] | None) -> dict[str, Any]:
-    return dict((client_data or {}).get("dynamic_variables") or {})
-
-
-def _agent_options(
-    client_data: dict[str, Any] | None, call_options: dict[str, Any] | None = None
-) -> AgentOptions:
-    data = client_data or {}
-    return AgentOptions(
-        agent_override=data.get("conversation_config_override") or None,
-        user_id=data.get("user_id") or None,
-        call_options=call_options or None,
-    )
-
-
-# ElevenLabs' twilio_machine_detection modes as Twilio's MachineDetection values.
-MACHINE_DETECTION_MODES = {"enable": "Enable", "detect_message_end": "DetectMessageEnd"}
-
-
-def _recording(config: dict[str, Any] | None, enabled: bool | None = None) -> dict[str, Any]:
-    """The call option that records the call, when the request asks for it."""
-    if enabled or (config or {}).get("twilio_call_recording_enabled"):
-        return {"record": True}
-    return {}
-
-
 def _call_options(body: dict[str, Any]) -> dict[str, Any]:
     """outbound-call's telephony_call_config and call_recording_enabled as the contact's own
     call settings (its default campaign's stay for what the request leaves out)."""
     config = body.get("telephony_call_config")
-    options = _recording(config, body.get("call_recording_enabled"))
+    options = recording_option(config, body.get("call_recording_enabled"))
     if config is None:
         return options
     if config.get("ringing_timeout_secs"):
@@ -326,12 +267,6 @@ def _call_options(body: dict[str, Any]) -> dict[str, Any]:
     mode = (config.get("twilio_machine_detection") or {}).get("mode")
     options["machine_detection"] = MACHINE_DETECTION_MODES.get(mode or "", "")
     return options
-
-
-def _caller_id(request: web.Request) -> str:
-    """The number a batch without a phone number of its own calls from: the service's default
-    caller id (ElevenLabs always names the batch's phone number)."""
-    return request.app[SETTINGS].from_number or ""
 
 
 async def batch_json(session: Any, campaign: Campaign, default_phone: str) -> dict[str, Any]:
@@ -357,15 +292,15 @@ async def batch_json(session: Any, campaign: Campaign, default_phone: str) -> di
         "agent_name": campaign.agent_id or "",
         "phone_number_id": campaign.agent_phone_number_id or campaign.from_number or default_phone,
         "phone_provider": "twilio",
-        "created_at_unix": _unix(campaign.created_at),
-        "scheduled_time_unix": _unix(
+        "created_at_unix": unix_seconds(campaign.created_at),
+        "scheduled_time_unix": unix_seconds(
             campaign.start_at or campaign.started_at or campaign.created_at
         ),
         "timezone": getattr(campaign, "timezone", None),
         "total_calls_dispatched": counts.dispatched,
         "total_calls_scheduled": counts.scheduled,
         "total_calls_finished": counts.finished,
-        "last_updated_at_unix": _unix(updated),
+        "last_updated_at_unix": unix_seconds(updated),
         "status": BATCH_STATUS.get(campaign.status, "pending"),
         "retry_count": batch.retry_count if batch else 0,
         "target_concurrency_limit": campaign.concurrency,
@@ -398,7 +333,7 @@ def _spec(body: dict[str, Any]) -> CampaignSpec:
     if body.get("max_attempts") is None and body.get("retry_delay_seconds") is None:
         # ElevenLabs calls each recipient once; callbridge's retries are asked for explicitly.
         values["max_attempts"] = 1
-    values["from_number"] = body.get("from_number") or _e164_or_none(
+    values["from_number"] = body.get("from_number") or e164_or_none(
         body.get("agent_phone_number_id")
     )
     config = body.get("telephony_call_config") or {}
@@ -441,7 +376,7 @@ async def submit(request: web.Request) -> web.Response:
             # The recipient's id as the caller knows it; ElevenLabs makes one up when none is
             # given, and so do we (the contact's own ct_ id stays inside callbridge).
             external_id=r.get("id") or new_id("rcpt"),
-            dynamic_variables=_variables(r.get("conversation_initiation_client_data")),
+            dynamic_variables=client_variables(r.get("conversation_initiation_client_data")),
         )
         for r in body["recipients"]
     ]
@@ -451,40 +386,18 @@ async def submit(request: web.Request) -> web.Response:
             422,
             "invalid_recipients",
             f"{len(parsed.errors)} recipient(s) cannot be called; nothing was created",
-            [_recipient_error(error) for error in parsed.errors],
+            [recipient_error(error) for error in parsed.errors],
         )
-    campaign = await create_campaign(sm, _spec(body), agent_connections(request.app))
-    try:
-        async with sm.begin() as session:
-            report = ImportReport()
-            await add_parsed(session, campaign.id, parsed, utcnow(), report)
-            recording = _recording(body.get("telephony_call_config"))
-            await set_agent_options(
-                session,
-                campaign.id,
-                {
-                    contact.e164: _agent_options(
-                        body["recipients"][contact.row - 1].get(
-                            "conversation_initiation_client_data"
-                        ),
-                        recording,
-                    )
-                    for contact in parsed.contacts
-                },
-            )
-            await touch(
-                session, campaign.id, telephony_call_config=body.get("telephony_call_config")
-            )
-        campaign = await request_start(sm, campaign.id)
-    except BaseException:
-        # Nothing half-written: the batch goes with whatever part of it was made.
-        await delete_draft(sm, campaign.id)
-        raise
-    if campaign.status == CampaignStatus.SCHEDULED:
-        assert campaign.start_at is not None
-        request.app[SCHEDULER].schedule_campaign_start(campaign.id, campaign.start_at)
+    config = body.get("telephony_call_config")
+
+    async def write(session: AsyncSession, campaign_id: str) -> None:
+        await touch(session, campaign_id, telephony_call_config=config)
+
+    campaign = await create_and_start(
+        request, _spec(body), parsed, body["recipients"], recording_option(config), write
+    )
     async with sm() as session:
-        return web.json_response(await batch_json(session, campaign, _caller_id(request)))
+        return web.json_response(await batch_json(session, campaign, default_caller_id(request)))
 
 
 @api.get(
@@ -513,20 +426,12 @@ async def workspace(request: web.Request) -> web.Response:
                 raise ApiError(
                     400, "bad_query", "last_doc names no batch call", {"query": "last_doc"}
                 )
-            statement = statement.where(
-                or_(
-                    Campaign.created_at < after.created_at,
-                    and_(Campaign.created_at == after.created_at, Campaign.id < after.id),
-                )
-            )
-        campaigns = list(
-            await session.scalars(
-                statement.order_by(Campaign.created_at.desc(), Campaign.id.desc()).limit(limit + 1)
-            )
+            statement = statement.where(older_than(Campaign.created_at, Campaign.id, after))
+        newest_first = (Campaign.created_at.desc(), Campaign.id.desc())
+        campaigns, has_more = cursor_page(
+            list(await session.scalars(statement.order_by(*newest_first).limit(limit + 1))), limit
         )
-        has_more = len(campaigns) > limit
-        campaigns = campaigns[:limit]
-        batches = [await batch_json(session, c, _caller_id(request)) for c in campaigns]
+        batches = [await batch_json(session, c, default_caller_id(request)) for c in campaigns]
     return web.json_response(
         {
             "batch_calls": batches,
@@ -544,14 +449,14 @@ async def workspace(request: web.Request) -> web.Response:
 async def read(request: web.Request) -> web.Response:
     async with request.app[SESSIONMAKER]() as session:
         campaign = await _campaign(session, request)
-        body = await batch_json(session, campaign, _caller_id(request))
+        body = await batch_json(session, campaign, default_caller_id(request))
         body["recipients"] = [
             {
                 "id": contact.external_id or contact.id,
                 "phone_number": contact.phone_number,
                 "status": status,
-                "created_at_unix": _unix(contact.created_at),
-                "updated_at_unix": _unix(
+                "created_at_unix": unix_seconds(contact.created_at),
+                "updated_at_unix": unix_seconds(
                     contact.finished_at
                     or (attempt and (attempt.ended_at or attempt.dialed_at or attempt.created_at))
                     or contact.created_at
@@ -593,14 +498,13 @@ async def remove(request: web.Request) -> web.Response:
     responses={200: BATCH},
 )
 async def cancel_batch(request: web.Request) -> web.Response:
-    sm = request.app[SESSIONMAKER]
-    async with sm() as session:
-        await _campaign(session, request)
-    campaign, _live = await cancel(sm, request.match_info["batch_id"])
-    async with sm.begin() as session:
-        await touch(session, campaign.id)
-    async with sm() as session:
-        return web.json_response(await batch_json(session, campaign, _caller_id(request)))
+    async def cancel_and_touch(sm: Any, batch_id: str) -> Campaign:
+        campaign, _live = await cancel(sm, batch_id)
+        async with sm.begin() as session:
+            await touch(session, campaign.id)
+        return campaign
+
+    return await _change(request, cancel_and_touch)
 
 
 @api.post(
@@ -609,12 +513,23 @@ async def cancel_batch(request: web.Request) -> web.Response:
     responses={200: BATCH},
 )
 async def retry(request: web.Request) -> web.Response:
+    async def reopen(sm: Any, batch_id: str) -> Campaign:
+        campaign, _reopened = await retry_batch(sm, batch_id)
+        return campaign
+
+    return await _change(request, reopen)
+
+
+async def _change(
+    request: web.Request, action: Callable[[Any, str], Awaitable[Campaign]]
+) -> web.Response:
+    """Apply ``action`` to the batch the path names, answering with the batch as it is then."""
     sm = request.app[SESSIONMAKER]
     async with sm() as session:
         await _campaign(session, request)
-    campaign, _reopened = await retry_batch(sm, request.match_info["batch_id"])
+    campaign = await action(sm, request.match_info["batch_id"])
     async with sm() as session:
-        return web.json_response(await batch_json(session, campaign, _caller_id(request)))
+        return web.json_response(await batch_json(session, campaign, default_caller_id(request)))
 
 
 @api.get(
@@ -643,13 +558,13 @@ async def export(request: web.Request) -> web.StreamResponse:
 async def outbound_call(request: web.Request) -> web.Response:
     body = body_of(request)
     sm = request.app[SESSIONMAKER]
-    options = _agent_options(body.get("conversation_initiation_client_data"), _call_options(body))
+    options = agent_options(body.get("conversation_initiation_client_data"), _call_options(body))
     contact, _created = await place_single_call(
         sm,
         to=body["to_number"],
         agent_id=body["agent_id"],
-        from_number=_e164_or_none(body.get("agent_phone_number_id")),
-        dynamic_variables=_variables(body.get("conversation_initiation_client_data")),
+        from_number=e164_or_none(body.get("agent_phone_number_id")),
+        dynamic_variables=client_variables(body.get("conversation_initiation_client_data")),
         agent_override=options.agent_override,
         user_id=options.user_id,
         call_options=options.call_options,
@@ -699,13 +614,13 @@ async def register_twilio_call(request: web.Request) -> web.Response:
     body = body_of(request)
     app = request.app
     client_data = body.get("conversation_initiation_client_data")
-    options = _agent_options(client_data)
+    options = agent_options(client_data)
     person = body["from_number"] if body.get("direction") == "inbound" else body["to_number"]
     attempt = await register_call(
         app[SESSIONMAKER],
         agent_id=body["agent_id"],
         number=person,
-        dynamic_variables=_variables(client_data),
+        dynamic_variables=client_variables(client_data),
         agent_override=options.agent_override,
         user_id=options.user_id,
     )

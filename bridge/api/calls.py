@@ -8,9 +8,10 @@ from aiohttp import web
 from sqlalchemy import select
 
 from bridge.api.auth import caller_of
-from bridge.api.campaigns import ATTEMPT, attempt_json, contact_json
+from bridge.api.campaign_schemas import ATTEMPT
 from bridge.api.errors import ApiError
 from bridge.api.openapi import Api, body_of
+from bridge.api.representations import attempt_json, contact_json
 from bridge.keys import SESSIONMAKER
 from campaigns.clock import iso_z
 from campaigns.models import Attempt, Contact

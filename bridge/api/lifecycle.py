@@ -6,8 +6,9 @@ import logging
 
 from aiohttp import web
 
-from bridge.api.campaigns import CAMPAIGN, CONTACT, campaign_json, contact_json
+from bridge.api.campaign_schemas import CAMPAIGN, CONTACT
 from bridge.api.openapi import Api, query_of
+from bridge.api.representations import campaign_json, contact_json
 from bridge.keys import DIALER, SESSIONMAKER
 from campaigns import lifecycle
 

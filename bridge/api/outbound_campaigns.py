@@ -17,6 +17,9 @@ carry a callback time, a redirect number and a stop: each defaults to the item o
 ``null`` turns it off; ``mappings`` copies other results into later calls' variables).
 Fields callbridge does not honour yet (branches, environments, WhatsApp) are refused with a 422
 naming the field, never silently dropped.
+
+This module holds the handlers; the schemas are in outbound_schemas, the policy's checks and
+settings in outbound_policy, the renderers in outbound_representations.
 """
 
 from __future__ import annotations
@@ -25,48 +28,73 @@ import csv
 import dataclasses
 import hashlib
 import io
-import itertools
 import json
-import time
-from dataclasses import dataclass
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from aiohttp import web
-from sqlalchemy import and_, or_, select
+from sqlalchemy import or_, select
 from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncSession
 
-from bridge.api.batch_calling import (
-    CLIENT_DATA,
-    MACHINE_DETECTION_MODES,
-    _agent_options,
-    _caller_id,
-    _e164_or_none,
-    _recipient_error,
-    _recording,
-    _unix,
-    _variables,
+from bridge.api.elevenlabs_shared import (
+    client_variables,
+    create_and_start,
+    default_caller_id,
+    recipient_error,
+    recording_option,
+    unix_seconds,
 )
 from bridge.api.errors import ApiError
 from bridge.api.export import neutralise
-from bridge.api.openapi import Api, Response, body_of, query_of
-from bridge.keys import SCHEDULER, SESSIONMAKER
-from bridge.telephony.factory import agent_connections
+from bridge.api.openapi import Response, body_of, query_of
+from bridge.api.outbound_policy import (
+    check_policy,
+    effective_policy,
+    follow_up_settings,
+    not_supported,
+    policy_spec,
+    refuse,
+)
+from bridge.api.outbound_representations import (
+    TERMINAL,
+    CallFollowUps,
+    attention_json,
+    call_json,
+    campaign_json,
+    lead_json,
+)
+from bridge.api.outbound_schemas import (
+    ATTENTION,
+    ATTENTION_PAGE,
+    CALL_PAGE,
+    CAMPAIGN,
+    CAMPAIGN_PAGE,
+    CONFIG,
+    CONFIG_BODY,
+    LEAD,
+    LEAD_PAGE,
+    PAGE_QUERY,
+    PREFIX,
+    STATUSES,
+    SUBMIT,
+    SUBMITTED,
+    api,
+)
+from bridge.api.paging import after_cursor, cursor_page
+from bridge.keys import SESSIONMAKER
 from campaigns import followups
 from campaigns import policy as planning
 from campaigns.api_tables import OutboundCampaign, OutboundConfig
-from campaigns.clock import BadInstant, from_unix, utcnow
-from campaigns.contact_list import ContactItem, add_parsed, parse_items, set_agent_options
-from campaigns.editing import delete_draft
-from campaigns.intake.report import ImportReport, RowError
+from campaigns.clock import utcnow
+from campaigns.contact_list import ContactItem, parse_items
+from campaigns.intake.report import RowError
 from campaigns.lifecycle import (
     CampaignError,
-    CampaignSpec,
     cancel,
-    create_campaign,
     get_campaign,
     pause,
     remove_contact,
-    request_start,
     resume,
 )
 from campaigns.models import (
@@ -77,557 +105,14 @@ from campaigns.models import (
     CampaignStatus,
     Contact,
     ContactState,
-    Disposition,
     FollowUpRequest,
-    FollowUpSettings,
 )
 from campaigns.outbound import lead_counts, pause_all, stop_all
 from campaigns.phones import DEFAULT_NUMBER_TYPES, PhoneRejected, normalize
 
-api = Api(
-    "elevenlabs-outbound-campaigns",
-    "ElevenLabs-compatible outbound campaigns (the official elevenlabs SDK works unchanged). "
-    "Authenticate with xi-api-key.",
-)
 routes = api.routes
 
-PREFIX = "/v1/convai/outbound-campaigns"
-MAX_RECIPIENTS = 10_000
-PAGE_QUERY = {
-    "page_size": {"type": "integer", "minimum": 1, "maximum": 100, "default": 30},
-    "cursor": {"type": "string", "maxLength": 64},
-}
-
-# The report items that carry follow-ups; a policy that leaves one out reads the item of its name.
-FOLLOW_UP_ITEMS = ("callback_time", "redirect_phone_number", "stop")
-# The defaults a policy takes for what it leaves out.
-DEFAULT_RETRY = {"retry_delay_seconds": 300, "max_total_calls": 3}
-
-INTERVAL = {
-    "type": "object",
-    "required": ["start", "end"],
-    "properties": {"start": {"type": "string"}, "end": {"type": "string"}},
-}
-PERIOD = {
-    "type": "object",
-    "required": ["weekdays", "intervals"],
-    "properties": {
-        "weekdays": {"type": "array", "items": {"type": "integer", "minimum": 0, "maximum": 6}},
-        "intervals": {"type": "array", "items": INTERVAL},
-    },
-}
-RETRY = {
-    "type": ["object", "null"],
-    "properties": {
-        "retry_delay_seconds": {"type": ["integer", "null"], "minimum": 0, "maximum": 2592000},
-        "max_short_retries": {"type": ["integer", "null"], "minimum": 0},
-        "max_total_calls": {"type": ["integer", "null"], "minimum": 1, "maximum": 20},
-        "max_callbacks": {"type": ["integer", "null"], "minimum": 0},
-        "max_redirects": {"type": ["integer", "null"], "minimum": 0},
-        "interval_placement": {"enum": ["start", "random", "rotate", None]},
-        "rotate_step_seconds": {"type": ["integer", "null"], "minimum": 0},
-        "max_consecutive_failures_per_number": {
-            "type": ["integer", "null"],
-            "minimum": 1,
-            "maximum": 100,
-        },
-    },
-}
-POLICY_PROPERTIES: dict[str, Any] = {
-    "timezone": {"type": ["string", "null"], "maxLength": 64},
-    "retry": RETRY,
-    "calling_periods": {"type": ["array", "null"], "items": PERIOD},
-    "data_collection": {
-        "type": ["object", "null"],
-        "properties": {
-            **{
-                name: {"type": ["string", "null"], "minLength": 1, "maxLength": 200}
-                for name in FOLLOW_UP_ITEMS
-            },
-            "mappings": {
-                "type": ["object", "null"],
-                "additionalProperties": {"type": "string", "minLength": 1, "maxLength": 200},
-            },
-        },
-    },
-    "followup_context": {
-        "type": ["object", "null"],
-        "properties": {name: {"type": ["boolean", "null"]} for name in followups.CONTEXT},
-    },
-}
-POLICY = api.schema("OutboundPolicy", {"type": ["object", "null"], "properties": POLICY_PROPERTIES})
-MODE_CONFIG = {
-    "type": ["object", "null"],
-    "properties": {
-        "ringing_timeout_secs": {"type": ["integer", "null"], "minimum": 5, "maximum": 600},
-        "twilio_call_recording_enabled": {"type": ["boolean", "null"]},
-        "twilio_machine_detection": {"type": ["object", "null"]},
-    },
-}
-CHANNEL_CONFIG = {
-    "type": "object",
-    "required": ["channel"],
-    "properties": {
-        "channel": {"enum": ["phone", "whatsapp"]},
-        "agent_phone_number_id": {"type": "string", "maxLength": 200},
-        "mode_config": MODE_CONFIG,
-    },
-}
-SUBMIT = api.schema(
-    "OutboundCampaignSubmit",
-    {
-        "type": "object",
-        "required": ["call_name", "agent_id", "recipients", "channel_config"],
-        "properties": {
-            "call_name": {"type": "string", "minLength": 1, "maxLength": 200},
-            "agent_id": {"type": "string", "minLength": 1, "maxLength": 200},
-            "recipients": {
-                "type": "array",
-                "minItems": 1,
-                "maxItems": MAX_RECIPIENTS,
-                "items": {
-                    "type": "object",
-                    "properties": {
-                        "id": {"type": ["string", "null"], "maxLength": 200},
-                        "phone_number": {"type": ["string", "null"], "maxLength": 64},
-                        "phone_numbers": {
-                            "type": ["array", "null"],
-                            "maxItems": 10,
-                            "items": {"type": "string", "maxLength": 64},
-                        },
-                        "whatsapp_user_id": {"type": ["string", "null"]},
-                        "conversation_initiation_client_data": CLIENT_DATA,
-                    },
-                },
-            },
-            "channel_config": CHANNEL_CONFIG,
-            "scheduled_time_unix": {"type": ["integer", "null"], "minimum": 0},
-            "timezone": {"type": ["string", "null"], "maxLength": 64},
-            "branch_id": {"type": ["string", "null"]},
-            "environment": {"type": ["string", "null"]},
-            "target_concurrency_limit": {"type": ["integer", "null"], "minimum": 1},
-            "idempotency_key": {"type": ["string", "null"], "minLength": 1, "maxLength": 200},
-            "policy": POLICY,
-            "variant": {"enum": ["simple", "advanced", None]},
-        },
-    },
-)
-STATUSES = ["active", "paused", "stopping", "stopped", "completed", "failed", "attention"]
-CAMPAIGN = api.schema(
-    "OutboundCampaign",
-    {
-        "type": "object",
-        "required": [
-            "campaign_id",
-            "call_name",
-            "agent_id",
-            "channel_config",
-            "status",
-            "policy",
-            "variant",
-            "created_at_unix",
-            "updated_at_unix",
-            "channel",
-            "mode",
-            "counts",
-            "agent_name",
-        ],
-        "properties": {
-            "campaign_id": {"type": "string"},
-            "call_name": {"type": "string"},
-            "agent_id": {"type": "string"},
-            "agent_name": {"type": "string"},
-            "channel_config": {"type": "object"},
-            "status": {"enum": STATUSES},
-            "policy": {"type": "object"},
-            "variant": {"enum": ["simple", "advanced"]},
-            "source": {"enum": ["ui", "api"]},
-            "created_at_unix": {"type": "integer"},
-            "scheduled_time_unix": {"type": ["integer", "null"]},
-            "updated_at_unix": {"type": "integer"},
-            "target_concurrency_limit": {"type": ["integer", "null"]},
-            "channel": {"enum": ["phone", "whatsapp"]},
-            "mode": {"enum": ["voice", "message"]},
-            "counts": {
-                "type": "object",
-                "required": ["leads", "terminal_leads", "open_attention"],
-                "properties": {
-                    "leads": {"type": "integer"},
-                    "terminal_leads": {"type": "integer"},
-                    "open_attention": {"type": "integer"},
-                },
-            },
-        },
-    },
-)
-SUBMITTED = api.schema(
-    "OutboundCampaignSubmitted",
-    {
-        "type": "object",
-        "required": ["campaign", "created", "within_calling_window"],
-        "properties": {
-            "campaign": CAMPAIGN,
-            "created": {"type": "boolean"},
-            "within_calling_window": {"type": "boolean"},
-        },
-    },
-)
-
-
-def _page(name: str, item: Any) -> dict[str, Any]:
-    return {
-        "type": "object",
-        "required": [name, "has_more"],
-        "properties": {
-            name: {"type": "array", "items": item},
-            "next_cursor": {"type": ["string", "null"]},
-            "has_more": {"type": "boolean"},
-        },
-    }
-
-
-CAMPAIGN_PAGE = api.schema("OutboundCampaignPage", _page("campaigns", CAMPAIGN))
-LEAD = api.schema(
-    "OutboundLead",
-    {
-        "type": "object",
-        "required": [
-            "lead_id",
-            "phone_number",
-            "phone_numbers_index",
-            "user_id",
-            "attempt_count",
-            "failure_count",
-            "callback_count",
-            "redirect_count",
-            "do_not_call",
-            "updated_at_unix",
-            "dynamic_variables",
-            "overrides",
-        ],
-        "properties": {
-            "lead_id": {"type": "string"},
-            "recipient_id": {"type": ["string", "null"]},
-            "phone_number": {"type": "string"},
-            "phone_numbers": {"type": "array", "items": {"type": "string"}},
-            "phone_numbers_index": {"type": "integer"},
-            "user_id": {"type": "string"},
-            "attempt_count": {"type": "integer"},
-            "failure_count": {"type": "integer"},
-            "callback_count": {"type": "integer"},
-            "redirect_count": {"type": "integer"},
-            "do_not_call": {"type": "boolean"},
-            "terminal_disposition": {"type": ["string", "null"]},
-            "created_at_unix": {"type": ["integer", "null"]},
-            "updated_at_unix": {"type": "integer"},
-            "dynamic_variables": {"type": "object"},
-            "overrides": {"type": "object"},
-        },
-    },
-)
-LEAD_PAGE = api.schema("OutboundLeadPage", _page("leads", LEAD))
-CALL = api.schema(
-    "OutboundCall",
-    {
-        "type": "object",
-        "required": [
-            "intent_id",
-            "lead_id",
-            "intent_type",
-            "status",
-            "phone_number",
-            "scheduled_time_unix",
-        ],
-        "properties": {
-            "intent_id": {"type": "string"},
-            "lead_id": {"type": "string"},
-            "intent_type": {"enum": ["initial", "retry", "callback", "redirect"]},
-            "cold_attempt": {"type": ["integer", "null"]},
-            "status": {"enum": ["queued", "submitted", "completed", "cancelled", "attention"]},
-            "phone_number": {"type": "string"},
-            "scheduled_time_unix": {"type": "integer"},
-            "conversation_id": {"type": ["string", "null"]},
-            "outcome": {"type": ["string", "null"]},
-            "call_result": {"type": ["string", "null"]},
-            "outcome_at_unix": {"type": ["integer", "null"]},
-            "decision_disposition": {"type": ["string", "null"]},
-            # Beyond ElevenLabs: inbound when the person called the campaign's number back.
-            "direction": {"enum": ["outbound", "inbound"]},
-        },
-    },
-)
-CALL_PAGE = api.schema("OutboundCallPage", _page("calls", CALL))
-ATTENTION = api.schema(
-    "OutboundAttention",
-    {
-        "type": "object",
-        "required": [
-            "attention_id",
-            "campaign_id",
-            "reason",
-            "detail",
-            "status",
-            "retryable",
-            "created_at_unix",
-            "updated_at_unix",
-        ],
-        "properties": {
-            "attention_id": {"type": "string"},
-            "campaign_id": {"type": "string"},
-            "reason": {"type": "string"},
-            "detail": {"type": "string"},
-            "status": {"enum": ["open", "resolved", "retrying"]},
-            "retryable": {"type": "boolean"},
-            "resolution": {"type": ["string", "null"]},
-            "created_at_unix": {"type": "integer"},
-            "updated_at_unix": {"type": "integer"},
-        },
-    },
-)
-ATTENTION_PAGE = api.schema("OutboundAttentionPage", _page("attention", ATTENTION))
-CONFIG_BODY = {
-    "type": "object",
-    "properties": {
-        "policy": POLICY,
-        "agent_policies": {
-            "type": ["object", "null"],
-            "additionalProperties": {"type": "object", "properties": POLICY_PROPERTIES},
-        },
-        "whatsapp_voice_policy": {"type": ["object", "null"]},
-    },
-}
-CONFIG = api.schema(
-    "OutboundWorkspaceConfig",
-    {
-        "type": "object",
-        "required": ["version", "config"],
-        "properties": {"version": {"type": "integer"}, "config": CONFIG_BODY},
-    },
-)
-
-# A contact's final disposition as a lead's terminal disposition.
-TERMINAL = {
-    Disposition.ANSWERED: "completed",
-    Disposition.VOICEMAIL: "completed",
-    Disposition.VOICEMAIL_LEFT: "completed",
-    Disposition.BUSY: "attempt_ceiling_reached",
-    Disposition.NO_ANSWER: "attempt_ceiling_reached",
-    Disposition.FAILED: "attempt_ceiling_reached",
-    Disposition.DNC: "do_not_call",
-    Disposition.EXPIRED: "campaign_ended",
-    Disposition.CANCELLED: "cancelled",
-    Disposition.REMOVED: "removed",
-    # Follow-ups the person asked for that could not be honoured.
-    Disposition.CALLBACK_TIME_INVALID: "callback_time_invalid",
-    Disposition.CALLBACK_CEILING: "callback_ceiling_reached",
-    Disposition.REDIRECT_NUMBER_INVALID: "redirect_number_invalid",
-    Disposition.REDIRECT_CEILING: "redirect_ceiling_reached",
-    Disposition.ATTEMPT_CEILING: "attempt_ceiling_reached",
-}
-# An attempt's outcome as a call's result, and as ElevenLabs' recipient status.
-CALL_RESULT = {
-    Disposition.ANSWERED: "answered",
-    Disposition.VOICEMAIL: "voicemail",
-    Disposition.BUSY: "busy",
-    Disposition.NO_ANSWER: "no_answer",
-    Disposition.FAILED: "failed",
-}
-OUTCOME = {"answered": "completed", "voicemail": "voicemail"}
-
-
-# -- policy -------------------------------------------------------------------------------
-
-
-def _refuse(field: str, message: str) -> ApiError:
-    return ApiError(422, "invalid_policy", f"{field}: {message}", [{"field": field}])
-
-
-def _not_supported(field: str) -> ApiError:
-    return ApiError(
-        422,
-        "not_supported",
-        f"{field} is not supported yet by callbridge; leave it out",
-        [{"field": field, "message": f"{field} is not supported yet"}],
-    )
-
-
-def check_policy(policy: dict[str, Any], where: str) -> None:
-    """Refuse a rotation with no step, and overlapping intervals."""
-    retry = policy.get("retry") or {}
-    if retry.get("interval_placement") == "rotate" and retry.get("rotate_step_seconds") is None:
-        raise _refuse(f"{where}.retry.rotate_step_seconds", "required by interval_placement rotate")
-    by_day: dict[int, list[tuple[str, str]]] = {}
-    for index, period in enumerate(policy.get("calling_periods") or []):
-        if not period["intervals"]:
-            raise _refuse(f"{where}.calling_periods.{index}.intervals", "must not be empty")
-        for day in period["weekdays"]:
-            by_day.setdefault(day, []).extend((i["start"], i["end"]) for i in period["intervals"])
-    for day, intervals in by_day.items():
-        ordered = sorted(intervals)
-        for (_, end), (start, _) in itertools.pairwise(ordered):
-            if start < end:
-                raise _refuse(f"{where}.calling_periods", f"intervals overlap on weekday {day}")
-
-
-def _effective_policy(body: dict[str, Any], config: dict[str, Any] | None) -> dict[str, Any]:
-    """The policy the campaign takes: its own, else the workspace's with the agent's sections."""
-    if body.get("variant") == "simple":
-        if body.get("policy") is not None:
-            raise _refuse("policy", "a simple campaign cannot have a policy")
-        return {"retry": {"max_total_calls": 1}}
-    if body.get("policy") is not None:
-        check_policy(body["policy"], "policy")
-        return dict(body["policy"])
-    if config is None:
-        raise _refuse("policy", "no policy given and no workspace configuration to take it from")
-    policy = dict(config.get("policy") or {})
-    override = (config.get("agent_policies") or {}).get(body["agent_id"]) or {}
-    policy.update({k: v for k, v in override.items() if v is not None})
-    return policy
-
-
-def _periods(policy: dict[str, Any]) -> list[dict[str, Any]] | None:
-    """ElevenLabs' periods ({weekdays, intervals}) as callbridge's ({weekdays, start, end})."""
-    periods = policy.get("calling_periods")
-    if not periods:
-        return None
-    return [
-        {"weekdays": list(p["weekdays"]), "start": i["start"], "end": i["end"]}
-        for p in periods
-        for i in p["intervals"]
-    ]
-
-
-def _spec(body: dict[str, Any], policy: dict[str, Any]) -> CampaignSpec:
-    retry = {
-        **DEFAULT_RETRY,
-        **{k: v for k, v in (policy.get("retry") or {}).items() if v is not None},
-    }
-    values: dict[str, Any] = {
-        "name": body["call_name"].strip() or "campaign",
-        "agent_id": body["agent_id"],
-        "max_attempts": retry["max_total_calls"],
-        "retry_delay_seconds": retry["retry_delay_seconds"],
-        "calling_periods": _periods(policy),
-        "timezone": body.get("timezone") or policy.get("timezone") or "UTC",
-        "from_number": _e164_or_none(body["channel_config"].get("agent_phone_number_id")),
-    }
-    for name in ("max_short_retries", "interval_placement", "rotate_step_seconds"):
-        values[name] = retry.get(name)
-    failures = (policy.get("retry") or {}).get("max_consecutive_failures_per_number")
-    if failures:
-        values["max_failures_per_number"] = failures
-        values["end_after_number_failures"] = True
-    else:
-        # Unset leaves only max_total_calls: a number is never given up on before it.
-        values["max_failures_per_number"] = retry["max_total_calls"]
-    if body.get("target_concurrency_limit"):
-        values["concurrency"] = min(body["target_concurrency_limit"], 10_000)
-    mode = body["channel_config"].get("mode_config") or {}
-    if mode.get("ringing_timeout_secs"):
-        values["ring_timeout_seconds"] = mode["ringing_timeout_secs"]
-    detection = (mode.get("twilio_machine_detection") or {}).get("mode")
-    values["machine_detection"] = MACHINE_DETECTION_MODES.get(detection or "", "")
-    scheduled = body.get("scheduled_time_unix")
-    if scheduled and scheduled > time.time():
-        try:
-            values["start_at"] = from_unix(scheduled)
-        except BadInstant as exc:
-            raise _refuse("scheduled_time_unix", str(exc)) from exc
-    return CampaignSpec(**values)
-
-
-def follow_up_settings(policy: dict[str, Any], campaign_id: str) -> FollowUpSettings:
-    """The domain's follow-up settings for a campaign created with ``policy``."""
-    retry = policy.get("retry") or {}
-    collection = policy.get("data_collection") or {}
-    context = policy.get("followup_context") or {}
-    # Left out: the item of that name; null: not read.
-    items = {name: collection.get(name, name) for name in FOLLOW_UP_ITEMS}
-    return FollowUpSettings(
-        campaign_id=campaign_id,
-        max_callbacks=retry.get("max_callbacks"),
-        max_redirects=retry.get("max_redirects"),
-        callback_item=items["callback_time"],
-        redirect_item=items["redirect_phone_number"],
-        stop_item=items["stop"],
-        mappings=dict(collection.get("mappings") or {}),
-        context=[name for name in followups.CONTEXT if context.get(name)],
-    )
-
-
-def _snapshot(policy: dict[str, Any], campaign: Campaign) -> dict[str, Any]:
-    retry = {
-        **DEFAULT_RETRY,
-        **{k: v for k, v in (policy.get("retry") or {}).items() if v is not None},
-    }
-    settings = follow_up_settings(policy, campaign.id)
-    return {
-        "timezone": campaign.timezone,
-        "retry": retry,
-        "calling_periods": policy.get("calling_periods") or [],
-        "data_collection": {
-            "callback_time": settings.callback_item,
-            "redirect_phone_number": settings.redirect_item,
-            "stop": settings.stop_item,
-            "mappings": settings.mappings,
-        },
-        "followup_context": {name: name in settings.context for name in followups.CONTEXT},
-    }
-
-
 # -- campaigns ----------------------------------------------------------------------------
-
-
-def _status(campaign: Campaign, open_attention: int, live_calls: int) -> str:
-    if campaign.status == CampaignStatus.CANCELLED:
-        return "stopping" if live_calls else "stopped"
-    if campaign.status == CampaignStatus.COMPLETED:
-        return "completed"
-    if open_attention:
-        return "attention"
-    if campaign.status == CampaignStatus.PAUSED:
-        return "paused"
-    return "active"
-
-
-async def campaign_json(session: Any, campaign: Campaign, default_phone: str) -> dict[str, Any]:
-    row = await session.get(OutboundCampaign, campaign.id)
-    assert row is not None
-    counts = await lead_counts(session, campaign.id)
-    channel: dict[str, Any] = {
-        "channel": "phone",
-        "agent_phone_number_id": row.phone_number_id or default_phone,
-    }
-    if row.mode_config:
-        channel["mode_config"] = row.mode_config
-    updated = max(
-        v
-        for v in (campaign.created_at, campaign.started_at, campaign.completed_at, row.updated_at)
-        if v is not None
-    )
-    return {
-        "campaign_id": campaign.id,
-        "call_name": campaign.name,
-        "agent_id": campaign.agent_id or "",
-        "agent_name": campaign.agent_id or "",
-        "channel_config": channel,
-        "status": _status(campaign, counts.open_attention, counts.live_calls),
-        "policy": _snapshot(row.policy, campaign),
-        "variant": row.variant,
-        "source": "api",
-        "created_at_unix": _unix(campaign.created_at),
-        "scheduled_time_unix": _unix(campaign.start_at) if campaign.start_at else None,
-        "updated_at_unix": _unix(updated),
-        "target_concurrency_limit": campaign.concurrency,
-        "channel": "phone",
-        "mode": "voice",
-        "counts": {
-            "leads": counts.total,
-            "terminal_leads": counts.finished,
-            "open_attention": counts.open_attention,
-        },
-    }
 
 
 async def _campaign(session: Any, campaign_id: str) -> Campaign:
@@ -649,6 +134,13 @@ def _request_hash(body: dict[str, Any]) -> str:
     return hashlib.sha256(canonical.encode()).hexdigest()
 
 
+async def _by_key(session: Any, key: str | None) -> OutboundCampaign | None:
+    """The outbound campaign a submit with this idempotency_key made."""
+    return await session.scalar(
+        select(OutboundCampaign).where(OutboundCampaign.idempotency_key == key)
+    )
+
+
 async def _config(session: Any) -> OutboundConfig | None:
     return await session.get(OutboundConfig, 1)
 
@@ -657,16 +149,18 @@ def _items(body: dict[str, Any]) -> tuple[list[ContactItem], list[list[str]]]:
     items, alternates = [], []
     for index, recipient in enumerate(body["recipients"]):
         if recipient.get("whatsapp_user_id"):
-            raise _not_supported(f"recipients.{index}.whatsapp_user_id")
+            raise not_supported(f"recipients.{index}.whatsapp_user_id")
         numbers = [n for n in [recipient.get("phone_number")] if n]
         numbers += list(recipient.get("phone_numbers") or [])
         if not numbers:
-            raise _refuse(f"recipients.{index}.phone_number", "a recipient needs a number")
+            raise refuse(f"recipients.{index}.phone_number", "a recipient needs a number")
         items.append(
             ContactItem(
                 phone_number=numbers[0],
                 external_id=recipient.get("id") or None,
-                dynamic_variables=_variables(recipient.get("conversation_initiation_client_data")),
+                dynamic_variables=client_variables(
+                    recipient.get("conversation_initiation_client_data")
+                ),
             )
         )
         alternates.append(numbers[1:])
@@ -698,26 +192,24 @@ async def submit(request: web.Request) -> web.Response:
     sm = request.app[SESSIONMAKER]
     channel = body["channel_config"]
     if channel["channel"] != "phone":
-        raise _not_supported("channel_config.channel")
+        raise not_supported("channel_config.channel")
     if not channel.get("agent_phone_number_id"):
-        raise _refuse("channel_config.agent_phone_number_id", "required for phone campaigns")
+        raise refuse("channel_config.agent_phone_number_id", "required for phone campaigns")
     for name in ("branch_id", "environment"):
         if body.get(name):
-            raise _not_supported(name)
+            raise not_supported(name)
     request_hash = _request_hash(body)
     key = body.get("idempotency_key")
     async with sm() as session:
         if key:
-            existing = await session.scalar(
-                select(OutboundCampaign).where(OutboundCampaign.idempotency_key == key)
-            )
+            existing = await _by_key(session, key)
             if existing is not None:
                 return await _repeat(request, session, existing, request_hash)
         config = await _config(session)
-    policy = _effective_policy(body, config.config if config else None)
+    policy = effective_policy(body, config.config if config else None)
     if body.get("policy") is None and body.get("variant") != "simple":
         check_policy(policy, "config.policy")
-    spec = _spec(body, policy)
+    spec = policy_spec(body, policy)
     items, alternates = _items(body)
     parsed = parse_items(items, "US")
     errors = list(parsed.errors)
@@ -734,62 +226,38 @@ async def submit(request: web.Request) -> web.Response:
             422,
             "invalid_recipients",
             f"{len(errors)} recipient number(s) cannot be called; nothing was created",
-            [_recipient_error(error) for error in sorted(errors, key=lambda e: e.row)],
+            [recipient_error(error) for error in sorted(errors, key=lambda e: e.row)],
         )
-    campaign = await create_campaign(sm, spec, agent_connections(request.app))
+
+    async def write(session: AsyncSession, campaign_id: str) -> None:
+        session.add(
+            OutboundCampaign(
+                campaign_id=campaign_id,
+                idempotency_key=key,
+                request_hash=request_hash,
+                variant=body.get("variant") or "advanced",
+                phone_number_id=channel["agent_phone_number_id"],
+                mode_config=channel.get("mode_config"),
+                policy=policy,
+                updated_at=utcnow(),
+            )
+        )
+        session.add(follow_up_settings(policy, campaign_id))
+
+    recording = recording_option(channel.get("mode_config"))
     try:
-        async with sm.begin() as session:
-            await add_parsed(session, campaign.id, parsed, utcnow(), ImportReport())
-            recording = _recording(channel.get("mode_config"))
-            await set_agent_options(
-                session,
-                campaign.id,
-                {
-                    c.e164: _agent_options(
-                        body["recipients"][c.row - 1].get("conversation_initiation_client_data"),
-                        recording,
-                    )
-                    for c in parsed.contacts
-                },
-            )
-            session.add(
-                OutboundCampaign(
-                    campaign_id=campaign.id,
-                    idempotency_key=key,
-                    request_hash=request_hash,
-                    variant=body.get("variant") or "advanced",
-                    phone_number_id=channel["agent_phone_number_id"],
-                    mode_config=channel.get("mode_config"),
-                    policy=policy,
-                    updated_at=utcnow(),
-                )
-            )
-            session.add(follow_up_settings(policy, campaign.id))
-        campaign = await request_start(sm, campaign.id)
+        campaign = await create_and_start(
+            request, spec, parsed, body["recipients"], recording, write
+        )
     except IntegrityError:
         # The same key was used by a create that committed first: that campaign is the answer.
-        await delete_draft(sm, campaign.id)
         async with sm() as session:
-            existing = await session.scalar(
-                select(OutboundCampaign).where(OutboundCampaign.idempotency_key == key)
-            )
+            existing = await _by_key(session, key)
             if existing is None:
                 raise
             return await _repeat(request, session, existing, request_hash)
-    except BaseException:
-        # Nothing half-written: the campaign goes with whatever part of it was made.
-        await delete_draft(sm, campaign.id)
-        raise
-    if campaign.status == CampaignStatus.SCHEDULED:
-        assert campaign.start_at is not None
-        request.app[SCHEDULER].schedule_campaign_start(campaign.id, campaign.start_at)
     async with sm() as session:
-        answer = {
-            "campaign": await campaign_json(session, campaign, _caller_id(request)),
-            "created": True,
-            "within_calling_window": await _within_window(session, campaign),
-        }
-    return web.json_response(answer, status=201)
+        return await _submitted(request, session, campaign, created=True)
 
 
 # How many leads are looked at to tell whether calling starts now (their zones differ).
@@ -824,12 +292,20 @@ async def _repeat(
             "this idempotency_key was used by another request",
         )
     campaign = await get_campaign(session, existing.campaign_id)
+    return await _submitted(request, session, campaign, created=False)
+
+
+async def _submitted(
+    request: web.Request, session: Any, campaign: Campaign, *, created: bool
+) -> web.Response:
+    """What a submit answers: 201 with the campaign it created, 200 with the one it repeats."""
     return web.json_response(
         {
-            "campaign": await campaign_json(session, campaign, _caller_id(request)),
-            "created": False,
+            "campaign": await campaign_json(session, campaign, default_caller_id(request)),
+            "created": created,
             "within_calling_window": await _within_window(session, campaign),
-        }
+        },
+        status=201 if created else 200,
     )
 
 
@@ -837,10 +313,6 @@ def _many(request: web.Request, name: str) -> set[str]:
     """A list parameter: repeated (``?status=a&status=b``, as the SDK sends a list) or
     comma-separated."""
     return {v for raw in request.query.getall(name, []) for v in raw.split(",") if v}
-
-
-def _after(model_created: Any, model_id: Any, after: Any) -> Any:
-    return or_(model_created < after[0], and_(model_created == after[0], model_id < after[1]))
 
 
 @api.get(
@@ -875,11 +347,8 @@ async def list_campaigns(request: web.Request) -> web.Response:
         if query.get("search"):
             statement = statement.where(Campaign.name.contains(query["search"], autoescape=True))
         if query.get("cursor"):
-            after = await session.get(Campaign, query["cursor"])
-            if after is None:
-                raise ApiError(400, "bad_query", "cursor names no campaign")
             statement = statement.where(
-                _after(Campaign.created_at, Campaign.id, (after.created_at, after.id))
+                await after_cursor(session, Campaign, query["cursor"], "campaign")
             )
         statement = statement.order_by(Campaign.created_at.desc(), Campaign.id.desc())
         found: list[dict[str, Any]] = []
@@ -889,7 +358,7 @@ async def list_campaigns(request: web.Request) -> web.Response:
         # the hundred, not the million: they are read whole rather than streamed while each
         # one's counts are queried on the same connection.
         for campaign in list(await session.scalars(statement)):
-            view = await campaign_json(session, campaign, _caller_id(request))
+            view = await campaign_json(session, campaign, default_caller_id(request))
             if wanted and view["status"] not in wanted:
                 continue
             if len(found) == limit:
@@ -914,18 +383,21 @@ async def list_campaigns(request: web.Request) -> web.Response:
 async def read(request: web.Request) -> web.Response:
     async with request.app[SESSIONMAKER]() as session:
         campaign = await _campaign(session, request.match_info["campaign_id"])
-        return web.json_response(await campaign_json(session, campaign, _caller_id(request)))
+        return web.json_response(await campaign_json(session, campaign, default_caller_id(request)))
 
 
-async def _answer(request: web.Request, campaign_id: str) -> web.Response:
-    async with request.app[SESSIONMAKER]() as session:
+async def _change(
+    request: web.Request, action: Callable[[Any, str], Awaitable[Any]]
+) -> web.Response:
+    """Apply a lifecycle ``action`` (pause, resume, cancel) to the campaign the path names, and
+    answer with the campaign as it is then."""
+    sm = request.app[SESSIONMAKER]
+    async with sm() as session:
+        campaign_id = (await _campaign(session, request.match_info["campaign_id"])).id
+    await action(sm, campaign_id)
+    async with sm() as session:
         campaign = await get_campaign(session, campaign_id)
-        return web.json_response(await campaign_json(session, campaign, _caller_id(request)))
-
-
-async def _checked(request: web.Request) -> str:
-    async with request.app[SESSIONMAKER]() as session:
-        return (await _campaign(session, request.match_info["campaign_id"])).id
+        return web.json_response(await campaign_json(session, campaign, default_caller_id(request)))
 
 
 @api.post(
@@ -934,9 +406,7 @@ async def _checked(request: web.Request) -> str:
     responses={200: CAMPAIGN, 409: None},
 )
 async def pause_campaign(request: web.Request) -> web.Response:
-    campaign_id = await _checked(request)
-    await pause(request.app[SESSIONMAKER], campaign_id)
-    return await _answer(request, campaign_id)
+    return await _change(request, pause)
 
 
 @api.post(
@@ -945,9 +415,7 @@ async def pause_campaign(request: web.Request) -> web.Response:
     responses={200: CAMPAIGN, 409: None},
 )
 async def resume_campaign(request: web.Request) -> web.Response:
-    campaign_id = await _checked(request)
-    await resume(request.app[SESSIONMAKER], campaign_id)
-    return await _answer(request, campaign_id)
+    return await _change(request, resume)
 
 
 @api.post(
@@ -956,9 +424,7 @@ async def resume_campaign(request: web.Request) -> web.Response:
     responses={200: CAMPAIGN, 409: None},
 )
 async def stop_campaign(request: web.Request) -> web.Response:
-    campaign_id = await _checked(request)
-    await cancel(request.app[SESSIONMAKER], campaign_id)
-    return await _answer(request, campaign_id)
+    return await _change(request, cancel)
 
 
 @api.post(
@@ -1036,7 +502,9 @@ async def progress(request: web.Request) -> web.Response:
                 "in_progress": counts.live_calls,
                 "awaiting_analysis": 0,
             },
-            "next_call_time_unix": _unix(counts.next_call_at) if counts.next_call_at else None,
+            "next_call_time_unix": unix_seconds(counts.next_call_at)
+            if counts.next_call_at
+            else None,
         }
     )
 
@@ -1072,44 +540,6 @@ async def follow_up_requests(request: web.Request) -> web.Response:
 
 
 # -- leads --------------------------------------------------------------------------------
-
-
-def lead_json(contact: Contact, honoured: dict[str, int] | None = None) -> dict[str, Any]:
-    """``honoured``: the lead's callbacks and redirects followed (followups.per_contact)."""
-    numbers = [contact.phone_number, *(contact.alternate_numbers or [])]
-    return {
-        "lead_id": contact.id,
-        "recipient_id": contact.external_id,
-        "phone_number": contact.current_number,
-        "phone_numbers": numbers,
-        "phone_numbers_index": contact.number_index or 0,
-        "user_id": contact.user_id or contact.phone_number,
-        "attempt_count": contact.attempts_made,
-        "failure_count": contact.failures_on_number or 0,
-        "callback_count": (honoured or {}).get(followups.CALLBACK, 0),
-        "redirect_count": (honoured or {}).get(followups.REDIRECT, 0),
-        "do_not_call": contact.disposition
-        in (Disposition.DNC, Disposition.REMOVED, Disposition.CANCELLED),
-        "terminal_disposition": TERMINAL.get(contact.disposition or "", "couldnt_process")
-        if contact.state == ContactState.DONE
-        else None,
-        "created_at_unix": _unix(contact.created_at),
-        "updated_at_unix": _unix(contact.finished_at or contact.created_at),
-        "dynamic_variables": dict(contact.dynamic_variables or {}),
-        "overrides": _overrides(contact.agent_override),
-    }
-
-
-def _overrides(override: dict[str, Any] | None) -> dict[str, Any]:
-    agent = (override or {}).get("agent") or {}
-    tts = (override or {}).get("tts") or {}
-    flat = {
-        "language": agent.get("language"),
-        "first_message": agent.get("first_message"),
-        "prompt": (agent.get("prompt") or {}).get("prompt"),
-        "voice_id": tts.get("voice_id"),
-    }
-    return {k: v for k, v in flat.items() if v is not None}
 
 
 @api.get(
@@ -1149,9 +579,9 @@ async def list_leads(request: web.Request) -> web.Response:
             )
         if query.get("cursor"):
             statement = statement.where(Contact.id > query["cursor"])
-        contacts = list(await session.scalars(statement.order_by(Contact.id).limit(limit + 1)))
-        has_more = len(contacts) > limit
-        contacts = contacts[:limit]
+        contacts, has_more = cursor_page(
+            list(await session.scalars(statement.order_by(Contact.id).limit(limit + 1))), limit
+        )
         honoured = await followups.per_contact(session, [c.id for c in contacts])
     return web.json_response(
         {
@@ -1221,56 +651,6 @@ async def delete_lead(request: web.Request) -> web.Response:
 # -- calls --------------------------------------------------------------------------------
 
 
-@dataclass(frozen=True)
-class CallFollowUps:
-    """What follow-ups made a call, and what a call's follow-ups decided."""
-
-    # Why the call was placed: initial, retry, callback or redirect.
-    intent: str = "initial"
-    # A follow-up asked in the call and what the campaign did about it (followups.Decision).
-    decision: str | None = None
-
-
-def call_json(
-    attempt: Attempt, contact: Contact, last: bool, follow: CallFollowUps | None = None
-) -> dict[str, Any]:
-    follow = follow or CallFollowUps("initial" if attempt.number == 1 else "retry")
-    result = CALL_RESULT.get(attempt.outcome or "")
-    if attempt.status in AttemptStatus.LIVE:
-        status = "submitted"
-    elif attempt.status == AttemptStatus.CANCELED:
-        status = "cancelled"
-    else:
-        status = "completed"
-    decision = None
-    if status != "submitted" and follow.decision is not None:
-        decision = follow.decision
-    elif status != "submitted":
-        if not last:
-            decision = "retry_queued"
-        elif contact.state == ContactState.DONE:
-            decision = TERMINAL.get(contact.disposition or "", "couldnt_process")
-            if decision == "completed" and result not in ("answered", "voicemail"):
-                decision = "attempt_ceiling_reached"
-        else:
-            decision = "retry_queued"
-    return {
-        "intent_id": attempt.id,
-        "lead_id": attempt.contact_id,
-        "intent_type": follow.intent,
-        "cold_attempt": attempt.number,
-        "status": status,
-        "phone_number": attempt.phone_number,
-        "scheduled_time_unix": _unix(attempt.scheduled_at),
-        "conversation_id": attempt.conversation_id,
-        "outcome": OUTCOME.get(result or "", "failed") if result else None,
-        "call_result": result,
-        "outcome_at_unix": _unix(attempt.ended_at) if attempt.ended_at else None,
-        "decision_disposition": decision,
-        "direction": attempt.direction,
-    }
-
-
 async def _calls(
     session: Any, campaign_id: str, query: dict[str, Any], limit: int | None
 ) -> list[tuple[Attempt, Contact, bool, CallFollowUps]]:
@@ -1282,12 +662,7 @@ async def _calls(
     if query.get("lead_id"):
         statement = statement.where(Attempt.contact_id == query["lead_id"])
     if query.get("cursor"):
-        after = await session.get(Attempt, query["cursor"])
-        if after is None:
-            raise ApiError(400, "bad_query", "cursor names no call")
-        statement = statement.where(
-            _after(Attempt.created_at, Attempt.id, (after.created_at, after.id))
-        )
+        statement = statement.where(await after_cursor(session, Attempt, query["cursor"], "call"))
     statement = statement.order_by(Attempt.created_at.desc(), Attempt.id.desc())
     if limit is not None:
         statement = statement.limit(limit)
@@ -1417,22 +792,6 @@ async def export_calls(request: web.Request) -> web.Response:
 # -- attention ----------------------------------------------------------------------------
 
 
-def attention_json(item: AttentionItem) -> dict[str, Any]:
-    resolution = (item.details or {}).get("resolution")
-    return {
-        "attention_id": item.id,
-        "campaign_id": item.campaign_id or "",
-        "reason": item.kind,
-        "detail": f"{item.message} {item.remedy}".strip(),
-        "status": "resolved" if item.resolved_at else "open",
-        # A paused campaign's calls go ahead once resumed: every item callbridge raises is.
-        "retryable": item.resolved_at is None,
-        "resolution": resolution,
-        "created_at_unix": _unix(item.created_at),
-        "updated_at_unix": _unix(item.resolved_at or item.created_at),
-    }
-
-
 @api.get(
     f"{PREFIX}/attention",
     summary="Problems in outbound campaigns that need someone to act, newest first",
@@ -1455,21 +814,14 @@ async def list_attention(request: web.Request) -> web.Response:
         if not query.get("include_resolved"):
             statement = statement.where(AttentionItem.resolved_at.is_(None))
         if query.get("cursor"):
-            after = await session.get(AttentionItem, query["cursor"])
-            if after is None:
-                raise ApiError(400, "bad_query", "cursor names no attention item")
+            cursor = query["cursor"]
             statement = statement.where(
-                _after(AttentionItem.created_at, AttentionItem.id, (after.created_at, after.id))
+                await after_cursor(session, AttentionItem, cursor, "attention item")
             )
-        items = list(
-            await session.scalars(
-                statement.order_by(AttentionItem.created_at.desc(), AttentionItem.id.desc()).limit(
-                    limit + 1
-                )
-            )
+        newest_first = (AttentionItem.created_at.desc(), AttentionItem.id.desc())
+        items, has_more = cursor_page(
+            list(await session.scalars(statement.order_by(*newest_first).limit(limit + 1))), limit
         )
-    has_more = len(items) > limit
-    items = items[:limit]
     return web.json_response(
         {
             "attention": [attention_json(i) for i in items],
@@ -1497,10 +849,7 @@ async def _attention(session: Any, attention_id: str) -> AttentionItem:
 )
 async def retry_attention(request: web.Request) -> web.Response:
     sm = request.app[SESSIONMAKER]
-    async with sm() as session:
-        item = await _attention(session, request.match_info["attention_id"])
-    if item.resolved_at is not None:
-        raise ApiError(409, "conflict", "the attention item is already resolved")
+    item = await _open_attention(request)
     assert item.campaign_id is not None
     async with sm() as session:
         campaign = await get_campaign(session, item.campaign_id)
@@ -1509,8 +858,21 @@ async def retry_attention(request: web.Request) -> web.Response:
         await resume(sm, item.campaign_id)
     else:
         await _resolve(sm, item.id, None)
-    async with sm() as session:
-        return web.json_response(attention_json(await _attention(session, item.id)))
+    return await _attention_answer(request, item.id)
+
+
+async def _open_attention(request: web.Request) -> AttentionItem:
+    """The attention item the path names; 409 once it is resolved."""
+    async with request.app[SESSIONMAKER]() as session:
+        item = await _attention(session, request.match_info["attention_id"])
+    if item.resolved_at is not None:
+        raise ApiError(409, "conflict", "the attention item is already resolved")
+    return item
+
+
+async def _attention_answer(request: web.Request, attention_id: str) -> web.Response:
+    async with request.app[SESSIONMAKER]() as session:
+        return web.json_response(attention_json(await _attention(session, attention_id)))
 
 
 async def _resolve(sm: Any, attention_id: str, resolution: str | None) -> None:
@@ -1536,13 +898,9 @@ async def _resolve(sm: Any, attention_id: str, resolution: str | None) -> None:
 async def resolve_attention(request: web.Request) -> web.Response:
     body = body_of(request)
     sm = request.app[SESSIONMAKER]
-    async with sm() as session:
-        item = await _attention(session, request.match_info["attention_id"])
-    if item.resolved_at is not None:
-        raise ApiError(409, "conflict", "the attention item is already resolved")
+    item = await _open_attention(request)
     await _resolve(sm, item.id, body["resolution"])
-    async with sm() as session:
-        return web.json_response(attention_json(await _attention(session, item.id)))
+    return await _attention_answer(request, item.id)
 
 
 # -- workspace configuration --------------------------------------------------------------
@@ -1578,7 +936,7 @@ async def update_config(request: web.Request) -> web.Response:
     body = body_of(request)
     config = body["config"]
     if config.get("whatsapp_voice_policy"):
-        raise _not_supported("config.whatsapp_voice_policy")
+        raise not_supported("config.whatsapp_voice_policy")
     if config.get("policy") is not None:
         check_policy(config["policy"], "config.policy")
     for agent_id, override in (config.get("agent_policies") or {}).items():

@@ -8,9 +8,9 @@ from typing import Any
 from aiohttp import web
 from sqlalchemy import delete, select
 
-from bridge.api.campaigns import page_of
 from bridge.api.errors import ApiError
 from bridge.api.openapi import PAGE_HEADERS, PAGE_QUERY, Api, Response, body_of, query_of, ref
+from bridge.api.paging import page_of
 from bridge.keys import OUTGOING, SESSIONMAKER, WEBHOOK_DELIVERER
 from bridge.outgoing import TargetRefused
 from campaigns.api_tables import (

@@ -17,7 +17,7 @@ from aiohttp import web
 
 from bridge.api.auth import caller_of
 from bridge.api.bodies import spool_body
-from bridge.api.campaigns import IMPORT_REPORT
+from bridge.api.campaign_schemas import IMPORT_REPORT
 from bridge.api.errors import ApiError
 from bridge.api.openapi import Api, query_of
 from bridge.dashboard import queries

@@ -14,8 +14,10 @@ from typing import Any
 from sqlalchemy import ColumnElement, func, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from bridge.api.representations import attempt_json
 from campaigns.api_tables import OutboundCampaign
 from campaigns.clock import as_utc, iso_z, utcnow
+from campaigns.contact_counts import contact_counts
 from campaigns.follow_up_listing import recent_follow_ups
 from campaigns.models import (
     Attempt,
@@ -39,38 +41,20 @@ ACTIVE = (CampaignStatus.SCHEDULED, CampaignStatus.RUNNING, CampaignStatus.PAUSE
 ENDED = (CampaignStatus.COMPLETED, CampaignStatus.CANCELLED)
 
 
-def _empty_counts() -> dict[str, Any]:
-    return {
-        "contacts": 0,
-        "done": 0,
-        "pending": 0,
-        "in_progress": 0,
-        "dispositions": dict.fromkeys(Disposition.ALL, 0),
-    }
-
-
 async def _counts(session: AsyncSession, ids: list[str]) -> dict[str, dict[str, Any]]:
-    counts = {campaign_id: _empty_counts() for campaign_id in ids}
     if not ids:
-        return counts
-    rows = await session.execute(
-        select(Contact.campaign_id, Contact.state, Contact.disposition, func.count())
-        .where(Contact.campaign_id.in_(ids))
-        .group_by(Contact.campaign_id, Contact.state, Contact.disposition)
-    )
-    for campaign_id, state, disposition, n in rows:
-        entry = counts[campaign_id]
-        entry["contacts"] += n
-        if state == ContactState.DONE:
-            entry["done"] += n
+        return {}
+    counts = {
+        campaign_id: {
+            "contacts": found.contacts,
+            "done": found.done,
+            "pending": found.pending,
+            "in_progress": found.in_progress,
             # Dispositions beyond the core five (dnc, expired, cancelled, ...) show up as they come.
-            key = disposition or "unknown"
-            entry["dispositions"][key] = entry["dispositions"].get(key, 0) + n
-        elif state in (ContactState.PENDING, ContactState.IN_PROGRESS):
-            entry[state] += n
-        else:
-            # A state this page does not know yet still counts as not finished.
-            entry["pending"] += n
+            "dispositions": {**dict.fromkeys(Disposition.ALL, 0), **found.dispositions},
+        }
+        for campaign_id, found in (await contact_counts(session, ids)).items()
+    }
     next_calls = await session.execute(
         select(Contact.campaign_id, func.min(Contact.next_attempt_at))
         .where(Contact.campaign_id.in_(ids), Contact.state == ContactState.PENDING)
@@ -266,40 +250,13 @@ def contact_json(contact: Contact, last: Attempt | None = None) -> dict[str, Any
     }
 
 
-def attempt_json(attempt: Attempt) -> dict[str, Any]:
-    return {
-        "id": attempt.id,
-        "number": attempt.number,
-        "phone_number": attempt.phone_number,
-        "direction": attempt.direction,
-        "status": attempt.status,
-        "outcome": attempt.outcome,
-        "answered_by": attempt.answered_by,
-        "ring_seconds": attempt.ring_seconds,
-        "talk_seconds": attempt.talk_seconds,
-        "sip_response_code": attempt.sip_response_code,
-        "error_code": attempt.error_code,
-        "error_message": attempt.error_message,
-        "conversation_id": attempt.conversation_id,
-        "transcript_summary": attempt.transcript_summary,
-        # Written turn by turn while the call is live (the post-call transcript comes later).
-        "live_transcript": attempt.live_transcript or [],
-        "tool_calls": attempt.tool_calls or [],
-        "agent_error": attempt.agent_error,
-        "created_at": iso_z(attempt.created_at),
-        "dialed_at": iso_z(attempt.dialed_at),
-        "answered_at": iso_z(attempt.answered_at),
-        "ended_at": iso_z(attempt.ended_at),
-    }
-
-
 async def contact_attempts(session: AsyncSession, contact: Contact) -> list[dict[str, Any]]:
     attempts = await session.scalars(
         select(Attempt)
         .where(Attempt.contact_id == contact.id)
         .order_by(Attempt.number, Attempt.created_at)
     )
-    return [attempt_json(a) for a in attempts]
+    return [attempt_json(a, detail=False) for a in attempts]
 
 
 async def campaign_view(session: AsyncSession, campaign: Campaign) -> dict[str, Any]:
