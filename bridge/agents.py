@@ -8,7 +8,7 @@ from collections.abc import AsyncIterator
 import aiohttp
 from aiohttp import web
 
-from bridge.keys import (
+from bridge.app_keys import (
     AGENT_CONNECTOR,
     ELEVENLABS,
     MEDIA_TOKEN_SECRET,

@@ -20,8 +20,8 @@ if TYPE_CHECKING:
     from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 T = TypeVar("T")
-# campaigns.apikeys.SCOPES and DEFAULT_SCOPE, written out so that the command line starts without
-# loading SQLAlchemy (tests/test_cli_campaign.py holds them equal).
+# campaigns.api_key_store.SCOPES and DEFAULT_SCOPE, written out so that the command line starts
+# without loading SQLAlchemy (tests/test_cli_campaign.py holds them equal).
 SCOPES = ("read", "write", "admin")
 DEFAULT_SCOPE = "write"
 
@@ -158,7 +158,7 @@ def _key_row(key: Any) -> dict[str, Any]:
 
 
 def _keys_create(name: str, rate_limit: int | None, scope: str, as_json: bool) -> int:
-    from campaigns.apikeys import create_key
+    from campaigns.api_key_store import create_key
 
     if rate_limit is not None and rate_limit < 1:
         raise ValueError("--rate-limit must be at least 1")
@@ -176,7 +176,7 @@ def _print_created(row: dict[str, Any], secret: str, as_json: bool) -> int:
 
 
 def _keys_list(as_json: bool) -> int:
-    from campaigns.apikeys import list_keys
+    from campaigns.api_key_store import list_keys
 
     return _print_keys([_key_row(k) for k in _run(list_keys)], as_json)
 
@@ -192,7 +192,7 @@ def _print_keys(rows: list[dict[str, Any]], as_json: bool) -> int:
 
 
 def _keys_revoke(key_id: str, as_json: bool) -> int:
-    from campaigns.apikeys import UnknownKey, revoke_key
+    from campaigns.api_key_store import UnknownKey, revoke_key
 
     try:
         _run(lambda sm: revoke_key(sm, key_id))

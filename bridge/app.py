@@ -22,8 +22,7 @@ from bridge.api.auth import api_auth_middleware
 from bridge.api.bodies import FORM_LIMIT_BYTES
 from bridge.api.errors import error_middleware
 from bridge.api.setup import setup as api_setup
-from bridge.background import background_tasks
-from bridge.keys import (
+from bridge.app_keys import (
     APPLIER,
     CARRIER,
     DIALER,
@@ -35,6 +34,7 @@ from bridge.keys import (
     SETTINGS,
     TWILIO_VALIDATOR,
 )
+from bridge.background import background_tasks
 from bridge.migrate import upgrade_to_head
 from bridge.ops import setup as ops
 from bridge.ops.retention import Pruner

@@ -145,7 +145,7 @@ class Settings:
     webhook_timeout_seconds: float = 10.0
     # Outgoing webhooks may reach loopback, private and CGNAT addresses: for a closed network
     # whose receivers have no public address. Link-local, metadata, multicast, reserved
-    # addresses and the service's own API stay refused (bridge/outgoing.py).
+    # addresses and the service's own API stay refused (bridge/outgoing/guard.py).
     webhook_allow_private_targets: bool = False
     # Sandbox rehearsals only: run the clock this many seconds ahead (or behind, negative).
     clock_offset_seconds: float = 0.0

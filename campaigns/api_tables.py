@@ -27,7 +27,8 @@ class ApiKey(Base):
     key_hash: Mapped[str] = mapped_column(String(64), unique=True)
     # Requests per minute for this key; None: the service default.
     rate_limit_per_minute: Mapped[int | None] = mapped_column(Integer)
-    # read, write or admin (campaigns.apikeys.SCOPES). Keys made before scopes existed are write.
+    # read, write or admin (campaigns.api_key_store.SCOPES). Keys made before scopes existed are
+    # write.
     scope: Mapped[str] = mapped_column(String(16), default="write", server_default="write")
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     last_used_at: Mapped[datetime | None]

@@ -11,7 +11,7 @@ from typing import Any
 import aiohttp
 from twilio.request_validator import RequestValidator
 
-from bridge.keys import SESSIONMAKER
+from bridge.app_keys import SESSIONMAKER
 from bridge.settings import SANDBOX_AUTH_TOKEN
 from campaigns.clock import utcnow
 from campaigns.ids import new_id

@@ -23,7 +23,7 @@ import pytest
 from aiohttp import web
 
 from bridge.app import create_app
-from bridge.keys import SESSIONMAKER
+from bridge.app_keys import SESSIONMAKER
 from bridge.media.audio_formats import audioop
 from bridge.sandbox import agent_audio, agent_events
 from bridge.settings import Settings

@@ -21,7 +21,7 @@ import pytest
 from elevenlabs.client import AsyncElevenLabs
 
 from bridge.app import create_app
-from bridge.keys import SANDBOX_AGENT, SESSIONMAKER
+from bridge.app_keys import SANDBOX_AGENT, SESSIONMAKER
 from bridge.media.audio_formats import audio_path
 from bridge.sandbox import agent_audio, agent_brain
 from bridge.sandbox.agent import SandboxAgent

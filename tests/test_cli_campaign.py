@@ -321,10 +321,13 @@ def test_help_has_an_example_and_completion_works_for_bash_and_zsh() -> None:
     completion it drives offers the subcommands."""
     from bridge import api_cli
     from bridge.cli import cli as root
-    from campaigns import apikeys
+    from campaigns import api_key_store
 
     # Written out in the CLI so that it starts without SQLAlchemy: the same as the domain's.
-    assert (api_cli.SCOPES, api_cli.DEFAULT_SCOPE) == (apikeys.SCOPES, apikeys.DEFAULT_SCOPE)
+    assert (api_cli.SCOPES, api_cli.DEFAULT_SCOPE) == (
+        api_key_store.SCOPES,
+        api_key_store.DEFAULT_SCOPE,
+    )
 
     def commands(group: Any, path: tuple[str, ...]) -> Iterator[tuple[str, ...]]:
         for name, command in group.commands.items():

@@ -8,7 +8,7 @@ import pytest
 from sqlalchemy import select
 
 from bridge.app import create_app
-from bridge.keys import SESSIONMAKER
+from bridge.app_keys import SESSIONMAKER
 from bridge.settings import Settings
 from campaigns.models import DncEntry
 from tests.agent_fixtures import housekeeping_finished

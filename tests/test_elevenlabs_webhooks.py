@@ -12,7 +12,7 @@ import pytest
 from sqlalchemy import func, select, update
 
 from bridge.app import create_app
-from bridge.keys import SESSIONMAKER
+from bridge.app_keys import SESSIONMAKER
 from bridge.sandbox.agent_brain import ConversationRecord, audio_webhook
 from bridge.settings import Settings
 from bridge.webhooks.elevenlabs import apply_waiting_reports

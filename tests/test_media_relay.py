@@ -18,7 +18,7 @@ import pytest
 from aiohttp import web
 
 from bridge.app import create_app
-from bridge.keys import SESSIONMAKER
+from bridge.app_keys import SESSIONMAKER
 from bridge.media import agent_wire
 from bridge.media.agent_wire import Audio, Interruption
 from bridge.media.conversation import AgentConversation

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from bridge.outgoing import TargetPolicy, TargetRefused, check_url
+from bridge.outgoing.guard import TargetPolicy, TargetRefused, check_url
 
 DEFAULT = TargetPolicy(own_origins=frozenset({("127.0.0.1", 8080)}), own_port=8080)
 CLOSED_NETWORK = TargetPolicy(

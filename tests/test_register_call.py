@@ -9,7 +9,7 @@ import pytest
 from aiohttp import web
 
 from bridge.app import create_app
-from bridge.keys import SESSIONMAKER
+from bridge.app_keys import SESSIONMAKER
 from bridge.settings import Settings
 from campaigns.models import Attempt, Contact, ContactState
 from tests.agent_fixtures import answered_attempt, housekeeping_finished, twilio_signature

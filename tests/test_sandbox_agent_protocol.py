@@ -16,7 +16,7 @@ import pytest
 from sqlalchemy import select
 
 from bridge.app import create_app
-from bridge.keys import SANDBOX_AGENT, SESSIONMAKER
+from bridge.app_keys import SANDBOX_AGENT, SESSIONMAKER
 from bridge.sandbox import agent_events
 from bridge.sandbox.agent import SandboxAgent
 from bridge.settings import Settings

@@ -19,7 +19,7 @@ import requests
 from elevenlabs.client import ElevenLabs
 
 from bridge.app import create_app
-from bridge.keys import SANDBOX_AGENT
+from bridge.app_keys import SANDBOX_AGENT
 from bridge.sandbox.agent import SandboxAgent
 from bridge.settings import SANDBOX_ELEVENLABS_API_KEY, Settings
 from tests.agent_fixtures import housekeeping_finished

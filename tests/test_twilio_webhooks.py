@@ -10,7 +10,7 @@ from sqlalchemy import select
 from twilio.request_validator import RequestValidator
 
 from bridge.app import create_app
-from bridge.keys import SESSIONMAKER
+from bridge.app_keys import SESSIONMAKER
 from bridge.settings import SANDBOX_AUTH_TOKEN, Settings
 from campaigns.models import CallEvent
 from tests.conftest import eventually

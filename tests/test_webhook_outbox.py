@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 
-from bridge.api.webhook_signing import verify
+from bridge.outgoing.signing import verify
 from tests.campaign_flow import contacts_csv, create_campaign, numbers, predicted, start, upload
 from tests.service import Service, free_port, wait_until
 

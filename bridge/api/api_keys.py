@@ -1,7 +1,7 @@
 """API keys over the API (the CLI has the same: `callbridge keys create|list|revoke`).
 
 Managing keys needs an ``admin`` key, and a key never creates a key with a higher scope or rate
-limit than its own (campaigns.apikeys.granted)."""
+limit than its own (campaigns.api_key_store.granted)."""
 
 from __future__ import annotations
 
@@ -12,9 +12,8 @@ from aiohttp import web
 from bridge.api.auth import caller_of
 from bridge.api.errors import ApiError
 from bridge.api.openapi import Api, Response, body_of
-from bridge.keys import SESSIONMAKER
-from campaigns.api_tables import ApiKey
-from campaigns.apikeys import (
+from bridge.app_keys import SESSIONMAKER
+from campaigns.api_key_store import (
     ADMIN,
     DEFAULT_SCOPE,
     SCOPES,
@@ -24,6 +23,7 @@ from campaigns.apikeys import (
     list_keys,
     revoke_key,
 )
+from campaigns.api_tables import ApiKey
 from campaigns.clock import iso_z
 
 api = Api(

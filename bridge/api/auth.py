@@ -20,8 +20,8 @@ from aiohttp import web
 
 from bridge.api.errors import error_response
 from bridge.api.openapi import DOCUMENTED_PREFIXES, operation_of
-from bridge.keys import AUTH_THROTTLE, RATE_LIMITER, SESSIONMAKER, SETTINGS
-from campaigns.apikeys import ADMIN, Rights, find_key, scope_includes
+from bridge.app_keys import AUTH_THROTTLE, RATE_LIMITER, SESSIONMAKER, SETTINGS
+from campaigns.api_key_store import ADMIN, Rights, find_key, scope_includes
 
 # request[IDENTITY]: the id of the key that made the request.
 IDENTITY = web.RequestKey("api_key_id", str)

@@ -39,7 +39,7 @@ from bridge.api.errors import ApiError
 from bridge.api.export import export_response
 from bridge.api.openapi import Api, Response, body_of, query_of
 from bridge.api.paging import cursor_page, older_than
-from bridge.keys import AGENT_CONNECTOR, MEDIA_TOKEN_SECRET, SESSIONMAKER, SETTINGS
+from bridge.app_keys import AGENT_CONNECTOR, MEDIA_TOKEN_SECRET, SESSIONMAKER, SETTINGS
 from bridge.media import tokens
 from bridge.media.connector import load_context
 from bridge.media.routes import stream_url

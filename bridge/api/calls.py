@@ -12,7 +12,7 @@ from bridge.api.campaign_schemas import ATTEMPT
 from bridge.api.errors import ApiError
 from bridge.api.openapi import Api, body_of
 from bridge.api.representations import attempt_json, contact_json
-from bridge.keys import SESSIONMAKER
+from bridge.app_keys import SESSIONMAKER
 from campaigns.clock import iso_z
 from campaigns.models import Attempt, Contact
 from campaigns.single_calls import Idempotency, place_single_call

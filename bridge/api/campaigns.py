@@ -30,7 +30,7 @@ from bridge.api.export import export_response
 from bridge.api.openapi import PAGE_HEADERS, PAGE_QUERY, Response, body_of, query_of
 from bridge.api.paging import page_of
 from bridge.api.representations import attempt_json, campaign_json, contact_json
-from bridge.keys import SCHEDULER, SESSIONMAKER
+from bridge.app_keys import SCHEDULER, SESSIONMAKER
 from bridge.telephony.factory import agent_connections
 from campaigns.clock import iso_z, utcnow
 from campaigns.contact_list import ContactItem, add_contacts

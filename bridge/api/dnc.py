@@ -12,7 +12,7 @@ from bridge.api.bodies import spool_body
 from bridge.api.errors import ApiError
 from bridge.api.openapi import PAGE_HEADERS, PAGE_QUERY, Api, Response, body_of, query_of
 from bridge.api.paging import page_of
-from bridge.keys import SESSIONMAKER
+from bridge.app_keys import SESSIONMAKER
 from campaigns import dnc
 from campaigns.clock import iso_z
 from campaigns.intake import dnc_file

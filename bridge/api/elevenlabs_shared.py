@@ -11,7 +11,7 @@ from typing import Any
 from aiohttp import web
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from bridge.keys import SCHEDULER, SESSIONMAKER, SETTINGS
+from bridge.app_keys import SCHEDULER, SESSIONMAKER, SETTINGS
 from bridge.telephony.factory import agent_connections
 from campaigns.clock import utcnow
 from campaigns.contact_list import AgentOptions, add_parsed, set_agent_options

@@ -9,7 +9,7 @@ from aiohttp import web
 from bridge.api.campaign_schemas import CAMPAIGN, CONTACT
 from bridge.api.openapi import Api, query_of
 from bridge.api.representations import campaign_json, contact_json
-from bridge.keys import DIALER, SESSIONMAKER
+from bridge.app_keys import DIALER, SESSIONMAKER
 from campaigns import lifecycle
 
 log = logging.getLogger(__name__)

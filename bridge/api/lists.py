@@ -11,7 +11,7 @@ from sqlalchemy import select
 from bridge.api.bodies import spool_body
 from bridge.api.errors import ApiError
 from bridge.api.openapi import Api, query_of
-from bridge.keys import SESSIONMAKER
+from bridge.app_keys import SESSIONMAKER
 from campaigns import recurring
 from campaigns.clock import iso_z
 from campaigns.lifecycle import get_campaign

@@ -18,10 +18,10 @@ added without one is found by tests/test_openapi.py, and the document cannot nam
 router lacks. Declared query parameters are parsed (integers, numbers, booleans) and checked, and
 JSON bodies are validated with jsonschema against the same schemas before the handler runs.
 
-Each operation also states the scope a key needs for it (campaigns.apikeys.SCOPES): the module's
-own (``Api("api-keys", scope="admin")``), else ``scope=`` on the route, else by method: ``read``
-for GET, ``write`` for everything else. The document shows it as the scopes of the operation's
-security requirement and as ``x-required-scope``; bridge/api/auth.py enforces it.
+Each operation also states the scope a key needs for it (campaigns.api_key_store.SCOPES): the
+module's own (``Api("api-keys", scope="admin")``), else ``scope=`` on the route, else by method:
+``read`` for GET, ``write`` for everything else. The document shows it as the scopes of the
+operation's security requirement and as ``x-required-scope``; bridge/api/auth.py enforces it.
 """
 
 from __future__ import annotations
@@ -38,7 +38,7 @@ from aiohttp import web
 
 from bridge.api.bodies import read_json
 from bridge.api.errors import ELEVENLABS_PREFIX, ApiError
-from campaigns.apikeys import READ, SCOPES, WRITE
+from campaigns.api_key_store import READ, SCOPES, WRITE
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 Schema = dict[str, Any]

@@ -82,7 +82,7 @@ from bridge.api.outbound_schemas import (
     api,
 )
 from bridge.api.paging import after_cursor, cursor_page
-from bridge.keys import SESSIONMAKER
+from bridge.app_keys import SESSIONMAKER
 from campaigns import followups
 from campaigns import policy as planning
 from campaigns.api_tables import OutboundCampaign, OutboundConfig

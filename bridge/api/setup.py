@@ -6,11 +6,16 @@ from collections.abc import AsyncIterator
 
 from aiohttp import web
 
-from bridge.api import api_keys, batch_calling, openapi, outbound_campaigns, webhooks
+from bridge.api import (
+    api_keys,
+    batch_calling,
+    openapi,
+    outbound_campaigns,
+    webhook_subscriptions,
+)
 from bridge.api.auth_throttle import FailedAuthThrottle
 from bridge.api.ratelimit import RateLimiter
-from bridge.api.webhook_delivery import WebhookDeliverer
-from bridge.keys import (
+from bridge.app_keys import (
     AUTH_THROTTLE,
     EVENTS,
     OUTGOING,
@@ -20,7 +25,8 @@ from bridge.keys import (
     SETTINGS,
     WEBHOOK_DELIVERER,
 )
-from bridge.outgoing import GuardedClient, TargetPolicy
+from bridge.outgoing.delivery import WebhookDeliverer
+from bridge.outgoing.guard import GuardedClient, TargetPolicy
 from campaigns.outbox import enqueue
 
 
@@ -28,7 +34,7 @@ def setup(app: web.Application) -> None:
     """Call after the database cleanup context is added (the deliverer needs the schema)."""
     app[RATE_LIMITER] = RateLimiter()
     app[AUTH_THROTTLE] = FailedAuthThrottle()
-    for module in (openapi, api_keys, webhooks, batch_calling, outbound_campaigns):
+    for module in (openapi, api_keys, webhook_subscriptions, batch_calling, outbound_campaigns):
         app.add_routes(module.api.routes)
     # Outbox rows are written inside the transaction that emits the events.
     app[EVENTS].before_commit.append(enqueue)

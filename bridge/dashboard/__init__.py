@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from aiohttp import web
 
+from bridge.app_keys import DASHBOARD_HUB, SETTINGS
 from bridge.dashboard import api, pages, stream
 from bridge.dashboard.session import Tickets
-from bridge.keys import DASHBOARD_HUB, SETTINGS
 
 
 def setup(app: web.Application) -> None:

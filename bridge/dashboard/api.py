@@ -20,10 +20,10 @@ from bridge.api.bodies import spool_body
 from bridge.api.campaign_schemas import IMPORT_REPORT
 from bridge.api.errors import ApiError
 from bridge.api.openapi import Api, query_of
+from bridge.app_keys import DASHBOARD_HUB, SESSIONMAKER
 from bridge.dashboard import queries
 from bridge.dashboard.session import COOKIE, STREAM_PATH, TICKET_SECONDS
-from bridge.keys import DASHBOARD_HUB, SESSIONMAKER
-from campaigns.apikeys import READ, SCOPES, WRITE
+from campaigns.api_key_store import READ, SCOPES, WRITE
 from campaigns.clock import iso_z
 from campaigns.intake.contacts import dry_run
 from campaigns.lifecycle import get_campaign

@@ -25,9 +25,9 @@ from aiohttp import web
 from sqlalchemy.exc import SQLAlchemyError
 
 from bridge.api.errors import error_response
+from bridge.app_keys import DASHBOARD_HUB, EVENTS, SESSIONMAKER
 from bridge.dashboard import queries
 from bridge.dashboard.session import COOKIE, STREAM_PATH, Tickets
-from bridge.keys import DASHBOARD_HUB, EVENTS, SESSIONMAKER
 
 log = logging.getLogger(__name__)
 

@@ -16,7 +16,7 @@ from urllib.parse import quote
 import aiohttp
 from aiohttp import web
 
-from bridge.keys import (
+from bridge.app_keys import (
     AGENT_CONNECTOR,
     MEDIA_TOKEN_SECRET,
     SESSIONMAKER,

@@ -9,7 +9,7 @@ from sqlalchemy import select
 
 from bridge.api.errors import ApiError
 from bridge.api.openapi import Api, nullable
-from bridge.keys import SESSIONMAKER
+from bridge.app_keys import SESSIONMAKER
 from campaigns.models import AttentionItem, Campaign, CampaignStatus
 
 api = Api("attention", "Problems an operator has to fix, e.g. a campaign paused by the breaker.")

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from aiohttp import web
 from sqlalchemy import text
 
-from bridge.keys import ENGINE, OPS_STATE, SCHEDULER
+from bridge.app_keys import ENGINE, OPS_STATE, SCHEDULER
 
 routes = web.RouteTableDef()
 

@@ -16,7 +16,7 @@ from typing import Any
 
 from aiohttp import web
 
-from bridge.keys import (
+from bridge.app_keys import (
     AGENT_CONNECTOR,
     CARRIER,
     DISPATCHER,

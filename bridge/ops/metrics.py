@@ -19,7 +19,7 @@ from sqlalchemy import event as sql_event
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
-from bridge.keys import METRICS, SESSIONMAKER
+from bridge.app_keys import METRICS, SESSIONMAKER
 from campaigns.api_tables import DeliveryStatus, WebhookDelivery
 from campaigns.clock import utcnow
 from campaigns.dialing import DialAmbiguous, Dialer, DialRefused, DialRequest, ProviderCall

@@ -11,7 +11,7 @@ import time
 
 from aiohttp import web
 
-from bridge.keys import CARRIER, SESSIONMAKER, SETTINGS
+from bridge.app_keys import CARRIER, SESSIONMAKER, SETTINGS
 from campaigns import retention
 from campaigns.clock import utcnow
 

@@ -16,7 +16,7 @@ import signal
 from aiohttp import web
 from sqlalchemy import select
 
-from bridge.keys import CARRIER, DISPATCHER, OPS_STATE, PLACED_CALLS, SESSIONMAKER, SETTINGS
+from bridge.app_keys import CARRIER, DISPATCHER, OPS_STATE, PLACED_CALLS, SESSIONMAKER, SETTINGS
 from bridge.ops.logs import RedactingAccessLogger
 from campaigns.models import Attempt, AttemptStatus
 

@@ -6,7 +6,7 @@ from typing import Any
 
 from aiohttp import web
 
-from bridge.keys import ENGINE, EVENTS, METRICS, OPS_STATE, PLACED_CALLS
+from bridge.app_keys import ENGINE, EVENTS, METRICS, OPS_STATE, PLACED_CALLS
 from bridge.ops import attention, health, memory, metrics
 from bridge.ops.health import OpsState
 from bridge.ops.metrics import MeteredDialer, Metrics

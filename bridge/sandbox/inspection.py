@@ -17,9 +17,9 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from bridge.api.auth import key_matches, presented_key
 from bridge.api.errors import error_response
-from bridge.keys import SESSIONMAKER, SETTINGS
+from bridge.app_keys import SESSIONMAKER, SETTINGS
 from bridge.sandbox.delivery import Journal
-from campaigns.apikeys import find_key
+from campaigns.api_key_store import find_key
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 # True when the request may read the sandbox's records.

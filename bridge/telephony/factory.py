@@ -8,7 +8,7 @@ from collections.abc import AsyncIterator, Mapping
 from aiohttp import web
 from sqlalchemy import update
 
-from bridge.keys import CONNECTIONS, DIALER, ELEVENLABS, SESSIONMAKER, SETTINGS
+from bridge.app_keys import CONNECTIONS, DIALER, ELEVENLABS, SESSIONMAKER, SETTINGS
 from bridge.ops.setup import metered_dialer
 from bridge.settings import Settings
 from bridge.telephony import elevenlabs, elevenlabs_sip, twilio

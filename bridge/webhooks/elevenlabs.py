@@ -20,7 +20,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from bridge.api.bodies import BadJson, loads, read_body
 from bridge.api.errors import error_response
-from bridge.keys import CONNECTIONS, SESSIONMAKER, SETTINGS
+from bridge.app_keys import CONNECTIONS, SESSIONMAKER, SETTINGS
 from bridge.telephony import elevenlabs_outcomes as outcomes
 from campaigns import followups, transitions
 from campaigns.call_events import record_event

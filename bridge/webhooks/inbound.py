@@ -17,7 +17,7 @@ import logging
 from aiohttp import web
 from twilio.twiml.voice_response import VoiceResponse
 
-from bridge.keys import ELEVENLABS, SESSIONMAKER, SETTINGS
+from bridge.app_keys import ELEVENLABS, SESSIONMAKER, SETTINGS
 from bridge.media.connector import load_context
 from bridge.settings import INBOUND_PATH
 from bridge.telephony.elevenlabs import AgentApiError, initiation_data

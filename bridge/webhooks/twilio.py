@@ -10,8 +10,7 @@ from aiohttp import web
 from twilio.base.exceptions import TwilioRestException
 from twilio.twiml.voice_response import VoiceResponse
 
-from bridge.background import spawn
-from bridge.keys import (
+from bridge.app_keys import (
     AGENT_CONNECTOR,
     APPLIER,
     DIALER,
@@ -21,6 +20,7 @@ from bridge.keys import (
     SETTINGS,
     TWILIO_VALIDATOR,
 )
+from bridge.background import spawn
 from bridge.media import tokens
 from bridge.media.calls import NotThisCall, answered_call
 from bridge.media.connector import CallContext

@@ -14,7 +14,7 @@ import pytest
 from sqlalchemy import func, select
 
 from bridge.app import create_app
-from bridge.keys import SESSIONMAKER
+from bridge.app_keys import SESSIONMAKER
 from bridge.settings import Settings
 from campaigns.models import Campaign, Contact
 from tests.agent_fixtures import housekeeping_finished

@@ -18,7 +18,7 @@ from sqlalchemy import update
 from twilio.request_validator import RequestValidator
 
 from bridge.app import create_app
-from bridge.keys import SESSIONMAKER
+from bridge.app_keys import SESSIONMAKER
 from bridge.settings import SANDBOX_AUTH_TOKEN, Settings
 from campaigns.models import Attempt, AttemptStatus
 from tests.agent_fixtures import TwilioStreamSide, answered_attempt, housekeeping_finished

@@ -16,7 +16,7 @@ from sqlalchemy import func, select
 from twilio.request_validator import RequestValidator
 
 from bridge.app import create_app
-from bridge.keys import SESSIONMAKER
+from bridge.app_keys import SESSIONMAKER
 from bridge.settings import SANDBOX_AUTH_TOKEN, Settings
 from campaigns.models import Attempt, AttemptStatus, CallEvent
 from tests.agent_fixtures import answered_attempt, housekeeping_finished

@@ -20,9 +20,9 @@ import pytest
 from aiohttp import web
 from aiohttp.abc import AbstractResolver, ResolveResult
 
-from bridge.api.webhook_signing import verify
 from bridge.app import create_app
-from bridge.keys import OUTGOING_RESOLVER, SESSIONMAKER
+from bridge.app_keys import OUTGOING_RESOLVER, SESSIONMAKER
+from bridge.outgoing.signing import verify
 from bridge.settings import Settings
 from campaigns.api_tables import WebhookSubscription
 from campaigns.clock import utcnow

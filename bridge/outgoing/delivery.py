@@ -11,8 +11,8 @@ from datetime import timedelta
 
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from bridge.api.webhook_signing import HEADER, sign
-from bridge.outgoing import GuardedClient
+from bridge.outgoing.guard import GuardedClient
+from bridge.outgoing.signing import HEADER, sign
 from bridge.settings import Settings
 from campaigns.outbox import Backoff, Claimed, claim_due, record_result
 

@@ -11,15 +11,15 @@ from sqlalchemy import delete, select
 from bridge.api.errors import ApiError
 from bridge.api.openapi import PAGE_HEADERS, PAGE_QUERY, Api, Response, body_of, query_of, ref
 from bridge.api.paging import page_of
-from bridge.keys import OUTGOING, SESSIONMAKER, WEBHOOK_DELIVERER
-from bridge.outgoing import TargetRefused
+from bridge.app_keys import OUTGOING, SESSIONMAKER, WEBHOOK_DELIVERER
+from bridge.outgoing.guard import TargetRefused
+from campaigns.api_key_store import ADMIN
 from campaigns.api_tables import (
     DeliveryStatus,
     WebhookDelivery,
     WebhookDeliveryAttempt,
     WebhookSubscription,
 )
-from campaigns.apikeys import ADMIN
 from campaigns.clock import iso_z, utcnow
 from campaigns.ids import new_id
 from campaigns.outbox import EVENT_TYPES, cancel_pending

@@ -41,9 +41,10 @@ DASHBOARD_HUB = web.AppKey("dashboard_hub", "StreamHub")
 RATE_LIMITER = web.AppKey("rate_limiter", "RateLimiter")
 # Failed authentications per client address (bridge/api/auth_throttle.py).
 AUTH_THROTTLE = web.AppKey("auth_throttle", "FailedAuthThrottle")
-# Sends the outgoing webhooks of the outbox (bridge/api/webhook_delivery.py).
+# Sends the outgoing webhooks of the outbox (bridge/outgoing/delivery.py).
 WEBHOOK_DELIVERER = web.AppKey("webhook_deliverer", "WebhookDeliverer")
-# Name resolution of the guarded outgoing client (bridge/outgoing.py); the system's when unset.
+# Name resolution of the guarded outgoing client (bridge/outgoing/guard.py); the system's when
+# unset.
 OUTGOING_RESOLVER = web.AppKey("outgoing_resolver", AbstractResolver)
-# The one client for requests to URLs users gave (bridge/outgoing.py).
+# The one client for requests to URLs users gave (bridge/outgoing/guard.py).
 OUTGOING = web.AppKey("outgoing", "GuardedClient")
