@@ -235,6 +235,12 @@ class AgentPlacedDialer:
             await self._on_conversation(request.attempt_id, str(conversation_id))
         return call_id
 
+    def can_list_calls(self, agent_connection: str) -> bool:
+        # ElevenLabs lists conversations by agent, not by the number called: a call it placed
+        # cannot be found from its number. (Where it dials over the carrier, the carrier's list
+        # finds the call: the router asks the carrier then.)
+        return False
+
     async def find_calls(self, to: str, since: datetime) -> list[ProviderCall]:
         return []
 

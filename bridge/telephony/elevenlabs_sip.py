@@ -74,8 +74,8 @@ class SipTrunkDialer(AgentPlacedDialer):
         )
 
     async def find_calls(self, to: str, since: datetime) -> list[ProviderCall]:
-        # ElevenLabs lists conversations by agent, not by number: an unanswered create cannot be
-        # matched to a call (it is then taken as not placed).
+        # ElevenLabs lists conversations by agent, not by number (can_list_calls is False): an
+        # unanswered create waits for its call's post-call report instead.
         return []
 
     async def hang_up(self, call_id: str) -> None:
