@@ -195,6 +195,10 @@ class AgentPlacedDialer:
     def telephony_config(self, request: DialRequest) -> dict[str, Any]:
         return {"ringing_timeout_secs": request.ring_timeout_seconds}
 
+    def variables(self, request: DialRequest) -> dict[str, Any]:
+        """The dynamic variables sent with the call: the contact's."""
+        return request.dynamic_variables
+
     def call_id(self, answer: dict[str, Any]) -> str | None:
         """The provider call id to store for the placed call."""
         conversation_id = answer.get("conversation_id")
@@ -212,7 +216,7 @@ class AgentPlacedDialer:
             "agent_phone_number_id": request.agent_phone_number_id,
             "to_number": request.to,
             "conversation_initiation_client_data": initiation_data(
-                request.dynamic_variables, request.agent_override, request.user_id
+                self.variables(request), request.agent_override, request.user_id
             ),
             "telephony_call_config": self.telephony_config(request),
         }
