@@ -47,6 +47,7 @@ def setup(app: web.Application, settings: Settings) -> None:
             inspection_guard=inspection_guard(app),
             records_limit=settings.sandbox_memory_records,
             journal_limit=settings.sandbox_journal_entries,
+            faults=settings.sandbox_faults,
         )
         app[SANDBOX_AGENT] = agent
         app.add_subapp(SANDBOX_AGENT_PATH, agent.app())

@@ -167,6 +167,7 @@ async def _dispatching(app: web.Application) -> AsyncIterator[None]:
         provider_timeout_seconds=settings.provider_timeout_seconds,
         started_at=utcnow(),
         on_call_ended=dispatcher.wake,
+        report_grace=timedelta(seconds=settings.unconfirmed_grace_seconds),
     )
     # After a restart, callbacks sent while this node was down (or starting, not yet listening)
     # went nowhere: for a while every live call placed before the start (or just after it) is

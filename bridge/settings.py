@@ -121,6 +121,11 @@ class Settings:
     log_format: str = "text"
     # A live call is asked about this long after its ring timeout and time limit have passed.
     stale_call_slack_seconds: float = 60.0
+    # A create left without an answer, on a provider that cannot list its calls, waits this long
+    # after its call's ring timeout and time limit have passed for the call's report, then ends
+    # unconfirmed (counted, not retried). The report follows the call's end once the provider has
+    # analysed it: usually within a minute, so five leave room for a slow or retried delivery.
+    unconfirmed_grace_seconds: float = 300.0
     # The most PostgreSQL connections one node opens (None: 10 pooled + 20 overflow). Several
     # nodes must fit in the server's max_connections together.
     db_pool_size: int | None = None
@@ -195,6 +200,7 @@ class Settings:
             sandbox_url=(env.get("CALLBRIDGE_SANDBOX_URL") or "").rstrip("/") or None,
             log_format=_log_format(env.get("CALLBRIDGE_LOG_FORMAT")),
             stale_call_slack_seconds=_float(env, "CALLBRIDGE_STALE_CALL_SLACK_SECONDS", 60.0),
+            unconfirmed_grace_seconds=_float(env, "CALLBRIDGE_UNCONFIRMED_GRACE_SECONDS", 300.0),
             db_pool_size=int(env["CALLBRIDGE_DB_POOL_SIZE"])
             if env.get("CALLBRIDGE_DB_POOL_SIZE")
             else None,

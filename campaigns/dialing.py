@@ -73,6 +73,12 @@ class DialAmbiguous(Exception):
 
 
 class Dialer(Protocol):
+    def can_list_calls(self, agent_connection: str) -> bool:
+        """Whether find_calls lists the calls placed for ``agent_connection``: when it cannot,
+        a call missing from the list may still have been made, and an unanswered create waits
+        for the call's own report instead of being taken as not placed."""
+        ...
+
     async def place_call(self, request: DialRequest) -> str:
         """Ask the provider to dial; return its call id. Raises DialRefused or DialAmbiguous."""
         ...
@@ -84,3 +90,10 @@ class Dialer(Protocol):
     async def fetch_call(self, call_id: str) -> ProviderCall | None: ...
 
     async def hang_up(self, call_id: str) -> None: ...
+
+
+def lists_calls(dialer: Dialer, agent_connection: str) -> bool:
+    """``dialer.can_list_calls(agent_connection)``; a dialer that does not say is trusted to
+    list its calls (find_calls was the only question before this one)."""
+    check = getattr(dialer, "can_list_calls", None)
+    return True if check is None else bool(check(agent_connection))

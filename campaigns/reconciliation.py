@@ -2,8 +2,12 @@
 
 A create without a clear answer (a timeout, a crash between the create and its answer) is never
 sent again: once its lease has run out, the provider's own call list says whether the call was
-made (the attempt adopts it) or not (not placed). A live call whose callbacks were lost is asked
-about once it should have ended; after a restart, every call placed before it is.
+made (the attempt adopts it) or not (not placed). Where the provider cannot list the calls
+(Dialer.can_list_calls), "not in the list" proves nothing: the attempt waits for the call's own
+report, and with none by the time the call and its report must be over, it ends failed as
+unconfirmed (it counts, and the contact is not dialled again from it). A live call whose
+callbacks were lost is asked about once it should have ended; after a restart, every call
+placed before it is.
 """
 
 from __future__ import annotations
@@ -18,8 +22,8 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from campaigns import transitions
 from campaigns.call_updates import provider_call_update
 from campaigns.clock import as_utc, utcnow
-from campaigns.dialing import Dialer, ProviderCall
-from campaigns.models import Attempt, AttemptStatus, Campaign
+from campaigns.dialing import Dialer, ProviderCall, call_option, lists_calls
+from campaigns.models import Attempt, AttemptStatus, Campaign, Contact
 
 log = logging.getLogger(__name__)
 
@@ -29,6 +33,11 @@ LEASE_SLACK = timedelta(seconds=5)
 STARTUP_GRACE = timedelta(seconds=5)
 # A call whose creation time is this much earlier than its attempt cannot be that attempt's.
 RECONCILE_SKEW = timedelta(seconds=5)
+# How long after a call must have ended its report may still come, where the provider cannot
+# list calls. A call cannot outlive its ring timeout plus its time limit; the report follows
+# the call's end once the provider has analysed it (usually well within a minute, slower
+# under load), so a few minutes more before an unanswered create is given up as unconfirmed.
+REPORT_GRACE = timedelta(minutes=5)
 
 
 class Reconciler:
@@ -40,20 +49,26 @@ class Reconciler:
         provider_timeout_seconds: float = 10.0,
         started_at: datetime | None = None,
         on_call_ended: Callable[[], None] | None = None,
+        report_grace: timedelta = REPORT_GRACE,
     ) -> None:
         self._sm = sessionmaker
         self._dialer = dialer
         self._provider_timeout = timedelta(seconds=provider_timeout_seconds)
         self._started_at = started_at
         self._on_call_ended = on_call_ended
+        self._report_grace = report_grace
 
     async def reconcile(self, attempt_id: str) -> str:
-        """Settle an attempt whose create had no clear answer: adopted, not_placed or skipped."""
+        """Settle an attempt whose create had no clear answer: adopted, not_placed or skipped;
+        where the provider cannot list calls, waiting (for the call's report) or unconfirmed."""
         async with self._sm() as session:
             attempt = await session.get(Attempt, attempt_id)
             if attempt is None or attempt.status != AttemptStatus.DIALING:
                 return "skipped"
             to, since = attempt.phone_number, attempt.created_at
+            ended_by = await self._unlisted_call_over(session, attempt)
+        if ended_by is not None:
+            return await self._await_report(attempt_id, ended_by + self._report_grace)
         try:
             calls = await self._dialer.find_calls(to, since - RECONCILE_SKEW)
         except Exception:
@@ -77,6 +92,50 @@ class Reconciler:
             log.info("attempt %s: adopting provider call %s", attempt_id, found.call_id)
             await transitions.adopt(session, attempt, found, now)
             return "adopted"
+
+    async def _unlisted_call_over(self, session: AsyncSession, attempt: Attempt) -> datetime | None:
+        """When the attempt's call must have ended, had the create made it, if the provider
+        cannot list the calls of the attempt's campaign; None when it can."""
+        campaign = await session.get(Campaign, attempt.campaign_id)
+        if campaign is None or lists_calls(self._dialer, campaign.agent_connection):
+            return None
+        contact = await session.get(Contact, attempt.contact_id)
+        ring = call_option(
+            contact.call_options if contact is not None else None,
+            "ring_timeout_seconds",
+            campaign.ring_timeout_seconds,
+        )
+        return as_utc(attempt.scheduled_at) + timedelta(
+            seconds=int(ring) + campaign.time_limit_seconds
+        )
+
+    async def _await_report(self, attempt_id: str, deadline: datetime) -> str:
+        """An unanswered create the provider's list cannot settle: its call's report (matched
+        to the attempt even without the call's id) settles it; none by ``deadline``, it ends
+        unconfirmed. Never not placed: the call may have been made."""
+        now = utcnow()
+        async with self._sm.begin() as session:
+            attempt = await session.get(Attempt, attempt_id, with_for_update=True)
+            if attempt is None or attempt.status != AttemptStatus.DIALING:
+                return "skipped"
+            if now < deadline:
+                # Looked at again once the report is overdue, not on every pass.
+                attempt.lease_expires_at = deadline
+                log.info(
+                    "attempt %s: the provider cannot list calls; waiting for its report until %s",
+                    attempt_id,
+                    deadline.isoformat(),
+                )
+                return "waiting"
+            log.warning(
+                "attempt %s: no report of its call by %s; ended unconfirmed, not retried",
+                attempt_id,
+                deadline.isoformat(),
+            )
+            await transitions.unconfirmed(session, attempt, now)
+        if self._on_call_ended is not None:
+            self._on_call_ended()
+        return "unconfirmed"
 
     async def reconcile_expired_leases(self) -> int:
         """Attempts whose dial was never confirmed in time (a crash, a hung request)."""

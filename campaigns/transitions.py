@@ -3,7 +3,8 @@
 A contact is pending (waiting for its next_attempt_at), in_progress (an attempt is live) or done
 (it has its final disposition). An attempt is dialing from its claim until the provider answers
 the create, then follows the provider's statuses to a terminal one; an attempt the provider
-never created ends not_placed, which does not count as an attempt.
+never created ends not_placed, which does not count as an attempt; one the provider can neither
+confirm nor deny ends failed as unconfirmed, which counts, and is not retried.
 
 Provider events arrive out of order and twice. Folding them in is idempotent and monotonic: a
 status only ever moves forward, and a terminal attempt never leaves its terminal state.
@@ -461,6 +462,34 @@ async def refused(
     attempt.error_message = message[:500]
     attempt.lease_expires_at = None
     await end_attempt(session, attempt, AttemptStatus.FAILED, now)
+
+
+UNCONFIRMED = "unconfirmed"
+UNCONFIRMED_MESSAGE = "unconfirmed: the provider cannot say whether the call was placed"
+
+
+async def unconfirmed(session: AsyncSession, attempt: Attempt, now: datetime) -> None:
+    """A create without a clear answer, on a provider that cannot list its calls, and no report
+    of the call came in time: the call may well have been made. The attempt failed and counts,
+    and its contact is not dialled again from it (calling someone twice by mistake is the worse
+    error); the contact ends failed, unless something else holds it already."""
+    attempt.error_code = UNCONFIRMED
+    attempt.error_message = UNCONFIRMED_MESSAGE
+    attempt.lease_expires_at = None
+    attempt.status = AttemptStatus.FAILED
+    attempt.ended_at = now
+    attempt.outcome = outcome_of(attempt)
+    _emit_attempt_ended(session, attempt)
+    contact = await session.scalar(
+        select(Contact).where(Contact.id == attempt.contact_id).with_for_update()
+    )
+    if contact is None or contact.state != ContactState.IN_PROGRESS:
+        return
+    campaign = await session.get(Campaign, attempt.campaign_id)
+    finish_contact(session, contact, Disposition.FAILED, now)
+    if campaign is not None:
+        await session.flush()
+        await complete_if_finished(session, campaign, now)
 
 
 def replan_after_close(

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 from collections import Counter
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -21,6 +22,7 @@ from elevenlabs.client import ElevenLabs
 from bridge.app import create_app
 from bridge.app_keys import SANDBOX_AGENT
 from bridge.sandbox.agent import SandboxAgent
+from bridge.sandbox.faults import Faults
 from bridge.settings import SANDBOX_ELEVENLABS_API_KEY, Settings
 from tests.agent_fixtures import housekeeping_finished
 from tests.campaign_flow import export_rows, predicted, start, upload, wait_completed
@@ -203,3 +205,107 @@ async def test_a_sip_trunk_call_whose_webhook_is_lost_is_settled_by_asking_eleve
     (attempt,) = await response.json()
     assert attempt["provider_call_id"] == record.conversation_id
     assert (attempt["status"], attempt["outcome"]) == ("completed", "answered")
+
+
+# The create's answer is lost after the call was placed: ElevenLabs places the call, then holds
+# its answer past callbridge's provider timeout. ElevenLabs cannot list calls by number, so only
+# the call's post-call report can say what became of it.
+LOST_ANSWER = "agent_create_timeout=1,hang_seconds=4"
+
+
+def test_a_sip_trunk_call_whose_create_answer_is_lost_is_dialled_once_and_takes_its_report(
+    database_url: str, tmp_path: Path
+) -> None:
+    service = Service(
+        database_url,
+        tmp_path,
+        CALLBRIDGE_SANDBOX_TALK_SECONDS="2",
+        CALLBRIDGE_SANDBOX_FAULTS=LOST_ANSWER,
+        CALLBRIDGE_PROVIDER_TIMEOUT_SECONDS="1",
+        CALLBRIDGE_HOUSEKEEPING_SECONDS="1",
+    ).start()
+    try:
+        # Three attempts allowed: an attempt taken as not placed would be dialled again.
+        response = service.api("POST", "/api/v1/campaigns", json={**CAMPAIGN, "name": "lost"})
+        assert response.status_code == 201, response.text
+        campaign_id = response.json()["id"]
+        upload(service, campaign_id, b"phone_number,first_name\n+12125550100,Ada\n")
+        start(service, campaign_id)
+        wait_completed(service, campaign_id, timeout=60)
+
+        # Dialled exactly once, at the sandbox.
+        (conversation,) = get_json(service, "/sandbox/elevenlabs/conversations")
+        assert conversation["to_number"] == "+12125550100"
+        assert conversation["status"] == "done"
+        # The attempt learnt its call and its outcome from the post-call report.
+        (attempt,) = service.api("GET", f"/api/v1/campaigns/{campaign_id}/calls").json()
+        assert attempt["conversation_id"] == conversation["conversation_id"]
+        assert attempt["provider_call_id"] == conversation["conversation_id"]
+        assert (attempt["status"], attempt["outcome"]) == ("completed", "answered")
+        assert attempt["transcript_summary"]
+        (row,) = export_rows(service, campaign_id)
+        assert (row["disposition"], row["attempts"]) == ("answered", "1")
+    finally:
+        service.stop()
+
+
+async def test_a_sip_trunk_call_whose_create_answer_and_report_are_lost_ends_unconfirmed(
+    aiohttp_server: Any, aiohttp_client: Any, database_url: str
+) -> None:
+    port = free_port()
+    settings = Settings(
+        database_url=database_url,
+        port=port,
+        api_keys=(API_KEY,),
+        sandbox_talk_seconds=2,
+        housekeeping_seconds=1,
+        provider_timeout_seconds=1,
+        sandbox_faults=Faults.parse(LOST_ANSWER),
+        unconfirmed_grace_seconds=1,
+    )
+    client = await aiohttp_client(await aiohttp_server(create_app(settings), port=port))
+    try:
+        agent: SandboxAgent = client.app[SANDBOX_AGENT]
+        # Every post-call webhook goes nowhere as well.
+        agent._webhook_url = f"http://127.0.0.1:{free_port()}/lost"
+        # A short ring timeout and time limit: the grace period runs from when the call must
+        # have ended. Three attempts allowed: a retry would be a second dial.
+        campaign = {**CAMPAIGN, "ring_timeout_seconds": 5, "time_limit_seconds": 5}
+        response = await client.post("/api/v1/campaigns", headers=HEADERS, json=campaign)
+        assert response.status == 201, await response.text()
+        campaign_id = (await response.json())["id"]
+        response = await client.post(
+            f"/api/v1/campaigns/{campaign_id}/contacts",
+            headers={**HEADERS, "Content-Type": "text/csv"},
+            data=b"phone_number\n+12125550100\n",
+        )
+        assert response.status == 200, await response.text()
+        response = await client.post(f"/api/v1/campaigns/{campaign_id}/start", headers=HEADERS)
+        assert response.status == 200, await response.text()
+
+        async def completed() -> bool:
+            response = await client.get(f"/api/v1/campaigns/{campaign_id}", headers=HEADERS)
+            return bool((await response.json())["status"] == "completed")
+
+        await eventually(completed, within=45, what="the campaign to complete", every=0.2)
+        # The call was placed and held; its report went nowhere.
+        (record,) = agent.conversations.values()
+        assert record.status == "done" and record.to_number == "+12125550100"
+        await eventually(lambda: len(record.webhooks) == 2, what="both webhooks tried")
+        assert all(w["status"] is None for w in record.webhooks)
+        # The attempt ends failed, unconfirmed: it counts, and the contact is not called again.
+        response = await client.get(f"/api/v1/campaigns/{campaign_id}/calls", headers=HEADERS)
+        (attempt,) = await response.json()
+        assert (attempt["status"], attempt["outcome"]) == ("failed", "failed")
+        assert attempt["error_code"] == "unconfirmed"
+        assert attempt["error_message"] == (
+            "unconfirmed: the provider cannot say whether the call was placed"
+        )
+        response = await client.get(f"/api/v1/campaigns/{campaign_id}/contacts", headers=HEADERS)
+        (contact,) = await response.json()
+        assert (contact["state"], contact["disposition"]) == ("done", "failed")
+        assert contact["attempts_made"] == 1
+        assert len(agent.conversations) == 1
+    finally:
+        await client.close()
+        await housekeeping_finished()

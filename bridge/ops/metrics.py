@@ -22,7 +22,14 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 from bridge.app_keys import METRICS, SESSIONMAKER
 from campaigns.api_tables import DeliveryStatus, WebhookDelivery
 from campaigns.clock import utcnow
-from campaigns.dialing import DialAmbiguous, Dialer, DialRefused, DialRequest, ProviderCall
+from campaigns.dialing import (
+    DialAmbiguous,
+    Dialer,
+    DialRefused,
+    DialRequest,
+    ProviderCall,
+    lists_calls,
+)
 from campaigns.events import AttemptEnded
 from campaigns.models import (
     Attempt,
@@ -196,6 +203,9 @@ class MeteredDialer:
         self._metrics.calls_placed.inc()
         self.placed.add(request.attempt_id)
         return call_id
+
+    def can_list_calls(self, agent_connection: str) -> bool:
+        return lists_calls(self._inner, agent_connection)
 
     async def find_calls(self, to: str, since: datetime) -> list[ProviderCall]:
         return await self._inner.find_calls(to, since)

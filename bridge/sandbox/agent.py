@@ -32,6 +32,7 @@ from bridge.sandbox.agent_brain import ConversationRecord
 from bridge.sandbox.agent_events import Narrator, behaviour_for
 from bridge.sandbox.agent_profiles import AgentProfile, exists, profile_for
 from bridge.sandbox.delivery import JOURNAL_LIMIT, Journal
+from bridge.sandbox.faults import FaultInjector, Faults
 from bridge.sandbox.inspection import InspectionGuard, guarded, journal_reply
 from bridge.sandbox.recent import DEFAULT_RECORDS, Recent
 
@@ -269,8 +270,10 @@ class SandboxAgent:
         inspection_guard: InspectionGuard | None = None,
         records_limit: int = DEFAULT_RECORDS,
         journal_limit: int = JOURNAL_LIMIT,
+        faults: Faults | None = None,
     ) -> None:
         self._api_key = api_key
+        self._faults = FaultInjector(faults or Faults())
         self._inspection_guard = inspection_guard
         self._webhook_secret = webhook_secret
         self._base = base_url.rstrip("/")
@@ -519,6 +522,12 @@ class SandboxAgent:
         if mode == "sip_trunk":
             # A SIP Call-ID, as the INVITE to the trunk carried it.
             record.sip_call_id = f"{secrets.token_hex(16)}@sip.sandbox.elevenlabs.invalid"
+        if self._faults.agent_create_timeout():
+            log.info(
+                "sandbox fault: holding the answer for conversation %s", record.conversation_id
+            )
+            # The call goes on; the client gives up first and never learns its conversation.
+            await asyncio.sleep(self._faults.faults.hang_seconds)
         return record, None
 
     async def _conversation(self, request: web.Request) -> web.Response:

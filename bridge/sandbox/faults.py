@@ -11,6 +11,9 @@ Create faults (the REST API):
   slow            wait ``slow_seconds`` before handling the create (keep it under the client's
                   timeout to model a slow carrier; above it, the call is created after the client
                   gave up, which is what a real late create looks like)
+Agent faults (the sandbox agent's own API):
+  agent_create_timeout  the agent's outbound-call (over Twilio or a SIP trunk) places the call,
+                        then holds its answer for ``hang_seconds`` (the client times out)
 Callback faults (status and AMD callbacks; the TwiML request is never touched):
   callback_drop       never delivered
   callback_delay      delivered ``callback_delay_seconds`` late
@@ -29,6 +32,7 @@ _PROBABILITIES = (
     "server_error",
     "create_timeout",
     "slow",
+    "agent_create_timeout",
     "callback_drop",
     "callback_delay",
     "callback_duplicate",
@@ -60,6 +64,7 @@ class Faults:
     hang_seconds: float = 15.0
     slow: float = 0.0
     slow_seconds: float = 1.0
+    agent_create_timeout: float = 0.0
     callback_drop: float = 0.0
     callback_delay: float = 0.0
     callback_delay_seconds: float = 1.0
@@ -110,6 +115,7 @@ class FaultInjector:
         # Separate streams, so the number of callbacks does not shift the create decisions.
         self._creates = random.Random(faults.seed)
         self._callbacks = random.Random(faults.seed + 1)
+        self._agent_creates = random.Random(faults.seed + 2)
 
     def create_fault(self) -> CreateFault:
         f = self.faults
@@ -123,6 +129,11 @@ class FaultInjector:
                 return fault
             draw -= probability
         return CreateFault.NONE
+
+    def agent_create_timeout(self) -> bool:
+        """Whether the agent's outbound-call holds its answer after placing the call."""
+        chance = self.faults.agent_create_timeout
+        return bool(chance) and self._agent_creates.random() < chance
 
     def create_delay(self) -> float:
         if self.faults.slow and self._creates.random() < self.faults.slow:

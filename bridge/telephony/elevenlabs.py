@@ -199,6 +199,10 @@ class AgentPlacedDialer:
     def telephony_config(self, request: DialRequest) -> dict[str, Any]:
         return {"ringing_timeout_secs": request.ring_timeout_seconds}
 
+    def variables(self, request: DialRequest) -> dict[str, Any]:
+        """The dynamic variables sent with the call: the contact's."""
+        return request.dynamic_variables
+
     def call_id(self, answer: dict[str, Any]) -> str | None:
         """The provider call id to store for the placed call."""
         conversation_id = answer.get("conversation_id")
@@ -216,7 +220,7 @@ class AgentPlacedDialer:
             "agent_phone_number_id": request.agent_phone_number_id,
             "to_number": request.to,
             "conversation_initiation_client_data": initiation_data(
-                request.dynamic_variables, request.agent_override, request.user_id
+                self.variables(request), request.agent_override, request.user_id
             ),
             "telephony_call_config": self.telephony_config(request),
         }
@@ -238,6 +242,12 @@ class AgentPlacedDialer:
         if conversation_id and self._on_conversation is not None:
             await self._on_conversation(request.attempt_id, str(conversation_id))
         return call_id
+
+    def can_list_calls(self, agent_connection: str) -> bool:
+        # ElevenLabs lists conversations by agent, not by the number called: a call it placed
+        # cannot be found from its number. (Where it dials over the carrier, the carrier's list
+        # finds the call: the router asks the carrier then.)
+        return False
 
     async def find_calls(self, to: str, since: datetime) -> list[ProviderCall]:
         return []

@@ -70,6 +70,21 @@ def call_sid_of(envelope: dict[str, Any]) -> str | None:
     return str(sid) if sid else None
 
 
+# A dynamic variable naming the attempt, sent with calls whose placing cannot be confirmed by
+# asking ElevenLabs (it lists conversations by agent, not by number): the post-call report then
+# names its attempt even when the create's answer, and so the conversation id, was lost.
+ATTEMPT_VARIABLE = "callbridge_attempt_id"
+
+
+def attempt_of(envelope: dict[str, Any]) -> str | None:
+    """The attempt a report names through ATTEMPT_VARIABLE (its client data), if any."""
+    data = envelope.get("data") or {}
+    client_data = data.get("conversation_initiation_client_data") or {}
+    variables = client_data.get("dynamic_variables") if isinstance(client_data, dict) else None
+    value = variables.get(ATTEMPT_VARIABLE) if isinstance(variables, dict) else None
+    return value if isinstance(value, str) and value else None
+
+
 def collected_values(collected: dict[str, Any]) -> dict[str, Any]:
     """A report's data collection results ({id: {data_collection_id, value, rationale}}) as
     {id: value}."""

@@ -4,7 +4,9 @@ ElevenLabs places the call itself over the user's own SIP trunk, from a number i
 with that trunk (the campaign's agent_phone_number_id). No carrier of ours sees the call: it is
 named by its ElevenLabs conversation id, its outcome comes from the post-call webhooks (the
 transcription, or the call_initiation_failure of a call that never connected), and ElevenLabs'
-GET Conversation says how a call whose webhook was lost ended.
+GET Conversation says how a call whose webhook was lost ended. ElevenLabs cannot list calls by
+number, so a create whose answer was lost is settled by its call's report, which names the
+attempt in a dynamic variable (callbridge_attempt_id).
 """
 
 from __future__ import annotations
@@ -17,7 +19,7 @@ from typing import Any
 from bridge.telephony import elevenlabs_outcomes as outcomes
 from bridge.telephony.elevenlabs import AgentApiError, AgentPlacedDialer
 from bridge.telephony.port import Connection, DialerParts
-from campaigns.dialing import ProviderCall
+from campaigns.dialing import DialRequest, ProviderCall
 from campaigns.models import Answerer
 
 log = logging.getLogger(__name__)
@@ -36,6 +38,11 @@ class SipTrunkDialer(AgentPlacedDialer):
 
     # telephony_call_config: only the ring timeout applies (its Twilio settings are ignored for
     # other providers), so the base class's is sent as it is.
+
+    def variables(self, request: DialRequest) -> dict[str, Any]:
+        # The call cannot be found from its number: its report names the attempt instead, so a
+        # create whose answer was lost is still settled by the call's outcome.
+        return {**request.dynamic_variables, outcomes.ATTEMPT_VARIABLE: request.attempt_id}
 
     def call_id(self, answer: dict[str, Any]) -> str | None:
         # The conversation id, not sip_call_id: it is what ElevenLabs can be asked about.
@@ -75,8 +82,8 @@ class SipTrunkDialer(AgentPlacedDialer):
         )
 
     async def find_calls(self, to: str, since: datetime) -> list[ProviderCall]:
-        # ElevenLabs lists conversations by agent, not by number: an unanswered create cannot be
-        # matched to a call (it is then taken as not placed).
+        # ElevenLabs lists conversations by agent, not by number (can_list_calls is False): an
+        # unanswered create waits for its call's post-call report instead.
         return []
 
     async def hang_up(self, call_id: str) -> None:

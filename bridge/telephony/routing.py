@@ -6,7 +6,7 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from datetime import datetime
 
-from campaigns.dialing import Dialer, DialRequest, ProviderCall
+from campaigns.dialing import Dialer, DialRequest, ProviderCall, lists_calls
 
 OwnsCall = Callable[[str], bool] | None
 
@@ -31,6 +31,14 @@ class DialerRouter:
 
     async def place_call(self, request: DialRequest) -> str:
         return await self._for(request).place_call(request)
+
+    def can_list_calls(self, agent_connection: str) -> bool:
+        """The dialer that owns the connection's calls says; calls no other dialer owns live on
+        the carrier, whose list finds them."""
+        found = self._dialers.get(agent_connection)
+        if found is not None and found[1] is not None:
+            return lists_calls(found[0], agent_connection)
+        return lists_calls(self._carrier, agent_connection)
 
     async def find_calls(self, to: str, since: datetime) -> list[ProviderCall]:
         found = await self._carrier.find_calls(to, since)

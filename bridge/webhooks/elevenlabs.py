@@ -1,7 +1,8 @@
 """POST /webhooks/elevenlabs: post-call webhooks, applied to attempts through the state machine.
 
 The signature is checked before anything is parsed or stored. A report is joined to its attempt
-by conversation id or by Twilio call SID; one that matches no attempt is stored (a CallEvent not
+by conversation id or by Twilio call SID, or else by the attempt its variables name (a call whose
+create's answer was lost); one that matches no attempt is stored (a CallEvent not
 applied) and reported in the answer and the log, never dropped.
 """
 
@@ -15,7 +16,7 @@ from dataclasses import replace
 from datetime import datetime
 
 from aiohttp import web
-from sqlalchemy import or_, select
+from sqlalchemy import and_, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from bridge.api.bodies import BadJson, loads, read_body
@@ -68,14 +69,22 @@ def signature_valid(secret: str, header: str, body: bytes, now: float | None = N
 
 
 async def _attempt_for(
-    request: web.Request, conversation_id: str | None, call_sid: str | None
+    request: web.Request,
+    conversation_id: str | None,
+    call_sid: str | None,
+    attempt_ref: str | None = None,
 ) -> tuple[str, str | None, str] | None:
-    """(attempt id, provider call id, agent connection) of the reported call, if we know it."""
+    """(attempt id, provider call id, agent connection) of the reported call, if we know it.
+
+    ``attempt_ref``: the attempt the report names in its variables, for a call whose create's
+    answer (and so its conversation id) was lost; only an attempt with no other conversation."""
     conditions = []
     if conversation_id:
         conditions.append(Attempt.conversation_id == conversation_id)
     if call_sid:
         conditions.append(Attempt.provider_call_id == call_sid)
+    if attempt_ref and conversation_id:
+        conditions.append(and_(Attempt.id == attempt_ref, Attempt.conversation_id.is_(None)))
     if not conditions:
         return None
     async with request.app[SESSIONMAKER]() as session:
@@ -89,13 +98,17 @@ async def _attempt_for(
                 )
                 .join(Campaign, Campaign.id == Attempt.campaign_id)
                 .where(or_(*conditions))
-                .limit(2)
+                .limit(3)
             )
         ).all()
     if not rows:
         return None
-    # The conversation id names one conversation; a call SID could be shared by none other.
-    best = next((r for r in rows if conversation_id and r[2] == conversation_id), rows[0])
+    # The conversation id names one conversation; a call SID could be shared by none other;
+    # the attempt a report names is the last resort.
+    best = next(
+        (r for r in rows if conversation_id and r[2] == conversation_id),
+        next((r for r in rows if call_sid and r[1] == call_sid), rows[0]),
+    )
     return best[0], best[1], best[3]
 
 
@@ -175,14 +188,24 @@ async def post_call(request: web.Request) -> web.Response:
     data = envelope["data"]
     conversation_id = str(data.get("conversation_id") or "") or None
     call_sid = outcomes.call_sid_of(envelope)
-    found = await _attempt_for(request, conversation_id, call_sid)
+    found = await _attempt_for(request, conversation_id, call_sid, outcomes.attempt_of(envelope))
     attempt_id, provider_call_id, connection = found or (None, None, None)
+    registered = request.app[CONNECTIONS].get(connection or "")
+    if (
+        provider_call_id is None
+        and conversation_id
+        and registered is not None
+        and registered.owns_call is not None
+        and registered.owns_call(conversation_id)
+    ):
+        # An attempt that never learnt its call (the create's answer was lost), on a connection
+        # whose calls are named by their conversation: the report tells it its call.
+        provider_call_id = conversation_id
     known_call_id = provider_call_id or call_sid
     provider_call_id = known_call_id or conversation_id
     if not provider_call_id:
         return error_response(400, "bad_webhook", "no conversation_id or call SID")
     now = utcnow()
-    registered = request.app[CONNECTIONS].get(connection or "")
     if kind == "post_call_transcription":
         update = outcomes.transcription(
             envelope,
