@@ -53,13 +53,14 @@ class Service:
         self.http.headers["Authorization"] = f"Bearer {API_KEY}"
 
     def start(self) -> Service:
-        log = self.log_path.open("ab")
-        self.process = subprocess.Popen(
-            [sys.executable, "-m", "bridge.cli", "serve"],
-            env=self.env,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-        )
+        # The child writes to its own copy of the descriptor: ours is closed once it has started.
+        with self.log_path.open("ab") as log:
+            self.process = subprocess.Popen(
+                [sys.executable, "-m", "bridge.cli", "serve"],
+                env=self.env,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+            )
         wait_until(self._ready, timeout=30, what=f"serve to listen (log: {self.log_path})")
         return self
 
