@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import json
 import uuid
 import xml.etree.ElementTree as ElementTree
@@ -16,7 +15,6 @@ from bridge.settings import SANDBOX_AUTH_TOKEN
 from campaigns.clock import utcnow
 from campaigns.ids import new_id
 from campaigns.models import Attempt, AttemptStatus, Campaign, CampaignStatus, Contact, ContactState
-from tests.conftest import eventually
 
 
 async def answered_attempt(
@@ -150,20 +148,3 @@ async def open_stream(
         "X-Twilio-Signature": signature if signature is not None else twilio_signature(url, {})
     }
     return await session.ws_connect(url, headers=headers)
-
-
-async def housekeeping_finished(within: float = 30.0) -> None:
-    """Wait for a scheduler job in flight (housekeeping) to finish before the app shuts down.
-
-    Shutting down cancels a running job; one cancelled in the middle of an aiosqlite query can
-    leave the connection's close pending for good and hang the event loop's teardown.
-    """
-
-    def idle() -> bool:
-        return not any(
-            task.get_coro().__qualname__ == "run_coroutine_job"  # type: ignore[union-attr]
-            for task in asyncio.all_tasks()
-            if not task.done()
-        )
-
-    await eventually(idle, within=within, what="housekeeping to finish", every=0.02)

@@ -7,7 +7,7 @@ import asyncio
 import inspect
 import os
 import secrets
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -16,10 +16,12 @@ import pytest
 from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from bridge.app import create_app
 from bridge.migrate import upgrade_to_head
+from bridge.settings import Settings
 from campaigns.db import make_engine, make_sessionmaker
 from tests.databases import on_server
-from tests.service import Service
+from tests.service import Service, free_port
 
 TEST_DATABASE_URL_ENV = "CALLBRIDGE_TEST_DATABASE_URL"
 
@@ -43,6 +45,23 @@ async def eventually(
         if loop.time() > deadline:
             raise AssertionError(f"timed out after {within} s waiting for {what or probe}")
         await asyncio.sleep(every)
+
+
+async def housekeeping_finished(within: float = 30.0) -> None:
+    """Wait for a scheduler job in flight (housekeeping) to finish before the app shuts down.
+
+    Shutting down cancels a running job; one cancelled in the middle of an aiosqlite query can
+    leave the connection's close pending for good and hang the event loop's teardown.
+    """
+
+    def idle() -> bool:
+        return not any(
+            task.get_coro().__qualname__ == "run_coroutine_job"  # type: ignore[union-attr]
+            for task in asyncio.all_tasks()
+            if not task.done()
+        )
+
+    await eventually(idle, within=within, what="housekeeping to finish", every=0.02)
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
@@ -112,6 +131,24 @@ def service(request: pytest.FixtureRequest, database_url: str, tmp_path: Path) -
     running = Service(database_url, tmp_path, **env).start()
     yield running
     running.stop()
+
+
+@pytest.fixture
+async def app_client(
+    aiohttp_server: Any, aiohttp_client: Any, database_url: str
+) -> AsyncIterator[Callable[..., Awaitable[Any]]]:
+    """callbridge in this process, on the test's own database: ``await app_client(**settings)``
+    gives an aiohttp test client of an app built from ``Settings(**settings)``. The app listens
+    on a real port of its own, which the sandbox calls back as it would a public URL."""
+
+    async def start(**settings: Any) -> Any:
+        port = free_port()
+        app = create_app(Settings(database_url=database_url, port=port, **settings))
+        return await aiohttp_client(await aiohttp_server(app, port=port))
+
+    yield start
+    # Housekeeping passes still running in the background end before the database is dropped.
+    await housekeeping_finished()
 
 
 @pytest.fixture

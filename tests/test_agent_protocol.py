@@ -22,22 +22,14 @@ import numpy as np
 import pytest
 from aiohttp import web
 
-from bridge.app import create_app
 from bridge.app_keys import SESSIONMAKER
 from bridge.media.audio_formats import audioop
 from bridge.sandbox import agent_audio, agent_events
-from bridge.settings import Settings
 from campaigns.models import Attempt
-from tests.agent_fixtures import (
-    TwilioStreamSide,
-    answered_attempt,
-    fetch_twiml,
-    housekeeping_finished,
-    open_stream,
-)
+from tests.agent_fixtures import TwilioStreamSide, answered_attempt, fetch_twiml, open_stream
 from tests.conftest import eventually
 from tests.scripted_agent import ScriptedAgent, audio, frame
-from tests.service import API_KEY, free_port
+from tests.service import API_KEY
 from tests.specs.asyncapi import Tally
 
 
@@ -49,16 +41,11 @@ async def agent(aiohttp_server: Any) -> ScriptedAgent:
 
 
 @pytest.fixture
-async def client(aiohttp_server: Any, aiohttp_client: Any, database_url: str, agent: Any) -> Any:
-    port = free_port()
-    settings = Settings(
-        database_url=database_url,
-        port=port,
+async def client(app_client: Any, agent: Any) -> Any:
+    return await app_client(
         api_keys=(API_KEY,),
         elevenlabs_url=f"http://127.0.0.1:{agent.port}",
     )
-    yield await aiohttp_client(await aiohttp_server(create_app(settings), port=port))
-    await housekeeping_finished()
 
 
 def validated(agent: ScriptedAgent) -> tuple[Tally, Tally]:

@@ -28,14 +28,8 @@ from bridge.sandbox.agent import SandboxAgent
 from bridge.sandbox.agent_brain import ConversationRecord
 from bridge.settings import SANDBOX_ELEVENLABS_API_KEY, Settings
 from campaigns.models import Attempt, AttemptStatus, Campaign, CampaignStatus
-from tests.agent_fixtures import (
-    TwilioStreamSide,
-    answered_attempt,
-    fetch_twiml,
-    housekeeping_finished,
-    open_stream,
-)
-from tests.conftest import eventually
+from tests.agent_fixtures import TwilioStreamSide, answered_attempt, fetch_twiml, open_stream
+from tests.conftest import eventually, housekeeping_finished
 from tests.service import API_KEY, free_port
 
 with warnings.catch_warnings():

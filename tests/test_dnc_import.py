@@ -7,23 +7,16 @@ from typing import Any
 import pytest
 from sqlalchemy import select
 
-from bridge.app import create_app
 from bridge.app_keys import SESSIONMAKER
-from bridge.settings import Settings
 from campaigns.models import DncEntry
-from tests.agent_fixtures import housekeeping_finished
-from tests.service import free_port
 
 KEY = "dnc-import-key-" + "0" * 16
 AUTH = {"Authorization": f"Bearer {KEY}"}
 
 
 @pytest.fixture
-async def client(aiohttp_server: Any, aiohttp_client: Any, database_url: str) -> Any:
-    port = free_port()
-    settings = Settings(database_url=database_url, api_keys=(KEY,), port=port)
-    yield await aiohttp_client(await aiohttp_server(create_app(settings), port=port))
-    await housekeeping_finished()
+async def client(app_client: Any) -> Any:
+    return await app_client(api_keys=(KEY,))
 
 
 async def upload(client: Any, body: bytes, query: str = "") -> tuple[int, Any]:

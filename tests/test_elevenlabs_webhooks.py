@@ -11,10 +11,8 @@ from typing import Any
 import pytest
 from sqlalchemy import func, select, update
 
-from bridge.app import create_app
 from bridge.app_keys import SESSIONMAKER
 from bridge.sandbox.agent_brain import ConversationRecord, audio_webhook
-from bridge.settings import Settings
 from bridge.webhooks.elevenlabs import apply_waiting_reports
 from campaigns.models import (
     Attempt,
@@ -26,8 +24,7 @@ from campaigns.models import (
     FollowUpRequest,
     FollowUpSettings,
 )
-from tests.agent_fixtures import answered_attempt, housekeeping_finished
-from tests.service import free_port
+from tests.agent_fixtures import answered_attempt
 
 SECRET = "wsec_test_0123456789abcdef"
 
@@ -73,11 +70,8 @@ def transcription(conversation_id: str, call_sid: str | None = None, voicemail: 
 
 
 @pytest.fixture
-async def client(aiohttp_server: Any, aiohttp_client: Any, database_url: str) -> Any:
-    port = free_port()
-    settings = Settings(database_url=database_url, port=port, elevenlabs_webhook_secret=SECRET)
-    yield await aiohttp_client(await aiohttp_server(create_app(settings), port=port))
-    await housekeeping_finished()
+async def client(app_client: Any) -> Any:
+    return await app_client(elevenlabs_webhook_secret=SECRET)
 
 
 async def post(client: Any, envelope: Any, header: str | None = "sign") -> Any:

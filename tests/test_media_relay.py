@@ -24,14 +24,8 @@ from bridge.media.agent_wire import Audio, Interruption
 from bridge.media.conversation import AgentConversation
 from bridge.settings import Settings
 from campaigns.models import Attempt
-from tests.agent_fixtures import (
-    TwilioStreamSide,
-    answered_attempt,
-    fetch_twiml,
-    housekeeping_finished,
-    open_stream,
-)
-from tests.conftest import eventually
+from tests.agent_fixtures import TwilioStreamSide, answered_attempt, fetch_twiml, open_stream
+from tests.conftest import eventually, housekeeping_finished
 from tests.scripted_agent import ScriptedAgent, audio, frame
 from tests.service import free_port
 

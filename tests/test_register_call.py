@@ -8,12 +8,9 @@ from typing import Any
 import pytest
 from aiohttp import web
 
-from bridge.app import create_app
 from bridge.app_keys import SESSIONMAKER
-from bridge.settings import Settings
 from campaigns.models import Attempt, Contact, ContactState
-from tests.agent_fixtures import answered_attempt, housekeeping_finished, twilio_signature
-from tests.service import free_port
+from tests.agent_fixtures import answered_attempt, twilio_signature
 
 
 @pytest.fixture
@@ -28,11 +25,8 @@ async def broken_agent(aiohttp_server: Any) -> str:
 
 
 @pytest.fixture
-async def client(aiohttp_server: Any, aiohttp_client: Any, database_url: str, broken_agent: str):
-    port = free_port()
-    settings = Settings(database_url=database_url, port=port, elevenlabs_url=broken_agent)
-    yield await aiohttp_client(await aiohttp_server(create_app(settings), port=port))
-    await housekeeping_finished()
+async def client(app_client: Any, broken_agent: str) -> Any:
+    return await app_client(elevenlabs_url=broken_agent)
 
 
 async def test_a_failed_register_call_ends_the_call_politely_and_fails_the_attempt(

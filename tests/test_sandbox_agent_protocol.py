@@ -15,15 +15,12 @@ from typing import Any
 import pytest
 from sqlalchemy import select
 
-from bridge.app import create_app
 from bridge.app_keys import SANDBOX_AGENT, SESSIONMAKER
 from bridge.sandbox import agent_events
 from bridge.sandbox.agent import SandboxAgent
-from bridge.settings import Settings
 from campaigns.models import Attempt
-from tests.agent_fixtures import housekeeping_finished
 from tests.conftest import eventually
-from tests.service import API_KEY, free_port
+from tests.service import API_KEY
 from tests.specs.asyncapi import Tally, spec
 
 HUMANS = ["+12125550101", "+12125550102"]
@@ -33,18 +30,13 @@ HEADERS = {"Authorization": f"Bearer {API_KEY}"}
 
 
 @pytest.fixture
-async def client(aiohttp_server: Any, aiohttp_client: Any, database_url: str) -> Any:
-    port = free_port()
-    settings = Settings(
-        database_url=database_url,
-        port=port,
+async def client(app_client: Any) -> Any:
+    return await app_client(
         api_keys=(API_KEY,),
         # Long enough that the agent, not the callee, ends each answered conversation.
         sandbox_talk_seconds=8,
         housekeeping_seconds=1,
     )
-    yield await aiohttp_client(await aiohttp_server(create_app(settings), port=port))
-    await housekeeping_finished()
 
 
 async def run_campaign(client: Any, agent_id: str) -> str:

@@ -19,12 +19,10 @@ import pytest
 import requests
 from elevenlabs.client import ElevenLabs
 
-from bridge.app import create_app
 from bridge.app_keys import SANDBOX_AGENT
 from bridge.sandbox.agent import SandboxAgent
 from bridge.sandbox.faults import Faults
-from bridge.settings import SANDBOX_ELEVENLABS_API_KEY, Settings
-from tests.agent_fixtures import housekeeping_finished
+from bridge.settings import SANDBOX_ELEVENLABS_API_KEY
 from tests.campaign_flow import export_rows, predicted, start, upload, wait_completed
 from tests.conftest import eventually
 from tests.service import API_KEY, Service, free_port, wait_until
@@ -158,17 +156,12 @@ def test_the_sandbox_serves_the_sdks_sip_trunk_call_and_the_campaign_api_checks_
 
 
 @pytest.fixture
-async def client(aiohttp_server: Any, aiohttp_client: Any, database_url: str) -> Any:
-    port = free_port()
-    settings = Settings(
-        database_url=database_url,
-        port=port,
+async def client(app_client: Any) -> Any:
+    return await app_client(
         api_keys=(API_KEY,),
         sandbox_talk_seconds=2,
         housekeeping_seconds=1,
     )
-    yield await aiohttp_client(await aiohttp_server(create_app(settings), port=port))
-    await housekeeping_finished()
 
 
 async def test_a_sip_trunk_call_whose_webhook_is_lost_is_settled_by_asking_elevenlabs(
@@ -250,12 +243,9 @@ def test_a_sip_trunk_call_whose_create_answer_is_lost_is_dialled_once_and_takes_
 
 
 async def test_a_sip_trunk_call_whose_create_answer_and_report_are_lost_ends_unconfirmed(
-    aiohttp_server: Any, aiohttp_client: Any, database_url: str
+    app_client: Any,
 ) -> None:
-    port = free_port()
-    settings = Settings(
-        database_url=database_url,
-        port=port,
+    client = await app_client(
         api_keys=(API_KEY,),
         sandbox_talk_seconds=2,
         housekeeping_seconds=1,
@@ -263,49 +253,44 @@ async def test_a_sip_trunk_call_whose_create_answer_and_report_are_lost_ends_unc
         sandbox_faults=Faults.parse(LOST_ANSWER),
         unconfirmed_grace_seconds=1,
     )
-    client = await aiohttp_client(await aiohttp_server(create_app(settings), port=port))
-    try:
-        agent: SandboxAgent = client.app[SANDBOX_AGENT]
-        # Every post-call webhook goes nowhere as well.
-        agent._webhook_url = f"http://127.0.0.1:{free_port()}/lost"
-        # A short ring timeout and time limit: the grace period runs from when the call must
-        # have ended. Three attempts allowed: a retry would be a second dial.
-        campaign = {**CAMPAIGN, "ring_timeout_seconds": 5, "time_limit_seconds": 5}
-        response = await client.post("/api/v1/campaigns", headers=HEADERS, json=campaign)
-        assert response.status == 201, await response.text()
-        campaign_id = (await response.json())["id"]
-        response = await client.post(
-            f"/api/v1/campaigns/{campaign_id}/contacts",
-            headers={**HEADERS, "Content-Type": "text/csv"},
-            data=b"phone_number\n+12125550100\n",
-        )
-        assert response.status == 200, await response.text()
-        response = await client.post(f"/api/v1/campaigns/{campaign_id}/start", headers=HEADERS)
-        assert response.status == 200, await response.text()
+    agent: SandboxAgent = client.app[SANDBOX_AGENT]
+    # Every post-call webhook goes nowhere as well.
+    agent._webhook_url = f"http://127.0.0.1:{free_port()}/lost"
+    # A short ring timeout and time limit: the grace period runs from when the call must
+    # have ended. Three attempts allowed: a retry would be a second dial.
+    campaign = {**CAMPAIGN, "ring_timeout_seconds": 5, "time_limit_seconds": 5}
+    response = await client.post("/api/v1/campaigns", headers=HEADERS, json=campaign)
+    assert response.status == 201, await response.text()
+    campaign_id = (await response.json())["id"]
+    response = await client.post(
+        f"/api/v1/campaigns/{campaign_id}/contacts",
+        headers={**HEADERS, "Content-Type": "text/csv"},
+        data=b"phone_number\n+12125550100\n",
+    )
+    assert response.status == 200, await response.text()
+    response = await client.post(f"/api/v1/campaigns/{campaign_id}/start", headers=HEADERS)
+    assert response.status == 200, await response.text()
 
-        async def completed() -> bool:
-            response = await client.get(f"/api/v1/campaigns/{campaign_id}", headers=HEADERS)
-            return bool((await response.json())["status"] == "completed")
+    async def completed() -> bool:
+        response = await client.get(f"/api/v1/campaigns/{campaign_id}", headers=HEADERS)
+        return bool((await response.json())["status"] == "completed")
 
-        await eventually(completed, within=45, what="the campaign to complete", every=0.2)
-        # The call was placed and held; its report went nowhere.
-        (record,) = agent.conversations.values()
-        assert record.status == "done" and record.to_number == "+12125550100"
-        await eventually(lambda: len(record.webhooks) == 2, what="both webhooks tried")
-        assert all(w["status"] is None for w in record.webhooks)
-        # The attempt ends failed, unconfirmed: it counts, and the contact is not called again.
-        response = await client.get(f"/api/v1/campaigns/{campaign_id}/calls", headers=HEADERS)
-        (attempt,) = await response.json()
-        assert (attempt["status"], attempt["outcome"]) == ("failed", "failed")
-        assert attempt["error_code"] == "unconfirmed"
-        assert attempt["error_message"] == (
-            "unconfirmed: the provider cannot say whether the call was placed"
-        )
-        response = await client.get(f"/api/v1/campaigns/{campaign_id}/contacts", headers=HEADERS)
-        (contact,) = await response.json()
-        assert (contact["state"], contact["disposition"]) == ("done", "failed")
-        assert contact["attempts_made"] == 1
-        assert len(agent.conversations) == 1
-    finally:
-        await client.close()
-        await housekeeping_finished()
+    await eventually(completed, within=45, what="the campaign to complete", every=0.2)
+    # The call was placed and held; its report went nowhere.
+    (record,) = agent.conversations.values()
+    assert record.status == "done" and record.to_number == "+12125550100"
+    await eventually(lambda: len(record.webhooks) == 2, what="both webhooks tried")
+    assert all(w["status"] is None for w in record.webhooks)
+    # The attempt ends failed, unconfirmed: it counts, and the contact is not called again.
+    response = await client.get(f"/api/v1/campaigns/{campaign_id}/calls", headers=HEADERS)
+    (attempt,) = await response.json()
+    assert (attempt["status"], attempt["outcome"]) == ("failed", "failed")
+    assert attempt["error_code"] == "unconfirmed"
+    assert attempt["error_message"] == (
+        "unconfirmed: the provider cannot say whether the call was placed"
+    )
+    response = await client.get(f"/api/v1/campaigns/{campaign_id}/contacts", headers=HEADERS)
+    (contact,) = await response.json()
+    assert (contact["state"], contact["disposition"]) == ("done", "failed")
+    assert contact["attempts_made"] == 1
+    assert len(agent.conversations) == 1

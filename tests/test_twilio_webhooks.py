@@ -9,25 +9,19 @@ import pytest
 from sqlalchemy import select
 from twilio.request_validator import RequestValidator
 
-from bridge.app import create_app
 from bridge.app_keys import SESSIONMAKER
-from bridge.settings import SANDBOX_AUTH_TOKEN, Settings
+from bridge.settings import SANDBOX_AUTH_TOKEN
 from campaigns.models import CallEvent
 from tests.conftest import eventually
-from tests.service import free_port
 
 KEY = "webhook-test-key"
 AUTH = {"Authorization": f"Bearer {KEY}"}
 
 
 @pytest.fixture
-async def client(aiohttp_server: Any, aiohttp_client: Any, database_url: str) -> Any:
-    port = free_port()
+async def client(app_client: Any) -> Any:
     # A long ring keeps the call live while the test forges callbacks for it.
-    settings = Settings(
-        database_url=database_url, api_keys=(KEY,), port=port, sandbox_ring_seconds=60
-    )
-    return await aiohttp_client(await aiohttp_server(create_app(settings), port=port))
+    return await app_client(api_keys=(KEY,), sandbox_ring_seconds=60)
 
 
 async def live_attempt(client: Any) -> dict[str, Any]:

@@ -13,12 +13,8 @@ from typing import Any
 import pytest
 from sqlalchemy import func, select
 
-from bridge.app import create_app
 from bridge.app_keys import SESSIONMAKER
-from bridge.settings import Settings
 from campaigns.models import Campaign, Contact
-from tests.agent_fixtures import housekeeping_finished
-from tests.service import free_port
 
 KEY = "bad-input-key-" + "0" * 16
 AUTH = {"Authorization": f"Bearer {KEY}"}
@@ -26,16 +22,11 @@ WEBHOOK_SECRET = "wsec_bad_input_0123456789"
 
 
 @pytest.fixture
-async def client(aiohttp_server: Any, aiohttp_client: Any, database_url: str) -> Any:
-    port = free_port()
-    settings = Settings(
-        database_url=database_url,
+async def client(app_client: Any) -> Any:
+    return await app_client(
         api_keys=(KEY,),
-        port=port,
         elevenlabs_webhook_secret=WEBHOOK_SECRET,
     )
-    yield await aiohttp_client(await aiohttp_server(create_app(settings), port=port))
-    await housekeeping_finished()
 
 
 async def refused(response: Any, *statuses: int) -> dict[str, Any]:

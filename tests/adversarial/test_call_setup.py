@@ -21,7 +21,8 @@ from bridge.app import create_app
 from bridge.app_keys import SESSIONMAKER
 from bridge.settings import SANDBOX_AUTH_TOKEN, Settings
 from campaigns.models import Attempt, AttemptStatus
-from tests.agent_fixtures import TwilioStreamSide, answered_attempt, housekeeping_finished
+from tests.agent_fixtures import TwilioStreamSide, answered_attempt
+from tests.conftest import housekeeping_finished
 from tests.scripted_agent import ScriptedAgent, greet_once
 from tests.service import free_port
 

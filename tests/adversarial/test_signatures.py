@@ -7,7 +7,6 @@ URL) is not what Twilio sends and is refused before anything is stored.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
 from typing import Any
 from urllib.parse import urlencode
 
@@ -15,23 +14,17 @@ import pytest
 from sqlalchemy import func, select
 from twilio.request_validator import RequestValidator
 
-from bridge.app import create_app
 from bridge.app_keys import SESSIONMAKER
-from bridge.settings import SANDBOX_AUTH_TOKEN, Settings
+from bridge.settings import SANDBOX_AUTH_TOKEN
 from campaigns.models import Attempt, AttemptStatus, CallEvent
-from tests.agent_fixtures import answered_attempt, housekeeping_finished
-from tests.service import free_port
+from tests.agent_fixtures import answered_attempt
 
 FORM = {"Content-Type": "application/x-www-form-urlencoded"}
 
 
 @pytest.fixture
-async def client(database_url: str, aiohttp_server: Any, aiohttp_client: Any) -> AsyncIterator[Any]:
-    # The database first, so that it outlives the service.
-    port = free_port()
-    settings = Settings(database_url=database_url, port=port)
-    yield await aiohttp_client(await aiohttp_server(create_app(settings), port=port))
-    await housekeeping_finished()
+async def client(app_client: Any) -> Any:
+    return await app_client()
 
 
 def signature(client: Any, path: str, params: dict[str, str]) -> str:

@@ -26,7 +26,7 @@ from bridge.outgoing.signing import verify
 from bridge.settings import Settings
 from campaigns.api_tables import WebhookSubscription
 from campaigns.clock import utcnow
-from tests.agent_fixtures import housekeeping_finished
+from tests.conftest import housekeeping_finished
 from tests.service import free_port
 
 KEY = "ssrf-test-key-" + "0" * 16
