@@ -11,6 +11,8 @@ from dataclasses import dataclass
 from json.encoder import encode_basestring_ascii as _string
 from typing import Any
 
+from bridge.wire_values import whole_number
+
 
 @dataclass(frozen=True, slots=True)
 class Metadata:
@@ -102,11 +104,9 @@ AgentEvent = (
 )
 
 
-def _int(value: object, default: int = 0) -> int:
-    try:
-        return int(str(value))
-    except (TypeError, ValueError):
-        return default
+def _int(value: object) -> int:
+    # Event ids and codes: 0 when the agent sent none that reads as a number.
+    return whole_number(value) or 0
 
 
 def _event(message: dict[str, Any], key: str) -> dict[str, Any]:

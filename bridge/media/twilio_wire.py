@@ -11,6 +11,8 @@ from dataclasses import dataclass, field
 from json.encoder import encode_basestring_ascii as _string
 from typing import Any
 
+from bridge.wire_values import whole_number
+
 
 @dataclass(frozen=True, slots=True)
 class Connected:
@@ -60,13 +62,6 @@ class Unknown:
 TwilioEvent = Connected | Start | Media | Mark | Dtmf | Stop | Unknown
 
 
-def _int(value: object) -> int | None:
-    try:
-        return int(str(value))
-    except (TypeError, ValueError):
-        return None
-
-
 def parse(text: str) -> TwilioEvent:
     """One message from Twilio. Raises ValueError when it is not a JSON object."""
     message = json.loads(text)
@@ -78,8 +73,8 @@ def parse(text: str) -> TwilioEvent:
         return Media(
             payload=str(media.get("payload", "")),
             track=str(media.get("track", "inbound")),
-            chunk=_int(media.get("chunk")),
-            timestamp=_int(media.get("timestamp")),
+            chunk=whole_number(media.get("chunk")),
+            timestamp=whole_number(media.get("timestamp")),
         )
     if event == "start":
         start = message.get("start") or {}

@@ -9,6 +9,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
+from bridge.wire_values import whole_number
 from campaigns.call_updates import CallUpdate
 from campaigns.models import Answerer
 
@@ -37,13 +38,6 @@ def agent_failure(
         error_code=AGENT_UNAVAILABLE,
         error_message=reason[:500],
     )
-
-
-def _int(value: object) -> int | None:
-    try:
-        return int(float(str(value)))
-    except (TypeError, ValueError):
-        return None
 
 
 def voicemail_detected(data: dict[str, Any]) -> bool:
@@ -107,7 +101,7 @@ def transcription(
     data = envelope.get("data") or {}
     metadata = data.get("metadata") or {}
     analysis = data.get("analysis") or {}
-    duration = _int(metadata.get("call_duration_secs"))
+    duration = whole_number(metadata.get("call_duration_secs"))
     collected = analysis.get("data_collection_results")
     transcript = data.get("transcript")
     return CallUpdate(
@@ -148,7 +142,7 @@ def initiation_failure(
         raw=envelope,
         attempt_id=attempt_id,
         status=FAILURE_STATUSES.get(reason, "failed"),
-        sip_response_code=_int(body.get("SipResponseCode")),
+        sip_response_code=whole_number(body.get("SipResponseCode")),
         error_code=None if reason in FAILURE_STATUSES else f"initiation_{reason}"[:32],
         error_message=None if reason in FAILURE_STATUSES else f"call initiation failed: {reason}",
         conversation_id=str(data.get("conversation_id") or "") or None,

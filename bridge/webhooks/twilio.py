@@ -28,6 +28,7 @@ from bridge.media.routes import record_agent_failure, stream_url
 from bridge.telephony.elevenlabs import AgentApiError, initiation_data
 from bridge.telephony.twilio import answerer, attempt_status, error_class
 from bridge.webhooks.signatures import verified_form
+from bridge.wire_values import whole_number
 from campaigns import voicemail
 from campaigns.call_updates import CallUpdate
 from campaigns.clock import utcnow
@@ -37,13 +38,6 @@ routes = web.RouteTableDef()
 
 REGISTER_TIMEOUT_SECONDS = 8.0
 APOLOGY = "We are sorry, we cannot continue this call right now. Goodbye."
-
-
-def _int(value: object) -> int | None:
-    try:
-        return int(str(value))
-    except (TypeError, ValueError):
-        return None
 
 
 async def signed_form(request: web.Request) -> dict[str, str]:
@@ -80,11 +74,11 @@ async def status_callback(request: web.Request) -> web.Response:
         attempt_id=request.query.get("attempt_id"),
         status=attempt_status(params.get("CallStatus") or "") or None,
         # Twilio numbers a call's callbacks: the domain's ordinal of the update.
-        sequence=_int(params.get("SequenceNumber")),
+        sequence=whole_number(params.get("SequenceNumber")),
         answered_by=params.get("AnsweredBy") or None,
         answerer=answerer(params.get("AnsweredBy")),
-        duration_seconds=_int(params.get("CallDuration")),
-        sip_response_code=_int(params.get("SipResponseCode")),
+        duration_seconds=whole_number(params.get("CallDuration")),
+        sip_response_code=whole_number(params.get("SipResponseCode")),
         error_code=params.get("ErrorCode") or None,
         error_class=error_class(params.get("ErrorCode")),
         error_message=params.get("ErrorMessage") or None,
