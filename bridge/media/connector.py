@@ -15,14 +15,14 @@ from dataclasses import dataclass
 from typing import Any
 
 import aiohttp
-from sqlalchemy import select, update
+from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from bridge.media.client_tools import ClientToolRegistry
 from bridge.media.conversation import AgentConversation, open_conversation
 from bridge.media.live_record import LiveRecord
 from bridge.telephony.elevenlabs import AgentApiError, ElevenLabsClient, initiation_data
-from bridge.webhooks.elevenlabs import apply_waiting_reports
+from bridge.webhooks.elevenlabs import conversation_known
 from campaigns import followups
 from campaigns.inbound import callback_variables
 from campaigns.models import Attempt, AttemptStatus, Campaign, Contact, Direction
@@ -179,15 +179,7 @@ class AgentConnector:
 
     async def _remember(self, attempt_id: str, conversation_id: str) -> None:
         try:
-            async with self._sm.begin() as session:
-                await session.execute(
-                    update(Attempt)
-                    .where(Attempt.id == attempt_id, Attempt.conversation_id.is_(None))
-                    .values(conversation_id=conversation_id)
-                )
-            # A short call's report may have come before its conversation was known: it is
-            # applied now.
-            await apply_waiting_reports(self._sm, attempt_id, conversation_id)
+            await conversation_known(self._sm, attempt_id, conversation_id)
         except Exception:
             log.exception("could not store conversation id for attempt %s", attempt_id)
 

@@ -6,7 +6,6 @@ from __future__ import annotations
 from collections.abc import AsyncIterator, Mapping
 
 from aiohttp import web
-from sqlalchemy import update
 
 from bridge.app_keys import CONNECTIONS, DIALER, ELEVENLABS, SESSIONMAKER, SETTINGS
 from bridge.ops.setup import metered_dialer
@@ -14,9 +13,8 @@ from bridge.settings import Settings
 from bridge.telephony import elevenlabs, elevenlabs_sip, twilio
 from bridge.telephony.port import Connection, DialerParts
 from bridge.telephony.routing import DialerRouter
-from bridge.webhooks.elevenlabs import apply_waiting_reports
+from bridge.webhooks.elevenlabs import conversation_known
 from campaigns.lifecycle import AgentConnections
-from campaigns.models import Attempt
 
 # Each telephony package's connections; a new package adds its own here and nowhere else.
 PACKAGES = (twilio.CONNECTIONS, elevenlabs.CONNECTIONS, elevenlabs_sip.CONNECTIONS)
@@ -61,14 +59,7 @@ async def _dialers(app: web.Application) -> AsyncIterator[None]:
     sm = app[SESSIONMAKER]
 
     async def remember(attempt_id: str, conversation_id: str) -> None:
-        async with sm.begin() as db:
-            await db.execute(
-                update(Attempt)
-                .where(Attempt.id == attempt_id, Attempt.conversation_id.is_(None))
-                .values(conversation_id=conversation_id)
-            )
-        # A short call's report may have come first: it is applied now.
-        await apply_waiting_reports(sm, attempt_id, conversation_id)
+        await conversation_known(sm, attempt_id, conversation_id)
 
     carrier = twilio.TwilioDialer(
         account_sid=settings.twilio_account_sid,

@@ -16,7 +16,7 @@ from dataclasses import replace
 from datetime import datetime
 
 from aiohttp import web
-from sqlalchemy import and_, or_, select
+from sqlalchemy import and_, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from bridge.api.bodies import BadJson, loads, read_body
@@ -121,6 +121,20 @@ async def _follow_ups(
         await followups.from_report(
             sm, attempt_id, outcomes.collected_values(update.data_collection), now
         )
+
+
+async def conversation_known(
+    sm: async_sessionmaker[AsyncSession], attempt_id: str, conversation_id: str
+) -> None:
+    """The attempt's conversation is known (its WebSocket opened, or its create answered): it is
+    stored, and a post-call report that came before it (a short call's can) is applied now."""
+    async with sm.begin() as session:
+        await session.execute(
+            update(Attempt)
+            .where(Attempt.id == attempt_id, Attempt.conversation_id.is_(None))
+            .values(conversation_id=conversation_id)
+        )
+    await apply_waiting_reports(sm, attempt_id, conversation_id)
 
 
 async def apply_waiting_reports(
