@@ -276,11 +276,15 @@ async def complete_if_finished(session: AsyncSession, campaign: Campaign, now: d
     # Two transactions settling a campaign's last contacts at once would each count the other's
     # contact as open (READ COMMITTED) and neither would complete it: they take turns on the
     # campaign row, so the later one counts after the earlier one committed. (SQLite writers
-    # already take turns: every write transaction begins IMMEDIATE.)
+    # already take turns: every write transaction begins IMMEDIATE.) The status is read again
+    # under that lock: a stop (or pause) committed meanwhile, whose cancelled contacts now count
+    # as finished, must not be overwritten by "completed".
     if dialect_name(session) != "sqlite":
-        await session.execute(
-            select(Campaign.id).where(Campaign.id == campaign.id).with_for_update()
+        status = await session.scalar(
+            select(Campaign.status).where(Campaign.id == campaign.id).with_for_update()
         )
+        if status != CampaignStatus.RUNNING:
+            return False
     # Is any contact still open? Named states (not "!= done") let the (campaign_id, state, …)
     # index answer with a seek; a count would walk every finished contact, once per contact.
     open_contact = await session.scalar(
