@@ -34,9 +34,10 @@ class TaskSet:
     async def drain(self, grace_seconds: float = 0.0) -> None:
         """Wait up to ``grace_seconds`` for the tasks to end, then cancel what still runs and
         wait for it to unwind."""
+        if self._tasks and grace_seconds > 0:
+            await asyncio.wait(set(self._tasks), timeout=grace_seconds)
+        # Read again: a task may have started another while they were given time.
         tasks = set(self._tasks)
-        if tasks and grace_seconds > 0:
-            await asyncio.wait(tasks, timeout=grace_seconds)
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
