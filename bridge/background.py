@@ -2,29 +2,22 @@
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import AsyncIterator, Coroutine
 from typing import Any
 
 from aiohttp import web
 
-TASKS = web.AppKey("background_tasks", set)
+from campaigns.tasks import TaskSet
+
+TASKS = web.AppKey("background_tasks", TaskSet)
 
 
 def spawn(app: web.Application, coro: Coroutine[Any, Any, None]) -> None:
-    tasks: set[asyncio.Task[None]] = app[TASKS]
-    task = asyncio.get_running_loop().create_task(coro)
-    tasks.add(task)
-    task.add_done_callback(tasks.discard)
+    app[TASKS].spawn(coro)
 
 
 async def background_tasks(app: web.Application) -> AsyncIterator[None]:
-    app[TASKS] = set()
+    app[TASKS] = TaskSet()
     yield
-    tasks = list(app[TASKS])
-    if tasks:
-        # Give them a moment to finish (a hang-up in flight), then stop them.
-        await asyncio.wait(tasks, timeout=5)
-        for task in tasks:
-            task.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
+    # Give them a moment to finish (a hang-up in flight), then stop them.
+    await app[TASKS].drain(5)

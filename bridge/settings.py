@@ -7,7 +7,7 @@ import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 
-from bridge.sandbox.faults import Faults
+from bridge.fault_plan import Faults
 
 # Sandbox credentials: shaped like real ones, so the SDK and the signature code run unchanged.
 SANDBOX_ACCOUNT_SID = "AC" + "0" * 32
@@ -112,7 +112,7 @@ class Settings:
     housekeeping_seconds: float = 5.0
     shutdown_grace_seconds: float = 10.0
     migrate_on_start: bool = True
-    # Injected sandbox faults (bridge/sandbox/faults.py); none by default.
+    # Injected sandbox faults (bridge/fault_plan.py); none by default.
     sandbox_faults: Faults = field(default_factory=Faults)
     # A sandbox carrier running as its own process (`callbridge sandbox`), used instead of
     # mounting one: what several nodes on one database share.

@@ -40,6 +40,7 @@ from campaigns.models import (
 from campaigns.pacing import send_deadline, slot_index, slot_time
 from campaigns.phones import mask
 from campaigns.reconciliation import LEASE_SLACK
+from campaigns.tasks import TaskSet
 
 log = logging.getLogger(__name__)
 
@@ -105,7 +106,7 @@ class Dispatcher:
         self._idle_poll = idle_poll_seconds
         self._on_next_due = on_next_due
         self._wakeup = asyncio.Event()
-        self._tasks: set[asyncio.Task[None]] = set()
+        self._tasks = TaskSet()
         self._loop_task: asyncio.Task[None] | None = None
         self._claiming = False
 
@@ -122,11 +123,7 @@ class Dispatcher:
         if self._loop_task is not None:
             self._loop_task.cancel()
             await asyncio.gather(self._loop_task, return_exceptions=True)
-        if self._tasks:
-            await asyncio.wait(set(self._tasks), timeout=drain_seconds)
-        for task in set(self._tasks):
-            task.cancel()
-        await asyncio.gather(*self._tasks, return_exceptions=True)
+        await self._tasks.drain(drain_seconds)
 
     @property
     def in_flight(self) -> int:
@@ -182,7 +179,7 @@ class Dispatcher:
                 break
             dials, again = await self._claim(campaign_id, now)
             for dial in dials:
-                self._spawn(self._dial(dial))
+                self._tasks.spawn(self._dial(dial))
                 claimed += 1
             if again is not None and (next_pass is None or again < next_pass):
                 next_pass = again
@@ -301,11 +298,6 @@ class Dispatcher:
             return claimed, upcoming - REFILL_AT
 
     # -- dialling ----------------------------------------------------------------------------
-
-    def _spawn(self, coro: object) -> None:
-        task = asyncio.create_task(coro)  # type: ignore[arg-type]
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
 
     async def _dial(self, dial: _Claimed) -> None:
         request, at, cps = dial

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import logging
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime, timedelta
@@ -16,6 +15,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from campaigns import recurring
 from campaigns.clock import to_real, utcnow
 from campaigns.models import Campaign, CampaignStatus, ScheduleFiring
+from campaigns.tasks import TaskSet
 
 log = logging.getLogger(__name__)
 
@@ -38,7 +38,7 @@ class Scheduler:
         self._housekeeping = housekeeping
         self._housekeeping_seconds = housekeeping_seconds
         # Jobs live in memory only: every node rebuilds them from the database.
-        self._jobs: set[asyncio.Future[object]] = set()
+        self._jobs = TaskSet()
         self._aps = AsyncIOScheduler(timezone=UTC, job_defaults={"misfire_grace_time": None})
 
     @property
@@ -82,10 +82,7 @@ class Scheduler:
         does not cover coroutine jobs)."""
 
         async def run() -> None:
-            task = asyncio.ensure_future(job())
-            self._jobs.add(task)
-            task.add_done_callback(self._jobs.discard)
-            await task
+            await self._jobs.spawn(job())
 
         return run
 
@@ -101,11 +98,7 @@ class Scheduler:
     async def drain(self, grace_seconds: float = 10.0) -> None:
         """Let jobs already running finish (or stop them) before what they use goes away."""
         self.shutdown()
-        if self._jobs:
-            await asyncio.wait(set(self._jobs), timeout=grace_seconds)
-        for task in set(self._jobs):
-            task.cancel()
-        await asyncio.gather(*self._jobs, return_exceptions=True)
+        await self._jobs.drain(grace_seconds)
 
     def schedule_campaign_start(self, campaign_id: str, at: datetime) -> None:
         self._aps.add_job(

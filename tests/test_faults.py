@@ -11,8 +11,9 @@ import pytest
 from aiohttp import web
 from twilio.base.exceptions import TwilioRestException
 
+from bridge.fault_plan import Faults
 from bridge.sandbox.carrier import SandboxCarrier
-from bridge.sandbox.faults import CreateFault, FaultInjector, Faults
+from bridge.sandbox.faults import CreateFault, FaultInjector
 from bridge.settings import SANDBOX_ACCOUNT_SID, SANDBOX_AUTH_TOKEN
 from campaigns.db import make_engine
 from tests.test_sandbox_carrier import HUMAN, Harness, Receiver, eventually

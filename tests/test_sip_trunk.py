@@ -20,8 +20,8 @@ import requests
 from elevenlabs.client import ElevenLabs
 
 from bridge.app_keys import SANDBOX_AGENT
+from bridge.fault_plan import Faults
 from bridge.sandbox.agent import SandboxAgent
-from bridge.sandbox.faults import Faults
 from bridge.settings import SANDBOX_ELEVENLABS_API_KEY
 from tests.campaign_flow import export_rows, predicted, start, upload, wait_completed
 from tests.conftest import eventually

@@ -27,14 +27,16 @@ from aiohttp import web
 from twilio.twiml.voice_response import VoiceResponse
 
 from bridge.api.bodies import JSON_LIMIT_BYTES, BadJson, loads, read_body
+from bridge.fault_plan import Faults
 from bridge.sandbox import agent_audio, agent_brain
 from bridge.sandbox.agent_brain import ConversationRecord
 from bridge.sandbox.agent_events import Narrator, behaviour_for
 from bridge.sandbox.agent_profiles import AgentProfile, exists, profile_for
 from bridge.sandbox.delivery import JOURNAL_LIMIT, Journal
-from bridge.sandbox.faults import FaultInjector, Faults
+from bridge.sandbox.faults import FaultInjector
 from bridge.sandbox.inspection import InspectionGuard, guarded, journal_reply
 from bridge.sandbox.recent import DEFAULT_RECORDS, Recent
+from campaigns.tasks import TaskSet
 
 log = logging.getLogger(__name__)
 
@@ -287,7 +289,7 @@ class SandboxAgent:
         # Kept for inspection after the call ended: the newest ``records_limit`` only.
         self.conversations: Recent[str, ConversationRecord] = Recent(records_limit)
         self.journal = Journal(max(1, int(journal_limit * WEBHOOKS_PER_JOURNAL_ENTRY)))
-        self._tasks: set[asyncio.Task[Any]] = set()
+        self._tasks = TaskSet()
         # Every conversation WebSocket message, both ways, as {direction, message}.
         self.messages = Journal(journal_limit * MESSAGES_PER_JOURNAL_ENTRY)
         # Tests set this to see every conversation WebSocket message, both ways, as it happens.
@@ -334,17 +336,13 @@ class SandboxAgent:
         self._session = aiohttp.ClientSession()
 
     async def close(self) -> None:
-        for task in list(self._tasks):
-            task.cancel()
-        await asyncio.gather(*self._tasks, return_exceptions=True)
+        await self._tasks.drain()
         if self._session is not None:
             await self._session.close()
             self._session = None
 
     def _spawn(self, coro: Coroutine[Any, Any, None]) -> None:
-        task = asyncio.create_task(coro)
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
+        self._tasks.spawn(coro)
 
     # ------------------------------------------------------------------ REST
 

@@ -37,6 +37,7 @@ from bridge.sandbox.store import CallSettings, CallStore, SandboxCall, Stage, ne
 from bridge.sandbox.stream_caller import TwimlPlan, read_twiml
 from campaigns.clock import utcnow
 from campaigns.phones import mask
+from campaigns.tasks import TaskSet
 
 logger = logging.getLogger(__name__)
 
@@ -75,7 +76,7 @@ class CallSimulator:
         self._voice_url = voice_url
         self._voice_status_callback = voice_status_callback
         self._live: dict[str, LiveCall] = {}
-        self._tasks: set[asyncio.Task[Any]] = set()
+        self._tasks = TaskSet()
         # What each received call was told by <Say>: the newest calls' only, for inspection.
         self.said: Recent[str, list[str]] = Recent(records_limit)
         self.running = False
@@ -107,17 +108,11 @@ class CallSimulator:
     async def stop(self) -> None:
         """Stop simulating (calls stay in the log, to be resumed by the next start)."""
         self.running = False
-        tasks = list(self._tasks)
-        for task in tasks:
-            task.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
+        await self._tasks.drain()
         self._live.clear()
 
-    def _spawn(self, coro: Coroutine[Any, Any, None], name: str) -> asyncio.Task[None]:
-        task = asyncio.create_task(coro, name=name)
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
-        return task
+    def _spawn(self, coro: Coroutine[Any, Any, None], name: str) -> asyncio.Future[Any]:
+        return self._tasks.spawn(coro, name=name)
 
     def launch(self, sid: str, created: SandboxCall | None = None) -> LiveCall | None:
         """The live simulation of a call, started if needed; None while the carrier is stopped."""

@@ -29,6 +29,7 @@ from datetime import datetime
 from aiohttp import web
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from bridge.fault_plan import Faults
 from bridge.sandbox.call_simulation import CallSimulator
 from bridge.sandbox.carrier_auth import AccountAuth, TokenSource
 from bridge.sandbox.carrier_inspection import CarrierInspection
@@ -36,7 +37,7 @@ from bridge.sandbox.carrier_rest import CallsApi, twilio_errors
 from bridge.sandbox.carrier_senders import Outgoing
 from bridge.sandbox.courier import Courier
 from bridge.sandbox.delivery import JOURNAL_LIMIT
-from bridge.sandbox.faults import FaultInjector, Faults
+from bridge.sandbox.faults import FaultInjector
 from bridge.sandbox.inspection import InspectionGuard
 from bridge.sandbox.recent import DEFAULT_RECORDS
 from bridge.sandbox.store import CallStore, SandboxCall, ensure_schema

@@ -16,6 +16,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from campaigns.call_events import Applied, record_event, record_events
 from campaigns.call_updates import CallUpdate
+from campaigns.tasks import TaskSet
 
 log = logging.getLogger(__name__)
 
@@ -34,16 +35,14 @@ class EventApplier:
         self._sm = sm
         self._writers = writers
         self._queue: list[_Pending] = []
-        self._running: set[asyncio.Task[None]] = set()
+        self._running = TaskSet()
 
     async def apply(self, update: CallUpdate) -> Applied:
         loop = asyncio.get_running_loop()
         pending = _Pending(update, loop.create_future())
         self._queue.append(pending)
         if len(self._running) < self._writers:
-            task = loop.create_task(self._write(), name="callback-applier")
-            self._running.add(task)
-            task.add_done_callback(self._running.discard)
+            self._running.spawn(self._write(), name="callback-applier")
         # shield: a caller that goes away mid-commit leaves the others' group alone.
         return await asyncio.shield(pending.done)
 
