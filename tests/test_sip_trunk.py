@@ -164,18 +164,11 @@ async def client(app_client: Any) -> Any:
     )
 
 
-async def test_a_sip_trunk_call_whose_webhook_is_lost_is_settled_by_asking_elevenlabs(
-    client: Any,
-) -> None:
-    agent: SandboxAgent = client.app[SANDBOX_AGENT]
-    # Every post-call webhook goes nowhere: nothing but ElevenLabs' GET Conversation can say
-    # how the call ended (no carrier callback reaches callbridge over a SIP trunk).
-    agent._webhook_url = f"http://127.0.0.1:{free_port()}/lost"
-    response = await client.post(
-        "/api/v1/campaigns", headers=HEADERS, json={**CAMPAIGN, "max_attempts": 1}
-    )
+async def run_one_call(client: Any, campaign: dict[str, Any], *, within: float) -> str:
+    """A campaign of one contact, started in-process and waited for until it completes."""
+    response = await client.post("/api/v1/campaigns", headers=HEADERS, json=campaign)
     assert response.status == 201, await response.text()
-    campaign_id = (await response.json())["id"]
+    campaign_id = str((await response.json())["id"])
     response = await client.post(
         f"/api/v1/campaigns/{campaign_id}/contacts",
         headers={**HEADERS, "Content-Type": "text/csv"},
@@ -189,7 +182,18 @@ async def test_a_sip_trunk_call_whose_webhook_is_lost_is_settled_by_asking_eleve
         response = await client.get(f"/api/v1/campaigns/{campaign_id}", headers=HEADERS)
         return bool((await response.json())["status"] == "completed")
 
-    await eventually(completed, within=30, what="the campaign to complete", every=0.1)
+    await eventually(completed, within=within, what="the campaign to complete", every=0.1)
+    return campaign_id
+
+
+async def test_a_sip_trunk_call_whose_webhook_is_lost_is_settled_by_asking_elevenlabs(
+    client: Any,
+) -> None:
+    agent: SandboxAgent = client.app[SANDBOX_AGENT]
+    # Every post-call webhook goes nowhere: nothing but ElevenLabs' GET Conversation can say
+    # how the call ended (no carrier callback reaches callbridge over a SIP trunk).
+    agent._webhook_url = f"http://127.0.0.1:{free_port()}/lost"
+    campaign_id = await run_one_call(client, {**CAMPAIGN, "max_attempts": 1}, within=30)
     (record,) = agent.conversations.values()
     assert record.status == "done"
     await eventually(lambda: len(record.webhooks) == 2, what="both webhooks tried")
@@ -259,23 +263,7 @@ async def test_a_sip_trunk_call_whose_create_answer_and_report_are_lost_ends_unc
     # A short ring timeout and time limit: the grace period runs from when the call must
     # have ended. Three attempts allowed: a retry would be a second dial.
     campaign = {**CAMPAIGN, "ring_timeout_seconds": 5, "time_limit_seconds": 5}
-    response = await client.post("/api/v1/campaigns", headers=HEADERS, json=campaign)
-    assert response.status == 201, await response.text()
-    campaign_id = (await response.json())["id"]
-    response = await client.post(
-        f"/api/v1/campaigns/{campaign_id}/contacts",
-        headers={**HEADERS, "Content-Type": "text/csv"},
-        data=b"phone_number\n+12125550100\n",
-    )
-    assert response.status == 200, await response.text()
-    response = await client.post(f"/api/v1/campaigns/{campaign_id}/start", headers=HEADERS)
-    assert response.status == 200, await response.text()
-
-    async def completed() -> bool:
-        response = await client.get(f"/api/v1/campaigns/{campaign_id}", headers=HEADERS)
-        return bool((await response.json())["status"] == "completed")
-
-    await eventually(completed, within=45, what="the campaign to complete", every=0.2)
+    campaign_id = await run_one_call(client, campaign, within=45)
     # The call was placed and held; its report went nowhere.
     (record,) = agent.conversations.values()
     assert record.status == "done" and record.to_number == "+12125550100"
