@@ -24,11 +24,11 @@ def test_every_wall_clock_second_holds_exactly_cps_slots(cps: int) -> None:
     assert {per_second[second] for second in whole_seconds} == {cps}
 
 
-def test_slots_leave_the_last_quarter_of_every_second_free() -> None:
+def test_slots_leave_the_last_two_fifths_of_every_second_free() -> None:
     start = datetime(2030, 1, 1, 12, 0, 0, tzinfo=UTC)
     index = slot_index(start, 10)
     offsets = [slot_time(index + i, 10).microsecond for i in range(10)]
-    assert offsets == [37_500 + 75_000 * i for i in range(10)]
+    assert offsets == [30_000 + 60_000 * i for i in range(10)]
 
 
 @pytest.mark.parametrize("cps", [0.5, 3, 10, 20])
@@ -74,4 +74,4 @@ def test_dials_that_leave_in_time_stay_near_the_rate_over_any_sliding_second(
 def test_an_instant_in_the_free_tail_waits_for_the_next_seconds_first_slot() -> None:
     tail = datetime(2030, 1, 1, 12, 0, 0, 800_000, tzinfo=UTC)
     slot = slot_time(slot_index(tail, 10), 10)
-    assert slot == datetime(2030, 1, 1, 12, 0, 1, 37_500, tzinfo=UTC)
+    assert slot == datetime(2030, 1, 1, 12, 0, 1, 30_000, tzinfo=UTC)

@@ -81,10 +81,11 @@ class CallsApi:
         return call
 
     async def _create_call(self, request: web.Request) -> web.StreamResponse:
+        # A call is dated when its request arrives, as the carrier's own per-second count sees it.
+        now = utcnow()
         account_sid = await self._auth.authenticate(request)
         fault = await self._create_fault()
         spec = wire.parse_call_request(await request.post())
-        now = utcnow()
         # A real carrier answers a create promptly or not at all; a call stored long after the
         # client gave up would defeat its reconciliation, so a create that waited is dropped.
         not_after = now + timedelta(seconds=CREATE_DEADLINE_SECONDS)
