@@ -78,6 +78,15 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     )
 
 
+def pytest_xdist_auto_num_workers(config: pytest.Config) -> int | None:
+    """The suite runs on as many workers as the machine has cores (``-n auto`` in pyproject.toml):
+    most tests wait on a service of their own, so one worker keeps a core only half busy. The long
+    scenarios run one at a time in one process: each measures a whole machine's worth of calls."""
+    if config.getoption("--scenarios"):
+        return 0
+    return None
+
+
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     # Deselected, not skipped: they do not fail, they belong to another run (see .ci/run).
     if config.getoption("--scenarios"):
