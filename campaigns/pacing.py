@@ -37,6 +37,8 @@ FREE_TAIL = 0.4
 _SLOT_TOLERANCE = 1e-3
 # Time kept, before the end of a slot's second, for a create to reach the provider and be
 # stamped by its clock (building the request, the network, a busy event loop at either end).
+# With the free tail above, MAX_LATE ends a slot's wait first (by .65); this bound keeps a dial in
+# its own second whatever FREE_TAIL and MAX_LATE are set to.
 SEND_MARGIN = timedelta(milliseconds=100)
 MAX_LATE = timedelta(milliseconds=50)
 
