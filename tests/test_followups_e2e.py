@@ -94,12 +94,18 @@ def _run(service: Service, database_url: str, *, agent_id: str, tools: bool) -> 
         target_concurrency_limit=15,
     )
     campaign_id = created.campaign.campaign_id
-    wait_until(
-        lambda: campaigns.get(campaign_id).status == "completed",
-        timeout=50,
-        interval=0.3,
-        what="the follow-up campaign to complete",
-    )
+
+    def settled() -> bool:
+        # A report can come after its call's end completed the campaign (a stop then relabels
+        # the lead, a callback reopens the campaign): every one of the 36 requests is in first.
+        recorded = query_rows(
+            database_url,
+            "SELECT count(*) FROM follow_up_requests WHERE campaign_id = :c",
+            c=campaign_id,
+        )[0][0]
+        return recorded == 36 and campaigns.get(campaign_id).status == "completed"
+
+    wait_until(settled, timeout=50, interval=0.3, what="the follow-up campaign to complete")
 
     calls = [c for c in service.sandbox_calls() if c["from"] == PHONE["agent_phone_number_id"]]
     dials = Counter(c["to"] for c in calls)
