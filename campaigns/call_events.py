@@ -6,13 +6,14 @@ import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from sqlalchemy import select
+from sqlalchemy import or_, select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from campaigns.call_updates import CallUpdate
+from campaigns.clock import utcnow
 from campaigns.models import Attempt, CallEvent
-from campaigns.sqlutil import insert_ignoring_conflicts
-from campaigns.transitions import apply_event
+from campaigns.sqlutil import dialect_name, insert_ignoring_conflicts
+from campaigns.transitions import apply_event, complete_deferred, complete_last
 
 log = logging.getLogger(__name__)
 
@@ -35,9 +36,31 @@ async def record_event(sm: async_sessionmaker[AsyncSession], update_: CallUpdate
 async def record_events(
     sm: async_sessionmaker[AsyncSession], updates: Sequence[CallUpdate]
 ) -> list[Applied]:
-    """Apply events in order in one transaction, each exactly as `record_event` would."""
+    """Apply events in order in one transaction, each exactly as `record_event` would.
+
+    Rows are locked in the order every transaction takes them, so that groups and single calls
+    never wait for each other in a circle: the group's attempts first (by id), and the rows of
+    the campaigns whose contacts it finished last."""
     async with sm.begin() as session:
-        return [await record_in(session, update_) for update_ in updates]
+        await _lock_attempts(session, updates)
+        complete_last(session)
+        applied = [await record_in(session, update_) for update_ in updates]
+        await complete_deferred(session, utcnow())
+        return applied
+
+
+async def _lock_attempts(session: AsyncSession, updates: Sequence[CallUpdate]) -> None:
+    if len(updates) < 2 or dialect_name(session) == "sqlite":
+        # One event takes one attempt; SQLite's writers take turns on the whole database.
+        return
+    ids = {u.attempt_id for u in updates if u.attempt_id}
+    call_ids = {u.provider_call_id for u in updates}
+    await session.execute(
+        select(Attempt.id)
+        .where(or_(Attempt.id.in_(ids), Attempt.provider_call_id.in_(call_ids)))
+        .order_by(Attempt.id)
+        .with_for_update()
+    )
 
 
 async def record_in(session: AsyncSession, update_: CallUpdate) -> Applied:

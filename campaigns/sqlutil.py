@@ -7,7 +7,7 @@ from typing import Any, TypeVar
 
 from sqlalchemy import Table
 from sqlalchemy.dialects import postgresql, sqlite
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy.exc import DBAPIError, IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 T = TypeVar("T")
@@ -39,12 +39,30 @@ async def record_once(
 ) -> T:
     """``write`` in a transaction of its own; when a unique key says another request recorded the
     same thing meanwhile (a provider's retry, the same fact told by two paths), ``read`` answers
-    what that request stored. A second try covers a conflict on a row the first try only read."""
-    for _ in range(2):
+    what that request stored. A second try covers a conflict on a row the first try only read.
+    A try PostgreSQL chose as a deadlock's victim (or whose snapshot went stale) is tried again:
+    nothing of it was kept."""
+    conflicts = retries = 0
+    while conflicts < 2:
         try:
             async with sm.begin() as session:
                 return await write(session)
         except IntegrityError:
-            continue
+            conflicts += 1
+        except DBAPIError as exc:
+            retries += 1
+            if not transient(exc) or retries > TRANSIENT_RETRIES:
+                raise
     async with sm() as session:
         return await read(session)
+
+
+# PostgreSQL's deadlock_detected and serialization_failure: the transaction was rolled back as
+# a whole, and the same transaction tried again can succeed.
+_TRANSIENT_STATES = ("40P01", "40001")
+TRANSIENT_RETRIES = 3
+
+
+def transient(exc: DBAPIError) -> bool:
+    """The database gave up the transaction for another's sake; trying it again is safe."""
+    return getattr(exc.orig, "sqlstate", None) in _TRANSIENT_STATES

@@ -267,7 +267,33 @@ def finish_contact(
     emit(session, ContactFinished(contact.id, contact.campaign_id, disposition))
 
 
+# session.info key: the campaigns whose completion a transaction checks at its end (see
+# complete_last), instead of each time one of its contacts finishes.
+_COMPLETE_LAST = "campaigns_completed_last"
+
+
+def complete_last(session: AsyncSession) -> None:
+    """Check campaign completion once, at the end of this transaction (complete_deferred).
+
+    A transaction that applies the events of several calls locks their attempts and contacts
+    first; taking a campaign's row in the middle (a contact finished) and then another attempt
+    would hold them in the opposite order to a single call's transaction (attempt, contact,
+    campaign), and on PostgreSQL the two deadlock."""
+    session.info[_COMPLETE_LAST] = {}
+
+
+async def complete_deferred(session: AsyncSession, now: datetime) -> None:
+    """The completion checks complete_last put off, the campaign rows locked last."""
+    waiting: dict[str, Campaign] = session.info.pop(_COMPLETE_LAST, {})
+    for campaign_id in sorted(waiting):
+        await complete_if_finished(session, waiting[campaign_id], now)
+
+
 async def complete_if_finished(session: AsyncSession, campaign: Campaign, now: datetime) -> bool:
+    waiting = session.info.get(_COMPLETE_LAST)
+    if waiting is not None:
+        waiting[campaign.id] = campaign
+        return False
     if campaign.schedule_cron:
         # A recurring campaign waits for its next firing: it is never done by itself.
         return False
