@@ -13,11 +13,14 @@ from bridge.settings import Settings
 from bridge.telephony import elevenlabs, elevenlabs_sip, twilio
 from bridge.telephony.port import Connection, DialerParts
 from bridge.telephony.routing import DialerRouter
+from bridge.telephony.twilio.dialer import TwilioDialer
 from bridge.webhooks.elevenlabs import conversation_known
 from campaigns.lifecycle import AgentConnections
 
 # Each telephony package's connections; a new package adds its own here and nowhere else.
 PACKAGES = (twilio.CONNECTIONS, elevenlabs.CONNECTIONS, elevenlabs_sip.CONNECTIONS)
+# Each package's set-up hook: the routes its provider's requests come in on, and their validators.
+SETUPS = (twilio.setup,)
 
 
 def registered() -> dict[str, Connection]:
@@ -49,8 +52,13 @@ def sdk_base_url(settings: Settings) -> str | None:
 
 
 def setup(app: web.Application) -> None:
-    """Register the connections; add after the agents' cleanup context (its client is used)."""
+    """Register the connections and set up each package that has a hook (its routes and
+    validators); add after the agents' cleanup context (its client is used)."""
     app[CONNECTIONS] = registered()
+    # Every package is set up whether or not its provider is configured: the sandbox plays
+    # each provider, and a campaign may name any registered connection.
+    for hook in SETUPS:
+        hook(app)
     app.cleanup_ctx.append(_dialers)
 
 
@@ -61,7 +69,7 @@ async def _dialers(app: web.Application) -> AsyncIterator[None]:
     async def remember(attempt_id: str, conversation_id: str) -> None:
         await conversation_known(sm, attempt_id, conversation_id)
 
-    carrier = twilio.TwilioDialer(
+    carrier = TwilioDialer(
         account_sid=settings.twilio_account_sid,
         auth_token=settings.twilio_auth_token,
         public_url=settings.base_url,
