@@ -27,8 +27,8 @@ from bridge.media import audio_formats, tokens
 from bridge.media.calls import bind_registered, start_stream
 from bridge.media.connector import AgentUnavailable, CallContext, load_context
 from bridge.media.relay import relay
-from bridge.telephony.elevenlabs import websocket_url
-from bridge.telephony.elevenlabs_outcomes import agent_failure
+from bridge.telephony.elevenlabs.client import websocket_url
+from bridge.telephony.elevenlabs.outcomes import agent_failure
 from bridge.telephony.twilio import media_wire
 from bridge.telephony.twilio.media_wire import Start
 from campaigns.attention import pause_for

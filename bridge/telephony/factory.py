@@ -10,23 +10,23 @@ from aiohttp import web
 from bridge.app_keys import CONNECTIONS, DIALER, ELEVENLABS, SESSIONMAKER, SETTINGS
 from bridge.ops.setup import metered_dialer
 from bridge.settings import Settings
-from bridge.telephony import elevenlabs, elevenlabs_sip, twilio
+from bridge.telephony import elevenlabs, twilio
+from bridge.telephony.elevenlabs.post_call import conversation_known
 from bridge.telephony.port import Connection, DialerParts
 from bridge.telephony.routing import DialerRouter
 from bridge.telephony.twilio.dialer import TwilioDialer
-from bridge.webhooks.elevenlabs import conversation_known
 from campaigns.lifecycle import AgentConnections
 
-# Each telephony package's connections; a new package adds its own here and nowhere else.
-PACKAGES = (twilio.CONNECTIONS, elevenlabs.CONNECTIONS, elevenlabs_sip.CONNECTIONS)
-# Each package's set-up hook: the routes its provider's requests come in on, and their validators.
-SETUPS = (twilio.setup,)
+# The telephony packages, each with its connections (CONNECTIONS) and its set-up hook (setup:
+# the routes its provider's requests come in on, and their validators); a new package is added
+# here and nowhere else.
+PACKAGES = (twilio, elevenlabs)
 
 
 def registered() -> dict[str, Connection]:
     connections: dict[str, Connection] = {}
     for package in PACKAGES:
-        for connection in package:
+        for connection in package.CONNECTIONS:
             if connection.name in connections:
                 raise ValueError(f"agent connection {connection.name} registered twice")
             connections[connection.name] = connection
@@ -57,8 +57,8 @@ def setup(app: web.Application) -> None:
     app[CONNECTIONS] = registered()
     # Every package is set up whether or not its provider is configured: the sandbox plays
     # each provider, and a campaign may name any registered connection.
-    for hook in SETUPS:
-        hook(app)
+    for package in PACKAGES:
+        package.setup(app)
     app.cleanup_ctx.append(_dialers)
 
 

@@ -20,7 +20,7 @@ from bridge.media import tokens
 from bridge.media.calls import NotThisCall, answered_call
 from bridge.media.connector import CallContext
 from bridge.media.routes import record_agent_failure, stream_url
-from bridge.telephony.elevenlabs import AgentApiError, initiation_data
+from bridge.telephony.elevenlabs.client import AgentApiError, initiation_data
 from bridge.telephony.twilio.forms import required_call_sid, signed_form
 
 routes = web.RouteTableDef()

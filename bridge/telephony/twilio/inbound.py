@@ -20,7 +20,7 @@ from twilio.twiml.voice_response import VoiceResponse
 from bridge.app_keys import ELEVENLABS, SESSIONMAKER, SETTINGS
 from bridge.media.connector import load_context
 from bridge.settings import INBOUND_PATH
-from bridge.telephony.elevenlabs import AgentApiError, initiation_data
+from bridge.telephony.elevenlabs.client import AgentApiError, initiation_data
 from bridge.telephony.twilio.answer import (
     REGISTER_TIMEOUT_SECONDS,
     connect_stream,
