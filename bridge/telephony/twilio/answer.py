@@ -7,7 +7,6 @@ import asyncio
 import json
 
 from aiohttp import web
-from twilio.twiml.voice_response import VoiceResponse
 
 from bridge.app_keys import (
     AGENT_CONNECTOR,
@@ -21,7 +20,9 @@ from bridge.media.calls import NotThisCall, answered_call
 from bridge.media.connector import CallContext
 from bridge.media.routes import record_agent_failure, stream_url
 from bridge.telephony.elevenlabs.client import AgentApiError, initiation_data
+from bridge.telephony.twilio import markup
 from bridge.telephony.twilio.forms import required_call_sid, signed_form
+from bridge.telephony.twilio.markup import twiml_response
 
 routes = web.RouteTableDef()
 
@@ -61,21 +62,15 @@ def connect_stream(app: web.Application, context: CallContext) -> web.Response:
     """The TwiML that connects the attempt's answered call to our media relay: a stream whose
     token is good for this attempt and call only, and for one stream (`bridge.media.routes`)."""
     call_sid = str(context.call_sid)
-    response = VoiceResponse()
-    connect = response.connect()
-    # The URL names the attempt, so the signature of its WebSocket upgrade is the call's own.
-    stream = connect.stream(url=stream_url(app[SETTINGS].base_url, context.attempt_id))
-    stream.parameter(name="attempt_id", value=context.attempt_id)
     token = tokens.issue(app[MEDIA_TOKEN_SECRET], context.attempt_id, call_sid)
-    stream.parameter(name="token", value=token)
+    # The URL names the attempt, so the signature of its WebSocket upgrade is the call's own.
+    response = markup.stream(
+        stream_url(app[SETTINGS].base_url, context.attempt_id), context.attempt_id, token
+    )
     # Open the agent conversation now, while Twilio sets up the stream: the first turn is then
     # ready when the callee starts listening.
     app[AGENT_CONNECTOR].prepare(context)
     return twiml_response(response)
-
-
-def twiml_response(response: VoiceResponse | str) -> web.Response:
-    return web.Response(text=str(response), content_type="text/xml")
 
 
 async def register_call(
@@ -111,7 +106,4 @@ async def register_call(
         except AgentApiError as exc:
             reason = f"register-call failed: {exc}"
     await record_agent_failure(app, context.attempt_id, params.get("CallSid", ""), reason)
-    response = VoiceResponse()
-    response.say(APOLOGY)
-    response.hangup()
-    return twiml_response(response)
+    return twiml_response(markup.say_and_hang_up(APOLOGY))

@@ -12,8 +12,8 @@ import aiohttp
 from twilio.base.exceptions import TwilioRestException
 from twilio.http.async_http_client import AsyncTwilioHttpClient
 from twilio.rest import Client
-from twilio.twiml.voice_response import VoiceResponse
 
+from bridge.telephony.twilio.markup import say_and_hang_up
 from bridge.telephony.twilio.statuses import (
     MACHINE_DETECTION,
     answerer,
@@ -126,9 +126,7 @@ class TwilioDialer:
 
     async def leave_message(self, call_id: str, message: str) -> None:
         """Replace the live call's TwiML: say the message after the beep, then hang up."""
-        response = VoiceResponse()
-        response.say(message)
-        response.hangup()
+        response = say_and_hang_up(message)
         await asyncio.wait_for(
             self._client.calls(call_id).update_async(twiml=str(response)), self._timeout
         )

@@ -15,7 +15,6 @@ import asyncio
 import logging
 
 from aiohttp import web
-from twilio.twiml.voice_response import VoiceResponse
 
 from bridge.app_keys import ELEVENLABS, SESSIONMAKER, SETTINGS
 from bridge.media.connector import load_context
@@ -25,9 +24,9 @@ from bridge.telephony.twilio.answer import (
     REGISTER_TIMEOUT_SECONDS,
     connect_stream,
     register_call,
-    twiml_response,
 )
 from bridge.telephony.twilio.forms import required_call_sid, signed_form
+from bridge.telephony.twilio.markup import say_and_hang_up, twiml_response
 from campaigns import inbound
 from campaigns.clock import utcnow
 
@@ -78,7 +77,4 @@ async def _unknown_caller(app: web.Application, params: dict[str, str]) -> web.R
             )
         except (TimeoutError, AgentApiError) as exc:
             log.warning("default inbound agent unavailable: %s", exc)
-    response = VoiceResponse()
-    response.say(settings.inbound_message)
-    response.hangup()
-    return twiml_response(response)
+    return twiml_response(say_and_hang_up(settings.inbound_message))
