@@ -1,5 +1,5 @@
-"""The TwiML an answered call is set up with: our media relay's stream, or ElevenLabs'
-register-call, for the attempt's own call only."""
+"""POST /webhooks/twilio/twiml: an answered call is set up with our media relay's stream, or with
+ElevenLabs' register-call, for the attempt's own call only."""
 
 from __future__ import annotations
 

@@ -1,5 +1,5 @@
-"""The TwiML we answer Twilio with: a stream to our media relay, a message and a hang-up, and the
-HTTP response that carries either."""
+"""The TwiML we send Twilio: a stream to our media relay, a message and a hang-up, and the HTTP
+response that carries TwiML."""
 
 from __future__ import annotations
 
