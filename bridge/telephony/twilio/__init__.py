@@ -1,6 +1,6 @@
-"""Twilio: the carrier every call of ours is placed on, with its agent connections and the
-routes Twilio's requests come in on (status and AMD callbacks, the answered call's TwiML, calls
-back), each signed with the account's auth token."""
+"""Twilio: the carrier our own dialer places calls on, with its agent connections and the routes
+Twilio's requests come in on (status and AMD callbacks, the answered call's TwiML, calls back),
+each signed with the account's auth token."""
 
 from __future__ import annotations
 
