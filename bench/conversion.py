@@ -18,8 +18,9 @@ from collections.abc import Callable
 
 import numpy as np
 
-from bridge.media import agent_wire, twilio_wire
+from bridge.media import agent_wire
 from bridge.media.audio_formats import audio_path, audioop
+from bridge.telephony.twilio import media_wire
 
 FRAMES = 5000  # 100 s of audio each way
 ROUNDS = 7
@@ -83,7 +84,7 @@ def per_frame_us(audio_format: str, frames: int = FRAMES, rounds: int = ROUNDS) 
     # the sockets.
     def to_caller() -> None:
         path = audio_path(audio_format, audio_format)
-        media = twilio_wire.MediaMessages(STREAM_SID)
+        media = media_wire.MediaMessages(STREAM_SID)
         encoded_here = path.converts_to_caller
         for text in agent:
             event = agent_wire.parse(text)
@@ -95,8 +96,8 @@ def per_frame_us(audio_format: str, frames: int = FRAMES, rounds: int = ROUNDS) 
         path = audio_path(audio_format, audio_format)
         encoded_here = path.converts_to_agent
         for text in twilio:
-            event = twilio_wire.parse(text)
-            assert isinstance(event, twilio_wire.Media)
+            event = media_wire.parse(text)
+            assert isinstance(event, media_wire.Media)
             chunk = path.to_agent(event.payload)
             if chunk is not None:
                 agent_wire.user_audio(chunk, encoded_here=encoded_here)

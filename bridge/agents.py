@@ -23,8 +23,7 @@ from bridge.media.tokens import derive_secret
 from bridge.sandbox.agent import SandboxAgent
 from bridge.sandbox.inspection import inspection_guard
 from bridge.settings import Settings
-from bridge.telephony.elevenlabs import ElevenLabsClient
-from bridge.webhooks import elevenlabs as elevenlabs_webhooks
+from bridge.telephony.elevenlabs.client import ElevenLabsClient
 
 SANDBOX_AGENT_PATH = "/sandbox/elevenlabs"
 
@@ -32,7 +31,6 @@ SANDBOX_AGENT_PATH = "/sandbox/elevenlabs"
 def setup(app: web.Application, settings: Settings) -> None:
     """Add routes and resources; call before the telephony factory (its dialers use the client)."""
     app.add_routes(media_routes.routes)
-    app.add_routes(elevenlabs_webhooks.routes)
     app[MEDIA_TOKEN_SECRET] = derive_secret(settings.twilio_auth_token)
     if settings.sandbox and not settings.elevenlabs_url:
         agent = SandboxAgent(

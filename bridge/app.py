@@ -9,7 +9,6 @@ from collections.abc import AsyncIterator
 from datetime import timedelta
 
 from aiohttp import web
-from twilio.request_validator import RequestValidator
 
 from bridge import dashboard
 from bridge.agents import setup as agents_setup
@@ -32,7 +31,6 @@ from bridge.app_keys import (
     SCHEDULER,
     SESSIONMAKER,
     SETTINGS,
-    TWILIO_VALIDATOR,
 )
 from bridge.background import background_tasks
 from bridge.migrate import upgrade_to_head
@@ -42,8 +40,6 @@ from bridge.sandbox.carrier import build_carrier
 from bridge.sandbox.inspection import inspection_guard
 from bridge.settings import Settings
 from bridge.telephony.factory import setup as telephony_setup
-from bridge.webhooks import inbound as inbound_webhooks
-from bridge.webhooks import twilio as twilio_webhooks
 from bridge.webhooks.applier import new_applier
 from campaigns.clock import set_offset, utcnow
 from campaigns.db import make_engine, make_sessionmaker
@@ -78,14 +74,11 @@ def create_app(settings: Settings) -> web.Application:
     app[SETTINGS] = settings
     # A rehearsal's shifted clock (sandbox only): the whole process shares one clock.
     set_offset(settings.clock_offset_seconds if settings.sandbox else 0.0)
-    app[TWILIO_VALIDATOR] = RequestValidator(settings.twilio_auth_token)
     app.add_routes(campaign_api.routes)
     app.add_routes(lifecycle_api.api.routes)
     app.add_routes(dnc_api.api.routes)
     app.add_routes(calls_api.api.routes)
     app.add_routes(lists_api.api.routes)
-    app.add_routes(twilio_webhooks.routes)
-    app.add_routes(inbound_webhooks.routes)
     app.router.add_get("/healthz", _healthz)
     # Creating an engine opens no connection; the cleanup context migrates and disposes it.
     engine = make_engine(settings.database_url, **settings.engine_options)

@@ -13,7 +13,7 @@ from sqlalchemy import func, select, update
 
 from bridge.app_keys import SESSIONMAKER
 from bridge.sandbox.agent_brain import ConversationRecord, audio_webhook
-from bridge.webhooks.elevenlabs import apply_waiting_reports
+from bridge.telephony.elevenlabs.post_call import apply_waiting_reports
 from campaigns.models import (
     Attempt,
     AttemptStatus,

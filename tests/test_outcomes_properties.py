@@ -9,7 +9,7 @@ from datetime import UTC, datetime, timedelta
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from bridge.telephony.twilio import answerer
+from bridge.telephony.twilio.statuses import answerer
 from campaigns.call_updates import CallUpdate
 from campaigns.models import Attempt, AttemptStatus
 from campaigns.transitions import apply_update, outcome_of

@@ -9,7 +9,7 @@ from datetime import UTC, datetime
 import pytest
 from twilio.base.exceptions import TwilioRestException
 
-from bridge.telephony import twilio
+from bridge.telephony.twilio import dialer as twilio
 from campaigns import policy
 from campaigns.models import Campaign, Contact, Disposition
 

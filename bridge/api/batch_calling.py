@@ -21,7 +21,6 @@ from aiohttp import web
 from sqlalchemy import delete as sa_delete
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
-from twilio.twiml.voice_response import VoiceResponse
 
 from bridge.api.elevenlabs_shared import (
     CLIENT_DATA,
@@ -43,6 +42,7 @@ from bridge.app_keys import AGENT_CONNECTOR, MEDIA_TOKEN_SECRET, SESSIONMAKER, S
 from bridge.media import tokens
 from bridge.media.connector import load_context
 from bridge.media.routes import stream_url
+from bridge.telephony.twilio import markup
 from campaigns.api_tables import BatchCall
 from campaigns.batches import BATCH_STATUS, batch_counts, recipients, retry_batch, touch
 from campaigns.clock import BadInstant, from_unix
@@ -628,12 +628,9 @@ async def register_twilio_call(request: web.Request) -> web.Response:
     assert context is not None
     # Open the agent conversation while Twilio sets up the stream, as for our own calls.
     app[AGENT_CONNECTOR].prepare(context)
-    response = VoiceResponse()
-    stream = response.connect().stream(url=stream_url(app[SETTINGS].base_url, attempt.id))
-    stream.parameter(name="attempt_id", value=attempt.id)
     token = tokens.issue(app[MEDIA_TOKEN_SECRET], attempt.id, tokens.REGISTERED_CALL)
-    stream.parameter(name="token", value=token)
-    return web.Response(text=str(response), content_type="text/xml")
+    response = markup.stream(stream_url(app[SETTINGS].base_url, attempt.id), attempt.id, token)
+    return markup.twiml_response(response)
 
 
 async def _first_dial(sm: Any, contact_id: str) -> Attempt | None:

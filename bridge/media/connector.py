@@ -21,8 +21,8 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from bridge.media.client_tools import ClientToolRegistry
 from bridge.media.conversation import AgentConversation, open_conversation
 from bridge.media.live_record import LiveRecord
-from bridge.telephony.elevenlabs import AgentApiError, ElevenLabsClient, initiation_data
-from bridge.webhooks.elevenlabs import conversation_known
+from bridge.telephony.elevenlabs.client import AgentApiError, ElevenLabsClient, initiation_data
+from bridge.telephony.elevenlabs.post_call import conversation_known
 from campaigns import followups
 from campaigns.inbound import callback_variables
 from campaigns.models import Attempt, AttemptStatus, Campaign, Contact, Direction

@@ -36,7 +36,7 @@ from bridge.media.agent_wire import (
 )
 from bridge.media.client_tools import ClientToolRegistry, ToolContext
 from bridge.media.live_record import LiveRecord
-from bridge.telephony.elevenlabs import ElevenLabsClient
+from bridge.telephony.elevenlabs.client import ElevenLabsClient
 
 log = logging.getLogger(__name__)
 

@@ -21,7 +21,7 @@ from collections import deque
 
 from aiohttp import web
 
-from bridge.media import twilio_wire
+from bridge.telephony.twilio import media_wire
 
 log = logging.getLogger(__name__)
 
@@ -42,7 +42,7 @@ class Playback:
     def __init__(self, twilio: web.WebSocketResponse, stream_sid: str) -> None:
         self._twilio = twilio
         self._stream_sid = stream_sid
-        self._media = twilio_wire.MediaMessages(stream_sid)
+        self._media = media_wire.MediaMessages(stream_sid)
         self._marks = 0
         # Marks sent and not echoed, oldest first, and the bytes of audio before each. Two
         # deques of str and int, not one of tuples: nothing the garbage collector must track.
@@ -96,7 +96,7 @@ class Playback:
         self._sizes.append(self._unmarked)
         self._unmarked = 0
         with contextlib.suppress(ConnectionError):
-            await self._twilio.send_str(twilio_wire.mark(self._stream_sid, name))
+            await self._twilio.send_str(media_wire.mark(self._stream_sid, name))
 
     def echoed(self, name: str) -> None:
         """Twilio echoed a mark: the audio up to it has been played (unless it was cleared)."""
@@ -123,7 +123,7 @@ class Playback:
         self._unmarked = 0
         self.cleared_bytes += cleared
         self.clears += 1
-        await self._twilio.send_str(twilio_wire.clear(self._stream_sid))
+        await self._twilio.send_str(media_wire.clear(self._stream_sid))
         log.info(
             "interruption: cleared %d ms of agent audio not yet heard (%d ms heard so far)",
             cleared * 1000 // MULAW_BYTES_PER_SECOND,

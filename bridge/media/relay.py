@@ -19,12 +19,12 @@ import logging
 import aiohttp
 from aiohttp import web
 
-from bridge.media import twilio_wire
 from bridge.media.agent_wire import Audio, Interruption
 from bridge.media.audio_formats import PASSTHROUGH, AudioPath
 from bridge.media.conversation import AgentConversation
 from bridge.media.playback import Playback
-from bridge.media.twilio_wire import Mark, Media, Stop
+from bridge.telephony.twilio import media_wire
+from bridge.telephony.twilio.media_wire import Mark, Media, Stop
 
 log = logging.getLogger(__name__)
 
@@ -39,7 +39,7 @@ async def _caller_to_agent(
         if message.type != aiohttp.WSMsgType.TEXT:
             continue
         try:
-            event = twilio_wire.parse(message.data)
+            event = media_wire.parse(message.data)
         except ValueError:
             log.warning("Media Stream sent a message that is not JSON; ignored")
             continue

@@ -23,13 +23,14 @@ from bridge.app_keys import (
     SETTINGS,
     TWILIO_VALIDATOR,
 )
-from bridge.media import audio_formats, tokens, twilio_wire
+from bridge.media import audio_formats, tokens
 from bridge.media.calls import bind_registered, start_stream
 from bridge.media.connector import AgentUnavailable, CallContext, load_context
 from bridge.media.relay import relay
-from bridge.media.twilio_wire import Start
-from bridge.telephony.elevenlabs import websocket_url
-from bridge.telephony.elevenlabs_outcomes import agent_failure
+from bridge.telephony.elevenlabs.client import websocket_url
+from bridge.telephony.elevenlabs.outcomes import agent_failure
+from bridge.telephony.twilio import media_wire
+from bridge.telephony.twilio.media_wire import Start
 from campaigns.attention import pause_for
 from campaigns.call_events import record_event
 from campaigns.clock import utcnow
@@ -55,7 +56,7 @@ async def _start_message(ws: web.WebSocketResponse) -> Start | None:
             if message.type != aiohttp.WSMsgType.TEXT:
                 continue
             try:
-                event = twilio_wire.parse(message.data)
+                event = media_wire.parse(message.data)
             except ValueError:
                 return None
             if isinstance(event, Start):

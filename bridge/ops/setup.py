@@ -10,7 +10,7 @@ from bridge.app_keys import ENGINE, EVENTS, METRICS, OPS_STATE, PLACED_CALLS
 from bridge.ops import attention, health, memory, metrics
 from bridge.ops.health import OpsState
 from bridge.ops.metrics import MeteredDialer, Metrics
-from bridge.telephony import twilio
+from bridge.telephony.twilio.remedies import REMEDIES
 from campaigns import breaker
 from campaigns.dialing import Dialer
 from campaigns.events import AttemptEnded
@@ -36,7 +36,7 @@ def setup(app: web.Application) -> None:
 
     events.after_commit.append(forget_ended)
     # The carrier is Twilio: its how-to-fix texts go with the breaker's diagnoses.
-    breaker.install(events, twilio.REMEDIES)
+    breaker.install(events, REMEDIES)
     # Read at scrape time, so structures added after this (sandbox, agents) are seen too.
     app[METRICS].watch(memory.watcher(app))
 

@@ -10,20 +10,23 @@ from aiohttp import web
 from bridge.app_keys import CONNECTIONS, DIALER, ELEVENLABS, SESSIONMAKER, SETTINGS
 from bridge.ops.setup import metered_dialer
 from bridge.settings import Settings
-from bridge.telephony import elevenlabs, elevenlabs_sip, twilio
+from bridge.telephony import elevenlabs, twilio
+from bridge.telephony.elevenlabs.post_call import conversation_known
 from bridge.telephony.port import Connection, DialerParts
 from bridge.telephony.routing import DialerRouter
-from bridge.webhooks.elevenlabs import conversation_known
+from bridge.telephony.twilio.dialer import TwilioDialer
 from campaigns.lifecycle import AgentConnections
 
-# Each telephony package's connections; a new package adds its own here and nowhere else.
-PACKAGES = (twilio.CONNECTIONS, elevenlabs.CONNECTIONS, elevenlabs_sip.CONNECTIONS)
+# The telephony packages, each with its connections (CONNECTIONS) and its set-up hook (setup:
+# the routes its provider's requests come in on, and their validators); a new package is added
+# here and nowhere else.
+PACKAGES = (twilio, elevenlabs)
 
 
 def registered() -> dict[str, Connection]:
     connections: dict[str, Connection] = {}
     for package in PACKAGES:
-        for connection in package:
+        for connection in package.CONNECTIONS:
             if connection.name in connections:
                 raise ValueError(f"agent connection {connection.name} registered twice")
             connections[connection.name] = connection
@@ -49,8 +52,13 @@ def sdk_base_url(settings: Settings) -> str | None:
 
 
 def setup(app: web.Application) -> None:
-    """Register the connections; add after the agents' cleanup context (its client is used)."""
+    """Register the connections and set up each package that has a hook (its routes and
+    validators); add after the agents' cleanup context (its client is used)."""
     app[CONNECTIONS] = registered()
+    # Every package is set up whether or not its provider is configured: the sandbox plays
+    # each provider, and a campaign may name any registered connection.
+    for package in PACKAGES:
+        package.setup(app)
     app.cleanup_ctx.append(_dialers)
 
 
@@ -61,7 +69,7 @@ async def _dialers(app: web.Application) -> AsyncIterator[None]:
     async def remember(attempt_id: str, conversation_id: str) -> None:
         await conversation_known(sm, attempt_id, conversation_id)
 
-    carrier = twilio.TwilioDialer(
+    carrier = TwilioDialer(
         account_sid=settings.twilio_account_sid,
         auth_token=settings.twilio_auth_token,
         public_url=settings.base_url,

@@ -11,7 +11,7 @@ from campaigns.dialing import Dialer
 
 if TYPE_CHECKING:
     from bridge.settings import Settings
-    from bridge.telephony.elevenlabs import ElevenLabsClient
+    from bridge.telephony.elevenlabs.client import ElevenLabsClient
 
 # Records the agent platform's conversation id on an attempt: (attempt id, conversation id).
 ConversationStarted = Callable[[str, str], Awaitable[None]]

@@ -3,7 +3,7 @@
 A person calling back is matched to their most recent contact (`campaigns.inbound`) and
 connected to that campaign's agent, in its agent mode, with the contact's variables and the
 context of the call before: the stream mode through our relay exactly as an outbound call
-(`twilio.connect_stream`), the register and native modes through ElevenLabs' register-call (a
+(`answer.connect_stream`), the register and native modes through ElevenLabs' register-call (a
 native campaign's agent takes calls on our Twilio number the way register-call connects them).
 A caller who matches no contact reaches the default inbound agent, if one is configured, or
 hears a short message; nothing but the call event is stored about them.
@@ -15,20 +15,18 @@ import asyncio
 import logging
 
 from aiohttp import web
-from twilio.twiml.voice_response import VoiceResponse
 
 from bridge.app_keys import ELEVENLABS, SESSIONMAKER, SETTINGS
 from bridge.media.connector import load_context
 from bridge.settings import INBOUND_PATH
-from bridge.telephony.elevenlabs import AgentApiError, initiation_data
-from bridge.webhooks.twilio import (
+from bridge.telephony.elevenlabs.client import AgentApiError, initiation_data
+from bridge.telephony.twilio.answer import (
     REGISTER_TIMEOUT_SECONDS,
     connect_stream,
     register_call,
-    required_call_sid,
-    signed_form,
-    twiml_response,
 )
+from bridge.telephony.twilio.forms import required_call_sid, signed_form
+from bridge.telephony.twilio.markup import say_and_hang_up, twiml_response
 from campaigns import inbound
 from campaigns.clock import utcnow
 
@@ -79,7 +77,4 @@ async def _unknown_caller(app: web.Application, params: dict[str, str]) -> web.R
             )
         except (TimeoutError, AgentApiError) as exc:
             log.warning("default inbound agent unavailable: %s", exc)
-    response = VoiceResponse()
-    response.say(settings.inbound_message)
-    response.hangup()
-    return twiml_response(response)
+    return twiml_response(say_and_hang_up(settings.inbound_message))

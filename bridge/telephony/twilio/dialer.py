@@ -12,115 +12,20 @@ import aiohttp
 from twilio.base.exceptions import TwilioRestException
 from twilio.http.async_http_client import AsyncTwilioHttpClient
 from twilio.rest import Client
-from twilio.twiml.voice_response import VoiceResponse
 
-from bridge.telephony.port import Connection
+from bridge.telephony.twilio.markup import say_and_hang_up
+from bridge.telephony.twilio.statuses import (
+    MACHINE_DETECTION,
+    answerer,
+    attempt_status,
+    error_class,
+)
 from campaigns.clock import as_utc
 from campaigns.dialing import DialAmbiguous, DialRefused, DialRequest, ProviderCall
-from campaigns.failures import ErrorClass
-from campaigns.models import Answerer, AttemptStatus, MachineDetection
 
 log = logging.getLogger(__name__)
 
 STATUS_EVENTS = ["initiated", "ringing", "answered", "completed"]
-
-# Twilio's CallStatus values and the domain's attempt status each one is. The domain's stored
-# status names happen to be spelled like Twilio's; they are the domain's own all the same, and this
-# table is where a Twilio status becomes one of them.
-CALL_STATUSES = {
-    "queued": AttemptStatus.QUEUED,
-    "initiated": AttemptStatus.INITIATED,
-    "ringing": AttemptStatus.RINGING,
-    "in-progress": AttemptStatus.IN_PROGRESS,
-    "completed": AttemptStatus.COMPLETED,
-    "busy": AttemptStatus.BUSY,
-    "no-answer": AttemptStatus.NO_ANSWER,
-    "failed": AttemptStatus.FAILED,
-    "canceled": AttemptStatus.CANCELED,
-}
-
-# The domain's machine-detection settings as Twilio's MachineDetection parameter (OFF: not sent).
-MACHINE_DETECTION = {
-    MachineDetection.DETECT: "Enable",
-    MachineDetection.UNTIL_GREETING_ENDS: "DetectMessageEnd",
-}
-
-# Twilio's AnsweredBy values and the domain's class of each (the value itself is kept and shown).
-ANSWERERS = {
-    "human": Answerer.HUMAN,
-    "machine_start": Answerer.MACHINE,
-    # With DetectMessageEnd: the greeting has ended (at a beep, a silence, or otherwise).
-    "machine_end_beep": Answerer.MACHINE_GREETING_OVER,
-    "machine_end_silence": Answerer.MACHINE_GREETING_OVER,
-    "machine_end_other": Answerer.MACHINE_GREETING_OVER,
-    "fax": Answerer.FAX,
-    "unknown": Answerer.UNKNOWN,
-}
-
-
-def answerer(answered_by: str | None) -> str | None:
-    """The domain's class of a Twilio AnsweredBy value (None when Twilio gave none)."""
-    if not answered_by:
-        return None
-    return ANSWERERS.get(answered_by, Answerer.UNKNOWN)
-
-
-# Twilio error codes and the domain's class of each; a code not here has no class.
-ERROR_CLASSES = {
-    "21211": ErrorClass.INVALID_NUMBER,
-    "21214": ErrorClass.INVALID_NUMBER,
-    "21216": ErrorClass.INVALID_NUMBER,
-    "21217": ErrorClass.INVALID_NUMBER,
-    "21202": ErrorClass.INVALID_NUMBER,
-    "21215": ErrorClass.DESTINATION_REFUSED,
-    "13227": ErrorClass.DESTINATION_NOT_ENABLED,
-    "20003": ErrorClass.CREDENTIALS_REFUSED,
-    "21210": ErrorClass.CALLER_ID_NOT_OWNED,
-    "21212": ErrorClass.CALLER_ID_INVALID,
-    "21219": ErrorClass.TRIAL_ACCOUNT,
-}
-
-_GEO_FIX = (
-    "Enable the destination countries in the Twilio console (Voice > Settings > Geo "
-    "permissions), then resume the campaign."
-)
-# How to fix, on a Twilio account, each failure the circuit breaker pauses a campaign for.
-REMEDIES = {
-    ErrorClass.CREDENTIALS_REFUSED: (
-        "Check TWILIO_ACCOUNT_SID and TWILIO_AUTH_TOKEN (a rotated or revoked auth token is the "
-        "usual cause), restart the service with the right ones, then resume the campaign."
-    ),
-    ErrorClass.CALLER_ID_NOT_OWNED: (
-        "Buy {from_number} or add it as a Verified Caller ID in the Twilio console, or set the "
-        "campaign's from_number to a number the account owns, then resume the campaign."
-    ),
-    ErrorClass.CALLER_ID_INVALID: (
-        "Set the campaign's from_number to a number the account owns, in E.164 form, then "
-        "resume the campaign."
-    ),
-    ErrorClass.DESTINATION_REFUSED: _GEO_FIX,
-    ErrorClass.DESTINATION_NOT_ENABLED: _GEO_FIX,
-    ErrorClass.TRIAL_ACCOUNT: (
-        "Upgrade the Twilio account (or verify the numbers to call), then resume the campaign."
-    ),
-}
-
-
-def error_class(code: str | None) -> str | None:
-    """The domain's class of a Twilio error code (None: a code the domain need not tell apart)."""
-    return ERROR_CLASSES.get(code) if code else None
-
-
-def attempt_status(call_status: str) -> str:
-    """The domain's status for a Twilio CallStatus. A status Twilio may add later is passed on
-    as it is: the domain ranks a status it does not know below every live one, so it moves
-    nothing."""
-    return CALL_STATUSES.get(call_status, call_status)
-
-
-# Calls placed by the Twilio dialer; the TwiML handler joins the agent to the answered call over
-# our own media relay (stream) or with ElevenLabs' register-call TwiML (register).
-CONNECTIONS = (Connection("stream"), Connection("register"))
 
 
 def callback_url(base_url: str, path: str, attempt_id: str) -> str:
@@ -221,9 +126,7 @@ class TwilioDialer:
 
     async def leave_message(self, call_id: str, message: str) -> None:
         """Replace the live call's TwiML: say the message after the beep, then hang up."""
-        response = VoiceResponse()
-        response.say(message)
-        response.hangup()
+        response = say_and_hang_up(message)
         await asyncio.wait_for(
             self._client.calls(call_id).update_async(twiml=str(response)), self._timeout
         )

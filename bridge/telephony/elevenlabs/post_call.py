@@ -8,10 +8,7 @@ applied) and reported in the answer and the log, never dropped.
 
 from __future__ import annotations
 
-import hashlib
-import hmac
 import logging
-import time
 from dataclasses import replace
 from datetime import datetime
 
@@ -22,7 +19,8 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from bridge.api.bodies import BadJson, loads, read_body
 from bridge.api.errors import error_response
 from bridge.app_keys import CONNECTIONS, SESSIONMAKER, SETTINGS
-from bridge.telephony import elevenlabs_outcomes as outcomes
+from bridge.telephony.elevenlabs import outcomes
+from bridge.telephony.elevenlabs.signatures import signature_valid
 from campaigns import followups, transitions
 from campaigns.call_events import record_event
 from campaigns.call_updates import CallUpdate
@@ -33,39 +31,9 @@ log = logging.getLogger(__name__)
 
 routes = web.RouteTableDef()
 
-MAX_AGE_SECONDS = 30 * 60
-MAX_AHEAD_SECONDS = 5 * 60
 HANDLED = ("post_call_transcription", "call_initiation_failure")
 # Post-call audio webhooks carry a whole call's audio in base64: a few MB for a long call.
 WEBHOOK_LIMIT_BYTES = 32 * 1024**2
-
-
-def sign(secret: str, body: bytes, timestamp: int) -> str:
-    """The `ElevenLabs-Signature` header value for ``body`` sent at ``timestamp``."""
-    mac = hmac.new(secret.encode(), f"{timestamp}.".encode() + body, hashlib.sha256)
-    return f"t={timestamp},v0={mac.hexdigest()}"
-
-
-def signature_valid(secret: str, header: str, body: bytes, now: float | None = None) -> bool:
-    timestamp = ""
-    candidates: list[str] = []
-    for part in header.split(","):
-        key, _, value = part.strip().partition("=")
-        if key == "t":
-            timestamp = value
-        elif key == "v0":
-            candidates.append(value)
-    # ASCII digits only ("²".isdigit() is true, int() refuses it) and no longer than a Unix
-    # time can be: thousands of digits are beyond what int() converts.
-    if not (timestamp.isascii() and timestamp.isdigit()) or len(timestamp) > 12 or not candidates:
-        return False
-    expected = sign(secret, body, int(timestamp)).partition(",v0=")[2].encode()
-    matched = False
-    for candidate in candidates:
-        matched |= hmac.compare_digest(candidate.encode("utf-8", "replace"), expected)
-    now = time.time() if now is None else now
-    fresh = now - MAX_AGE_SECONDS <= int(timestamp) <= now + MAX_AHEAD_SECONDS
-    return matched and fresh
 
 
 async def _attempt_for(

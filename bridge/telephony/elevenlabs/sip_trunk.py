@@ -16,8 +16,9 @@ import logging
 from datetime import datetime
 from typing import Any
 
-from bridge.telephony import elevenlabs_outcomes as outcomes
-from bridge.telephony.elevenlabs import AgentApiError, AgentPlacedDialer
+from bridge.telephony.elevenlabs import outcomes
+from bridge.telephony.elevenlabs.client import AgentApiError
+from bridge.telephony.elevenlabs.dialer import AgentPlacedDialer
 from bridge.telephony.port import Connection, DialerParts
 from campaigns.dialing import DialRequest, ProviderCall
 from campaigns.models import Answerer
