@@ -440,6 +440,7 @@ async def insert_attempts(database_url: str, calls: int) -> list[tuple[str, str]
         for index, contact in enumerate(contacts):
             attempt = Attempt(
                 id=new_id("att"),
+                provider="twilio",
                 campaign_id=campaign.id,
                 contact_id=contact.id,
                 number=1,

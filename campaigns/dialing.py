@@ -79,6 +79,10 @@ class Dialer(Protocol):
         for the call's own report instead of being taken as not placed."""
         ...
 
+    def provider_of(self, agent_connection: str) -> str:
+        """The provider that places the calls of ``agent_connection``, as attempts record it."""
+        ...
+
     async def place_call(self, request: DialRequest) -> str:
         """Ask the provider to dial; return its call id. Raises DialRefused or DialAmbiguous."""
         ...

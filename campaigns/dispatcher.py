@@ -244,6 +244,7 @@ class Dispatcher:
             ready = await _callable(session, campaign, contacts, first_slot, room)
             claimed: list[_Claimed] = []
             margin = self.arrival_margin
+            provider = self._dialer.provider_of(campaign.agent_connection)
             for contact, allowed_at in ready:
                 if cps:
                     # The next free slot, or the first one after the contact's own instant.
@@ -268,6 +269,7 @@ class Dispatcher:
                     at=at,
                     now=now,
                     lease_expires_at=at + self._provider_timeout + LEASE_SLACK,
+                    provider=provider,
                 )
                 request = _request(campaign, contact, attempt)
                 if campaign.agent_connection == "native":

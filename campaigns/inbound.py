@@ -117,6 +117,7 @@ async def _answer_in(
             session,
             campaign,
             contact,
+            provider=provider,
             call_id=call_id,
             phone_number=number,
             number=int(last or 0) + 1,

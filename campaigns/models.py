@@ -257,7 +257,9 @@ class Attempt(Base):
     contact_id: Mapped[str] = mapped_column(ForeignKey("contacts.id", ondelete="CASCADE"))
     number: Mapped[int] = mapped_column(Integer)  # 1 for the contact's first attempt
     phone_number: Mapped[str] = mapped_column(String(32))
-    provider: Mapped[str] = mapped_column(String(16), default="twilio")
+    # Who placed the call (or, for a call back, whose number took it): the telephony package of
+    # the campaign's connection names it (Dialer.provider_of).
+    provider: Mapped[str] = mapped_column(String(16))
     # outbound: dialled by the campaign; inbound: the contact called one of its numbers back.
     direction: Mapped[str] = mapped_column(
         String(16), default="outbound", server_default="outbound"

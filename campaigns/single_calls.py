@@ -212,11 +212,13 @@ async def register_call(
     agent_id: str,
     number: str,
     dynamic_variables: dict[str, Any],
+    provider: str,
     agent_override: dict[str, Any] | None = None,
     user_id: str | None = None,
 ) -> Attempt:
-    """Record a call that someone else placed and now connects to an agent through us: a
-    contact of the agent's registered-calls campaign, in progress, with its one live attempt.
+    """Record a call that someone else placed on ``provider`` and now connects to an agent
+    through us: a contact of the agent's registered-calls campaign, in progress, with its one
+    live attempt.
 
     The campaign never dials (each contact is in progress from the start, and has one attempt
     at most); the attempt takes the call's id when its audio stream starts.
@@ -243,7 +245,7 @@ async def register_call(
         session.add(contact)
         # The contact's row first: nothing tells the flush that the attempt refers to it.
         await session.flush()
-        attempt = transitions.registered(session, campaign, contact, now)
+        attempt = transitions.registered(session, campaign, contact, now, provider)
         await session.flush()
     return attempt
 

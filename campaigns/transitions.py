@@ -341,12 +341,14 @@ def claim(
     at: datetime,
     now: datetime,
     lease_expires_at: datetime,
+    provider: str,
 ) -> Attempt:
-    """A pending contact gets an attempt, dialing, committed before the provider is asked."""
+    """A pending contact gets an attempt, dialing, committed before ``provider`` is asked."""
     return _dial(
         session,
         campaign,
         contact,
+        provider=provider,
         status=AttemptStatus.DIALING,
         created_at=now,
         scheduled_at=at,
@@ -355,14 +357,16 @@ def claim(
 
 
 def registered(
-    session: AsyncSession, campaign: Campaign, contact: Contact, now: datetime
+    session: AsyncSession, campaign: Campaign, contact: Contact, now: datetime, provider: str
 ) -> Attempt:
-    """A call placed by someone else, registered with us as it is answered: its contact is
-    in progress at once, with one live attempt whose call id comes with its audio stream."""
+    """A call placed by someone else on ``provider``, registered with us as it is answered: its
+    contact is in progress at once, with one live attempt whose call id comes with its audio
+    stream."""
     return _dial(
         session,
         campaign,
         contact,
+        provider=provider,
         status=AttemptStatus.IN_PROGRESS,
         created_at=now,
         scheduled_at=now,
@@ -393,6 +397,7 @@ async def answer_inbound(
     campaign: Campaign,
     contact: Contact,
     *,
+    provider: str,
     call_id: str,
     phone_number: str,
     number: int,
@@ -420,6 +425,7 @@ async def answer_inbound(
         contact_id=contact.id,
         number=number,
         phone_number=phone_number,
+        provider=provider,
         direction=Direction.INBOUND,
         provider_call_id=call_id,
         status=AttemptStatus.IN_PROGRESS,

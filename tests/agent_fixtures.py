@@ -51,6 +51,7 @@ async def answered_attempt(
     )
     attempt = Attempt(
         id=new_id("att"),
+        provider="twilio",
         campaign_id=campaign.id,
         contact_id=contact.id,
         number=1,

@@ -25,6 +25,9 @@ class Provider:
         self.numbers: list[str] = []  # whom each create was to
         self.creates: list[str] = []  # which attempt each create was for
 
+    def provider_of(self, agent_connection: str) -> str:
+        return "fake"
+
     async def place_call(self, request: DialRequest) -> str:
         await asyncio.sleep(self.one_way)  # the network, not a wait for a condition
         self.arrivals.append(utcnow())

@@ -65,6 +65,7 @@ async def live_call(sm: SM, *, settings: dict[str, Any] | None = None, **fields:
     )
     attempt = Attempt(
         id=new_id("att"),
+        provider="twilio",
         campaign_id=campaign.id,
         contact_id=contact.id,
         number=1,
@@ -238,6 +239,7 @@ async def test_a_follow_up_call_is_told_about_the_call_before(sm: SM) -> None:
         assert contact is not None
         callback = Attempt(
             id=new_id("att"),
+            provider="twilio",
             campaign_id=attempt.campaign_id,
             contact_id=contact.id,
             number=2,

@@ -174,6 +174,7 @@ async def test_a_call_back_during_the_campaigns_own_call_leaves_the_contact_to_t
     now = utcnow()
     dialled = Attempt(
         id=new_id("att"),
+        provider="twilio",
         campaign_id=contact.campaign_id,
         contact_id=contact.id,
         number=1,
@@ -218,6 +219,7 @@ async def test_a_call_back_is_not_a_dial_of_the_campaign(sm: SM) -> None:
         session.add(
             Attempt(
                 id=new_id("att"),
+                provider="twilio",
                 campaign_id=contact.campaign_id,
                 contact_id=contact.id,
                 number=1,

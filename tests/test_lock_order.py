@@ -61,6 +61,7 @@ async def _two_live_calls(sm: SM) -> tuple[str, list[Attempt]]:
             await session.flush()
             attempt = Attempt(
                 id=new_id("att"),
+                provider="twilio",
                 campaign_id=campaign.id,
                 contact_id=contact.id,
                 number=1,

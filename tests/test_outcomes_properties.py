@@ -107,6 +107,7 @@ def calls(draw: st.DrawFn) -> Call:
 def fold(events: list[CallUpdate]) -> dict[str, object]:
     attempt = Attempt(
         id="att_1",
+        provider="twilio",
         status=AttemptStatus.DIALING,
         last_sequence=-1,
         dialed_at=DIALED_AT,

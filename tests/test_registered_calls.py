@@ -20,10 +20,19 @@ async def test_a_registered_call_without_a_stream_ends_failed_and_is_never_diall
     sm: async_sessionmaker[AsyncSession],
 ) -> None:
     lost = await register_call(
-        sm, agent_id="agent_r", number="+14155550142", dynamic_variables={"a": None}
+        sm,
+        agent_id="agent_r",
+        number="+14155550142",
+        provider="twilio",
+        dynamic_variables={"a": None},
     )
     streaming = await register_call(
-        sm, agent_id="agent_r", number="+14155550143", dynamic_variables={}, user_id="u1"
+        sm,
+        agent_id="agent_r",
+        number="+14155550143",
+        provider="twilio",
+        dynamic_variables={},
+        user_id="u1",
     )
     async with sm.begin() as session:
         # The second call's stream started: it took its call sid.

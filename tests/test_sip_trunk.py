@@ -107,6 +107,8 @@ def test_a_sip_trunk_campaign_ends_each_contact_as_the_sandbox_table_predicts(
     for attempt in attempts:
         assert attempt["provider_call_id"] == attempt["conversation_id"]
         assert by_conversation[attempt["conversation_id"]]["to_number"] == attempt["phone_number"]
+        # ElevenLabs placed it, as the connection's package says (not the carrier).
+        assert attempt["provider"] == "elevenlabs"
 
     # What the agent sent validates against ElevenLabs' published post-call webhook schemas,
     # signed as the official SDK verifies, and is shaped as a SIP-trunk call's.

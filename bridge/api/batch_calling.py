@@ -42,6 +42,7 @@ from bridge.app_keys import AGENT_CONNECTOR, MEDIA_TOKEN_SECRET, SESSIONMAKER, S
 from bridge.media import tokens
 from bridge.media.connector import load_context
 from bridge.media.routes import stream_url
+from bridge.telephony import twilio
 from bridge.telephony.twilio import markup
 from campaigns.api_tables import BatchCall
 from campaigns.batches import BATCH_STATUS, batch_counts, recipients, retry_batch, touch
@@ -620,6 +621,8 @@ async def register_twilio_call(request: web.Request) -> web.Response:
         app[SESSIONMAKER],
         agent_id=body["agent_id"],
         number=person,
+        # The register-call API answers a call on the user's own Twilio number.
+        provider=twilio.PROVIDER,
         dynamic_variables=client_variables(client_data),
         agent_override=options.agent_override,
         user_id=options.user_id,

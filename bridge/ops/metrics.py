@@ -204,6 +204,9 @@ class MeteredDialer:
         self.placed.add(request.attempt_id)
         return call_id
 
+    def provider_of(self, agent_connection: str) -> str:
+        return self._inner.provider_of(agent_connection)
+
     def can_list_calls(self, agent_connection: str) -> bool:
         return lists_calls(self._inner, agent_connection)
 

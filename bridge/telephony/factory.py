@@ -88,6 +88,7 @@ async def _dialers(app: web.Application) -> AsyncIterator[None]:
             for name, connection in connections.items()
             if connection.dialer is not None
         },
+        {name: connection.provider for name, connection in connections.items()},
     )
     # The one chain: every user of app[DIALER] (dispatcher, reconciler, webhooks, API) sees it.
     app[DIALER] = metered_dialer(app, router)

@@ -34,6 +34,8 @@ class Connection:
     """One way a campaign's calls are placed and reach its agent (``agent_connection``)."""
 
     name: str
+    # Who places the calls (each attempt records it; the API shows it).
+    provider: str
     # Campaign settings a campaign on this connection cannot do without (the domain checks).
     needs: tuple[str, ...] = ()
     # No carrier callback will say the call ended: the agent's post-call report does.

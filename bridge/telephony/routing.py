@@ -15,9 +15,19 @@ class DialerRouter:
     """Connections without a dialer of their own, and every call no other dialer owns, go to
     the carrier's dialer (calls an agent platform places over the carrier live on it too)."""
 
-    def __init__(self, carrier: Dialer, dialers: Mapping[str, tuple[Dialer, OwnsCall]]) -> None:
+    def __init__(
+        self,
+        carrier: Dialer,
+        dialers: Mapping[str, tuple[Dialer, OwnsCall]],
+        providers: Mapping[str, str],
+    ) -> None:
         self._carrier = carrier
         self._dialers = dict(dialers)
+        self._providers = dict(providers)
+
+    def provider_of(self, agent_connection: str) -> str:
+        """The provider its package registered the connection with."""
+        return self._providers[agent_connection]
 
     def _for(self, request: DialRequest) -> Dialer:
         found = self._dialers.get(request.agent_connection)

@@ -6,6 +6,7 @@ from __future__ import annotations
 from typing import Any
 
 from bridge.telephony.elevenlabs.dialer import AgentPlacedDialer
+from bridge.telephony.elevenlabs.outcomes import PROVIDER
 from bridge.telephony.port import Connection, DialerParts
 from campaigns.dialing import DialRequest
 from campaigns.models import MachineDetection
@@ -52,6 +53,8 @@ def _native(parts: DialerParts) -> ElevenLabsDialer:
 CONNECTIONS = (
     Connection(
         "native",
+        # ElevenLabs places the call, on the Twilio number it was given.
+        provider=PROVIDER,
         needs=("agent_id", "agent_phone_number_id"),
         ended_by_report=True,
         dialer=_native,

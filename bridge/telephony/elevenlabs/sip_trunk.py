@@ -103,6 +103,7 @@ def _dialer(parts: DialerParts) -> SipTrunkDialer:
 CONNECTIONS = (
     Connection(
         NAME,
+        provider=outcomes.PROVIDER,
         needs=("agent_id", "agent_phone_number_id"),
         # No carrier callback reaches us: the post-call report ends the call.
         ended_by_report=True,

@@ -12,7 +12,11 @@ from bridge.telephony.port import Connection
 
 # Calls placed by the Twilio dialer; the TwiML handler joins the agent to the answered call over
 # our own media relay (stream) or with ElevenLabs' register-call TwiML (register).
-CONNECTIONS = (Connection("stream"), Connection("register"))
+PROVIDER = "twilio"
+CONNECTIONS = (
+    Connection("stream", provider=PROVIDER),
+    Connection("register", provider=PROVIDER),
+)
 
 
 def setup(app: web.Application) -> None:

@@ -9,6 +9,7 @@ from twilio.base.exceptions import TwilioRestException
 
 from bridge.app_keys import APPLIER, DIALER, SESSIONMAKER
 from bridge.background import spawn
+from bridge.telephony.twilio import PROVIDER
 from bridge.telephony.twilio.forms import required_call_sid, signed_form
 from bridge.telephony.twilio.statuses import answerer, attempt_status, error_class
 from bridge.wire_values import whole_number
@@ -30,7 +31,7 @@ async def _apply(request: web.Request, update: CallUpdate) -> web.Response:
 async def status_callback(request: web.Request) -> web.Response:
     params = await signed_form(request)
     update = CallUpdate(
-        provider="twilio",
+        provider=PROVIDER,
         provider_call_id=required_call_sid(params),
         kind="status",
         received_at=utcnow(),
@@ -54,7 +55,7 @@ async def status_callback(request: web.Request) -> web.Response:
 async def amd_callback(request: web.Request) -> web.Response:
     params = await signed_form(request)
     update = CallUpdate(
-        provider="twilio",
+        provider=PROVIDER,
         provider_call_id=required_call_sid(params),
         kind="amd",
         received_at=utcnow(),

@@ -20,6 +20,7 @@ from bridge.app_keys import ELEVENLABS, SESSIONMAKER, SETTINGS
 from bridge.media.connector import load_context
 from bridge.settings import INBOUND_PATH
 from bridge.telephony.elevenlabs.client import AgentApiError, initiation_data
+from bridge.telephony.twilio import PROVIDER
 from bridge.telephony.twilio.answer import (
     REGISTER_TIMEOUT_SECONDS,
     connect_stream,
@@ -42,7 +43,7 @@ async def inbound_call(request: web.Request) -> web.Response:
     call_sid = required_call_sid(params)
     call = await inbound.answer(
         app[SESSIONMAKER],
-        provider="twilio",
+        provider=PROVIDER,
         call_id=call_sid,
         caller=params.get("From", ""),
         raw=params,
