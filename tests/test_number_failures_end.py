@@ -9,26 +9,13 @@ import pytest
 
 from campaigns import policy
 from campaigns.models import Campaign, Contact, Disposition
+from tests.policy_fixtures import bare_campaign
 
 NOW = datetime(2026, 6, 1, 15, tzinfo=UTC)
 
 
 def _campaign(end: bool) -> Campaign:
-    return Campaign(
-        id="cmp_x",
-        name="x",
-        max_attempts=10,
-        retry_delay_seconds=60,
-        max_failures_per_number=2,
-        end_after_number_failures=end,
-        timezone="UTC",
-        calling_periods=None,
-        retry_rules=None,
-        rule_set=None,
-        max_attempts_per_day=None,
-        start_at=None,
-        end_at=None,
-    )
+    return bare_campaign(max_attempts=10, max_failures_per_number=2, end_after_number_failures=end)
 
 
 def _fail(campaign: Campaign, contact: Contact) -> policy.Retry | policy.Final:

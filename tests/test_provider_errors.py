@@ -11,27 +11,14 @@ from twilio.base.exceptions import TwilioRestException
 
 from bridge.telephony.twilio import dialer as twilio
 from campaigns import policy
-from campaigns.models import Campaign, Contact, Disposition
+from campaigns.models import Contact, Disposition
+from tests.policy_fixtures import bare_campaign
 
 NOW = datetime(2026, 6, 1, 15, tzinfo=UTC)
 
 
 def _step_after_refusal(code: int) -> policy.Retry | policy.Final:
-    campaign = Campaign(
-        id="cmp_x",
-        name="x",
-        max_attempts=5,
-        retry_delay_seconds=60,
-        max_failures_per_number=3,
-        end_after_number_failures=False,
-        timezone="UTC",
-        calling_periods=None,
-        retry_rules=None,
-        rule_set=None,
-        max_attempts_per_day=None,
-        start_at=None,
-        end_at=None,
-    )
+    campaign = bare_campaign()
     contact = Contact(
         id="ct_x",
         phone_number="+12125550180",
