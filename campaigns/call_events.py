@@ -1,4 +1,5 @@
-"""Provider events stored as received, then applied: one short transaction each."""
+"""Provider events stored as received, then applied: one short transaction each, or one for a
+group of them (bridge/webhooks/applier.py)."""
 
 from __future__ import annotations
 

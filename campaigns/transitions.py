@@ -275,10 +275,10 @@ _COMPLETE_LAST = "campaigns_completed_last"
 def complete_last(session: AsyncSession) -> None:
     """Check campaign completion once, at the end of this transaction (complete_deferred).
 
-    A transaction that applies the events of several calls locks their attempts and contacts
-    first; taking a campaign's row in the middle (a contact finished) and then another attempt
-    would hold them in the opposite order to a single call's transaction (attempt, contact,
-    campaign), and on PostgreSQL the two deadlock."""
+    A transaction that applies the events of several calls locks their attempts first (and
+    each contact as its event is applied); taking a campaign's row in the middle (a contact
+    finished) and then another attempt would hold them in the opposite order to a single call's
+    transaction (attempt, contact, campaign), and on PostgreSQL the two deadlock."""
     session.info[_COMPLETE_LAST] = {}
 
 
