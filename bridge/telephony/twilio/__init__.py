@@ -10,9 +10,10 @@ from twilio.request_validator import RequestValidator
 from bridge.app_keys import SETTINGS, TWILIO_VALIDATOR
 from bridge.telephony.port import Connection
 
+# How attempts, call events and calls back name this provider.
+PROVIDER = "twilio"
 # Calls placed by the Twilio dialer; the TwiML handler joins the agent to the answered call over
 # our own media relay (stream) or with ElevenLabs' register-call TwiML (register).
-PROVIDER = "twilio"
 CONNECTIONS = (
     Connection("stream", provider=PROVIDER),
     Connection("register", provider=PROVIDER),
