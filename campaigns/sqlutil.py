@@ -24,6 +24,15 @@ def insert_ignoring_conflicts(session: AsyncSession, table: Table, values: dict[
     return module.insert(table).values(**values).on_conflict_do_nothing().returning(pk)
 
 
+def insert_rows_ignoring_conflicts(session: AsyncSession, table: Table) -> Any:
+    """INSERT … ON CONFLICT DO NOTHING RETURNING the primary key of the rows added, for rows given
+    at execution: compiled once whatever their number, sent as one multi-row statement (SQLAlchemy's
+    "insertmanyvalues")."""
+    module = postgresql if dialect_name(session) == "postgresql" else sqlite
+    pk = next(iter(table.primary_key.columns))
+    return module.insert(table).on_conflict_do_nothing().returning(pk)
+
+
 def insert_many_ignoring_conflicts(
     session: AsyncSession, table: Table, rows: list[dict[str, Any]], returning: Any
 ) -> Any:
