@@ -47,7 +47,7 @@ from campaigns.dispatcher import Dispatcher
 from campaigns.events import AttemptEnded, ContactsDue, EventBus
 from campaigns.intake.staging import settle_abandoned
 from campaigns.leases import exclusive
-from campaigns.lifecycle import expire_ended, start_now
+from campaigns.lifecycle import complete_finished, expire_ended, start_now
 from campaigns.reconciliation import Reconciler
 from campaigns.scheduler import Scheduler
 from campaigns.single_calls import end_unconnected_registrations
@@ -180,6 +180,7 @@ async def _dispatching(app: web.Application) -> AsyncIterator[None]:
             await reconciler.reconcile_expired_leases()
             if await expire_ended(sm):
                 dispatcher.wake()
+            await complete_finished(sm)
             await end_unconnected_registrations(sm)
             older = None if time.monotonic() < sweep_all_until else stale_slack
             await reconciler.refresh_live_calls(older_than=older)

@@ -364,6 +364,41 @@ async def expire_ended(sm: async_sessionmaker[AsyncSession]) -> int:
         return expired
 
 
+async def complete_finished(sm: async_sessionmaker[AsyncSession]) -> int:
+    """Complete the running campaigns whose contacts have all finished; returns how many.
+
+    A campaign is completed by the transaction that finishes its last contact; only two such
+    transactions at once on PostgreSQL can each leave it to the other (see
+    transitions.complete_if_finished), and a node that stops between finishing a contact and
+    committing leaves it to whoever runs this."""
+    now = utcnow()
+    open_contact = (
+        select(Contact.id)
+        .where(
+            Contact.campaign_id == Campaign.id,
+            Contact.state.in_((ContactState.PENDING, ContactState.IN_PROGRESS)),
+        )
+        .exists()
+    )
+    async with sm() as session:
+        finished = list(
+            await session.scalars(
+                select(Campaign.id).where(
+                    Campaign.status == CampaignStatus.RUNNING,
+                    Campaign.schedule_cron.is_(None),
+                    ~open_contact,
+                )
+            )
+        )
+    completed = 0
+    for campaign_id in finished:
+        async with sm.begin() as session:
+            campaign = await session.get(Campaign, campaign_id)
+            if campaign is not None and await complete_if_finished(session, campaign, now):
+                completed += 1
+    return completed
+
+
 async def _locked(session: AsyncSession, campaign_id: str) -> Campaign:
     campaign = await session.scalar(
         select(Campaign).where(Campaign.id == campaign_id).with_for_update()

@@ -299,35 +299,42 @@ async def complete_if_finished(session: AsyncSession, campaign: Campaign, now: d
         return False
     if campaign.status != CampaignStatus.RUNNING:
         return False
-    # Two transactions settling a campaign's last contacts at once would each count the other's
-    # contact as open (READ COMMITTED) and neither would complete it: they take turns on the
-    # campaign row, so the later one counts after the earlier one committed. (SQLite writers
-    # already take turns: every write transaction begins IMMEDIATE.) The status is read again
-    # under that lock: a stop (or pause) committed meanwhile, whose cancelled contacts now count
-    # as finished, must not be overwritten by "completed".
+    # Most contacts that finish are not a campaign's last: that is seen without a lock, so that
+    # calls ending side by side never queue on their campaign's row.
+    if await _open_contact(session, campaign.id):
+        return False
+    # None open: on PostgreSQL the row is taken and both looked at again under it. A stop (or
+    # pause) committed meanwhile, whose cancelled contacts count as finished, must not be
+    # overwritten by "completed"; a contact added meanwhile keeps the campaign open. (SQLite
+    # writers already take turns: every write transaction begins IMMEDIATE.)
+    # Two transactions that settle a campaign's last two contacts at once each see the other's
+    # as open (READ COMMITTED) and neither completes it: housekeeping does, a moment later
+    # (campaigns.lifecycle.complete_finished).
     if dialect_name(session) != "sqlite":
         status = await session.scalar(
             select(Campaign.status).where(Campaign.id == campaign.id).with_for_update()
         )
-        if status != CampaignStatus.RUNNING:
+        if status != CampaignStatus.RUNNING or await _open_contact(session, campaign.id):
             return False
-    # Is any contact still open? Named states (not "!= done") let the (campaign_id, state, …)
-    # index answer with a seek; a count would walk every finished contact, once per contact.
-    open_contact = await session.scalar(
-        select(Contact.id)
-        .where(
-            Contact.campaign_id == campaign.id,
-            Contact.state.in_((ContactState.PENDING, ContactState.IN_PROGRESS)),
-        )
-        .limit(1)
-    )
-    if open_contact is not None:
-        return False
     campaign.status = CampaignStatus.COMPLETED
     campaign.completed_at = now
     emit(session, CampaignCompleted(campaign.id))
     log.info("campaign %s completed", campaign.id)
     return True
+
+
+async def _open_contact(session: AsyncSession, campaign_id: str) -> bool:
+    # Named states (not "!= done") let the (campaign_id, state, …) index answer with a seek; a
+    # count would walk every finished contact, once per contact.
+    found = await session.scalar(
+        select(Contact.id)
+        .where(
+            Contact.campaign_id == campaign_id,
+            Contact.state.in_((ContactState.PENDING, ContactState.IN_PROGRESS)),
+        )
+        .limit(1)
+    )
+    return found is not None
 
 
 # --- the dial: claim, create, and what becomes of an attempt before any provider event ---------
