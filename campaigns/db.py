@@ -15,6 +15,7 @@ from sqlalchemy.ext.asyncio import (
 )
 from sqlalchemy.orm import Session
 
+from campaigns import sqlite_driver
 from campaigns.events import EventBus
 
 SQLITE_BUSY_TIMEOUT_MS = 30_000
@@ -60,7 +61,10 @@ def make_engine(url: str, **kwargs: Any) -> AsyncEngine:
         kwargs.setdefault("max_overflow", 0)
         kwargs.setdefault("pool_timeout", 120)
         engine = create_async_engine(
-            url, connect_args={"timeout": SQLITE_BUSY_TIMEOUT_MS / 1000}, **kwargs
+            url,
+            module=sqlite_driver.dbapi(),
+            connect_args={"timeout": SQLITE_BUSY_TIMEOUT_MS / 1000},
+            **kwargs,
         )
 
         @event.listens_for(engine.sync_engine, "connect")
