@@ -3,11 +3,12 @@
 aiosqlite runs every call on the connection's own thread, and SQLAlchemy's adapter makes four
 such calls per statement: open a cursor, execute, fetch the rows, close the cursor. Each is a
 wake-up of that thread and then of the event loop, and on a busy process each waits for the
-interpreter lock as well: measured on the callback path, a statement cost about 0.9 ms of CPU,
-most of it these hand-offs. Here a statement is executed, fetched and closed in one call on the
-thread; everything else (connecting, commit, rollback, the adapter's own isolation-level call)
-is aiosqlite's. SQLite's work still runs off the event loop, so a long statement (an import's
-batch, a large count) does not hold up live calls' audio.
+interpreter lock as well. Here a statement is executed, fetched and closed in one call on the
+thread (measured on the callback path in one process, 6,000 events applied in groups of 16: 640
+events/s and 1.46 ms of CPU each with four hand-offs per statement, 940/s and 1.0 ms with one).
+Everything else (connecting, commit, rollback, the adapter's own isolation-level call) is
+aiosqlite's. SQLite's work still runs off the event loop, so a long statement (an import's batch,
+a large count) does not hold up live calls' audio.
 """
 
 from __future__ import annotations
