@@ -314,20 +314,20 @@ def run(ctx: Context) -> list[Figure]:
         fast_enough = product["p99_ms"] <= TARGET_P99_MS
         notes = ""
         if not (share >= TARGET_SHARE and fast_enough):
-            notes = "Each callback is a database transaction; the bare handler does no I/O. " + (
-                "SQLite: one connection, every statement 3-5 thread hand-offs through "
-                "SQLAlchemy's aiosqlite adapter (measured 16,953 hand-offs for 800 events, "
-                "5.6 ms per event in-process without HTTP, before grouping); py-spy on "
-                "serve: aiosqlite worker thread 20%, record_event 18%, loop idle waiting "
-                "for the connection 22%. Committing waiting callbacks in groups took two "
-                "full runs from 153/s to 418/s (their baselines: 1,882/s and 4,961/s, on a "
-                "shared machine)."
-                if kind == "sqlite"
-                else "PostgreSQL: 6 round trips per callback (pool pre-ping, BEGIN, "
-                "SELECT ... FOR UPDATE, INSERT, UPDATE, COMMIT), 3 per event when "
-                "grouped; py-spy on serve before grouping: 41% of samples inside socket "
-                "write() to the server (each wakes another process on 2 busy CPUs), "
-                "pre-ping alone 10%."
+            notes = (
+                "Each callback waits for its event's commit; the bare handler does no I/O. "
+                "Callbacks that wait together are applied as a group in one transaction (three "
+                "statements for the group's attempts, duplicates and raw events, besides the rows "
+                "they change: 1.3 statements per event in groups of 16). "
+                + (
+                    "SQLite: one connection, one hand-off to its thread per statement; py-spy "
+                    "(2026-11-27): SQLAlchemy's ORM (queries, flushes) and aiohttp's request "
+                    "handling share the one core the event loop has."
+                    if kind == "sqlite"
+                    else "PostgreSQL: py-spy (2026-11-27, another benchmark beside it): 23% of "
+                    "serve's samples inside socket write() to the server (each wakes its backend "
+                    "on the 2 shared cores); the dispatcher's pass after each call's end 7%."
+                )
             )
         figures.append(
             Figure(
