@@ -5,84 +5,21 @@ from __future__ import annotations
 
 import asyncio
 from contextlib import AsyncExitStack
-from datetime import timedelta
 
 from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from campaigns.call_events import record_event
-from campaigns.call_updates import CallUpdate
-from campaigns.clock import utcnow
-from campaigns.ids import new_id
 from campaigns.lifecycle import complete_finished
 from campaigns.models import (
-    Answerer,
-    Attempt,
-    AttemptStatus,
     Campaign,
     CampaignStatus,
     Contact,
     ContactState,
 )
+from tests.live_calls import answered, campaign_on_calls
 
 SM = async_sessionmaker[AsyncSession]
-
-
-async def _campaign_on_calls(sm: SM, calls: int, **fields: object) -> tuple[str, list[Attempt]]:
-    now = utcnow()
-    campaign = Campaign(
-        id=new_id("cmp"),
-        name="completion",
-        agent_id="agent_test",
-        status=CampaignStatus.RUNNING,
-        max_attempts=1,
-        started_at=now - timedelta(minutes=1),
-        **fields,
-    )
-    attempts = []
-    async with sm.begin() as session:
-        session.add(campaign)
-        await session.flush()
-        for i in range(calls):
-            contact = Contact(
-                id=new_id("ct"),
-                campaign_id=campaign.id,
-                phone_number=f"+1212555017{i}",
-                state=ContactState.IN_PROGRESS,
-                attempts_made=1,
-                created_at=now,
-            )
-            session.add(contact)
-            await session.flush()
-            attempt = Attempt(
-                id=new_id("att"),
-                provider="twilio",
-                campaign_id=campaign.id,
-                contact_id=contact.id,
-                number=1,
-                phone_number=contact.phone_number,
-                provider_call_id=f"CA{new_id('x')}",
-                status=AttemptStatus.IN_PROGRESS,
-                created_at=now,
-                scheduled_at=now,
-                dialed_at=now,
-            )
-            session.add(attempt)
-            attempts.append(attempt)
-    return campaign.id, attempts
-
-
-def _answered(attempt: Attempt) -> CallUpdate:
-    return CallUpdate(
-        provider="twilio",
-        provider_call_id=str(attempt.provider_call_id),
-        kind="status",
-        received_at=utcnow(),
-        status=AttemptStatus.COMPLETED,
-        sequence=4,
-        answerer=Answerer.HUMAN,
-        duration_seconds=30,
-    )
 
 
 async def _status(sm: SM, campaign_id: str) -> str:
@@ -93,7 +30,7 @@ async def _status(sm: SM, campaign_id: str) -> str:
 async def test_a_call_that_ends_before_the_last_does_not_wait_for_the_campaigns_row(
     sm: SM,
 ) -> None:
-    campaign_id, (first, second) = await _campaign_on_calls(sm, 2)
+    campaign_id, (first, second) = await campaign_on_calls(sm, 2)
     async with AsyncExitStack() as stack:
         if dialect_name_of(sm) != "sqlite":
             # Another transaction holds the campaign's row (a claim of its next dials, another
@@ -104,18 +41,18 @@ async def test_a_call_that_ends_before_the_last_does_not_wait_for_the_campaigns_
             )
         # ... and a call whose contact is not the campaign's last is applied meanwhile.
         # (On SQLite writers take turns on the whole database: there is no row to queue on.)
-        applied = await asyncio.wait_for(record_event(sm, _answered(first)), timeout=10)
+        applied = await asyncio.wait_for(record_event(sm, answered(first)), timeout=10)
     assert applied.result == "applied"
     assert await _status(sm, campaign_id) == CampaignStatus.RUNNING
     # The last one completes it.
-    await record_event(sm, _answered(second))
+    await record_event(sm, answered(second))
     assert await _status(sm, campaign_id) == CampaignStatus.COMPLETED
 
 
 async def test_housekeeping_completes_a_running_campaign_with_nothing_open(sm: SM) -> None:
-    finished, _ = await _campaign_on_calls(sm, 2)
-    still_calling, _ = await _campaign_on_calls(sm, 2)
-    recurring, _ = await _campaign_on_calls(sm, 1, schedule_cron="0 9 * * 1")
+    finished, _ = await campaign_on_calls(sm, 2)
+    still_calling, _ = await campaign_on_calls(sm, 2)
+    recurring, _ = await campaign_on_calls(sm, 1, schedule_cron="0 9 * * 1")
     # Left running with every contact finished: two transactions that finished its last two
     # contacts at once each saw the other's as open, or the node stopped before completing it.
     async with sm.begin() as session:

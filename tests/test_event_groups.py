@@ -4,7 +4,6 @@ answer, and the group costs a few statements whatever its size."""
 
 from __future__ import annotations
 
-from datetime import timedelta
 from typing import Any
 
 from sqlalchemy import event, select
@@ -19,57 +18,17 @@ from campaigns.models import (
     Attempt,
     AttemptStatus,
     CallEvent,
-    Campaign,
-    CampaignStatus,
     Contact,
-    ContactState,
 )
+from tests.live_calls import campaign_on_calls
 
 SM = async_sessionmaker[AsyncSession]
 
 
 async def _live_calls(sm: SM, count: int, *, without_call_id: int = 0) -> list[Attempt]:
-    """A running campaign with ``count`` contacts on live calls; the last ``without_call_id``
-    attempts have no call id yet (their create's answer has not come back)."""
-    now = utcnow()
-    campaign = Campaign(
-        id=new_id("cmp"),
-        name="groups",
-        agent_id="agent_test",
-        status=CampaignStatus.RUNNING,
-        max_attempts=1,
-        started_at=now - timedelta(minutes=1),
+    _, attempts = await campaign_on_calls(
+        sm, count, status=AttemptStatus.QUEUED, without_call_id=without_call_id
     )
-    attempts = []
-    async with sm.begin() as session:
-        session.add(campaign)
-        await session.flush()
-        for i in range(count):
-            contact = Contact(
-                id=new_id("ct"),
-                campaign_id=campaign.id,
-                phone_number=f"+1212555{i:04d}",
-                state=ContactState.IN_PROGRESS,
-                attempts_made=1,
-                created_at=now,
-            )
-            session.add(contact)
-            await session.flush()
-            attempt = Attempt(
-                id=new_id("att"),
-                provider="twilio",
-                campaign_id=campaign.id,
-                contact_id=contact.id,
-                number=1,
-                phone_number=contact.phone_number,
-                provider_call_id=None if i >= count - without_call_id else f"CA{new_id('x')}",
-                status=AttemptStatus.QUEUED,
-                created_at=now,
-                scheduled_at=now,
-                dialed_at=now,
-            )
-            session.add(attempt)
-            attempts.append(attempt)
     return attempts
 
 

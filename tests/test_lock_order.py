@@ -7,7 +7,6 @@ is tried again."""
 from __future__ import annotations
 
 import asyncio
-from datetime import timedelta
 
 import pytest
 from sqlalchemy import func, select, text
@@ -15,13 +14,8 @@ from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from campaigns.call_events import record_events
-from campaigns.call_updates import CallUpdate
-from campaigns.clock import utcnow
-from campaigns.ids import new_id
 from campaigns.models import (
-    Answerer,
     Attempt,
-    AttemptStatus,
     Campaign,
     CampaignStatus,
     Contact,
@@ -29,67 +23,16 @@ from campaigns.models import (
 )
 from campaigns.sqlutil import dialect_name, record_once
 from tests.conftest import eventually
+from tests.live_calls import answered, campaign_on_calls
 
 SM = async_sessionmaker[AsyncSession]
 
 
 async def _two_live_calls(sm: SM) -> tuple[str, list[Attempt]]:
     """A running campaign of two contacts, each on a live call; one call each."""
-    now = utcnow()
-    campaign = Campaign(
-        id=new_id("cmp"),
-        name="lock order",
-        agent_id="agent_test",
-        status=CampaignStatus.RUNNING,
-        max_attempts=1,
-        started_at=now - timedelta(minutes=1),
-    )
-    attempts = []
-    async with sm.begin() as session:
-        session.add(campaign)
-        await session.flush()
-        for i in range(2):
-            contact = Contact(
-                id=new_id("ct"),
-                campaign_id=campaign.id,
-                phone_number=f"+1212555016{i}",
-                state=ContactState.IN_PROGRESS,
-                attempts_made=1,
-                created_at=now,
-            )
-            session.add(contact)
-            await session.flush()
-            attempt = Attempt(
-                id=new_id("att"),
-                provider="twilio",
-                campaign_id=campaign.id,
-                contact_id=contact.id,
-                number=1,
-                phone_number=contact.phone_number,
-                provider_call_id=f"CA{i}{new_id('x')}",
-                status=AttemptStatus.IN_PROGRESS,
-                created_at=now,
-                scheduled_at=now,
-                dialed_at=now,
-            )
-            session.add(attempt)
-            attempts.append(attempt)
+    campaign_id, attempts = await campaign_on_calls(sm, 2)
     # The group below takes the attempts in id order: the first it takes is answered first.
-    attempts.sort(key=lambda a: a.id)
-    return campaign.id, attempts
-
-
-def _answered(attempt: Attempt) -> CallUpdate:
-    return CallUpdate(
-        provider="twilio",
-        provider_call_id=str(attempt.provider_call_id),
-        kind="status",
-        received_at=utcnow(),
-        status=AttemptStatus.COMPLETED,
-        sequence=4,
-        answerer=Answerer.HUMAN,
-        duration_seconds=30,
-    )
+    return campaign_id, sorted(attempts, key=lambda a: a.id)
 
 
 async def _waiting_for_a_lock(sm: SM) -> bool:
@@ -116,7 +59,7 @@ async def test_a_group_of_callbacks_and_a_single_calls_transaction_never_deadloc
         await single.execute(select(Attempt.id).where(Attempt.id == second.id).with_for_update())
         # ... while both calls' ends are applied as one group: the first call ends its contact,
         # which checks the campaign's completion.
-        group = asyncio.create_task(record_events(sm, [_answered(first), _answered(second)]))
+        group = asyncio.create_task(record_events(sm, [answered(first), answered(second)]))
         await eventually(
             lambda: group.done() or _waiting_for_a_lock(sm),
             within=10,
