@@ -301,7 +301,7 @@ async def complete_if_finished(session: AsyncSession, campaign: Campaign, now: d
         return False
     # Most contacts that finish are not a campaign's last: that is seen without a lock, so that
     # calls ending side by side never queue on their campaign's row.
-    if await _open_contact(session, campaign.id):
+    if await has_open_contact(session, campaign.id):
         return False
     # None open: on PostgreSQL the row is taken and both looked at again under it. A stop (or
     # pause) committed meanwhile, whose cancelled contacts count as finished, must not be
@@ -314,7 +314,7 @@ async def complete_if_finished(session: AsyncSession, campaign: Campaign, now: d
         status = await session.scalar(
             select(Campaign.status).where(Campaign.id == campaign.id).with_for_update()
         )
-        if status != CampaignStatus.RUNNING or await _open_contact(session, campaign.id):
+        if status != CampaignStatus.RUNNING or await has_open_contact(session, campaign.id):
             return False
     campaign.status = CampaignStatus.COMPLETED
     campaign.completed_at = now
@@ -323,7 +323,8 @@ async def complete_if_finished(session: AsyncSession, campaign: Campaign, now: d
     return True
 
 
-async def _open_contact(session: AsyncSession, campaign_id: str) -> bool:
+async def has_open_contact(session: AsyncSession, campaign_id: str) -> bool:
+    """True while a contact of the campaign waits for a call or is on one."""
     # Named states (not "!= done") let the (campaign_id, state, …) index answer with a seek; a
     # count would walk every finished contact, once per contact.
     found = await session.scalar(

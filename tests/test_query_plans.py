@@ -1,5 +1,6 @@
 """The queries that run all the time (a campaign's read, /metrics, housekeeping's sweeps,
-retention) reach the tables that grow with history through an index, on both databases.
+retention, a group of callbacks, a campaign's completion) reach the tables that grow with history
+through an index, on both databases.
 
 The statements are the real ones, captured as the product's own functions run them; each is
 then explained. A table that grows with every call must be searched by an index condition,
@@ -17,7 +18,9 @@ from sqlalchemy import event
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from bridge.ops.metrics import Metrics
-from campaigns import lifecycle, retention, verdicts
+from campaigns import lifecycle, retention, transitions, verdicts
+from campaigns.call_events import record_events
+from campaigns.call_updates import CallUpdate
 from campaigns.clock import utcnow
 from campaigns.reconciliation import Reconciler
 from tests.dialer_fakes import Provider
@@ -39,6 +42,7 @@ async def hot_statements(sm: async_sessionmaker[AsyncSession]) -> list[tuple[str
         async with sm() as session:
             await lifecycle.campaign_counts(session, "cmp_x")
             await lifecycle.next_call_at(session, "cmp_x")
+            await transitions.has_open_contact(session, "cmp_x")
         await Metrics().refresh(sm, now)
         reconciler = Reconciler(sm, Provider(), started_at=now)
         await reconciler.reconcile_expired_leases()
@@ -46,10 +50,25 @@ async def hot_statements(sm: async_sessionmaker[AsyncSession]) -> list[tuple[str
         await reconciler.refresh_live_calls()
         await verdicts.refresh_missing_verdicts(sm, Provider(), timedelta(seconds=60))
         await retention.prune(sm, now - timedelta(days=1))
+        await lifecycle.complete_finished(sm)
+        # A group of callbacks: its attempts and its duplicates are looked up at once.
+        await record_events(sm, [_ringing("CAplan1", "att_plan1"), _ringing("CAplan2", None)])
     finally:
         event.remove(engine.sync_engine, "before_cursor_execute", capture)
     assert len(seen) >= 10, seen
     return seen
+
+
+def _ringing(call_id: str, attempt_id: str | None) -> CallUpdate:
+    return CallUpdate(
+        provider="twilio",
+        provider_call_id=call_id,
+        kind="status",
+        received_at=utcnow(),
+        attempt_id=attempt_id,
+        status="ringing",
+        sequence=1,
+    )
 
 
 def _sqlite_scans(rows: list[Any]) -> list[str]:
