@@ -191,6 +191,17 @@ class Dispatcher:
         self, campaign_id: str, now: datetime
     ) -> tuple[list[_Claimed], datetime | None]:
         """The dials claimed, each with its instant, and when to claim from the campaign again."""
+        horizon = now + PACING_HORIZON
+        async with self._sm() as session:
+            # Nothing due within the horizon (every contact on a call, or waiting for a retry
+            # further ahead): nothing to claim, so the campaign's row is left alone. Most passes
+            # woken by a call's end are such, and a lock taken for each would queue every
+            # call's end behind the others'.
+            if not await _due_by(session, campaign_id, horizon):
+                campaign = await session.get(Campaign, campaign_id)
+                if campaign is None or campaign.status != CampaignStatus.RUNNING:
+                    return [], None
+                return [], await _next_pass(session, campaign)
         async with self._sm.begin() as session:
             # Locking the campaign row serialises claims of one campaign across every node, so the
             # live-call count and the pacing slots below are exact, not per-process estimates.
@@ -209,7 +220,6 @@ class Dispatcher:
                     Attempt.status.in_(AttemptStatus.LIVE),
                 )
             )
-            horizon = now + PACING_HORIZON
             free = campaign.concurrency - (live or 0)
             room = min(free, self._batch_size)
             cps = campaign.cps
@@ -287,17 +297,7 @@ class Dispatcher:
             if len(claimed) >= free:
                 return claimed, None
             await session.flush()
-            upcoming = await session.scalar(
-                select(func.min(Contact.next_attempt_at)).where(
-                    Contact.campaign_id == campaign_id,
-                    Contact.state == ContactState.PENDING,
-                )
-            )
-            if upcoming is None:
-                return claimed, None
-            if cps and campaign.next_dial_at is not None:
-                upcoming = max(upcoming, campaign.next_dial_at)
-            return claimed, upcoming - REFILL_AT
+            return claimed, await _next_pass(session, campaign)
 
     # -- dialling ----------------------------------------------------------------------------
 
@@ -585,3 +585,33 @@ def _request(campaign: Campaign, contact: Contact, attempt: Attempt) -> DialRequ
         agent_override=contact.agent_override,
         user_id=contact.user_id,
     )
+
+
+async def _due_by(session: AsyncSession, campaign_id: str, until: datetime) -> bool:
+    """True when a contact of the campaign waits for a call due by ``until``."""
+    found = await session.scalar(
+        select(Contact.id)
+        .where(
+            Contact.campaign_id == campaign_id,
+            Contact.state == ContactState.PENDING,
+            Contact.next_attempt_at <= until,
+        )
+        .limit(1)
+    )
+    return found is not None
+
+
+async def _next_pass(session: AsyncSession, campaign: Campaign) -> datetime | None:
+    """When to claim from the campaign again: a refill ahead of its next due contact (or of its
+    next pacing slot, if later); None when no contact waits."""
+    upcoming = await session.scalar(
+        select(func.min(Contact.next_attempt_at)).where(
+            Contact.campaign_id == campaign.id,
+            Contact.state == ContactState.PENDING,
+        )
+    )
+    if upcoming is None:
+        return None
+    if campaign.cps and campaign.next_dial_at is not None:
+        upcoming = max(upcoming, campaign.next_dial_at)
+    return upcoming - REFILL_AT
