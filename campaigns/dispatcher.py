@@ -194,9 +194,10 @@ class Dispatcher:
         horizon = now + PACING_HORIZON
         async with self._sm() as session:
             # Nothing due within the horizon (every contact on a call, or waiting for a retry
-            # further ahead): nothing to claim, so the campaign's row is left alone. Most passes
-            # woken by a call's end are such, and a lock taken for each would queue every
-            # call's end behind the others'.
+            # or a reminder's time further ahead): nothing to claim, so the campaign's row is
+            # left alone. Every call's end wakes a pass, and at the end of a campaign or between
+            # reminders most find nothing due: a lock taken by each would queue calls' ends
+            # behind one another.
             if not await _due_by(session, campaign_id, horizon):
                 campaign = await session.get(Campaign, campaign_id)
                 if campaign is None or campaign.status != CampaignStatus.RUNNING:
