@@ -326,7 +326,7 @@ def run(ctx: Context) -> list[Figure]:
                     if kind == "sqlite"
                     else "PostgreSQL: py-spy (2026-11-27, another benchmark beside it): 23% of "
                     "serve's samples inside socket write() to the server (each wakes its backend "
-                    "on the 2 shared cores); the dispatcher's pass after each call's end 7%."
+                    "on the 2 shared cores)."
                 )
             )
         figures.append(
