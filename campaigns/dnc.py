@@ -13,7 +13,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from campaigns.clock import utcnow
 from campaigns.models import DncEntry
-from campaigns.sqlutil import insert_ignoring_conflicts, insert_many_ignoring_conflicts
+from campaigns.sqlutil import insert_ignoring_conflicts, insert_rows_ignoring_conflicts
 
 
 def _scope(campaign_id: str | None):  # type: ignore[no-untyped-def]
@@ -88,10 +88,5 @@ async def add_many(
     ]
     if not rows:
         return 0
-    statement = insert_many_ignoring_conflicts(
-        session,
-        DncEntry.__table__,  # type: ignore[arg-type]
-        rows,
-        DncEntry.id,
-    )
-    return len((await session.execute(statement)).all())
+    statement = insert_rows_ignoring_conflicts(session, DncEntry.__table__)  # type: ignore[arg-type]
+    return len((await session.execute(statement, rows)).all())

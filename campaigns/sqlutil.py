@@ -19,26 +19,16 @@ def dialect_name(session: AsyncSession) -> str:
 
 def insert_ignoring_conflicts(session: AsyncSession, table: Table, values: dict[str, Any]) -> Any:
     """INSERT … ON CONFLICT DO NOTHING RETURNING the primary key (None when it already existed)."""
-    module = postgresql if dialect_name(session) == "postgresql" else sqlite
-    pk = next(iter(table.primary_key.columns))
-    return module.insert(table).values(**values).on_conflict_do_nothing().returning(pk)
+    return insert_rows_ignoring_conflicts(session, table).values(**values)
 
 
 def insert_rows_ignoring_conflicts(session: AsyncSession, table: Table) -> Any:
     """INSERT … ON CONFLICT DO NOTHING RETURNING the primary key of the rows added, for rows given
-    at execution: compiled once whatever their number, sent as one multi-row statement (SQLAlchemy's
-    "insertmanyvalues")."""
+    at execution (``session.execute(statement, rows)``): compiled once whatever their number,
+    sent as multi-row statements (SQLAlchemy's "insertmanyvalues")."""
     module = postgresql if dialect_name(session) == "postgresql" else sqlite
     pk = next(iter(table.primary_key.columns))
     return module.insert(table).on_conflict_do_nothing().returning(pk)
-
-
-def insert_many_ignoring_conflicts(
-    session: AsyncSession, table: Table, rows: list[dict[str, Any]], returning: Any
-) -> Any:
-    """One multi-row INSERT … ON CONFLICT DO NOTHING RETURNING ``returning`` of the rows added."""
-    module = postgresql if dialect_name(session) == "postgresql" else sqlite
-    return module.insert(table).values(rows).on_conflict_do_nothing().returning(returning)
 
 
 async def record_once(
