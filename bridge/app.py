@@ -44,7 +44,7 @@ from bridge.webhooks.applier import new_applier
 from campaigns.clock import set_offset, utcnow
 from campaigns.db import make_engine, make_sessionmaker
 from campaigns.dispatcher import Dispatcher
-from campaigns.events import AttemptEnded, ContactsDue, EventBus
+from campaigns.events import AttemptEnded, AttemptNotPlaced, ContactsDue, EventBus
 from campaigns.intake.staging import settle_abandoned
 from campaigns.leases import exclusive
 from campaigns.lifecycle import complete_finished, expire_ended, start_now
@@ -150,7 +150,9 @@ async def _dispatching(app: web.Application) -> AsyncIterator[None]:
     def wake_on(events: list[object]) -> None:
         # A freed slot or contacts due now: the dispatcher looks at once, not at its next timer.
         # (A commit may happen off the loop's thread.)
-        if any(isinstance(event, AttemptEnded | ContactsDue) for event in events):
+        if any(
+            isinstance(event, AttemptEnded | AttemptNotPlaced | ContactsDue) for event in events
+        ):
             loop.call_soon_threadsafe(dispatcher.wake)
 
     app[EVENTS].after_commit.append(wake_on)

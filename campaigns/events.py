@@ -27,6 +27,17 @@ class AttemptEnded:
 
 
 @dataclass(frozen=True)
+class AttemptNotPlaced:
+    """An attempt ended with no call made (refused for now, stopped before its create, or a
+    create without a clear answer that the provider never made): it frees its slot, and
+    whoever remembered it as placed forgets it. No call ended, so no call webhook."""
+
+    attempt_id: str
+    campaign_id: str
+    contact_id: str
+
+
+@dataclass(frozen=True)
 class ContactFinished:
     contact_id: str
     campaign_id: str
@@ -46,7 +57,7 @@ class ContactsDue:
     campaign_id: str
 
 
-DomainEvent = AttemptEnded | ContactFinished | CampaignCompleted | ContactsDue
+DomainEvent = AttemptEnded | AttemptNotPlaced | ContactFinished | CampaignCompleted | ContactsDue
 Listener = Callable[[Session, list[Any]], None]
 
 

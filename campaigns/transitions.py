@@ -25,6 +25,7 @@ from campaigns.clock import utcnow
 from campaigns.dialing import ProviderCall
 from campaigns.events import (
     AttemptEnded,
+    AttemptNotPlaced,
     CampaignCompleted,
     ContactFinished,
     ContactsDue,
@@ -481,6 +482,7 @@ async def not_placed(
     attempt.status = AttemptStatus.NOT_PLACED
     attempt.ended_at = utcnow()
     attempt.lease_expires_at = None
+    emit(session, AttemptNotPlaced(attempt.id, attempt.campaign_id, attempt.contact_id))
     if error_code is not None:
         attempt.error_code = error_code
         attempt.error_message = error_message

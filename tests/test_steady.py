@@ -14,9 +14,11 @@ from typing import Any
 from prometheus_client.parser import text_string_to_metric_families
 
 from bridge.app import create_app
+from bridge.fault_plan import Faults
 from bridge.media.connector import PENDING_TTL_SECONDS
 from bridge.ops import memory
 from bridge.settings import Settings
+from campaigns.models import AttemptStatus
 from tests.campaign_flow import contacts_csv
 from tests.cluster import many_numbers
 from tests.conftest import eventually
@@ -38,6 +40,32 @@ def phones(count: int) -> list[str]:
     return chosen[:count]
 
 
+async def start_campaign(client: Any, numbers: list[str], *, concurrency: int) -> str:
+    """A one-attempt campaign of ``numbers``, started; returns its id."""
+    created = await client.post(
+        "/api/v1/campaigns",
+        headers=HEADERS,
+        json={
+            "name": "steady",
+            "agent_id": "agent_steady",
+            "from_number": "+15005550006",
+            "max_attempts": 1,
+            "concurrency": concurrency,
+        },
+    )
+    assert created.status == 201, await created.text()
+    campaign_id: str = (await created.json())["id"]
+    uploaded = await client.post(
+        f"/api/v1/campaigns/{campaign_id}/contacts",
+        headers={**HEADERS, "Content-Type": "text/csv"},
+        data=contacts_csv(numbers),
+    )
+    assert uploaded.status == 200, await uploaded.text()
+    started = await client.post(f"/api/v1/campaigns/{campaign_id}/start", headers=HEADERS)
+    assert started.status == 200, await started.text()
+    return campaign_id
+
+
 async def test_per_call_structures_are_empty_once_thousands_of_calls_have_ended(
     aiohttp_server: Any, aiohttp_client: Any, database_url: str
 ) -> None:
@@ -53,27 +81,7 @@ async def test_per_call_structures_are_empty_once_thousands_of_calls_have_ended(
     )
     app = create_app(settings)
     client = await aiohttp_client(await aiohttp_server(app, port=port))
-    created = await client.post(
-        "/api/v1/campaigns",
-        headers=HEADERS,
-        json={
-            "name": "steady",
-            "agent_id": "agent_steady",
-            "from_number": "+15005550006",
-            "max_attempts": 1,
-            "concurrency": 200,
-        },
-    )
-    assert created.status == 201, await created.text()
-    campaign_id = (await created.json())["id"]
-    uploaded = await client.post(
-        f"/api/v1/campaigns/{campaign_id}/contacts",
-        headers={**HEADERS, "Content-Type": "text/csv"},
-        data=contacts_csv(phones(CALLS)),
-    )
-    assert uploaded.status == 200, await uploaded.text()
-    started = await client.post(f"/api/v1/campaigns/{campaign_id}/start", headers=HEADERS)
-    assert started.status == 200, await started.text()
+    campaign_id = await start_campaign(client, phones(CALLS), concurrency=200)
 
     last: dict[str, Any] = {}
 
@@ -124,3 +132,41 @@ async def test_per_call_structures_are_empty_once_thousands_of_calls_have_ended(
     # The sandbox did keep what it may: the newest calls' records, up to the bound.
     assert entries["sandbox_agent_conversations"] == RECORDS
     assert entries["sandbox_sent_journal"] == JOURNAL
+
+
+async def test_a_create_the_provider_never_made_is_not_remembered_as_placed(
+    aiohttp_server: Any, aiohttp_client: Any, database_url: str
+) -> None:
+    """A create answered 500 may have made a call, so the node remembers it as placed (a
+    graceful stop waits for it) until reconciliation finds the provider never made it: then the
+    attempt ends not placed, and the node forgets it; the contact is dialled again."""
+    port = free_port()
+    settings = Settings(
+        database_url=database_url,
+        port=port,
+        api_keys=(API_KEY,),
+        sandbox_ring_seconds=0.0,
+        sandbox_talk_seconds=0.0,
+        provider_timeout_seconds=0.5,
+        housekeeping_seconds=0.2,
+        # Seed 1's first create draw is under 0.5, its second above: one 500, then a call.
+        sandbox_faults=Faults(seed=1, server_error=0.5),
+    )
+    app = create_app(settings)
+    client = await aiohttp_client(await aiohttp_server(app, port=port))
+    campaign_id = await start_campaign(client, phones(1), concurrency=1)
+
+    async def completed() -> bool:
+        response = await client.get(f"/api/v1/campaigns/{campaign_id}", headers=HEADERS)
+        return bool((await response.json())["status"] == "completed")
+
+    await eventually(completed, within=60, what="the campaign to complete", every=0.1)
+    listed = await client.get(f"/api/v1/attempts?campaign_id={campaign_id}", headers=HEADERS)
+    statuses = sorted(a["status"] for a in await listed.json())
+    assert statuses == ["completed", AttemptStatus.NOT_PLACED], statuses
+    await eventually(
+        lambda: not any(memory.per_call(app).values()),
+        within=15,
+        what="every per-call structure to be empty",
+        every=0.1,
+    )

@@ -13,7 +13,7 @@ from bridge.ops.metrics import MeteredDialer, Metrics
 from bridge.telephony.twilio.remedies import REMEDIES
 from campaigns import breaker
 from campaigns.dialing import Dialer
-from campaigns.events import AttemptEnded
+from campaigns.events import AttemptEnded, AttemptNotPlaced
 
 
 def setup(app: web.Application) -> None:
@@ -30,8 +30,9 @@ def setup(app: web.Application) -> None:
     events.after_commit.append(app[METRICS].on_commit)
 
     def forget_ended(committed: list[Any]) -> None:
+        # An ambiguous create is remembered as placed; reconciliation may find it never was.
         for event in committed:
-            if isinstance(event, AttemptEnded):
+            if isinstance(event, AttemptEnded | AttemptNotPlaced):
                 placed.discard(event.attempt_id)
 
     events.after_commit.append(forget_ended)
