@@ -236,13 +236,9 @@ async def campaign_counts(session: AsyncSession, campaign_id: str) -> dict[str, 
         "contacts": found.contacts,
         "pending": found.pending,
         "in_progress": found.in_progress,
+        "attempts": found.dials,
         "dispositions": {**dict.fromkeys(Disposition.ALL, 0), **found.dispositions},
     }
-    counts["attempts"] = await session.scalar(
-        select(func.count())
-        .select_from(Attempt)
-        .where(Attempt.campaign_id == campaign_id, Attempt.status != AttemptStatus.NOT_PLACED)
-    )
     return counts
 
 

@@ -169,8 +169,8 @@ class Contact(Base):
         UniqueConstraint("idempotency_key", name="uq_contacts_idempotency_key"),
         # The dispatcher's claim: due pending contacts of one campaign, earliest first.
         Index("ix_contacts_due", "campaign_id", "state", "next_attempt_at"),
-        # A campaign's counts (campaign_counts) read this index alone, never the contact rows.
-        Index("ix_contacts_counts", "campaign_id", "state", "disposition"),
+        # A campaign's counts (contact_counts) read this index alone, never the contact rows.
+        Index("ix_contacts_counts", "campaign_id", "state", "disposition", "attempts_made"),
     )
 
     id: Mapped[str] = mapped_column(String(32), primary_key=True)

@@ -132,3 +132,50 @@ async def test_hot_queries_search_the_growing_tables_through_an_index(
             if scans:
                 found[" ".join(statement.split())[:300]] = scans
     assert not found, json.dumps(found, indent=1)
+
+
+async def test_a_campaigns_counts_are_read_from_one_index_never_from_its_calls(
+    sm: async_sessionmaker[AsyncSession],
+) -> None:
+    """A campaign's counts (its read in the API, polled by dashboards and scripts) cost the same
+    after a million calls as after one: one index of its contacts, read alone, and nothing of
+    the attempts table, which grows with every call."""
+    engine = sm.kw["bind"]
+    seen: list[tuple[str, Any]] = []
+
+    def capture(conn: Any, cursor: Any, statement: str, parameters: Any, *rest: Any) -> None:
+        if not statement.startswith("BEGIN"):
+            seen.append((statement, parameters))
+
+    event.listen(engine.sync_engine, "before_cursor_execute", capture)
+    try:
+        async with sm() as session:
+            await lifecycle.campaign_counts(session, "cmp_x")
+    finally:
+        event.remove(engine.sync_engine, "before_cursor_execute", capture)
+    assert len(seen) == 1, seen
+    statement, parameters = seen[0]
+    async with engine.connect() as conn:
+        if conn.dialect.name == "sqlite":
+            result = await conn.exec_driver_sql(f"EXPLAIN QUERY PLAN {statement}", parameters)
+            reads = [str(row[3]) for row in result]
+            assert reads == [
+                "SEARCH contacts USING COVERING INDEX ix_contacts_counts (campaign_id=?)"
+            ], reads
+        else:
+            await conn.exec_driver_sql("SET enable_seqscan = off")
+            result = await conn.exec_driver_sql(f"EXPLAIN (FORMAT JSON) {statement}", parameters)
+            plan = result.scalar()
+            plan = json.loads(plan) if isinstance(plan, str) else plan
+            reads = _relations(plan[0]["Plan"])
+            assert reads == [("Index Only Scan", "contacts", "ix_contacts_counts")], reads
+
+
+def _relations(plan: dict[str, Any]) -> list[tuple[str, str, str]]:
+    """The tables a plan reads: (node, table, index)."""
+    found = []
+    if "Relation Name" in plan:
+        found.append((plan["Node Type"], plan["Relation Name"], plan.get("Index Name", "")))
+    for child in plan.get("Plans", []):
+        found += _relations(child)
+    return found
