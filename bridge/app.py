@@ -28,6 +28,8 @@ from bridge.app_keys import (
     DISPATCHER,
     ENGINE,
     EVENTS,
+    READ_ENGINE,
+    READ_SESSIONMAKER,
     SCHEDULER,
     SESSIONMAKER,
     SETTINGS,
@@ -42,7 +44,7 @@ from bridge.settings import Settings
 from bridge.telephony.factory import setup as telephony_setup
 from bridge.webhooks.applier import new_applier
 from campaigns.clock import set_offset, utcnow
-from campaigns.db import make_engine, make_sessionmaker
+from campaigns.db import make_engine, make_read_engine, make_read_sessionmaker, make_sessionmaker
 from campaigns.dispatcher import Dispatcher
 from campaigns.events import AttemptEnded, AttemptNotPlaced, ContactsDue, EventBus
 from campaigns.intake.staging import settle_abandoned
@@ -85,6 +87,8 @@ def create_app(settings: Settings) -> web.Application:
     app[ENGINE] = engine
     app[EVENTS] = EventBus()
     app[SESSIONMAKER] = make_sessionmaker(engine, app[EVENTS])
+    app[READ_ENGINE] = make_read_engine(engine)
+    app[READ_SESSIONMAKER] = make_read_sessionmaker(app[READ_ENGINE])
     app[APPLIER] = new_applier(app[SESSIONMAKER])
     ops.setup(app)
     app.cleanup_ctx.append(_database)
@@ -114,6 +118,8 @@ async def _database(app: web.Application) -> AsyncIterator[None]:
     if app[SETTINGS].migrate_on_start:
         await upgrade_to_head(engine)
     yield
+    if app[READ_ENGINE] is not engine:
+        await app[READ_ENGINE].dispose()
     await engine.dispose()
 
 

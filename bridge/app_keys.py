@@ -15,6 +15,9 @@ from campaigns.scheduler import Scheduler
 SETTINGS = web.AppKey("settings", Settings)
 ENGINE = web.AppKey("engine", AsyncEngine)
 SESSIONMAKER = web.AppKey("sessionmaker", async_sessionmaker[AsyncSession])
+# Sessions that only read (campaigns.db.make_read_engine): on SQLite, beside the writer.
+READ_ENGINE = web.AppKey("read_engine", AsyncEngine)
+READ_SESSIONMAKER = web.AppKey("read_sessionmaker", async_sessionmaker[AsyncSession])
 # Domain events of SESSIONMAKER's sessions: add listeners before the app starts.
 EVENTS = web.AppKey("events", EventBus)
 # The one dialer chain (bridge/telephony/factory.py): metered, routed by agent connection.

@@ -19,6 +19,8 @@ from campaigns import sqlite_driver
 from campaigns.events import EventBus
 
 SQLITE_BUSY_TIMEOUT_MS = 30_000
+# SQLite connections that only read (make_read_engine): reads side by side with the writer.
+SQLITE_READERS = 2
 
 
 def async_url(url: str) -> str:
@@ -92,6 +94,52 @@ def make_engine(url: str, **kwargs: Any) -> AsyncEngine:
     return create_async_engine(url, **kwargs)
 
 
+def make_read_engine(engine: AsyncEngine) -> AsyncEngine:
+    """The engine for sessions that only read (the API's and the dashboard's reads).
+
+    On SQLite, ``engine`` has one connection, taken in turn by every transaction (one writer at
+    a time): a read queued behind the writes waits for all of them, so under load a campaign's
+    read would take as long as the queue. WAL lets readers go on beside the writer, so reads get
+    connections of their own: they begin deferred (no write lock, a snapshot of the last commit)
+    and refuse to write (``query_only``). PostgreSQL's pool already serves reads beside writes:
+    there this is ``engine`` itself.
+    """
+    url = engine.url
+    database = url.database or ""
+    if (
+        url.get_backend_name() != "sqlite"
+        or database in ("", ":memory:")
+        or "mode=memory" in database
+    ):
+        # An in-memory database is private to its connection: a reader would see another one.
+        return engine
+    reader = create_async_engine(
+        url,
+        module=sqlite_driver.dbapi(),
+        connect_args={"timeout": SQLITE_BUSY_TIMEOUT_MS / 1000},
+        pool_size=SQLITE_READERS,
+        max_overflow=0,
+        pool_timeout=120,
+    )
+
+    @event.listens_for(reader.sync_engine, "connect")
+    def _reader_pragmas(dbapi_conn: Any, _record: Any) -> None:
+        cursor = dbapi_conn.cursor()
+        # A reader may be the file's first connection (the writer's sets WAL too).
+        cursor.execute("PRAGMA journal_mode=WAL")
+        cursor.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_TIMEOUT_MS}")
+        cursor.execute("PRAGMA query_only=ON")
+        cursor.close()
+        dbapi_conn.isolation_level = None
+
+    @event.listens_for(reader.sync_engine, "begin")
+    def _reader_begin(conn: Any) -> None:
+        # Deferred: the transaction reads one snapshot and never waits for the write lock.
+        conn.exec_driver_sql("BEGIN")
+
+    return reader
+
+
 def make_sessionmaker(
     engine: AsyncEngine, events: EventBus | None = None
 ) -> async_sessionmaker[AsyncSession]:
@@ -100,3 +148,8 @@ def make_sessionmaker(
     if events is not None:
         events.attach(session_class)
     return async_sessionmaker(engine, expire_on_commit=False, sync_session_class=session_class)
+
+
+def make_read_sessionmaker(read_engine: AsyncEngine) -> async_sessionmaker[AsyncSession]:
+    """Sessions on ``make_read_engine``'s engine: for reads only (they emit no domain events)."""
+    return async_sessionmaker(read_engine, expire_on_commit=False)

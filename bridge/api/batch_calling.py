@@ -38,7 +38,13 @@ from bridge.api.errors import ApiError
 from bridge.api.export import export_response
 from bridge.api.openapi import Api, Response, body_of, query_of
 from bridge.api.paging import cursor_page, older_than
-from bridge.app_keys import AGENT_CONNECTOR, MEDIA_TOKEN_SECRET, SESSIONMAKER, SETTINGS
+from bridge.app_keys import (
+    AGENT_CONNECTOR,
+    MEDIA_TOKEN_SECRET,
+    READ_SESSIONMAKER,
+    SESSIONMAKER,
+    SETTINGS,
+)
 from bridge.media import tokens
 from bridge.media.connector import load_context
 from bridge.media.routes import stream_url
@@ -414,7 +420,7 @@ async def submit(request: web.Request) -> web.Response:
 async def workspace(request: web.Request) -> web.Response:
     query = query_of(request)
     limit = query["limit"]
-    async with request.app[SESSIONMAKER]() as session:
+    async with request.app[READ_SESSIONMAKER]() as session:
         # Only submitted batches (they have a batch_calls row), and not one whose submit is
         # still being written (a draft): single calls and /api/v1 campaigns are not batches.
         statement = select(Campaign).join(BatchCall, BatchCall.campaign_id == Campaign.id)
@@ -448,7 +454,7 @@ async def workspace(request: web.Request) -> web.Response:
     responses={200: BATCH_DETAILED},
 )
 async def read(request: web.Request) -> web.Response:
-    async with request.app[SESSIONMAKER]() as session:
+    async with request.app[READ_SESSIONMAKER]() as session:
         campaign = await _campaign(session, request)
         body = await batch_json(session, campaign, default_caller_id(request))
         body["recipients"] = [

@@ -12,7 +12,7 @@ from bridge.api.campaign_schemas import ATTEMPT
 from bridge.api.errors import ApiError
 from bridge.api.openapi import Api, body_of
 from bridge.api.representations import attempt_json, contact_json
-from bridge.app_keys import SESSIONMAKER
+from bridge.app_keys import READ_SESSIONMAKER, SESSIONMAKER
 from campaigns.clock import iso_z
 from campaigns.models import Attempt, Contact
 from campaigns.single_calls import Idempotency, place_single_call
@@ -105,7 +105,7 @@ async def create(request: web.Request) -> web.Response:
 @api.get("/api/v1/calls/{call_id}", summary="A call with its attempts", responses={200: CALL})
 async def read(request: web.Request) -> web.Response:
     call_id = request.match_info["call_id"]
-    async with request.app[SESSIONMAKER]() as session:
+    async with request.app[READ_SESSIONMAKER]() as session:
         contact = await session.get(Contact, call_id)
         if contact is None:
             raise ApiError(404, "not_found", f"no call {call_id!r}")

@@ -30,7 +30,7 @@ from bridge.api.export import export_response
 from bridge.api.openapi import PAGE_HEADERS, PAGE_QUERY, Response, body_of, query_of
 from bridge.api.paging import page_of
 from bridge.api.representations import attempt_json, campaign_json, contact_json
-from bridge.app_keys import SCHEDULER, SESSIONMAKER
+from bridge.app_keys import READ_SESSIONMAKER, SCHEDULER, SESSIONMAKER
 from bridge.telephony.factory import agent_connections
 from campaigns.clock import iso_z, utcnow
 from campaigns.contact_list import ContactItem, add_contacts
@@ -67,7 +67,7 @@ async def list_attempts(request: web.Request, *conditions: ColumnElement[bool]) 
         where.append(Attempt.created_at >= since)
     if (until := instant_query(query, "until")) is not None:
         where.append(Attempt.created_at < until)
-    async with request.app[SESSIONMAKER]() as session:
+    async with request.app[READ_SESSIONMAKER]() as session:
         order = (Attempt.created_at, Attempt.id)
         return await page_of(session, Attempt, where, order, attempt_json, page, per_page)
 
@@ -106,7 +106,7 @@ async def list_campaigns(request: web.Request) -> web.Response:
         where.append(Campaign.status == query["status"])
     if query.get("agent_id"):
         where.append(Campaign.agent_id == query["agent_id"])
-    async with request.app[SESSIONMAKER]() as session:
+    async with request.app[READ_SESSIONMAKER]() as session:
         order = (Campaign.created_at.desc(), Campaign.id.desc())
         return await page_of(session, Campaign, where, order, campaign_json, page, per_page)
 
@@ -117,7 +117,7 @@ async def list_campaigns(request: web.Request) -> web.Response:
     responses={200: CAMPAIGN},
 )
 async def read(request: web.Request) -> web.Response:
-    async with request.app[SESSIONMAKER]() as session:
+    async with request.app[READ_SESSIONMAKER]() as session:
         campaign = await get_campaign(session, request.match_info["campaign_id"])
         counts = await campaign_counts(session, campaign.id)
         upcoming = await next_call_at(session, campaign.id)
@@ -230,7 +230,7 @@ async def _import_csv(request: web.Request, campaign: Campaign) -> ImportReport:
 async def list_contacts(request: web.Request) -> web.Response:
     query = query_of(request)
     page, per_page = query["page"], query["per_page"]
-    async with request.app[SESSIONMAKER]() as session:
+    async with request.app[READ_SESSIONMAKER]() as session:
         campaign = await get_campaign(session, request.match_info["campaign_id"])
         where = [Contact.campaign_id == campaign.id]
         if query.get("state"):
@@ -248,7 +248,7 @@ async def list_contacts(request: web.Request) -> web.Response:
 )
 async def read_contact(request: web.Request) -> web.Response:
     contact_id = request.match_info["contact_id"]
-    async with request.app[SESSIONMAKER]() as session:
+    async with request.app[READ_SESSIONMAKER]() as session:
         contact = await session.get(Contact, contact_id)
         if contact is None:
             raise ApiError(404, "not_found", f"no contact {contact_id!r}")
@@ -282,7 +282,7 @@ async def start(request: web.Request) -> web.Response:
     responses={200: Response({"type": "array", "items": ATTEMPT}, headers=PAGE_HEADERS)},
 )
 async def list_calls(request: web.Request) -> web.Response:
-    async with request.app[SESSIONMAKER]() as session:
+    async with request.app[READ_SESSIONMAKER]() as session:
         campaign = await get_campaign(session, request.match_info["campaign_id"])
     return await list_attempts(request, Attempt.campaign_id == campaign.id)
 

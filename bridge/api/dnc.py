@@ -12,7 +12,7 @@ from bridge.api.bodies import spool_body
 from bridge.api.errors import ApiError
 from bridge.api.openapi import PAGE_HEADERS, PAGE_QUERY, Api, Response, body_of, query_of
 from bridge.api.paging import page_of
-from bridge.app_keys import SESSIONMAKER
+from bridge.app_keys import READ_SESSIONMAKER, SESSIONMAKER
 from campaigns import dnc
 from campaigns.clock import iso_z
 from campaigns.intake import dnc_file
@@ -92,7 +92,7 @@ def _e164(raw: str, region: str) -> str:
 
 async def _check_campaign(request: web.Request, campaign_id: str | None) -> None:
     if campaign_id is not None:
-        async with request.app[SESSIONMAKER]() as session:
+        async with request.app[READ_SESSIONMAKER]() as session:
             await get_campaign(session, campaign_id)
 
 
@@ -155,7 +155,7 @@ async def list_entries(request: web.Request) -> web.Response:
         if campaign_id is None
         else DncEntry.campaign_id == campaign_id
     )
-    async with request.app[SESSIONMAKER]() as session:
+    async with request.app[READ_SESSIONMAKER]() as session:
         order = (DncEntry.id,)
         return await page_of(session, DncEntry, [where], order, entry_json, page, per_page)
 
@@ -206,7 +206,7 @@ async def check(request: web.Request) -> web.Response:
     scope = DncEntry.campaign_id.is_(None)
     if campaign_id is not None:
         scope = or_(scope, DncEntry.campaign_id == campaign_id)
-    async with request.app[SESSIONMAKER]() as session:
+    async with request.app[READ_SESSIONMAKER]() as session:
         rows = await session.scalars(
             select(DncEntry).where(DncEntry.phone_number == e164, scope).order_by(DncEntry.id)
         )

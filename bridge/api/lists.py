@@ -11,7 +11,7 @@ from sqlalchemy import select
 from bridge.api.bodies import spool_body
 from bridge.api.errors import ApiError
 from bridge.api.openapi import Api, query_of
-from bridge.app_keys import SESSIONMAKER
+from bridge.app_keys import READ_SESSIONMAKER, SESSIONMAKER
 from campaigns import recurring
 from campaigns.clock import iso_z
 from campaigns.lifecycle import get_campaign
@@ -98,7 +98,7 @@ async def replace(request: web.Request) -> web.Response:
 )
 async def read(request: web.Request) -> web.Response:
     name = _name(request)
-    async with request.app[SESSIONMAKER]() as session:
+    async with request.app[READ_SESSIONMAKER]() as session:
         entries = await recurring.list_entries(session, name)
     body: list[dict[str, Any]] = [
         {
@@ -117,7 +117,7 @@ async def read(request: web.Request) -> web.Response:
     responses={200: {"type": "array", "items": FIRING}},
 )
 async def firings(request: web.Request) -> web.Response:
-    async with request.app[SESSIONMAKER]() as session:
+    async with request.app[READ_SESSIONMAKER]() as session:
         campaign = await get_campaign(session, request.match_info["campaign_id"])
         rows = await session.scalars(
             select(ScheduleFiring)

@@ -82,7 +82,7 @@ from bridge.api.outbound_schemas import (
     api,
 )
 from bridge.api.paging import after_cursor, cursor_page
-from bridge.app_keys import SESSIONMAKER
+from bridge.app_keys import READ_SESSIONMAKER, SESSIONMAKER
 from campaigns import followups
 from campaigns import policy as planning
 from campaigns.api_tables import OutboundCampaign, OutboundConfig
@@ -334,7 +334,7 @@ async def list_campaigns(request: web.Request) -> web.Response:
     wanted = _many(request, "status")
     if wanted - set(STATUSES):
         raise ApiError(422, "invalid_query", f"status: one of {', '.join(STATUSES)}")
-    async with request.app[SESSIONMAKER]() as session:
+    async with request.app[READ_SESSIONMAKER]() as session:
         if query.get("channel") == "whatsapp" or query.get("mode") == "message":
             return web.json_response({"campaigns": [], "next_cursor": None, "has_more": False})
         statement = (
@@ -381,7 +381,7 @@ async def list_campaigns(request: web.Request) -> web.Response:
     responses={200: CAMPAIGN},
 )
 async def read(request: web.Request) -> web.Response:
-    async with request.app[SESSIONMAKER]() as session:
+    async with request.app[READ_SESSIONMAKER]() as session:
         campaign = await _campaign(session, request.match_info["campaign_id"])
         return web.json_response(await campaign_json(session, campaign, default_caller_id(request)))
 
@@ -476,7 +476,7 @@ async def stop_all_campaigns(request: web.Request) -> web.Response:
     responses={200: {"type": "object", "required": ["leads", "conversations"]}},
 )
 async def progress(request: web.Request) -> web.Response:
-    async with request.app[SESSIONMAKER]() as session:
+    async with request.app[READ_SESSIONMAKER]() as session:
         campaign = await _campaign(session, request.match_info["campaign_id"])
         counts = await lead_counts(session, campaign.id)
     by_disposition: dict[str, int] = {}
@@ -519,7 +519,7 @@ async def progress(request: web.Request) -> web.Response:
     responses={200: {"type": "object", "required": ["callbacks", "redirects"]}},
 )
 async def follow_up_requests(request: web.Request) -> web.Response:
-    async with request.app[SESSIONMAKER]() as session:
+    async with request.app[READ_SESSIONMAKER]() as session:
         campaign = await _campaign(session, request.match_info["campaign_id"])
         found = await followups.counts(session, campaign.id)
 
@@ -556,7 +556,7 @@ async def follow_up_requests(request: web.Request) -> web.Response:
 async def list_leads(request: web.Request) -> web.Response:
     query = query_of(request)
     limit = query["page_size"]
-    async with request.app[SESSIONMAKER]() as session:
+    async with request.app[READ_SESSIONMAKER]() as session:
         campaign = await _campaign(session, request.match_info["campaign_id"])
         statement = select(Contact).where(Contact.campaign_id == campaign.id)
         if query.get("status") == "finished":
@@ -607,7 +607,7 @@ async def _lead(session: Any, campaign_id: str, lead_id: str) -> Contact:
     responses={200: LEAD},
 )
 async def read_lead(request: web.Request) -> web.Response:
-    async with request.app[SESSIONMAKER]() as session:
+    async with request.app[READ_SESSIONMAKER]() as session:
         campaign = await _campaign(session, request.match_info["campaign_id"])
         contact = await _lead(session, campaign.id, request.match_info["lead_id"])
         honoured = await followups.per_contact(session, [contact.id])
@@ -725,7 +725,7 @@ async def list_calls(request: web.Request) -> web.Response:
     query = query_of(request)
     limit = query["page_size"]
     results = _many(request, "call_result")
-    async with request.app[SESSIONMAKER]() as session:
+    async with request.app[READ_SESSIONMAKER]() as session:
         campaign = await _campaign(session, request.match_info["campaign_id"])
         rows = await _calls(session, campaign.id, query, None)
     calls = []
@@ -771,7 +771,7 @@ EXPORT_COLUMNS = [
 )
 async def export_calls(request: web.Request) -> web.Response:
     query = query_of(request)
-    async with request.app[SESSIONMAKER]() as session:
+    async with request.app[READ_SESSIONMAKER]() as session:
         campaign = await _campaign(session, request.match_info["campaign_id"])
         rows = await _calls(session, campaign.id, {}, query.get("limit"))
     out = io.StringIO()
@@ -805,7 +805,7 @@ async def export_calls(request: web.Request) -> web.Response:
 async def list_attention(request: web.Request) -> web.Response:
     query = query_of(request)
     limit = query["page_size"]
-    async with request.app[SESSIONMAKER]() as session:
+    async with request.app[READ_SESSIONMAKER]() as session:
         statement = select(AttentionItem).join(
             OutboundCampaign, OutboundCampaign.campaign_id == AttentionItem.campaign_id
         )
@@ -912,7 +912,7 @@ async def resolve_attention(request: web.Request) -> web.Response:
     responses={200: CONFIG, 404: None},
 )
 async def read_config(request: web.Request) -> web.Response:
-    async with request.app[SESSIONMAKER]() as session:
+    async with request.app[READ_SESSIONMAKER]() as session:
         config = await _config(session)
     if config is None:
         raise ApiError(404, "not_found", "no outbound campaign configuration yet")

@@ -11,7 +11,7 @@ from sqlalchemy import delete, select
 from bridge.api.errors import ApiError
 from bridge.api.openapi import PAGE_HEADERS, PAGE_QUERY, Api, Response, body_of, query_of, ref
 from bridge.api.paging import page_of
-from bridge.app_keys import OUTGOING, SESSIONMAKER, WEBHOOK_DELIVERER
+from bridge.app_keys import OUTGOING, READ_SESSIONMAKER, SESSIONMAKER, WEBHOOK_DELIVERER
 from bridge.outgoing.guard import TargetRefused
 from campaigns.api_key_store import ADMIN
 from campaigns.api_tables import (
@@ -203,7 +203,7 @@ async def list_subscriptions(request: web.Request) -> web.Response:
     query = query_of(request)
     page, per_page = query["page"], query["per_page"]
     order = (WebhookSubscription.created_at, WebhookSubscription.id)
-    async with request.app[SESSIONMAKER]() as session:
+    async with request.app[READ_SESSIONMAKER]() as session:
         return await page_of(
             session, WebhookSubscription, [], order, subscription_json, page, per_page
         )
@@ -215,7 +215,7 @@ async def list_subscriptions(request: web.Request) -> web.Response:
     responses={200: SUBSCRIPTION},
 )
 async def read(request: web.Request) -> web.Response:
-    async with request.app[SESSIONMAKER]() as session:
+    async with request.app[READ_SESSIONMAKER]() as session:
         subscription = await _subscription(request, session)
     return web.json_response(subscription_json(subscription))
 
@@ -273,7 +273,7 @@ async def remove(request: web.Request) -> web.Response:
 async def list_deliveries(request: web.Request) -> web.Response:
     query = query_of(request)
     page, per_page = query["page"], query["per_page"]
-    async with request.app[SESSIONMAKER]() as session:
+    async with request.app[READ_SESSIONMAKER]() as session:
         subscription = await _subscription(request, session)
         where = [WebhookDelivery.subscription_id == subscription.id]
         if query.get("status"):
@@ -291,7 +291,7 @@ async def list_deliveries(request: web.Request) -> web.Response:
 )
 async def read_delivery(request: web.Request) -> web.Response:
     delivery_id = request.match_info["delivery_id"]
-    async with request.app[SESSIONMAKER]() as session:
+    async with request.app[READ_SESSIONMAKER]() as session:
         subscription = await _subscription(request, session)
         delivery = await session.get(WebhookDelivery, delivery_id)
         if delivery is None or delivery.subscription_id != subscription.id:

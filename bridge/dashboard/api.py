@@ -20,7 +20,7 @@ from bridge.api.bodies import spool_body
 from bridge.api.campaign_schemas import IMPORT_REPORT
 from bridge.api.errors import ApiError
 from bridge.api.openapi import Api, query_of
-from bridge.app_keys import DASHBOARD_HUB, SESSIONMAKER
+from bridge.app_keys import DASHBOARD_HUB, READ_SESSIONMAKER
 from bridge.dashboard import queries
 from bridge.dashboard.session import COOKIE, STREAM_PATH, TICKET_SECONDS
 from campaigns.api_key_store import READ, SCOPES, WRITE
@@ -208,7 +208,7 @@ async def close_session(request: web.Request) -> web.Response:
     },
 )
 async def campaigns(request: web.Request) -> web.Response:
-    async with request.app[SESSIONMAKER]() as session:
+    async with request.app[READ_SESSIONMAKER]() as session:
         return web.json_response(await queries.campaign_summaries(session))
 
 
@@ -221,7 +221,7 @@ async def campaigns(request: web.Request) -> web.Response:
     responses={200: VIEW},
 )
 async def campaign(request: web.Request) -> web.Response:
-    async with request.app[SESSIONMAKER]() as session:
+    async with request.app[READ_SESSIONMAKER]() as session:
         found = await get_campaign(session, request.match_info["campaign_id"])
         return web.json_response(await queries.campaign_view(session, found))
 
@@ -252,7 +252,7 @@ async def campaign(request: web.Request) -> web.Response:
 async def contacts(request: web.Request) -> web.Response:
     query = query_of(request)
     page, per_page = query["page"], query["per_page"]
-    async with request.app[SESSIONMAKER]() as session:
+    async with request.app[READ_SESSIONMAKER]() as session:
         found = await get_campaign(session, request.match_info["campaign_id"])
         total, rows = await queries.contacts_page(
             session,
@@ -273,7 +273,7 @@ async def contacts(request: web.Request) -> web.Response:
     responses={200: CONTACT},
 )
 async def contact(request: web.Request) -> web.Response:
-    async with request.app[SESSIONMAKER]() as session:
+    async with request.app[READ_SESSIONMAKER]() as session:
         found = await session.get(Contact, request.match_info["contact_id"])
         if found is None:
             raise ApiError(404, "not_found", f"no contact {request.match_info['contact_id']!r}")

@@ -25,7 +25,7 @@ from aiohttp import web
 from sqlalchemy.exc import SQLAlchemyError
 
 from bridge.api.errors import error_response
-from bridge.app_keys import DASHBOARD_HUB, EVENTS, SESSIONMAKER
+from bridge.app_keys import DASHBOARD_HUB, EVENTS, READ_SESSIONMAKER
 from bridge.dashboard import queries
 from bridge.dashboard.session import COOKIE, STREAM_PATH, Tickets
 
@@ -107,7 +107,7 @@ async def on_shutdown(app: web.Application) -> None:
 
 
 async def _documents(request: web.Request, campaign_id: str | None) -> dict[str, Any]:
-    async with request.app[SESSIONMAKER]() as session:
+    async with request.app[READ_SESSIONMAKER]() as session:
         if campaign_id is None:
             return {"campaigns": await queries.campaign_summaries(session)}
         campaign = await session.get(queries.Campaign, campaign_id)

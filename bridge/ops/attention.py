@@ -9,7 +9,7 @@ from sqlalchemy import select
 
 from bridge.api.errors import ApiError
 from bridge.api.openapi import Api, nullable
-from bridge.app_keys import SESSIONMAKER
+from bridge.app_keys import READ_SESSIONMAKER
 from campaigns.models import AttentionItem, Campaign, CampaignStatus
 
 api = Api("attention", "Problems an operator has to fix, e.g. a campaign paused by the breaker.")
@@ -68,7 +68,7 @@ def item_json(item: AttentionItem, campaign_status: str | None) -> dict[str, Any
     responses={200: ITEMS},
 )
 async def open_items(request: web.Request) -> web.Response:
-    async with request.app[SESSIONMAKER]() as session:
+    async with request.app[READ_SESSIONMAKER]() as session:
         rows = (
             await session.execute(
                 select(AttentionItem, Campaign.status)
@@ -91,7 +91,7 @@ async def open_items(request: web.Request) -> web.Response:
 )
 async def campaign_items(request: web.Request) -> web.Response:
     campaign_id = request.match_info["campaign_id"]
-    async with request.app[SESSIONMAKER]() as session:
+    async with request.app[READ_SESSIONMAKER]() as session:
         campaign = await session.get(Campaign, campaign_id)
         if campaign is None:
             raise ApiError(404, "not_found", f"no campaign {campaign_id!r}")
