@@ -180,7 +180,10 @@ COUNTS = api.schema(
             "contacts": {"type": "integer"},
             "pending": {"type": "integer"},
             "in_progress": {"type": "integer"},
-            "attempts": {"type": "integer"},
+            "attempts": {
+                "type": "integer",
+                "description": "Dials made (its contacts' attempts; call-backs not counted)",
+            },
             "dispositions": {"type": "object", "additionalProperties": {"type": "integer"}},
         },
     },
