@@ -118,7 +118,7 @@ async def _database(app: web.Application) -> AsyncIterator[None]:
     if app[SETTINGS].migrate_on_start:
         await upgrade_to_head(engine)
     yield
-    if app[READ_ENGINE] is not engine:
+    if app[READ_ENGINE].sync_engine.pool is not engine.sync_engine.pool:
         await app[READ_ENGINE].dispose()
     await engine.dispose()
 
