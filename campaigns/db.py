@@ -62,32 +62,15 @@ def make_engine(url: str, **kwargs: Any) -> AsyncEngine:
         kwargs.setdefault("pool_size", 1)
         kwargs.setdefault("max_overflow", 0)
         kwargs.setdefault("pool_timeout", 120)
-        engine = create_async_engine(
+        return _sqlite_engine(
             url,
-            module=sqlite_driver.dbapi(),
-            connect_args={"timeout": SQLITE_BUSY_TIMEOUT_MS / 1000},
-            **kwargs,
-        )
-
-        @event.listens_for(engine.sync_engine, "connect")
-        def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
-            cursor = dbapi_conn.cursor()
-            # WAL lets readers (the API, the dashboard) proceed while the dispatcher writes.
-            cursor.execute("PRAGMA journal_mode=WAL")
-            cursor.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_TIMEOUT_MS}")
-            cursor.execute("PRAGMA synchronous=NORMAL")
-            cursor.execute("PRAGMA foreign_keys=ON")
-            cursor.close()
-            # We issue BEGIN ourselves (below), so the driver must not.
-            dbapi_conn.isolation_level = None
-
-        @event.listens_for(engine.sync_engine, "begin")
-        def _sqlite_begin(conn: Any) -> None:
+            # WAL lets readers (make_read_engine's) proceed while the dispatcher writes.
+            ("journal_mode=WAL", "synchronous=NORMAL", "foreign_keys=ON"),
             # IMMEDIATE takes the write lock up front: a deferred transaction that later upgrades
             # to a writer fails at once with SQLITE_BUSY instead of waiting out busy_timeout.
-            conn.exec_driver_sql("BEGIN IMMEDIATE")
-
-        return engine
+            begin="BEGIN IMMEDIATE",
+            **kwargs,
+        )
     kwargs.setdefault("pool_size", 10)
     kwargs.setdefault("max_overflow", 20)
     kwargs.setdefault("pool_pre_ping", True)
@@ -115,31 +98,43 @@ def make_read_engine(engine: AsyncEngine) -> AsyncEngine:
     if database in ("", ":memory:") or "mode=memory" in database:
         # An in-memory database is private to its connection: a reader would see another one.
         return engine
-    reader = create_async_engine(
+    return _sqlite_engine(
         url,
-        module=sqlite_driver.dbapi(),
-        connect_args={"timeout": SQLITE_BUSY_TIMEOUT_MS / 1000},
+        # A reader may be the file's first connection: WAL is set by whichever comes first.
+        ("journal_mode=WAL", "query_only=ON"),
+        # Deferred: the transaction reads one snapshot and never waits for the write lock.
+        begin="BEGIN",
         pool_size=SQLITE_READERS,
         max_overflow=0,
         pool_timeout=120,
     )
 
-    @event.listens_for(reader.sync_engine, "connect")
-    def _reader_pragmas(dbapi_conn: Any, _record: Any) -> None:
+
+def _sqlite_engine(url: Any, pragmas: tuple[str, ...], *, begin: str, **kwargs: Any) -> AsyncEngine:
+    """An engine on a SQLite file whose connections set ``pragmas`` (and the busy timeout) and
+    begin each transaction with ``begin``."""
+    engine = create_async_engine(
+        url,
+        module=sqlite_driver.dbapi(),
+        connect_args={"timeout": SQLITE_BUSY_TIMEOUT_MS / 1000},
+        **kwargs,
+    )
+
+    @event.listens_for(engine.sync_engine, "connect")
+    def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
         cursor = dbapi_conn.cursor()
-        # A reader may be the file's first connection (the writer's sets WAL too).
-        cursor.execute("PRAGMA journal_mode=WAL")
         cursor.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_TIMEOUT_MS}")
-        cursor.execute("PRAGMA query_only=ON")
+        for pragma in pragmas:
+            cursor.execute(f"PRAGMA {pragma}")
         cursor.close()
+        # We issue BEGIN ourselves (below), so the driver must not.
         dbapi_conn.isolation_level = None
 
-    @event.listens_for(reader.sync_engine, "begin")
-    def _reader_begin(conn: Any) -> None:
-        # Deferred: the transaction reads one snapshot and never waits for the write lock.
-        conn.exec_driver_sql("BEGIN")
+    @event.listens_for(engine.sync_engine, "begin")
+    def _sqlite_begin(conn: Any) -> None:
+        conn.exec_driver_sql(begin)
 
-    return reader
+    return engine
 
 
 def make_sessionmaker(

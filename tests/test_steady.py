@@ -40,6 +40,24 @@ def phones(count: int) -> list[str]:
     return chosen[:count]
 
 
+async def serve(
+    aiohttp_server: Any, aiohttp_client: Any, database_url: str, **settings: Any
+) -> tuple[Any, Any]:
+    """callbridge in this process with calls that ring and talk for no time: (app, client)."""
+    port = free_port()
+    app = create_app(
+        Settings(
+            database_url=database_url,
+            port=port,
+            api_keys=(API_KEY,),
+            sandbox_ring_seconds=0.0,
+            sandbox_talk_seconds=0.0,
+            **settings,
+        )
+    )
+    return app, await aiohttp_client(await aiohttp_server(app, port=port))
+
+
 async def start_campaign(client: Any, numbers: list[str], *, concurrency: int) -> str:
     """A one-attempt campaign of ``numbers``, started; returns its id."""
     created = await client.post(
@@ -69,18 +87,13 @@ async def start_campaign(client: Any, numbers: list[str], *, concurrency: int) -
 async def test_per_call_structures_are_empty_once_thousands_of_calls_have_ended(
     aiohttp_server: Any, aiohttp_client: Any, database_url: str
 ) -> None:
-    port = free_port()
-    settings = Settings(
-        database_url=database_url,
-        port=port,
-        api_keys=(API_KEY,),
-        sandbox_ring_seconds=0.0,
-        sandbox_talk_seconds=0.0,
+    app, client = await serve(
+        aiohttp_server,
+        aiohttp_client,
+        database_url,
         sandbox_memory_records=RECORDS,
         sandbox_journal_entries=JOURNAL,
     )
-    app = create_app(settings)
-    client = await aiohttp_client(await aiohttp_server(app, port=port))
     campaign_id = await start_campaign(client, phones(CALLS), concurrency=200)
 
     last: dict[str, Any] = {}
@@ -140,20 +153,15 @@ async def test_a_create_the_provider_never_made_is_not_remembered_as_placed(
     """A create answered 500 may have made a call, so the node remembers it as placed (a
     graceful stop waits for it) until reconciliation finds the provider never made it: then the
     attempt ends not placed, and the node forgets it; the contact is dialled again."""
-    port = free_port()
-    settings = Settings(
-        database_url=database_url,
-        port=port,
-        api_keys=(API_KEY,),
-        sandbox_ring_seconds=0.0,
-        sandbox_talk_seconds=0.0,
+    app, client = await serve(
+        aiohttp_server,
+        aiohttp_client,
+        database_url,
         provider_timeout_seconds=0.5,
         housekeeping_seconds=0.2,
         # Seed 1's first create draw is under 0.5, its second above: one 500, then a call.
         sandbox_faults=Faults(seed=1, server_error=0.5),
     )
-    app = create_app(settings)
-    client = await aiohttp_client(await aiohttp_server(app, port=port))
     campaign_id = await start_campaign(client, phones(1), concurrency=1)
 
     async def completed() -> bool:
