@@ -398,14 +398,8 @@ async def insert_attempts(database_url: str, calls: int) -> list[tuple[str, str]
     from campaigns.clock import utcnow
     from campaigns.db import make_engine, make_sessionmaker
     from campaigns.ids import new_id
-    from campaigns.models import (
-        Attempt,
-        AttemptStatus,
-        Campaign,
-        CampaignStatus,
-        Contact,
-        ContactState,
-    )
+    from campaigns.models import Campaign, CampaignStatus
+    from tests.live_calls import first_call
 
     engine = make_engine(database_url)
     sm = make_sessionmaker(engine)
@@ -419,42 +413,22 @@ async def insert_attempts(database_url: str, calls: int) -> list[tuple[str, str]
         max_attempts=1,
         started_at=now,
     )
-    attempts: list[tuple[str, str]] = []
     async with sm.begin() as session:
         session.add(campaign)
         await session.flush()
-        contacts = []
-        for index in range(calls):
-            phone = f"+1212555{index:04d}"
-            contact = Contact(
-                id=new_id("ct"),
-                campaign_id=campaign.id,
-                phone_number=phone,
-                dynamic_variables={"first_name": f"Caller {index}"},
-                state=ContactState.IN_PROGRESS,
-                attempts_made=1,
-            )
-            contacts.append(contact)
-            session.add(contact)
-        await session.flush()
-        for index, contact in enumerate(contacts):
-            attempt = Attempt(
-                id=new_id("att"),
-                provider="twilio",
-                campaign_id=campaign.id,
-                contact_id=contact.id,
-                number=1,
-                phone_number=contact.phone_number,
-                provider_call_id="CA" + uuid.uuid4().hex,
-                status=AttemptStatus.IN_PROGRESS,
-                created_at=now,
-                scheduled_at=now,
-                dialed_at=now,
+        calls_of = [
+            first_call(
+                campaign.id,
+                f"+1212555{index:04d}",
+                contact={"dynamic_variables": {"first_name": f"Caller {index}"}},
                 answered_at=now,
             )
-            session.add(attempt)
-            attempts.append((attempt.id, str(attempt.provider_call_id)))
-            del index
+            for index in range(calls)
+        ]
+        session.add_all([contact for contact, _ in calls_of])
+        await session.flush()
+        session.add_all([attempt for _, attempt in calls_of])
+        attempts = [(attempt.id, str(attempt.provider_call_id)) for _, attempt in calls_of]
     await engine.dispose()
     return attempts
 

@@ -14,7 +14,8 @@ from bridge.app_keys import SESSIONMAKER
 from bridge.settings import SANDBOX_AUTH_TOKEN
 from campaigns.clock import utcnow
 from campaigns.ids import new_id
-from campaigns.models import Attempt, AttemptStatus, Campaign, CampaignStatus, Contact, ContactState
+from campaigns.models import Attempt, AttemptStatus, Campaign, CampaignStatus
+from tests.live_calls import first_call
 
 
 async def answered_attempt(
@@ -41,27 +42,12 @@ async def answered_attempt(
         retry_delay_seconds=60,
         started_at=now,
     )
-    contact = Contact(
-        id=new_id("ct"),
-        campaign_id=campaign.id,
-        phone_number=phone,
-        dynamic_variables=variables or {"first_name": "Ada"},
-        state=ContactState.IN_PROGRESS,
-        attempts_made=1,
-    )
-    attempt = Attempt(
-        id=new_id("att"),
-        provider="twilio",
-        campaign_id=campaign.id,
-        contact_id=contact.id,
-        number=1,
-        phone_number=phone,
-        provider_call_id="CA" + uuid.uuid4().hex,
+    contact, attempt = first_call(
+        campaign.id,
+        phone,
+        contact={"dynamic_variables": variables or {"first_name": "Ada"}},
         status=status,
         conversation_id=conversation_id,
-        created_at=now,
-        scheduled_at=now,
-        dialed_at=now,
         answered_at=now if status == AttemptStatus.IN_PROGRESS else None,
     )
     async with app[SESSIONMAKER].begin() as session:

@@ -1,8 +1,9 @@
-"""A running campaign whose contacts are each on a live call, written straight to the database,
-and the provider's last callback for such a call: for tests of what a call's end does."""
+"""Contacts on a live call, written straight to the database as the dispatcher leaves them, and
+the provider's last callback for such a call: for tests of what happens during and after a call."""
 
 from __future__ import annotations
 
+import uuid
 from datetime import timedelta
 from typing import Any
 
@@ -20,6 +21,42 @@ from campaigns.models import (
     Contact,
     ContactState,
 )
+
+
+def first_call(
+    campaign_id: str, phone: str, *, contact: dict[str, Any] | None = None, **attempt: Any
+) -> tuple[Contact, Attempt]:
+    """A contact of the campaign on its first call: in progress, dialled now, with a call id.
+    ``contact`` and ``attempt`` add to or replace the rows' columns. Add the contact first
+    (flushed), then the attempt: its row refers to the contact's."""
+    now = utcnow()
+    contact_row = Contact(
+        **{
+            "id": new_id("ct"),
+            "campaign_id": campaign_id,
+            "phone_number": phone,
+            "state": ContactState.IN_PROGRESS,
+            "attempts_made": 1,
+            **(contact or {}),
+        }
+    )
+    attempt_row = Attempt(
+        **{
+            "id": new_id("att"),
+            "provider": "twilio",
+            "campaign_id": campaign_id,
+            "contact_id": contact_row.id,
+            "number": 1,
+            "phone_number": phone,
+            "provider_call_id": "CA" + uuid.uuid4().hex,
+            "status": AttemptStatus.IN_PROGRESS,
+            "created_at": now,
+            "scheduled_at": now,
+            "dialed_at": now,
+            **attempt,
+        }
+    )
+    return contact_row, attempt_row
 
 
 async def campaign_on_calls(
@@ -48,29 +85,16 @@ async def campaign_on_calls(
         session.add(campaign)
         await session.flush()
         for i in range(calls):
-            contact = Contact(
-                id=new_id("ct"),
-                campaign_id=campaign.id,
-                phone_number=f"+1212555{i:04d}",
-                state=ContactState.IN_PROGRESS,
-                attempts_made=1,
-                created_at=now,
+            call_id = None if i >= calls - without_call_id else f"CA{new_id('x')}"
+            contact, attempt = first_call(
+                campaign.id,
+                f"+1212555{i:04d}",
+                contact={"created_at": now},
+                status=status,
+                provider_call_id=call_id,
             )
             session.add(contact)
             await session.flush()
-            attempt = Attempt(
-                id=new_id("att"),
-                provider="twilio",
-                campaign_id=campaign.id,
-                contact_id=contact.id,
-                number=1,
-                phone_number=contact.phone_number,
-                provider_call_id=None if i >= calls - without_call_id else f"CA{new_id('x')}",
-                status=status,
-                created_at=now,
-                scheduled_at=now,
-                dialed_at=now,
-            )
             session.add(attempt)
             attempts.append(attempt)
     return campaign.id, attempts

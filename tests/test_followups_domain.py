@@ -21,7 +21,6 @@ from campaigns.dispatcher import Dispatcher
 from campaigns.ids import new_id
 from campaigns.models import (
     Attempt,
-    AttemptStatus,
     Campaign,
     CampaignStatus,
     Contact,
@@ -32,6 +31,7 @@ from campaigns.models import (
 )
 from tests.conftest import eventually
 from tests.dialer_fakes import Provider
+from tests.live_calls import first_call
 
 SM = async_sessionmaker[AsyncSession]
 PHONE = "+12125550150"  # New York
@@ -54,30 +54,13 @@ async def live_call(sm: SM, *, settings: dict[str, Any] | None = None, **fields:
         started_at=now,
         **fields,
     )
-    contact = Contact(
-        id=new_id("ct"),
-        campaign_id=campaign.id,
-        phone_number=PHONE,
-        time_zones=["America/New_York"],
-        dynamic_variables={"first_name": "Ada"},
-        state=ContactState.IN_PROGRESS,
-        attempts_made=1,
-    )
-    attempt = Attempt(
-        id=new_id("att"),
-        provider="twilio",
-        campaign_id=campaign.id,
-        contact_id=contact.id,
-        number=1,
-        phone_number=PHONE,
-        provider_call_id="CA" + uuid.uuid4().hex,
-        status=AttemptStatus.IN_PROGRESS,
+    contact, attempt = first_call(
+        campaign.id,
+        PHONE,
+        contact={"time_zones": ["America/New_York"], "dynamic_variables": {"first_name": "Ada"}},
         conversation_id="conv_" + uuid.uuid4().hex[:12],
         transcript_summary="Asked to be called back tomorrow morning.",
         transcript=[{"role": "user", "message": "Call me tomorrow at ten."}],
-        created_at=now,
-        scheduled_at=now,
-        dialed_at=now,
         answered_at=now,
     )
     async with sm.begin() as session:
